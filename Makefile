@@ -1,0 +1,50 @@
+# anycast-ctl: every target sets up what it needs, so a fresh machine only needs `make`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+APT_PACKAGES := frr haproxy iproute2 procps openssl
+IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
+
+.PHONY: all setup venv sysdeps test unit integration demo bench clean
+
+all: test
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# System daemons for the lab and the end-to-end tests; only root can install them.
+sysdeps:
+ifeq ($(IS_ROOT),yes)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# Debian starts FRR and HAProxy as system services on install; the lab runs its own per namespace.
+	@-systemctl disable --now frr haproxy >/dev/null 2>&1 || true
+else
+	@echo "not root: skipping apt packages ($(APT_PACKAGES)); root-only tests will be skipped"
+endif
+
+setup: venv sysdeps
+
+test: setup
+	$(BIN)/pytest -q -ra
+
+unit: venv
+	$(BIN)/pytest -q -ra tests/unit tests/golden
+
+demo: setup
+	$(BIN)/anycast-ctl demo
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

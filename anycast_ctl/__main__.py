@@ -1,0 +1,3 @@
+from anycast_ctl.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The per-node agent: checks -> state machine -> ExaBGP lines, loopback VIPs, drain."""

@@ -1,0 +1,45 @@
+"""The `anycast-ctl` command. Each command group lives in its own module and is added here."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from anycast_ctl import __version__
+from anycast_ctl.errors import EXIT_USAGE, UserError
+
+# (module, attribute) of every top-level command or group, in help order.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("anycast_ctl.cli.config_cmd", "config"),
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="anycast-ctl")
+def cli() -> None:
+    """BGP/ECMP anycast load balancing: agent, simulator, lab and config rendering."""
+
+
+for _module, _attr in COMMANDS:
+    cli.add_command(getattr(importlib.import_module(_module), _attr))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: bad input of any kind ends with its problems on stderr and exit 2."""
+    try:
+        cli.main(args=argv, prog_name="anycast-ctl", standalone_mode=False)
+    except UserError as exc:
+        for line in exc.lines():
+            click.echo(f"error: {line}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(0)

@@ -1,0 +1,1 @@
+"""Config and topology models, and their loading with path-precise errors."""

@@ -1,0 +1,273 @@
+"""The agent's per-node config: VIPs, their checks and BGP attributes, timing, control socket.
+
+One YAML file per LB node. `anycast-ctl config check FILE` validates it; `config schema`
+prints the JSON Schema for editors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from anycast_ctl.config.common import (
+    ASN,
+    U32,
+    HostPrefix,
+    IPAddr,
+    Name,
+    Port,
+    SafeStr,
+    StrictModel,
+)
+from anycast_ctl.config.loading import load_model
+
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+class Timing(StrictModel):
+    """How often checks run and how many results it takes to change state."""
+
+    interval: Seconds = 1.0
+    timeout: Seconds = 0.5
+    rise: Annotated[int, Field(ge=1, le=100)] = 3
+    fall: Annotated[int, Field(ge=1, le=100)] = 2
+
+    @model_validator(mode="after")
+    def _timeout_fits_interval(self) -> "Timing":
+        if self.timeout > self.interval:
+            raise ValueError(
+                f"timeout ({self.timeout}s) must not exceed interval ({self.interval}s): "
+                "checks would overlap"
+            )
+        return self
+
+
+# ---------------------------------------------------------------- checks
+class _CheckBase(StrictModel):
+    # Per-check override of timing.timeout.
+    timeout: Seconds | None = None
+
+
+class TcpCheck(_CheckBase):
+    type: Literal["tcp"]
+    host: IPAddr = "127.0.0.1"
+    port: Port
+
+
+class HttpCheck(_CheckBase):
+    type: Literal["http"]
+    url: Annotated[SafeStr, Field(pattern=r"^https?://")]
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = [200]
+    body_regex: SafeStr | None = None
+    ca_file: Path | None = None  # for https; None means the system bundle
+    server_name: SafeStr | None = None  # SNI/verification name if it differs from the URL host
+    insecure: bool = False  # skip certificate verification (not recommended)
+
+    @field_validator("body_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+
+class TlsCheck(_CheckBase):
+    type: Literal["tls"]
+    host: IPAddr = "127.0.0.1"
+    port: Port = 443
+    server_name: SafeStr
+    ca_file: Path | None = None
+    # Fail (soft) when the certificate expires in fewer days than this.
+    min_days_valid: Annotated[int, Field(ge=0)] = 0
+
+
+class HaproxyCheck(_CheckBase):
+    """HAProxy's runtime API (`show stat`): frontend OPEN and enough servers UP."""
+
+    type: Literal["haproxy"]
+    socket: Path  # the stats socket (unix)
+    frontend: SafeStr
+    backend: SafeStr
+    min_servers_up: Annotated[int, Field(ge=0)] = 1
+
+
+class ExecCheck(_CheckBase):
+    """Run a command (argv, no shell); exit code 0 is healthy. Killed on timeout."""
+
+    type: Literal["exec"]
+    command: Annotated[list[SafeStr], Field(min_length=1)]
+
+
+Check = Annotated[
+    Union[TcpCheck, HttpCheck, TlsCheck, HaproxyCheck, ExecCheck],
+    Field(discriminator="type"),
+]
+
+
+# ---------------------------------------------------------------- BGP
+class Neighbor(StrictModel):
+    address: IPAddr
+    local_address: IPAddr
+    peer_as: ASN
+    md5_password: Annotated[SafeStr, Field(min_length=1, max_length=80)] | None = None
+    hold_time: Annotated[int, Field(ge=3, le=65535)] = 9
+
+    @model_validator(mode="after")
+    def _same_family(self) -> "Neighbor":
+        if ipaddress.ip_address(self.address).version != ipaddress.ip_address(self.local_address).version:
+            raise ValueError("address and local_address must be the same IP version")
+        return self
+
+
+class Bgp(StrictModel):
+    local_as: ASN
+    router_id: Annotated[IPAddr, Field(pattern=r"^\d+\.\d+\.\d+\.\d+$")]
+    neighbors: Annotated[list[Neighbor], Field(min_length=1)]
+
+
+_COMMUNITY = re.compile(r"^(\d+):(\d+)$")
+_WELL_KNOWN = {"no-export", "no-advertise", "no-export-subconfed", "graceful-shutdown", "blackhole"}
+_LARGE = re.compile(r"^(\d+):(\d+):(\d+)$")
+_EXTENDED = re.compile(r"^(target|origin):(\d+(?:\.\d+){0,3}):(\d+)$")
+
+
+def _community(value: str) -> str:
+    if value in _WELL_KNOWN:
+        return value
+    m = _COMMUNITY.match(value)
+    if not m or any(int(part) > 65535 for part in m.groups()):
+        raise ValueError(f"{value!r} is not a community (ASN:VALUE, each 0-65535, or a well-known name)")
+    return value
+
+
+def _large_community(value: str) -> str:
+    m = _LARGE.match(value)
+    if not m or any(int(part) > 4294967295 for part in m.groups()):
+        raise ValueError(f"{value!r} is not a large community (A:B:C, each 0-4294967295)")
+    return value
+
+
+def _extended_community(value: str) -> str:
+    if not _EXTENDED.match(value):
+        raise ValueError(f"{value!r} is not an extended community (target:ASN:N or origin:ASN:N)")
+    return value
+
+
+class Vip(StrictModel):
+    address: HostPrefix
+    checks: Annotated[list[Name], Field(min_length=1)]
+    combine: Literal["all", "any"] = "all"
+    next_hop: Literal["self"] | IPAddr = "self"
+    med: U32 | None = None
+    local_preference: U32 | None = None
+    communities: list[str] = []
+    large_communities: list[str] = []
+    extended_communities: list[str] = []
+    as_path_prepend: Annotated[int, Field(ge=0, le=10)] = 0
+    path_id: U32 | None = None
+    timing: Timing | None = None  # overrides the node-wide timing for this VIP
+
+    @field_validator("communities")
+    @classmethod
+    def _communities(cls, values: list[str]) -> list[str]:
+        return [_community(v) for v in values]
+
+    @field_validator("large_communities")
+    @classmethod
+    def _large(cls, values: list[str]) -> list[str]:
+        return [_large_community(v) for v in values]
+
+    @field_validator("extended_communities")
+    @classmethod
+    def _extended(cls, values: list[str]) -> list[str]:
+        return [_extended_community(v) for v in values]
+
+    @model_validator(mode="after")
+    def _next_hop_family(self) -> "Vip":
+        if self.next_hop != "self":
+            vip_version = ipaddress.ip_network(self.address).version
+            if ipaddress.ip_address(self.next_hop).version != vip_version:
+                raise ValueError("next_hop must be the same IP version as the VIP address")
+        return self
+
+
+# ---------------------------------------------------------------- node-local behaviour
+class LoopbackMode(StrEnum):
+    ALWAYS = "always"  # add every VIP at start, keep it while the agent runs
+    WHILE_UP = "while_up"  # add a VIP only while it is announced
+
+
+class Loopback(StrictModel):
+    manage: bool = True
+    interface: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,15}$")] = "lo"
+    mode: LoopbackMode = LoopbackMode.ALWAYS
+    # With mode while_up: remove the address when the VIP is withdrawn.
+    remove_on_withdraw: bool = True
+
+
+class Control(StrictModel):
+    socket: Path = Path("/run/anycast-ctl/agent.sock")
+    allow_uids: list[Annotated[int, Field(ge=0)]] = [0]
+    allow_groups: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")] | Annotated[int, Field(ge=0)]] = []
+
+
+class Drain(StrictModel):
+    state_file: Path = Path("/var/lib/anycast-ctl/drain.json")
+    # Before withdrawing a drained VIP, re-announce it with GRACEFUL_SHUTDOWN (RFC 8326)
+    # for this long, so routers move traffic away before the route disappears. 0 = off.
+    graceful_shutdown_seconds: Annotated[float, Field(ge=0, le=3600)] = 0
+
+
+class Metrics(StrictModel):
+    enabled: bool = False
+    listen_host: Literal["127.0.0.1", "::1", "localhost"] = "127.0.0.1"
+    listen_port: Port = 9567
+
+
+class Exabgp(StrictModel):
+    dialect: Literal["4.2", "5.0"] = "5.0"
+
+
+class NodeConfig(StrictModel):
+    node: Name
+    bgp: Bgp
+    exabgp: Exabgp = Exabgp()
+    timing: Timing = Timing()
+    checks: Annotated[dict[Name, Check], Field(min_length=1)]
+    vips: Annotated[list[Vip], Field(min_length=1)]
+    loopback: Loopback = Loopback()
+    control: Control = Control()
+    drain: Drain = Drain()
+    metrics: Metrics = Metrics()
+
+    def cross_check(self) -> list[tuple[str, str]]:
+        """Problems that span fields, as (field path, message); run by the loader."""
+        problems = []
+        seen: set[str] = set()
+        for i, vip in enumerate(self.vips):
+            if vip.address in seen:
+                problems.append((f"vips[{i}].address", f"{vip.address} is declared twice"))
+            seen.add(vip.address)
+            for j, name in enumerate(vip.checks):
+                if name not in self.checks:
+                    known = ", ".join(sorted(self.checks))
+                    problems.append((f"vips[{i}].checks[{j}]", f"no check named {name!r} (known: {known})"))
+        return problems
+
+    def timing_for(self, vip: Vip) -> Timing:
+        return vip.timing or self.timing
+
+    def check_timeout(self, check_name: str, vip: Vip) -> float:
+        return self.checks[check_name].timeout or self.timing_for(vip).timeout
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    return load_model(NodeConfig, path)

@@ -55,6 +55,11 @@ class VipStatus:
         if (self.graceful_until is not None) != (self.state is VipState.DRAINING):
             raise ValueError("graceful_until is set exactly when the state is DRAINING")
 
+    @classmethod
+    def initial(cls, now: float) -> VipStatus:
+        """The start state of every VIP: INIT, nothing announced (see initial_actions)."""
+        return cls(VipState.INIT, 0, now)
+
     @property
     def announced(self) -> bool:
         """What we last told ExaBGP: is the VIP announced?"""
@@ -91,10 +96,6 @@ class Transition:
 
 
 Action: TypeAlias = Announce | Withdraw | Transition
-
-
-def initial_status(now: float) -> VipStatus:
-    return VipStatus(VipState.INIT, 0, now)
 
 
 def initial_actions() -> list[Action]:

@@ -16,7 +16,6 @@ from anycast_ctl.agent.fsm import (
     Withdraw,
     combine,
     initial_actions,
-    initial_status,
     is_announced,
     resync,
     step,
@@ -202,7 +201,7 @@ def test_step_does_not_mutate_its_input() -> None:
 )
 def test_step_rejects_bad_parameters(rise: int, fall: int, graceful: float) -> None:
     with pytest.raises(ValueError):
-        step(initial_status(0), OK, False, NOW, rise, fall, graceful)
+        step(VipStatus.initial(0), OK, False, NOW, rise, fall, graceful)
 
 
 @pytest.mark.parametrize(
@@ -223,7 +222,7 @@ def test_announced_and_graceful_flags(state: VipState) -> None:
 
 
 def test_initial_status_and_actions_fail_closed() -> None:
-    status = initial_status(7.0)
+    status = VipStatus.initial(7.0)
     assert (status.state, status.streak, status.since, status.announced) == (S.INIT, 0, 7.0, False)
     assert initial_actions() == [Withdraw()]
 
@@ -278,7 +277,7 @@ def test_random_runs_keep_the_route_invariants(seed: int) -> None:
     rng = random.Random(seed)
     rise, fall = rng.randint(1, 4), rng.randint(1, 4)
     graceful = rng.choice([0.0, 0.0, 2.5, 10.0])
-    status, now, drained = initial_status(0.0), 0.0, False
+    status, now, drained = VipStatus.initial(0.0), 0.0, False
     route: bool | None = None  # what ExaBGP has: None = withdrawn, else the gshut flag
     oks = fails = 0  # consecutive OK results counted while not drained / consecutive failures
     announces = 0
@@ -334,7 +333,7 @@ def test_draining_ends_on_a_timer_tick_at_the_deadline() -> None:
 
 
 def test_ticks_do_not_count_toward_rise() -> None:
-    status = initial_status(0.0)
+    status = VipStatus.initial(0.0)
     status, _ = step(status, OK, False, 1.0, 2, 2, 0)
     for t in range(2, 10):
         status, actions = step(status, None, False, float(t), 2, 2, 0)

@@ -1,0 +1,1 @@
+"""Flow simulation: hashing algorithms, the kernel-exact Linux model, flows and networks."""

@@ -1,0 +1,141 @@
+"""`anycast-ctl drain|undrain|status`: talk to the running agent over its Unix socket.
+
+Exit codes: 0 the agent did it; 2 bad input or refused (a bad VIP, not allowed, no agent
+listening); 1 the agent answered but could not do it for another reason.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from pathlib import Path
+
+import click
+
+from anycast_ctl.agent.control import DEFAULT_SOCKET, request
+from anycast_ctl.cli.status_table import format_status
+from anycast_ctl.errors import Problem, UserError
+
+_EPILOG = (
+    "Exit codes: 0 done; 2 bad input, refused, or no agent listening; "
+    "1 the agent answered but could not do it."
+)
+
+
+class AgentFailed(click.ClickException):
+    """The agent answered ok=false for a reason other than our input: exit 1."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def socket_path(socket_opt: str | None, config: str | None) -> Path:
+    """--socket, else the node config's control.socket, else the default."""
+    if socket_opt:
+        return Path(socket_opt)
+    if config:
+        from anycast_ctl.config.node import load_node_config
+
+        return load_node_config(config).control.socket
+    return DEFAULT_SOCKET
+
+
+def normalize_vips(values: tuple[str, ...]) -> list[str]:
+    """'192.0.2.10' -> '192.0.2.10/32'; every bad one is reported, not only the first."""
+    vips, problems = [], []
+    for value in values:
+        try:
+            net = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            problems.append(Problem("<argument>", value, f"not an IP address or host prefix: {exc}"))
+            continue
+        if net.prefixlen != net.max_prefixlen:
+            problems.append(Problem("<argument>", value, f"a VIP is a host route (/{net.max_prefixlen})"))
+            continue
+        vips.append(str(net))
+    if problems:
+        raise UserError(problems)
+    return vips
+
+
+def call_agent(path: Path, payload: dict, timeout: float) -> dict:
+    """Send the request; turn an ok=false answer into the right exit code."""
+    response = request(path, payload, timeout)
+    if not response["ok"]:
+        error = str(response.get("error", "the agent gave no reason"))
+        if response.get("kind") in ("refused", "bad_request"):
+            raise UserError([Problem(str(path), "", error)])
+        raise AgentFailed(error)
+    return response
+
+
+def _connection_options(func):
+    func = click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+                        help="Seconds to wait for the agent.")(func)
+    func = click.option("--socket", "socket_opt", type=click.Path(dir_okay=False),
+                        help=f"The agent's control socket (default: control.socket of --config, else {DEFAULT_SOCKET}).")(func)
+    func = click.option("--config", type=click.Path(dir_okay=False),
+                        help="Node config file: its control.socket is used.")(func)
+    return func
+
+
+def _json_option(func):
+    return click.option("--json", "as_json", is_flag=True, help="Print the agent's raw JSON response.")(func)
+
+
+def _done(verb: str, vips: list[str], response: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(response, indent=2))
+        return
+    target = ", ".join(vips) if vips else "the whole node"
+    message = response.get("message")
+    click.echo(f"{verb} {target}" + (f": {message}" if message else ""))
+
+
+@click.command(epilog=_EPILOG)
+@click.argument("vips", nargs=-1)
+@click.option("--reason", required=True, help="Why (logged and shown in status with your user name).")
+@_connection_options
+@_json_option
+def drain(vips, reason, config, socket_opt, timeout, as_json) -> None:
+    """Take VIPS (default: every VIP of the node) out of service: the agent withdraws them
+    and keeps them withdrawn, across restarts, until `undrain`."""
+    if not reason.strip():
+        raise UserError.single("<argument>", "--reason", "must not be empty: say why you drain")
+    targets = normalize_vips(vips)
+    path = socket_path(socket_opt, config)
+    response = call_agent(path, {"op": "drain", "vips": targets, "reason": reason}, timeout)
+    _done("drained", targets, response, as_json)
+
+
+@click.command(epilog=_EPILOG)
+@click.argument("vips", nargs=-1)
+@click.option("--reason", default="", help="Why (optional; logged).")
+@_connection_options
+@_json_option
+def undrain(vips, reason, config, socket_opt, timeout, as_json) -> None:
+    """Put VIPS back in service (default: lift the whole-node drain; VIPs drained by name
+    stay drained until undrained by name). Healthy VIPs are announced again."""
+    targets = normalize_vips(vips)
+    path = socket_path(socket_opt, config)
+    payload = {"op": "undrain", "vips": targets}
+    if reason:
+        payload["reason"] = reason
+    response = call_agent(path, payload, timeout)
+    _done("undrained", targets, response, as_json)
+
+
+@click.command(epilog=_EPILOG)
+@_connection_options
+@_json_option
+def status(config, socket_opt, timeout, as_json) -> None:
+    """Each VIP's state, announcement, drain (who/why) and last check results, and
+    whether ExaBGP is alive."""
+    response = call_agent(socket_path(socket_opt, config), {"op": "status"}, timeout)
+    if as_json:
+        click.echo(json.dumps(response, indent=2))
+    else:
+        click.echo(format_status(response, now=time.time()))

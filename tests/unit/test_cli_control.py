@@ -1,0 +1,202 @@
+"""`anycast-ctl drain|undrain|status` against a real control socket served from a thread."""
+
+import asyncio
+import json
+import os
+import re
+import textwrap
+import threading
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from anycast_ctl.agent.control import serve_control
+from anycast_ctl.cli import main
+from anycast_ctl.cli.status_table import format_status
+
+NOW = 1_700_000_000.0
+
+
+def status_payload(now: float) -> dict:
+    return {
+        "node": "lb1",
+        "exabgp": {"alive": True, "last_line_at": now - 2, "peers": {"10.0.0.1": True, "10.0.0.5": False}},
+        "vips": [
+            {
+                "address": "192.0.2.10/32", "state": "up", "since": now - 300, "announced": True, "drain": None,
+                "checks": [{"name": "web", "health": "ok", "detail": "connected", "latency_ms": 0.4, "since": now - 300}],
+            },
+            {
+                "address": "2001:db8::10/128", "state": "drained", "since": now - 60, "announced": False,
+                "drain": {"by": "alice", "uid": 1000, "reason": "kernel upgrade", "at": now - 60},
+                "checks": [{"name": "web", "health": "soft", "detail": "timeout", "latency_ms": None, "since": None}],
+            },
+        ],
+    }
+
+
+class Agent:
+    """A control server on its own event loop in a thread, answering like a canned agent."""
+
+    def __init__(self, path, answer=None, allow_uids=None):
+        self.path = path
+        self.answer = answer
+        self.allow_uids = [os.geteuid()] if allow_uids is None else allow_uids
+        self.requests = []
+
+    async def handle(self, req, peer):
+        self.requests.append(req)
+        if self.answer is not None:
+            return self.answer
+        if req.op.value == "status":
+            return status_payload(time.time())
+        return {"message": f"{len(req.vips) or 'all'} VIPs {req.op.value}ed"}
+
+    def __enter__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        start = serve_control(self.path, self.allow_uids, [], self.handle,
+                              known_vips=lambda: {"192.0.2.10/32", "2001:db8::10/128"})
+        self.server = asyncio.run_coroutine_threadsafe(start, self.loop).result(5)
+        return self
+
+    def __exit__(self, *exc):
+        async def stop():
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def run_cli(*args) -> tuple[int, str, str]:
+    """Through `main`, as the console script does, so exit codes are the real ones."""
+    with CliRunner().isolation() as (out, err, _):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+@pytest.fixture
+def sock(tmp_path):
+    return tmp_path / "agent.sock"
+
+
+def test_status_table_for_people(sock):
+    with Agent(sock):
+        code, out, err = run_cli("status", "--socket", str(sock))
+    assert code == 0, err
+    assert "node lb1   exabgp: alive, last line" in out
+    assert "peers: 10.0.0.1 up, 10.0.0.5 DOWN" in out
+    up = next(line for line in out.splitlines() if line.startswith("192.0.2.10/32"))
+    assert re.search(r"192\.0\.2\.10/32\s+up\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(5m0\ds ago\)\s+yes\s+-$", up)
+    drained = next(line for line in out.splitlines() if line.startswith("2001:db8::10/128"))
+    assert re.search(r"drained .* no\s+by alice \(uid 1000\) 1m0\ds ago: kernel upgrade$", drained)
+    assert re.search(r"^    check web\s+ok\s+0\.4 ms\s+since 5m0\ds ago\s+connected$", out, re.M)
+    assert re.search(r"^    check web\s+soft\s+-\s+since -\s+timeout$", out, re.M)
+
+
+def test_status_json_is_the_raw_response(sock):
+    with Agent(sock):
+        code, out, _ = run_cli("status", "--json", "--socket", str(sock))
+    assert code == 0
+    response = json.loads(out)
+    expected = status_payload(0.0)
+    assert response["ok"] is True and response["node"] == "lb1"
+    assert [v["address"] for v in response["vips"]] == [v["address"] for v in expected["vips"]]
+    assert response["vips"][1]["drain"]["reason"] == "kernel upgrade"
+
+
+def test_drain_normalizes_vips_and_sends_the_reason(sock):
+    with Agent(sock) as agent:
+        code, out, err = run_cli("drain", "192.0.2.10", "2001:db8::10", "--reason", "kernel upgrade", "--socket", str(sock))
+    assert code == 0, err
+    assert agent.requests[0].vips == ("192.0.2.10/32", "2001:db8::10/128")
+    assert agent.requests[0].reason == "kernel upgrade"
+    assert out == "drained 192.0.2.10/32, 2001:db8::10/128: 2 VIPs drained\n"
+
+
+def test_undrain_whole_node(sock):
+    with Agent(sock) as agent:
+        code, out, _ = run_cli("undrain", "--socket", str(sock))
+    assert code == 0
+    assert agent.requests[0].op.value == "undrain" and agent.requests[0].vips == ()
+    assert out.startswith("undrained the whole node")
+
+
+def test_socket_path_comes_from_the_node_config(tmp_path, sock):
+    config = tmp_path / "node.yaml"
+    config.write_text(textwrap.dedent(f"""
+        node: lb1
+        bgp:
+          local_as: 65101
+          router_id: 10.0.0.2
+          neighbors: [{{address: 10.0.0.1, local_address: 10.0.0.2, peer_as: 65000}}]
+        checks:
+          web: {{type: tcp, port: 443}}
+        vips:
+          - {{address: 192.0.2.10, checks: [web]}}
+        control:
+          socket: {sock}
+        """))
+    with Agent(sock) as agent:
+        code, _, err = run_cli("undrain", "192.0.2.10/32", "--config", str(config))
+    assert code == 0, err
+    assert agent.requests[0].vips == ("192.0.2.10/32",)
+
+
+def test_agent_not_running_exits_2_with_a_clear_message(sock):
+    code, out, err = run_cli("status", "--socket", str(sock))
+    assert code == 2
+    assert err == f"error: <socket>: no agent listening on {sock}: is it running?\n"
+
+
+def test_refused_caller_exits_2(sock):
+    with Agent(sock, allow_uids=[]) as agent:
+        code, _, err = run_cli("drain", "--reason", "x", "--socket", str(sock))
+    assert code == 2
+    assert "is not allowed to drain: add it to control.allow_uids" in err
+    assert agent.requests == []
+
+
+def test_unknown_vip_exits_2_naming_it(sock):
+    with Agent(sock):
+        code, _, err = run_cli("drain", "198.51.100.1", "--reason", "x", "--socket", str(sock))
+    assert code == 2
+    assert "vips[0]: 198.51.100.1/32 is not a VIP of this node" in err
+
+
+def test_bad_vip_argument_exits_2_without_contacting_the_agent(sock):
+    with Agent(sock) as agent:
+        code, _, err = run_cli("drain", "192.0.2.300", "192.0.2.0/24", "--reason", "x", "--socket", str(sock))
+    assert code == 2
+    assert err.count("error: <argument>:") == 2
+    assert agent.requests == []
+
+
+def test_missing_reason_is_a_usage_error(sock):
+    code, _, err = run_cli("drain", "--socket", str(sock))
+    assert code == 2 and "--reason" in err
+
+
+def test_agent_failure_exits_1(sock):
+    with Agent(sock, answer={"ok": False, "error": "cannot write drain file: read-only"}):
+        code, _, err = run_cli("undrain", "--socket", str(sock))
+    assert code == 1
+    assert err == "error: cannot write drain file: read-only\n"
+
+
+def test_format_status_is_pure_and_tolerates_missing_fields():
+    text = format_status({"node": "lb2", "vips": [{"address": "192.0.2.10/32"}]}, now=NOW)
+    assert "exabgp: unknown, last line -" in text
+    assert re.search(r"^192\.0\.2\.10/32\s+\?\s+-\s+no\s+-$", text, re.M)
+    dead = format_status({"node": "lb2", "exabgp": {"alive": False, "last_line_at": NOW - 7200}}, now=NOW)
+    assert dead.startswith("node lb2   exabgp: NOT alive, last line 2h00m ago")
+    assert dead.endswith("no VIPs configured")

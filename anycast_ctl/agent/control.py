@@ -54,11 +54,11 @@ Handler = Callable[[ControlRequest, PeerCred], Awaitable[dict]]
 def peer_identity(pid: int, uid: int, gid: int) -> PeerCred:
     """Complete SO_PEERCRED's numbers from the user database: name and supplementary groups."""
     try:
-        user = pwd.getpwuid(uid).pw_name
+        user, known = pwd.getpwuid(uid).pw_name, True
     except KeyError:
-        user = None
+        user, known = str(uid), False
     gids = {gid}
-    if user is not None:
+    if known:
         gids.update(os.getgrouplist(user, gid))
     names = set()
     for g in gids:
@@ -66,7 +66,7 @@ def peer_identity(pid: int, uid: int, gid: int) -> PeerCred:
             names.add(grp.getgrgid(g).gr_name)
         except KeyError:
             pass
-    return PeerCred(pid=pid, uid=uid, gid=gid, user=user, gids=frozenset(gids), groups=frozenset(names))
+    return PeerCred(pid=pid, uid=uid, gid=gid, user=user, gids=frozenset(gids), groups=frozenset(names), user_known=known)
 
 
 def _peer_of(sock: socket.socket) -> PeerCred:
@@ -158,13 +158,14 @@ async def serve_control(
     allow_groups: Collection[int | str],
     handler: Handler,
     *,
-    known_vips: Callable[[], Collection[str]],
+    known_vips: Callable[[], Collection[str]] | None = None,
     mode: int = SOCKET_MODE,
 ) -> ControlServer:
     """Listen on `path`; for each request line call `handler(request, peer)` if the peer is
     allowed, and answer with its dict (ok=True is added when missing). Malformed requests,
     refusals and handler exceptions get {"ok": false, ...}; the server keeps serving.
-    `known_vips` is called per request so a config reload takes effect at once."""
+    `known_vips` (called per request, so a config reload takes effect at once) makes a VIP
+    that is not configured a bad request naming it; without it the handler must check."""
     path = Path(path)
     _claim_path(path)
     allow_uids, allow_groups = frozenset(allow_uids), tuple(allow_groups)
@@ -215,7 +216,7 @@ async def serve_control(
             AUDIT.warning("refused %s by %s pid %d: %s", _what(line), peer.who, peer.pid, why)
             return error_response(ErrorKind.REFUSED, why)
         try:
-            request = parse_request(line, set(known_vips()))
+            request = parse_request(line, _known())
         except UserError as exc:
             AUDIT.warning("rejected bad request by %s pid %d: %s", peer.who, peer.pid, error_text(exc))
             return error_response(ErrorKind.BAD_REQUEST, error_text(exc))
@@ -232,9 +233,12 @@ async def serve_control(
         AUDIT.info("accepted %s by %s pid %d -> %s", request.describe(), peer.who, peer.pid, outcome)
         return response
 
+    def _known() -> Collection[str] | None:
+        return None if known_vips is None else set(known_vips())
+
     def _what(line: bytes) -> str:
         try:
-            return parse_request(line, set(known_vips())).describe()
+            return parse_request(line, _known()).describe()
         except UserError:
             op = peek_op(line)
             return f"op={op} (malformed)" if op else "an unreadable request"

@@ -62,17 +62,14 @@ class PeerCred:
     pid: int
     uid: int
     gid: int
-    user: str | None  # None when the uid has no passwd entry
+    user: str  # the user name; the uid as a string when it has no passwd entry
     gids: frozenset[int]  # primary gid and the user's supplementary groups
     groups: frozenset[str]  # names of those groups that have one
-
-    @property
-    def name(self) -> str:
-        return self.user if self.user is not None else str(self.uid)
+    user_known: bool = True  # False: no passwd entry for the uid
 
     @property
     def who(self) -> str:
-        return f"uid {self.uid} ({self.user or 'no such user'})"
+        return f"uid {self.uid} ({self.user if self.user_known else 'no such user'})"
 
 
 def is_allowed(peer: PeerCred, allow_uids: Collection[int], allow_groups: Iterable[int | str]) -> bool:
@@ -127,7 +124,7 @@ def _text(value: object, where: str, problems: list[Problem]) -> str | None:
     return value.strip()
 
 
-def _vips(value: object, known_vips: Collection[str], problems: list[Problem]) -> tuple[str, ...]:
+def _vips(value: object, known_vips: Collection[str] | None, problems: list[Problem]) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -143,7 +140,7 @@ def _vips(value: object, known_vips: Collection[str], problems: list[Problem]) -
         except ValueError as exc:
             problems.append(Problem(SOURCE, f"vips[{i}]", str(exc)))
             continue
-        if prefix not in known_vips:
+        if known_vips is not None and prefix not in known_vips:
             known = ", ".join(sorted(known_vips)) or "none"
             problems.append(Problem(SOURCE, f"vips[{i}]", f"{prefix} is not a VIP of this node (known: {known})"))
             continue
@@ -152,8 +149,9 @@ def _vips(value: object, known_vips: Collection[str], problems: list[Problem]) -
     return tuple(vips)
 
 
-def parse_request(raw: bytes, known_vips: Collection[str]) -> ControlRequest:
-    """One request line -> ControlRequest; anything wrong -> UserError naming each field."""
+def parse_request(raw: bytes, known_vips: Collection[str] | None) -> ControlRequest:
+    """One request line -> ControlRequest; anything wrong -> UserError naming each field.
+    With known_vips=None any well-formed host prefix passes (the caller checks membership)."""
     if len(raw) > MAX_REQUEST_BYTES:
         raise UserError.single(SOURCE, "", f"request too large ({len(raw)} bytes, at most {MAX_REQUEST_BYTES})")
     try:

@@ -37,7 +37,8 @@ class DrainRecord:
     reason: str
     at: float  # wall-clock time (time.time())
 
-    def to_json(self) -> dict:
+    def as_dict(self) -> dict:
+        """The JSON form, as in the drain file and the status payload."""
         return {"by": self.by, "uid": self.uid, "reason": self.reason, "at": self.at}
 
 
@@ -49,6 +50,11 @@ def _frozen(vips: Mapping[str, DrainRecord]) -> Mapping[str, DrainRecord]:
 class DrainState:
     node: DrainRecord | None = None
     vips: Mapping[str, DrainRecord] = field(default_factory=lambda: _frozen({}))
+
+    @classmethod
+    def drain_all(cls, reason: str, now: float) -> "DrainState":
+        """The whole node drained by the agent itself (uid AGENT_UID), e.g. for an unreadable file."""
+        return cls(node=DrainRecord(by="anycast-ctl", uid=AGENT_UID, reason=reason, at=now))
 
     def drain(self, vips: Iterable[str] | None, by: str, uid: int, reason: str, now: float) -> "DrainState":
         """Drain the given VIPs, or the whole node when `vips` is None (or empty).
@@ -80,8 +86,8 @@ class DrainState:
 
     def to_json(self) -> dict:
         return {
-            "node": self.node.to_json() if self.node else None,
-            "vips": {prefix: record.to_json() for prefix, record in self.vips.items()},
+            "node": self.node.as_dict() if self.node else None,
+            "vips": {prefix: record.as_dict() for prefix, record in self.vips.items()},
         }
 
     @classmethod
@@ -160,7 +166,7 @@ def load_or_drain_all(path: str | Path, now: float) -> tuple[DrainState, UserErr
         return load_drain_state(path), None
     except UserError as exc:
         reason = f"drain file {path} is unreadable, draining everything until an operator undrains: {exc.lines()[0]}"
-        return DrainState(node=DrainRecord(by="anycast-ctl", uid=AGENT_UID, reason=reason, at=now)), exc
+        return DrainState.drain_all(reason, now), exc
 
 
 def save_drain_state(path: str | Path, state: DrainState) -> None:

@@ -8,8 +8,10 @@ state file to lose or get out of step. An address without the mark — added by 
 keepalived, another tool — is never removed, even when it carries a VIP.
 
 Each call opens its own netlink socket and closes it (about 1 ms, ~6 ms in another network
-namespace). pyroute2's synchronous IPRoute cannot be opened inside a running asyncio loop,
-so asyncio code calls `reconcile_async` (a worker thread) instead of `reconcile`.
+namespace). pyroute2 0.9's synchronous IPRoute cannot be opened in a thread whose asyncio
+loop is running ("This event loop is already running"), so when a public method is called
+from such a thread it does its netlink work in a short-lived helper thread and waits for it
+(blocking the loop for those few ms). `reconcile_async` does not block the loop at all.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import errno
 import ipaddress
 import logging
 import socket
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -31,6 +35,7 @@ from anycast_ctl.agent.vips import AddAddress, AddressAction, RemoveAddress, for
 from anycast_ctl.errors import UserError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # 0x41 is ASCII 'A' (anycast). Values 0-3 are the kernel's own (unspec, kernel_lo, kernel_ra,
 # kernel_ll); anything else is free for user space and nothing else here uses 0x41.
@@ -54,6 +59,29 @@ def _parse_prefix(prefix: str) -> tuple[str, int, int]:
     iface = ipaddress.ip_interface(prefix)
     family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
     return str(iface.ip), iface.network.prefixlen, family
+
+
+def _off_the_loop(func: Callable[..., T], *args) -> T:
+    """Call func(*args) here, or in a helper thread if this thread runs an asyncio loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return func(*args)
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, func(*args)))
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome.append((False, exc))
+
+    helper = threading.Thread(target=run, name="anycast-ctl-netlink")
+    helper.start()
+    helper.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def _where(interface: str, netns: str | None) -> str:
@@ -150,15 +178,17 @@ class LoopbackAddresses:
         return results
 
     # ------------------------------------------------------------ public
+    def _present_and_owned(self) -> tuple[set[str], set[str]]:
+        with self._session() as (ipr, index):
+            return self._dump(ipr, index)
+
     def present(self) -> set[str]:
         """Every address on the interface, ours or not, as normalized prefixes."""
-        with self._session() as (ipr, index):
-            return self._dump(ipr, index)[0]
+        return _off_the_loop(self._present_and_owned)[0]
 
     def owned(self) -> set[str]:
         """The addresses on the interface that carry our protocol mark."""
-        with self._session() as (ipr, index):
-            return self._dump(ipr, index)[1]
+        return _off_the_loop(self._present_and_owned)[1]
 
     def add(self, prefix: str) -> AddressResult:
         return self.apply([AddAddress(prefix)])[0]
@@ -171,13 +201,18 @@ class LoopbackAddresses:
         """Apply each action; one failure does not stop the others. Never raises for a
         per-address kernel error (see each result); raises UserError if the interface is
         missing and NetlinkFailure if netlink itself cannot be opened."""
+        return _off_the_loop(self._apply_all, list(actions))
+
+    def _apply_all(self, actions: list[AddressAction]) -> list[AddressResult]:
         with self._session() as (ipr, index):
-            return self._apply(ipr, index, list(actions))
+            return self._apply(ipr, index, actions)
 
     def reconcile(self, desired: Iterable[str]) -> list[AddressResult]:
         """Make our addresses on the interface exactly `desired`; returns what was done
         (empty when nothing had to change). `reconcile(set())` removes every address we own."""
-        want = {normalize(p) for p in desired}
+        return _off_the_loop(self._reconcile, {normalize(p) for p in desired})
+
+    def _reconcile(self, want: set[str]) -> list[AddressResult]:
         with self._session() as (ipr, index):
             present, owned = self._dump(ipr, index)
             for prefix in sorted(foreign_desired(want, present, owned) - self._warned_foreign):
@@ -192,4 +227,4 @@ class LoopbackAddresses:
 
     async def reconcile_async(self, desired: Iterable[str]) -> list[AddressResult]:
         """`reconcile` from asyncio code: runs in a worker thread, never blocks the loop."""
-        return await asyncio.to_thread(self.reconcile, set(desired))
+        return await asyncio.to_thread(self._reconcile, {normalize(p) for p in desired})

@@ -114,3 +114,15 @@ def test_reconcile_async_from_a_running_loop(netns):
     lo = LoopbackAddresses("lo", netns=netns)
     results = asyncio.run(lo.reconcile_async({V4}))
     assert [r.action for r in results] == [AddAddress(V4)]
+
+
+def test_sync_methods_work_inside_a_running_loop(netns):
+    # pyroute2's sync IPRoute refuses to open in a thread whose event loop is running.
+    lo = LoopbackAddresses("lo", netns=netns)
+
+    async def agent_like():
+        added = lo.reconcile({V6})
+        return added, lo.owned(), lo.remove(V6)
+
+    added, owned, removed = asyncio.run(agent_like())
+    assert [r.action for r in added] == [AddAddress(V6)] and owned == {V6} and removed.ok

@@ -122,7 +122,7 @@ def test_refusal_message_says_who_and_how_to_fix():
         "uid 1000 (alice) is not allowed to drain: add it to control.allow_uids or a group in control.allow_groups"
     )
     assert "uid 4242 (no such user) is not allowed to use the control socket" in refusal(
-        PeerCred(1, 4242, 4242, None, frozenset({4242}), frozenset()), None
+        PeerCred(1, 4242, 4242, "4242", frozenset({4242}), frozenset(), user_known=False), None
     )
 
 
@@ -130,3 +130,7 @@ def test_peek_op_only_returns_known_ops():
     assert peek_op(req(op="undrain")) == "undrain"
     assert peek_op(req(op="rm -rf")) is None
     assert peek_op(b"garbage") is None
+
+
+def test_without_known_vips_any_host_prefix_passes():
+    assert parse_request(req(op="undrain", vips=["198.51.100.1"]), None).vips == ("198.51.100.1/32",)

@@ -34,7 +34,7 @@ class FakeHandler:
         self.calls.append((req, peer))
         if self.fail and len(self.calls) == 1:
             raise RuntimeError("boom")
-        return {"op": req.op.value, "vips": list(req.vips), "by": peer.name, "uid": peer.uid, "pid": peer.pid}
+        return {"op": req.op.value, "vips": list(req.vips), "by": peer.user, "uid": peer.uid, "pid": peer.pid}
 
 
 def serve(path, scenario, handler=None, allow_uids=(0,), allow_groups=(), **kw):

@@ -137,3 +137,8 @@ def test_load_or_drain_all_passes_a_good_file_through(tmp_path):
     saved = DrainState().drain([A], "alice", 1000, "r", 1.0)
     save_drain_state(path, saved)
     assert load_or_drain_all(path, now=2.0) == (saved, None)
+
+
+def test_drain_all_is_the_agent_draining_the_node():
+    state = DrainState.drain_all("unreadable drain file", now=5.0)
+    assert state.is_drained(A) == DrainRecord("anycast-ctl", AGENT_UID, "unreadable drain file", 5.0)

@@ -1,0 +1,1 @@
+"""Renderers (pure): topology and plans -> exabgp.conf, frr.conf, haproxy.cfg, containerlab."""

@@ -60,18 +60,19 @@ def lab():
         sysctl = ("ip", "netns", "exec", ns, "sysctl", "-q", "-w")
         sh(*sysctl, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_dad=0")
         sh(*sysctl, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
-        sh(*sysctl, f"net.ipv4.fib_multipath_hash_seed={SEED}")
+        sh(*sysctl, f"net.ipv4.fib_multipath_hash_seed={SEED}", "net.ipv6.ip_nonlocal_bind=1")
         sh(*ip, "link", "set", "lo", "up")
-        macs = []
         for i in range(len(WEIGHTS)):
             sh(*ip, "link", "add", f"r{i}", "type", "veth", "peer", "name", f"p{i}")
             sh(*ip, "addr", "add", f"10.1.{i}.1/24", "dev", f"r{i}")
             sh(*ip, "addr", "add", f"2001:db8:1:{i}::1/64", "dev", f"r{i}", "nodad")
-            macs.append(json.loads(sh(*ip, "-j", "link", "show", f"p{i}"))[0]["address"])
             for dev in (f"r{i}", f"p{i}"):
                 sh(*ip, "link", "set", dev, "up")
-            sh(*ip, "neigh", "replace", f"10.1.{i}.2", "lladdr", macs[i], "dev", f"r{i}", "nud", "permanent")
-            sh(*ip, "neigh", "replace", f"2001:db8:1:{i}::2", "lladdr", macs[i], "dev", f"r{i}", "nud", "permanent")
+            # A gateway MAC that is not p{i}'s: the peer end sees the frame (packet
+            # sockets) but its IP stack ignores it, so nothing is forwarded twice.
+            gw_mac = f"02:00:00:00:01:{i:02x}"
+            sh(*ip, "neigh", "replace", f"10.1.{i}.2", "lladdr", gw_mac, "dev", f"r{i}", "nud", "permanent")
+            sh(*ip, "neigh", "replace", f"2001:db8:1:{i}::2", "lladdr", gw_mac, "dev", f"r{i}", "nud", "permanent")
         sh(*ip, "link", "add", "cin", "type", "veth", "peer", "name", "cpeer")
         sh(*ip, "addr", "add", "10.9.0.1/24", "dev", "cin")
         sh(*ip, "addr", "add", "2001:db8:9::1/64", "dev", "cin", "nodad")
@@ -187,4 +188,159 @@ def test_route_get_ipv6_matches_model_of_the_fl6_path(lab, policy, fields):
     configure(lab, 6, policy, fields)
     flows = random_flows(np.random.default_rng(policy * 10 + fields), 6, N_FLOWS, icmp=False)
     got = route_get(lab, flows, iif="cin")
+    assert mismatches(predict(flows, policy, fields, forwarded=False), got, flows) == []
+
+
+# ---------------------------------------------------------------- real packets
+
+_CLONE_NEWNET = 0x40000000
+_ETH_P_ALL = 0x0003
+
+
+def in_netns(ns: str, fn):
+    """Run ``fn`` on a thread that has entered ``ns``; sockets it opens stay there."""
+    box: dict = {}
+
+    def run() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open(f"/run/netns/{ns}") as handle:
+            if libc.setns(handle.fileno(), _CLONE_NEWNET) != 0:
+                box["error"] = OSError(ctypes.get_errno(), "setns")
+                return
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised on the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _l4(proto: int, sport: int, dport: int, payload: bytes) -> bytes:
+    if proto == 6:  # a bare SYN; nobody checks the checksum of a forwarded segment
+        return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, 0x02, 65535, 0, 0) + payload
+    if proto == 17:
+        return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    return struct.pack("!BBHHH", 8 if proto == 1 else 128, 0, 0, 1, 1) + payload  # echo request
+
+
+def _ipv4_checksum(header: bytes) -> int:
+    total = sum(struct.unpack("!10H", header))
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF
+
+
+def frame(flows: FlowArrays, i: int, dst_mac: str, src: str, dst: str) -> bytes:
+    l4 = _l4(int(flows.proto[i]), int(flows.sport[i]), int(flows.dport[i]), MAGIC + struct.pack("!I", i))
+    if flows.family == 4:
+        head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), i & 0xFFFF, 0, 64, int(flows.proto[i]), 0,
+                           ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
+        ip = head[:10] + struct.pack("!H", _ipv4_checksum(head)) + head[12:] + l4
+        ethertype = 0x0800
+    else:
+        ip = struct.pack("!IHBB16s16s", 6 << 28, len(l4), int(flows.proto[i]), 64,
+                         ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed) + l4
+        ethertype = 0x86DD
+    return bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex("020000000001") + struct.pack("!H", ethertype) + ip
+
+
+def _flow_id(data: bytes, flows: FlowArrays, wire: list[tuple[bytes, bytes]]) -> int | None:
+    """The flow a captured frame belongs to, if it is that flow's own packet.
+
+    Checking the addresses keeps out anything else carrying the marker, such as an ICMP
+    error quoting the packet.
+    """
+    at = data.find(MAGIC)
+    if at < 0 or len(data) < at + len(MAGIC) + 4:
+        return None
+    flow = struct.unpack("!I", data[at + len(MAGIC) : at + len(MAGIC) + 4])[0]
+    if flow >= len(flows):
+        return None
+    addrs = data[26:34] if flows.family == 4 else data[22:54]
+    return flow if addrs == wire[flow][0] + wire[flow][1] else None
+
+
+def observe(lab, flows: FlowArrays, send) -> list[int]:
+    """Which next hop's wire each flow's packet appears on; ``send(i)`` emits flow i."""
+    sniffers = []
+    for i in range(len(WEIGHTS)):
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
+        s.bind((f"p{i}", 0))
+        s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
+        s.setblocking(False)
+        sniffers.append(s)
+    seen = [-1] * len(flows)
+    wire = [(ipaddress.ip_address(a).packed, ipaddress.ip_address(b).packed)
+            for a, b in zip(flows.address_strings("src"), flows.address_strings("dst"))]
+
+    def drain(timeout: float) -> None:
+        ready, _, _ = select.select(sniffers, [], [], timeout)
+        for s in ready:
+            while True:
+                try:
+                    data = s.recv(4096)
+                except BlockingIOError:
+                    break
+                flow = _flow_id(data, flows, wire)
+                if flow is not None:
+                    seen[flow] = sniffers.index(s)
+
+    try:
+        for i in range(len(flows)):
+            send(i)
+            if i % 100 == 99:
+                drain(0)
+        deadline = time.monotonic() + 5
+        while -1 in seen and time.monotonic() < deadline:
+            drain(0.1)
+    finally:
+        for s in sniffers:
+            s.close()
+    return seen
+
+
+def forward_packets(lab, flows: FlowArrays) -> list[int]:
+    src, dst = flows.address_strings("src"), flows.address_strings("dst")
+
+    def run() -> list[int]:
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as inject:
+            inject.bind(("cpeer", 0))
+            return observe(lab, flows, lambda i: inject.send(frame(flows, i, lab["cin_mac"], src[i], dst[i])))
+
+    return in_netns(lab["ns"], run)
+
+
+def send_from_sockets(lab, flows: FlowArrays) -> list[int]:
+    src, dst = flows.address_strings("src"), flows.address_strings("dst")
+    family = socket.AF_INET if flows.family == 4 else socket.AF_INET6
+
+    def send(i: int) -> None:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((src[i], int(flows.sport[i])))
+            s.sendto(MAGIC + struct.pack("!I", i), (dst[i], int(flows.dport[i])))
+
+    return in_netns(lab["ns"], lambda: observe(lab, flows, send))
+
+
+@pytest.mark.parametrize("family", [4, 6])
+@pytest.mark.parametrize("policy,fields", SETTINGS)
+def test_forwarded_packets_match_model(lab, family, policy, fields):
+    configure(lab, family, policy, fields)
+    flows = random_flows(np.random.default_rng(1000 + policy * 100 + fields), family, N_FLOWS)
+    got = forward_packets(lab, flows)
+    assert mismatches(predict(flows, policy, fields, forwarded=True), got, flows) == []
+
+
+@pytest.mark.parametrize("family", [4, 6])
+@pytest.mark.parametrize("policy,fields", SETTINGS)
+def test_socket_sent_packets_match_local_model(lab, family, policy, fields):
+    configure(lab, family, policy, fields)
+    rng = np.random.default_rng(2000 + policy * 100 + fields)
+    flows = random_flows(rng, family, N_FLOWS, local=True, icmp=False)
+    flows = FlowArrays(flows.src, flows.dst, np.full(len(flows), 17), flows.sport, flows.dport, family)
+    got = send_from_sockets(lab, flows)
     assert mismatches(predict(flows, policy, fields, forwarded=False), got, flows) == []

@@ -1,0 +1,78 @@
+"""Lab fixtures for root tests: a unique tag per lab, cleaned up and proven clean even on failure.
+
+    def test_something(lab_tag):            # one tag, e.g. "acx-t4242-0"
+        ns = netns.create_namespace(lab_tag, "r1")
+        ...
+
+    def test_two_labs(make_lab_tag):        # several tags, or your own prefix
+        a, b = make_lab_tag("acx-h7-"), make_lab_tag()
+
+Teardown, whatever happened in the test: the daemons' logs are printed when the test failed
+(pytest shows them under "Captured stdout teardown"), then `cleanup(tag)`, then an assertion
+that `leftovers(tag)` is empty. Tags embed our pid, so concurrent pytest runs never share one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from anycast_ctl.lab import state
+from anycast_ctl.lab.cleanup import cleanup, leftovers
+from anycast_ctl.lab.daemons import log_tail
+
+_serial = itertools.count()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"lab_report_{report.when}", report)
+    return report
+
+
+def _failed(item) -> bool:
+    return any(
+        getattr(getattr(item, f"lab_report_{when}", None), "failed", False)
+        for when in ("setup", "call")
+    )
+
+
+def _print_logs(tag: str) -> None:
+    directory = state.state_dir(tag)
+    for log in sorted(directory.rglob("*.log")) if directory.exists() else []:
+        print(f"----- {log} (last lines)\n{log_tail(log, 40)}")
+
+
+@pytest.fixture
+def make_lab_tag(request) -> Iterator[Callable[..., str]]:
+    tags: list[str] = []
+
+    def make(prefix: str = "acx-t") -> str:
+        tag = f"{prefix}{os.getpid()}-{next(_serial)}"
+        cleanup(tag)  # only a dead run with our pid could have left something under this tag
+        tags.append(tag)
+        return tag
+
+    yield make
+
+    problems = []
+    for tag in tags:
+        if _failed(request.node):
+            _print_logs(tag)
+        try:
+            cleanup(tag)
+        except Exception as exc:  # keep going: every tag must get its chance
+            problems.append(f"cleanup({tag}) raised {exc!r}")
+        left = leftovers(tag)
+        if left:
+            problems.append(str(left))
+    assert not problems, "; ".join(problems)
+
+
+@pytest.fixture
+def lab_tag(make_lab_tag) -> str:
+    return make_lab_tag()

@@ -1,0 +1,82 @@
+"""Asyncio health checks: build them from the node config and run them with a hard timeout.
+
+    check = build_check("web", config.checks["web"])
+    result = await run_check(check, timeout=0.5)      # -> CheckResult, never hangs
+
+A probe returns an `Outcome` or raises. `run_check` turns its own timeout and the expected
+I/O errors (refused, missing socket, TLS verification, a peer's bad answer) into results;
+any other exception is a bug and propagates, so the agent can die visibly (fail closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable, Protocol
+
+from anycast_ctl.agent.checks.exec_ import ExecChecker
+from anycast_ctl.agent.checks.haproxy import HaproxyChecker
+from anycast_ctl.agent.checks.http import HttpChecker
+from anycast_ctl.agent.checks.outcome import Outcome, classify_error
+from anycast_ctl.agent.checks.plan import CheckSchedule, schedule_checks
+from anycast_ctl.agent.checks.tcp import TcpChecker
+from anycast_ctl.agent.checks.tls import TlsChecker
+from anycast_ctl.agent.health import CheckResult
+from anycast_ctl.config import node
+
+__all__ = [
+    "Check",
+    "CheckSchedule",
+    "Outcome",
+    "build_check",
+    "checks_by_name",
+    "run_check",
+    "schedule_checks",
+]
+
+
+class Check(Protocol):
+    name: str  # the check's name in the node config
+    target: str  # what it probes, for details: "127.0.0.1:80", "/run/haproxy.sock"
+
+    async def probe(self) -> Outcome: ...
+
+
+_CHECKERS = {
+    node.TcpCheck: TcpChecker,
+    node.HttpCheck: HttpChecker,
+    node.TlsCheck: TlsChecker,
+    node.HaproxyCheck: HaproxyChecker,
+    node.ExecCheck: ExecChecker,
+}
+
+
+def build_check(name: str, spec: node.Check) -> Check:
+    """One runnable check from its config. May read CA files; raises UserError for bad ones."""
+    return _CHECKERS[type(spec)](name, spec)
+
+
+def checks_by_name(config: node.NodeConfig) -> dict[str, Check]:
+    """Each check some VIP uses, built once, so VIPs that share a check share its runs."""
+    return {name: build_check(name, config.checks[name]) for name in schedule_checks(config)}
+
+
+async def run_check(
+    check: Check, timeout: float, now: Callable[[], float] = time.time
+) -> CheckResult:
+    """Probe once; never takes (much) longer than `timeout` seconds."""
+    started = time.monotonic()
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline:
+            outcome = await check.probe()
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) and deadline.expired():
+            outcome = Outcome.soft(f"timed out after {timeout:g}s: {check.target}")
+        else:
+            classified = classify_error(exc, check.target)
+            if classified is None:
+                raise
+            outcome = classified
+    latency = time.monotonic() - started
+    return CheckResult(check.name, outcome.health, outcome.detail, latency, now(), dict(outcome.extra))

@@ -1,0 +1,77 @@
+"""TCP check against real listeners on 127.0.0.1 ephemeral ports."""
+
+import asyncio
+import socket
+import time
+
+from checks_support import Server, closed_port
+
+from anycast_ctl.agent.checks import build_check, run_check
+from anycast_ctl.agent.health import Health
+from anycast_ctl.config.node import TcpCheck
+
+
+def tcp(port, host="127.0.0.1"):
+    return build_check("tcp", TcpCheck(type="tcp", host=host, port=port))
+
+
+async def _close(reader, writer):
+    writer.close()
+
+
+def test_listening_port_is_ok():
+    async def main():
+        async with Server(_close) as server:
+            return await run_check(tcp(server.port), 1.0)
+
+    result = asyncio.run(main())
+    assert result.health is Health.OK
+    assert result.detail.startswith("connected to 127.0.0.1:")
+    assert 0 < result.latency < 1.0
+
+
+def test_closed_port_is_hard():
+    port, sock = closed_port()
+    try:
+        result = asyncio.run(run_check(tcp(port), 1.0))
+    finally:
+        sock.close()
+    assert (result.health, result.detail) == (Health.HARD_FAIL, f"connection refused: 127.0.0.1:{port}")
+
+
+def test_full_accept_queue_times_out_soft_within_the_timeout():
+    # A listener with a full backlog that never accepts: the SYN goes unanswered.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue (backlog 0 still admits one or two)
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        started = time.monotonic()
+        result = asyncio.run(run_check(tcp(port), 0.3))
+        elapsed = time.monotonic() - started
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    assert result.health is Health.SOFT_FAIL
+    assert result.detail == f"timed out after 0.3s: 127.0.0.1:{port}"
+    assert elapsed < 0.3 + 0.2
+
+
+def test_ipv6_loopback_listener_is_ok():
+    async def main():
+        server = await asyncio.start_server(_close, "::1", 0)
+        try:
+            return await run_check(tcp(server.sockets[0].getsockname()[1], host="::1"), 1.0)
+        finally:
+            server.close()
+
+    result = asyncio.run(main())
+    assert result.health is Health.OK
+    assert result.detail.startswith("connected to [::1]:")

@@ -61,7 +61,7 @@ OUTER_MASK, ALL_MASK = 0x3F, 0xFFF
 # proto_ports_offset(): protocols whose first 4 L4 bytes the dissector reads as ports.
 PORT_PROTOS = frozenset({6, 17, 33, 50, 51, 132, 136})
 _POLICY_FIELDS = {0: FIELD_SRC_IP | FIELD_DST_IP, 1: 0x37}
-CHUNK = 16384  # flows per vectorized step: keeps the SipHash lanes in the CPU cache
+CHUNK = 32768  # flows per vectorized step: keeps the SipHash lanes in the CPU cache (measured best)
 _U64 = np.uint64
 
 

@@ -56,9 +56,9 @@ def test_vectorized_hash_equals_reference(family, policy, fields, forwarded):
 
 def test_vectorized_selection_equals_reference_across_chunks():
     rows = random_rows(4, 300, seed=9)
-    flows = FlowArrays.from_tuples(rows * 60)  # 18000 flows: more than one internal chunk
+    flows = FlowArrays.from_tuples(rows * 120)  # 36000 flows: more than one internal chunk
     s = LinuxHashSettings(3, 0x37, SEED)
-    expected = [select_nexthop_scalar(row, [2, 1, 3], s) for row in rows] * 60
+    expected = [select_nexthop_scalar(row, [2, 1, 3], s) for row in rows] * 120
     assert select_nexthops(flows, [2, 1, 3], s).tolist() == expected
 
 

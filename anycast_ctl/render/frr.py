@@ -10,6 +10,7 @@ The per-router hashing sysctls are not FRR's business: the lab sets them on the 
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,9 +22,17 @@ from anycast_ctl.config.common import ASN, HostPrefix, IPAddr, Name, SafeStr, St
 
 ANY: Literal["any"] = "any"
 
-# TCP-MD5 keys: printable, no spaces (FRR's `password` takes one word), at most 80 bytes (RFC 2385
-# puts no limit; the kernel's TCP_MD5SIG_MAXKEYLEN is 80).
-Md5Password = Annotated[str, Field(pattern=r"^[!-~]{1,80}$")]
+_MD5_KEY = re.compile(r"^[!-~]{1,80}$")
+
+
+def _md5_key(value: str) -> str:
+    # FRR's `password` takes one word; the kernel's TCP_MD5SIG_MAXKEYLEN is 80 bytes.
+    if not _MD5_KEY.match(value):
+        raise ValueError("a TCP-MD5 password must be 1-80 printable ASCII characters without spaces")
+    return value
+
+
+Md5Password = Annotated[str, AfterValidator(_md5_key)]
 
 
 def _ipv4(value: str) -> str:

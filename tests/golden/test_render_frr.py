@@ -1,5 +1,8 @@
 """Golden files for render_frr: one router's frr.conf per plan (UPDATE_GOLDEN=1 regenerates).
 
+Hand-written plans are named <case>.conf; plans derived from topologies/<t>.yaml by
+router_plans() are named <t>.<router>.conf.
+
 When vtysh is installed, FRR itself also checks every golden file (`vtysh -C`, a dry run that
 needs no running daemon).
 """
@@ -13,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from anycast_ctl.config.topology import load_topology
 from anycast_ctl.render.frr import Neighbor, RouterPlan, render_frr
+from anycast_ctl.render.plan import router_plans
 
 GOLDEN = Path(__file__).parent / "frr"
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
 
 def _lb(name: str, address: str, asn: int, vips: tuple[str, ...]) -> Neighbor:
@@ -46,12 +52,19 @@ PLANS = {
 }
 
 
+for topo_file in sorted(TOPOLOGIES.glob("*.yaml")):
+    for router, plan in router_plans(load_topology(topo_file)).items():
+        PLANS[f"{topo_file.stem}.{router}"] = plan
+
+
 @pytest.mark.parametrize("case", sorted(PLANS))
 def test_render_frr_matches_golden_file(case: str) -> None:
     rendered = render_frr(PLANS[case])
     path = GOLDEN / f"{case}.conf"
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(rendered)
+    if not path.exists():
+        pytest.fail(f"{path} is missing; UPDATE_GOLDEN=1 creates it")
     assert rendered == path.read_text(), f"{path} differs; UPDATE_GOLDEN=1 to accept on purpose"
 
 

@@ -39,8 +39,11 @@ Limits -- read before trusting a prediction:
   source address owned by one of the next hops' devices (the kernel prefers that next
   hop), and locally originated TCP connects without a bound source port (6.16+ hashes a
   random port then). Policy 2 (inner L3 for tunnels) is refused.
-* Checked against kernel 6.18 by tests/integration/test_kernel_prediction.py; a new
-  kernel version must be re-validated with that test.
+* Checked against kernel 6.18 by tests/integration/test_kernel_prediction.py (really
+  forwarded frames, socket-sent datagrams and ``ip route get``); a new kernel version
+  must be re-validated with that test. Asking the kernel yourself: IPv4 ``ip route get``
+  hands it a synthetic packet, so with or without ``iif`` it answers like
+  ``forwarded=True``; ``ip -6 route get`` never does, so it answers like ``forwarded=False``.
 """
 
 from __future__ import annotations

@@ -246,12 +246,12 @@ def run(
     *,
     netns: str | None = None,
     env: dict[str, str] | None = None,
-    timeout: float = 30.0,
+    timeout: float | None = 30.0,
     capture: bool = True,
     stdin: str | None = None,
 ) -> CommandResult:
-    """Run a short command to completion (tagged, inside netns); capture=False passes our
-    terminal through (`lab exec`)."""
+    """Run a command to completion (tagged, inside netns). capture=False passes our terminal
+    through and timeout=None waits for ever: `lab exec NODE -- bash`."""
     full = in_netns(netns, argv)
     try:
         done = subprocess.run(
@@ -259,7 +259,7 @@ def run(
             capture_output=capture, check=False,
         )
     except subprocess.TimeoutExpired:
-        raise LabError(f"{' '.join(argv)} did not finish within {timeout:g}s") from None
+        raise LabError(f"{' '.join(argv)} did not finish within {timeout}s") from None
     except FileNotFoundError:
         raise LabError(f"{argv[0]}: command not found") from None
     return CommandResult(tuple(full), done.returncode, done.stdout or "", done.stderr or "")

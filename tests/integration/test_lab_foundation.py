@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from anycast_ctl.errors import UserError
-from anycast_ctl.lab import daemons, netns
+from anycast_ctl.lab import daemons, netns, state
 from anycast_ctl.lab.cleanup import cleanup, leftovers
 from anycast_ctl.lab.frr import start_frr, vtysh_json
 from anycast_ctl.lab.poll import json_mismatch, wait_for
@@ -144,8 +144,8 @@ def test_frr_router_learns_vip_from_md5_peers_as_ecmp_and_refuses_rogue_and_wron
     zebra_pid = next(d for d in daemons.tagged_pids(tag) if f"{tag}-r1" in daemons.cmdline(d))
     wait_for(lambda: _tcp_ext(zebra_pid).get("TCPMD5Failure", 0) > 0, 10,
              what="r1's kernel to count an MD5 failure from lbc")
-    state = vtysh_json(tag, "r1", "show bgp summary json")["ipv4Unicast"]["peers"][peers["lbc"][1]]
-    assert state["state"] != "Established"
+    lbc = vtysh_json(tag, "r1", "show bgp summary json")["ipv4Unicast"]["peers"][peers["lbc"][1]]
+    assert lbc["state"] != "Established"
 
     report = cleanup(tag)
     assert len(report.terminated) == 8  # zebra + bgpd on four nodes, all ended by SIGTERM
@@ -157,10 +157,10 @@ def test_frr_router_learns_vip_from_md5_peers_as_ecmp_and_refuses_rogue_and_wron
 def test_cleanup_finds_daemonized_stopped_term_ignoring_and_untagged_processes(make_lab_tag) -> None:
     tag, other = make_lab_tag("acx-h7-"), make_lab_tag("acx-h7-")
     ns = netns.create_namespace(tag, "n1").name
-    piddir = netns_state = Path(f"/run/anycast-ctl/lab/{tag}")
+    pidfile = state.state_dir(tag) / "orphan.pid"
     # Daemonizes: the launcher exits, its orphan is found through the pid file and the tag.
-    orphan = daemons.spawn(tag, "n1", ["sh", "-c", f"sleep 600 & echo $! > {piddir}/orphan.pid"],
-                           netns=ns, pidfile=netns_state / "orphan.pid", name="orphan")
+    orphan = daemons.spawn(tag, "n1", ["sh", "-c", f"sleep 600 & echo $! > {pidfile}"],
+                           netns=ns, pidfile=pidfile, name="orphan")
     # Ignores SIGTERM (and so does the exec'd sleep): needs SIGKILL.
     stubborn = daemons.spawn(tag, "n1", ["sh", "-c", "trap '' TERM; exec sleep 600"], netns=ns)
     # Hung: SIGSTOPped processes only see SIGTERM once continued.
@@ -200,7 +200,7 @@ def test_lab_tag_fixture_cleans_up_after_a_test_that_dies_midway(tmp_path) -> No
     inner.write_text(textwrap.dedent("""
         import os
         from pathlib import Path
-        from anycast_ctl.lab import daemons, netns
+        from anycast_ctl.lab import daemons, netns, state
 
         def test_dies_midway(make_lab_tag):
             tag = make_lab_tag("acx-h7-in")

@@ -16,6 +16,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("anycast_ctl.cli.control_cmd", "drain"),
     ("anycast_ctl.cli.control_cmd", "undrain"),
     ("anycast_ctl.cli.control_cmd", "status"),
+    ("anycast_ctl.cli.sim_cmd", "sim"),
 )
 
 
@@ -32,7 +33,8 @@ for _module, _attr in COMMANDS:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: bad input of any kind ends with its problems on stderr and exit 2."""
     try:
-        cli.main(args=argv, prog_name="anycast-ctl", standalone_mode=False)
+        # standalone_mode=False returns ctx.exit()'s code instead of exiting; keep it.
+        code = cli.main(args=argv, prog_name="anycast-ctl", standalone_mode=False)
     except UserError as exc:
         for line in exc.lines():
             click.echo(f"error: {line}", err=True)
@@ -45,4 +47,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -23,11 +23,21 @@ def check(files: tuple[str, ...], as_json: bool) -> None:
 
     problems = []
     loaded = {}
+    from anycast_ctl.agent.checks import build_check
+    from anycast_ctl.errors import Problem
+
     for path in files:
         try:
-            loaded[path] = load_node_config(path)
+            loaded[path] = cfg = load_node_config(path)
         except UserError as exc:
             problems.extend(exc.problems)
+            continue
+        # Building a check reads its CA file and checks proxy names; it contacts and runs nothing.
+        for name, spec in cfg.checks.items():
+            try:
+                build_check(name, spec)
+            except UserError as exc:
+                problems.extend(Problem(path, p.where, p.what) for p in exc.problems)
     if problems:
         raise UserError(problems)
     if as_json:

@@ -260,6 +260,13 @@ class NodeConfig(StrictModel):
                 if name not in self.checks:
                     known = ", ".join(sorted(self.checks))
                     problems.append((f"vips[{i}].checks[{j}]", f"no check named {name!r} (known: {known})"))
+                    continue
+                own_timeout = self.checks[name].timeout
+                interval = self.timing_for(vip).interval
+                if own_timeout is not None and own_timeout > interval:
+                    problems.append((f"checks.{name}.timeout",
+                                     f"{own_timeout}s exceeds the interval of vips[{i}] ({interval}s): "
+                                     "runs would overlap"))
         return problems
 
     def timing_for(self, vip: Vip) -> Timing:

@@ -85,3 +85,21 @@ def test_invalid_yaml_names_the_line(tmp_path):
 
 def test_missing_file(tmp_path):
     assert errors_of(tmp_path / "absent.yaml") == [f"{tmp_path / 'absent.yaml'}: file not found"]
+
+
+def test_check_timeout_longer_than_a_users_interval_is_refused(tmp_path):
+    text = GOOD.replace("web: {type: tcp, port: 443}", "web: {type: tcp, port: 443, timeout: 5}")
+    lines = errors_of(write(tmp_path, text))
+    assert lines[0].endswith("checks.web.timeout: 5.0s exceeds the interval of vips[0] (1.0s): runs would overlap")
+
+
+def test_config_check_cli_reports_an_unloadable_ca_file_with_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from anycast_ctl.cli import cli
+
+    text = GOOD.replace("web: {type: tcp, port: 443}", "web: {type: tls, server_name: w.test, ca_file: /nonexistent/ca.pem}")
+    path = write(tmp_path, text)
+    result = CliRunner().invoke(cli, ["config", "check", str(path)], standalone_mode=False)
+    assert result.exception is not None
+    assert f"{path}: checks.web.ca_file: cannot load CA bundle" in str(result.exception)

@@ -127,3 +127,8 @@ def compare_cmd(topology, count, seed, zipf, flows_file, events, no_events, same
     results = compare(topo, batches, events=chosen, same_seed=same_seed)
     parameters = _parameters(count, seed, zipf, flows_file, same_seed)
     _write_outputs(results, as_json, csv_out, plot_dir, report.compare_table(results), parameters)
+
+
+from anycast_ctl.cli.sim_predict_cmd import predict  # noqa: E402 -- its own module (helper-9), registered here
+
+sim.add_command(predict)

@@ -1,0 +1,230 @@
+"""`anycast-ctl sim predict`: the next hop one Linux router picks for each flow of a CSV file.
+
+    anycast-ctl sim predict --nexthop 10.0.1.2 --nexthop 10.0.2.2:3 --seed 7 --flows flows.csv
+
+The input rows come back unchanged and in input order, with a `nexthop` column added.
+IPv4 and IPv6 rows may be mixed: each family is hashed as the kernel hashes it and the
+answers are merged back in input order. Next-hop addresses are only labels, so their family
+need not match the flows'.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+import json
+import sys
+from dataclasses import dataclass
+
+import click
+
+from anycast_ctl.errors import Problem, UserError
+
+WEIGHT_MAX = 256  # `ip route ... nexthop ... weight W` accepts 1..256
+STDIN = "-"
+STDIN_NAME = "<stdin>"
+
+
+@dataclass(frozen=True)
+class NextHop:
+    address: str  # canonical text: the label printed for each flow
+    weight: int
+
+
+def parse_nexthop(text: str) -> NextHop:
+    """ADDR, ADDR:WEIGHT or [IPV6]:WEIGHT. Raises ValueError saying what is wrong.
+
+    An IPv6 address contains colons, so with a weight it must be bracketed; without
+    brackets the whole text is the address (weight 1).
+    """
+    spec = text.strip()
+    weight_text: str | None = None
+    if spec.startswith("["):
+        address, closed, rest = spec[1:].partition("]")
+        if not closed:
+            raise ValueError("missing ']' after the bracketed address")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"expected ':WEIGHT' after ']', not {rest!r}")
+            weight_text = rest[1:]
+    elif spec.count(":") == 1:  # IPv4:WEIGHT (any IPv6 address has at least two colons)
+        address, weight_text = spec.split(":")
+    else:
+        address = spec
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        hint = " (an IPv6 next hop with a weight is written [ADDR]:WEIGHT)" if address.count(":") > 1 else ""
+        raise ValueError(f"{address!r} is not an IP address{hint}") from None
+    if spec.startswith("[") and ip.version != 6:
+        raise ValueError("brackets are for IPv6 addresses; write an IPv4 next hop as ADDR:WEIGHT")
+    weight = 1
+    if weight_text is not None:
+        try:
+            weight = int(weight_text)
+        except ValueError:
+            raise ValueError(f"weight {weight_text!r} is not a whole number") from None
+        if not 1 <= weight <= WEIGHT_MAX:
+            raise ValueError(f"weight {weight} is outside 1..{WEIGHT_MAX} (the kernel's range for a route's next hops)")
+    return NextHop(str(ip), weight)
+
+
+def parse_int(text: str) -> int:
+    """Decimal or 0x-prefixed hex (0o and 0b work too); leading zeros are read as decimal."""
+    cleaned = text.strip()
+    try:
+        return int(cleaned, 0)
+    except ValueError:
+        return int(cleaned, 10)  # "007"; raises ValueError for anything that is not a number
+
+
+def _settings(policy: str, fields: str, seed: str | None, local: bool, problems: list[Problem]):
+    from anycast_ctl.sim.linux import ALL_MASK, LinuxHashSettings
+
+    values = {}
+    for option, text, low, high, why in (
+        ("--policy", policy, 0, 3, "net.ipv4.fib_multipath_hash_policy: 0, 1 or 3"),
+        ("--fields", fields, 1, ALL_MASK, f"net.ipv4.fib_multipath_hash_fields: 0x1..{ALL_MASK:#x}"),
+        ("--seed", seed, 1, 0xFFFFFFFF, "net.ipv4.fib_multipath_hash_seed: 1..0xffffffff"),
+    ):
+        if text is None:
+            problems.append(Problem(option, "", f"is required ({why}; 0 means a random key per boot, which cannot be predicted)"))
+            continue
+        try:
+            value = parse_int(text)
+        except ValueError:
+            problems.append(Problem(option, "", f"{text!r} is not a number ({why})"))
+            continue
+        if option == "--policy" and value == 2:
+            problems.append(Problem(option, "", "policy 2 hashes the inner headers of tunnelled packets; not modelled (use 0, 1 or 3)"))
+        elif option == "--seed" and value == 0:
+            problems.append(Problem(option, "", "seed 0 makes the kernel use a random key chosen at boot, so nothing can be predicted; set the sysctl to a non-zero value and pass it here"))
+        elif not low <= value <= high:
+            problems.append(Problem(option, "", f"{text} is out of range ({why})"))
+        else:
+            values[option] = value
+    if len(values) < 3:
+        return None
+    return LinuxHashSettings(values["--policy"], values["--fields"], values["--seed"], forwarded=not local)
+
+
+def _nexthops(texts: tuple[str, ...], problems: list[Problem]) -> list[NextHop]:
+    if not texts:
+        problems.append(Problem("--nexthop", "", "at least one is required: ADDR[:WEIGHT], repeated in the kernel's order (as `ip route show` lists them)"))
+    hops = []
+    for position, text in enumerate(texts, 1):
+        try:
+            hops.append(parse_nexthop(text))
+        except ValueError as exc:
+            problems.append(Problem("--nexthop", f"#{position} {text!r}", str(exc)))
+    return hops
+
+
+def _read_text(path: str) -> tuple[str, str]:
+    """(source name, whole text) of the flows file or stdin."""
+    source = STDIN_NAME if path == STDIN else path
+    try:
+        if path == STDIN:
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        return source, data.decode("utf-8-sig")  # a spreadsheet's BOM is not part of "src"
+    except OSError as exc:
+        raise UserError.single(source, "", f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError.single(source, "", f"not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+
+
+def _raw_rows(text: str) -> tuple[list[str], dict[int, list[str]]]:
+    """The header as written and every row by the line number the CSV reader reports.
+
+    The parser (csvflows) numbers its rows the same way, so its row numbers find the
+    cells here and each row is printed back exactly as it was read.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, [])
+    return header, {reader.line_num: row for row in reader}
+
+
+def predict_rows(text: str, source: str, hops: list[NextHop], settings) -> tuple[list[str], list[tuple[list[str], int]]]:
+    """(header, [(row cells, index of the chosen next hop)]) in input order. Pure."""
+    import numpy as np
+
+    from anycast_ctl.sim.csvflows import read_flows_csv
+    from anycast_ctl.sim.linux import select_nexthops
+
+    flows = read_flows_csv(source, stream=io.StringIO(text, newline=""))
+    header, raw = _raw_rows(text)
+    weights = [h.weight for h in hops]
+    if not flows.parts:
+        return header, []
+    lines = np.concatenate([part.rows for part in flows.parts])
+    chosen = np.concatenate([select_nexthops(part.flows, weights, settings) for part in flows.parts])
+    order = np.argsort(lines, kind="stable")
+    return header, [(raw[line], choice) for line, choice in zip(lines[order].tolist(), chosen[order].tolist())]
+
+
+def _csv_text(header: list[str], rows: list[tuple[list[str], int]], hops: list[NextHop]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*header, "nexthop"])
+    writer.writerows([*cells, hops[choice].address] for cells, choice in rows)
+    return out.getvalue()
+
+
+def _json_text(header: list[str], rows: list[tuple[list[str], int]], hops: list[NextHop]) -> str:
+    keys = [name.strip().lower() for name in header]
+    objects = [{**dict(zip(keys, cells)), "nexthop": hops[choice].address} for cells, choice in rows]
+    return json.dumps(objects, indent=1)
+
+
+def summary_table(rows: list[tuple[list[str], int]], hops: list[NextHop]) -> str:
+    """Flows per next hop (kernel order) next to the share its weight promises."""
+    counts = [0] * len(hops)
+    for _, choice in rows:
+        counts[choice] += 1
+    total_weight, total = sum(h.weight for h in hops), len(rows)
+    width = max(len("nexthop"), *(len(h.address) for h in hops))
+    lines = [f"{'nexthop':<{width}}  weight  by weight   flows   share"]
+    for hop, count in zip(hops, counts):
+        share = f"{100 * count / total:6.1f}%" if total else "      -"
+        lines.append(f"{hop.address:<{width}}  {hop.weight:>6}  {100 * hop.weight / total_weight:8.1f}%  {count:>6}  {share}")
+    lines.append(f"{'total':<{width}}  {total_weight:>6}  {100.0:8.1f}%  {total:>6}")
+    return "\n".join(lines)
+
+
+@click.command("predict")
+@click.option("--nexthop", "nexthops", multiple=True, metavar="ADDR[:WEIGHT]",
+              help="A next hop of the route, repeated in the kernel's order (`ip route show`). "
+                   "WEIGHT 1..256, default 1; an IPv6 next hop with a weight is written [ADDR]:WEIGHT.")
+@click.option("--policy", default="3", show_default=True, help="fib_multipath_hash_policy: 0 (addresses), 1 (5-tuple) or 3 (--fields).")
+@click.option("--fields", default="0x37", show_default=True, help="fib_multipath_hash_fields (policy 3), hex or decimal.")
+@click.option("--seed", metavar="S", help="fib_multipath_hash_seed, non-zero (required), hex or decimal.")
+@click.option("--local", is_flag=True, help="Packets the router sends itself (default: packets it forwards).")
+@click.option("--flows", "flows_path", metavar="FILE", help="CSV with the header src,dst,proto,sport,dport; proto a number or tcp/udp/...; '-' reads stdin.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects (the row's values and nexthop) instead of CSV.")
+@click.option("--summary", is_flag=True, help="Also print flows per next hop to stderr.")
+def predict(nexthops, policy, fields, seed, local, flows_path, as_json, summary):
+    """Which next hop a Linux router picks for each flow, exactly as its kernel does.
+
+    Prints the flows CSV with a `nexthop` column added. Errors name the CSV row as the
+    file's line number (the header is row 1). One policy and one fields mask apply to IPv4
+    and IPv6 alike; set net.ipv4.* and net.ipv6.* to the same values. The seed 0 (the
+    kernel's default) means a random key per boot: set it on the router first.
+    To check against `ip route get`: IPv4 answers like forwarded packets, `ip -6 route
+    get` like --local ones.
+    """
+    problems: list[Problem] = []
+    hops = _nexthops(nexthops, problems)
+    settings = _settings(policy, fields, seed, local, problems)
+    if flows_path is None:
+        problems.append(Problem("--flows", "", "is required: a CSV file with the header src,dst,proto,sport,dport ('-' reads stdin)"))
+    if problems:
+        raise UserError(problems)
+    source, text = _read_text(flows_path)
+    header, rows = predict_rows(text, source, hops, settings)
+    click.echo(_json_text(header, rows, hops) if as_json else _csv_text(header, rows, hops), nl=as_json)
+    if summary:
+        click.echo(summary_table(rows, hops), err=True)

@@ -1,0 +1,103 @@
+"""What an LB node's agent config and its haproxy.cfg must agree on (pure).
+
+Both renderers take their names, paths and check speeds from here, so the agent always
+watches the stats socket HAProxy opens, the frontend and backend HAProxy defines, and checks
+at a pace matched to HAProxy's own health checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+from anycast_ctl.config.node import Timing
+from anycast_ctl.errors import UserError
+
+Profile = Literal["recommended", "conservative"]
+PROFILES: tuple[str, ...] = get_args(Profile)
+
+# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH = 107
+
+
+@dataclass(frozen=True)
+class CheckProfile:
+    """How fast the agent and HAProxy notice a failure."""
+
+    agent: Timing
+    # HAProxy's server checks (`inter`, `fastinter`, `downinter` all equal: one pace to reason about).
+    haproxy_inter_ms: int
+    haproxy_rise: int
+    haproxy_fall: int
+
+
+CHECK_PROFILES: dict[str, CheckProfile] = {
+    # For the lab's aim (a HAProxy crash out of every FIB in < 300 ms p99): a dead HAProxy is a
+    # hard failure (socket refused) and is withdrawn on the first failed probe, at most one
+    # 100 ms interval after the crash; ExaBGP to FIB adds 70-140 ms here (DESIGN.md). Soft
+    # failures need 2 probes (200 ms); recovery needs 3 (300 ms) so a flapping service stays out.
+    # HAProxy marks a backend down after 2 x 100 ms.
+    "recommended": CheckProfile(
+        agent=Timing(interval=0.1, timeout=0.08, rise=3, fall=2),
+        haproxy_inter_ms=100,
+        haproxy_rise=2,
+        haproxy_fall=2,
+    ),
+    # The agent's and HAProxy's own defaults: fewer probes for WANs and busy hosts.
+    "conservative": CheckProfile(
+        agent=Timing(),
+        haproxy_inter_ms=2000,
+        haproxy_rise=2,
+        haproxy_fall=3,
+    ),
+}
+
+
+def check_profile(profile: str) -> CheckProfile:
+    try:
+        return CHECK_PROFILES[profile]
+    except KeyError:
+        raise UserError.single(
+            "<argument>", "profile", f"unknown profile {profile!r} (known: {', '.join(PROFILES)})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class LbPaths:
+    """Runtime files of one LB node, all under `<run_dir>/<node>/`."""
+
+    directory: Path
+    control_socket: Path  # the agent's control socket (drain / undrain / status)
+    drain_file: Path  # the agent's persisted drain state
+    haproxy_socket: Path  # HAProxy's stats socket (admin level), read by the agent's check
+    haproxy_pid: Path
+
+
+def lb_paths(run_dir: Path, node: str) -> LbPaths:
+    directory = Path(run_dir) / node
+    paths = LbPaths(
+        directory=directory,
+        control_socket=directory / "agent.sock",
+        drain_file=directory / "drain.json",
+        haproxy_socket=directory / "haproxy.sock",
+        haproxy_pid=directory / "haproxy.pid",
+    )
+    for sock in (paths.control_socket, paths.haproxy_socket):
+        if len(str(sock).encode()) > MAX_SOCKET_PATH:
+            raise UserError.single(
+                "<argument>", "run_dir",
+                f"{sock} is longer than the {MAX_SOCKET_PATH} bytes a unix socket path may have; "
+                "choose a shorter run directory",
+            )
+    return paths
+
+
+def frontend_name(vip: str) -> str:
+    """HAProxy frontend of a VIP (VIP names are valid HAProxy proxy names)."""
+    return f"vip-{vip}"
+
+
+def backend_name(vip: str) -> str:
+    """HAProxy backend (server pool) of a VIP."""
+    return f"pool-{vip}"

@@ -1,0 +1,132 @@
+"""Topology -> one agent NodeConfig per LB node, and its YAML (pure).
+
+The agent's VIP list is the LB's `vips` from the topology, the same list the routers'
+prefix-lists are rendered from, so an agent can never announce what its routers refuse, nor
+miss what they expect. Its BGP neighbors are the upstream ends of the LB's sessions in the
+address plan, with the same ASNs, MD5 passwords and hold time the routers are given.
+
+Every VIP is guarded by two checks, both required (`combine: all`):
+- `<vip>-haproxy`: HAProxy's runtime API says the VIP's frontend is open and at least one
+  server of its pool is up (a refused socket, i.e. HAProxy dead, is a hard failure);
+- `<vip>-tcp`: a TCP connect to VIP:port on this node, the path a client's packets take.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from anycast_ctl.config.address_plan import AddressPlan, BgpSession
+from anycast_ctl.config.loading import validate
+from anycast_ctl.config.node import NodeConfig
+from anycast_ctl.config.topology import Topology
+from anycast_ctl.render.lb_layout import backend_name, check_profile, frontend_name, lb_paths
+
+EXABGP_DIALECT = "5.0"  # the ExaBGP in our venv and lab
+
+
+def haproxy_check_name(vip: str) -> str:
+    return f"{vip}-haproxy"
+
+
+def tcp_check_name(vip: str) -> str:
+    return f"{vip}-tcp"
+
+
+def node_configs(topology: Topology, *, run_dir: Path, profile: str = "recommended") -> dict[str, NodeConfig]:
+    """The agent config of every LB node that announces at least one VIP, by node name.
+
+    An LB with no VIPs runs no agent (a NodeConfig needs at least one VIP), so it is absent.
+    Sockets and the drain file go under `run_dir/<node>/` (see `lb_layout.lb_paths`).
+    """
+    plan = topology.address_plan()
+    return {
+        lb.name: node_config(topology, lb.name, run_dir=run_dir, profile=profile, plan=plan)
+        for lb in topology.lbs
+        if lb.vips
+    }
+
+
+def node_config(
+    topology: Topology, lb: str, *, run_dir: Path, profile: str = "recommended", plan: AddressPlan | None = None
+) -> NodeConfig:
+    """The agent config of one LB node; raises UserError if it cannot be a valid NodeConfig."""
+    plan = plan or topology.address_plan()
+    data = node_config_data(topology, lb, run_dir=run_dir, profile=profile, plan=plan)
+    return validate(NodeConfig, data, f"<node config rendered for {lb}>")
+
+
+def node_config_data(
+    topology: Topology, lb: str, *, run_dir: Path, profile: str, plan: AddressPlan
+) -> dict:
+    """The NodeConfig as plain data: exactly the fields the rendering decides."""
+    node = topology.lb(lb)
+    timing = check_profile(profile).agent
+    paths = lb_paths(run_dir, lb)
+    vips = [topology.vip(name) for name in node.vips]
+    checks: dict[str, dict] = {}
+    for vip in vips:
+        checks[haproxy_check_name(vip.name)] = {
+            "type": "haproxy",
+            "socket": str(paths.haproxy_socket),
+            "frontend": frontend_name(vip.name),
+            "backend": backend_name(vip.name),
+            "min_servers_up": 1,
+        }
+        checks[tcp_check_name(vip.name)] = {"type": "tcp", "host": str(vip.ip), "port": vip.port}
+    families = sorted({vip.version for vip in vips})
+    return {
+        "node": lb,
+        "bgp": {
+            "local_as": node.asn,
+            "router_id": plan.nodes[lb].router_id,
+            "neighbors": [
+                _neighbor(session, family)
+                for family in families
+                for session in plan.sessions_of(lb)
+            ],
+        },
+        "exabgp": {"dialect": EXABGP_DIALECT},
+        "timing": timing.model_dump(),
+        "checks": checks,
+        "vips": [
+            {"address": vip.address, "checks": [haproxy_check_name(vip.name), tcp_check_name(vip.name)], "combine": "all"}
+            for vip in vips
+        ],
+        # "always": the VIP stays on lo while the agent runs, so HAProxy's listener and the
+        # TCP check keep working while the route is withdrawn (drain, failed check).
+        "loopback": {"manage": True, "interface": "lo", "mode": "always"},
+        "control": {"socket": str(paths.control_socket)},
+        "drain": {"state_file": str(paths.drain_file)},
+    }
+
+
+def _neighbor(session: BgpSession, family: int) -> dict:
+    # The LB is always the downstream side of its sessions; its peer is the router above.
+    router, here = session.upstream.interface, session.downstream.interface
+    address, local = (router.ipv4, here.ipv4) if family == 4 else (router.ipv6, here.ipv6)
+    out: dict = {
+        "address": str(address.ip),
+        "local_address": str(local.ip),
+        "peer_as": session.upstream.asn,
+        "hold_time": session.hold_time,
+    }
+    if session.md5_password is not None:
+        out["md5_password"] = session.md5_password
+    return out
+
+
+def node_config_yaml(config: NodeConfig, *, topology_name: str | None = None) -> str:
+    """YAML that `load_node_config` reads back into an equal NodeConfig.
+
+    Only the fields that were set are written (a rendered config: the rendering's choices, not
+    every default); keys keep the model's order, which is stable and reads top-down.
+    """
+    source = f" from topology {topology_name!r}" if topology_name else ""
+    header = (
+        f"# Agent config of LB node {config.node}, rendered by anycast-ctl{source}.\n"
+        "# Edits are overwritten when it is rendered again; change the topology instead.\n"
+    )
+    data = config.model_dump(mode="json", exclude_unset=True)
+    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)

@@ -198,7 +198,8 @@ def summary_table(rows: list[tuple[list[str], int]], hops: list[NextHop]) -> str
 @click.command("predict")
 @click.option("--nexthop", "nexthops", multiple=True, metavar="ADDR[:WEIGHT]",
               help="A next hop of the route, repeated in the kernel's order (`ip route show`). "
-                   "WEIGHT 1..256, default 1; an IPv6 next hop with a weight is written [ADDR]:WEIGHT.")
+                   "WEIGHT 1..256, default 1; an IPv6 next hop with a weight is written [ADDR]:WEIGHT. "
+                   "Printed in canonical form.")
 @click.option("--policy", default="3", show_default=True, help="fib_multipath_hash_policy: 0 (addresses), 1 (5-tuple) or 3 (--fields).")
 @click.option("--fields", default="0x37", show_default=True, help="fib_multipath_hash_fields (policy 3), hex or decimal.")
 @click.option("--seed", metavar="S", help="fib_multipath_hash_seed, non-zero (required), hex or decimal.")

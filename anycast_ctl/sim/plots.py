@@ -39,11 +39,11 @@ def plot_shares(results: dict[str, SimResult], out_dir: Path) -> list[Path]:
     x = np.arange(len(names))
     for i, (algo, r) in enumerate(results.items()):
         ax.bar(x + i * width - 0.4 + width / 2, [100 * s.flow_share for s in r.lbs], width, label=algo)
-    ax.axhline(100 / max(len(names), 1), color="grey", linestyle="--", linewidth=1, label="equal share")
+    ax.axhline(100 / max(len(names), 1), color="grey", linestyle="--", linewidth=1, label="1/N")
     ax.set_xticks(x, names)
     ax.set_ylabel("share of flows (%)")
     ax.set_title(f"{first.topology}: flows per LB node ({first.flows} flows)")
-    ax.legend(fontsize="small", ncols=2)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, out_dir, "shares")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.errors import Problem, UserError
-from anycast_ctl.sim.algorithms import ALGORITHMS
+from anycast_ctl.sim.algorithms import ALGORITHMS, linux_settings
 from anycast_ctl.sim.csvflows import read_flows_csv
 from anycast_ctl.sim.fabric import Event, Fabric, apply, default_events
 from anycast_ctl.sim.flows import BLOCK, FlowBatch, FlowMismatch, attach, generate
@@ -78,7 +78,7 @@ def simulate(
 ) -> SimResult:
     """The topology as configured (optionally one algorithm everywhere, or one seed everywhere)."""
     fabric = _fabric(topo, algorithm=algorithm, same_seed=same_seed, nexthop_order=nexthop_order)
-    _check_linux_seeds(fabric)
+    _check_linux(fabric)
     events = default_events(topo) if events is None else events
     return simulate_variants({"run": fabric}, batches, events, chunk)["run"]
 
@@ -86,14 +86,19 @@ def simulate(
 def compare(topo: Topology, batches: Iterable[FlowBatch], *, events: list[Event] | None = None, same_seed: bool = False, chunk: int = BLOCK) -> dict[str, SimResult]:
     """Every algorithm on every router, on the same flows and events."""
     fabrics = {a: _fabric(topo, algorithm=a, same_seed=same_seed) for a in ALGORITHMS}
-    _check_linux_seeds(fabrics["linux"])
+    _check_linux(fabrics["linux"])
     events = default_events(topo) if events is None else events
     return simulate_variants(fabrics, batches, events, chunk)
 
 
-def _check_linux_seeds(fabric: Fabric) -> None:
-    zero = [r for r, h in fabric.hashing.items() if h.algorithm == "linux" and h.seed == 0]
-    if zero:
-        raise UserError.single(
-            "<arguments>", "", f"seed 0 on {', '.join(zero)}: Linux would use a random per-boot key; set a non-zero seed in the topology"
-        )
+def _check_linux(fabric: Fabric) -> None:
+    """Linux settings the topology allowed for another algorithm may not suit `linux` (--algorithm)."""
+    problems = []
+    for router, h in fabric.hashing.items():
+        if h.algorithm == "linux":
+            try:
+                linux_settings(h).key()
+            except ValueError as exc:
+                problems.append(Problem("<arguments>", router, f"cannot use the linux model: {exc}"))
+    if problems:
+        raise UserError(problems)

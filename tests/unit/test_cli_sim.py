@@ -104,3 +104,12 @@ def test_bad_topology_and_bad_csv_exit_2(tmp_path):
     bad.write_text("src,dst,proto,sport,dport\n198.18.1.1,192.0.2.10,tcp,99999,443\n")
     code, _, err = run_cli("sim", "compare", DEFAULT, "--flows-file", str(bad))
     assert code == 2 and err == f"error: {bad}: row 2, field sport: '99999' is not a port 0-65535\n"
+
+
+def test_forcing_linux_on_a_topology_with_seed_0_is_refused(tmp_path):
+    topo = tmp_path / "t.yaml"
+    topo.write_text((ROOT / "topologies/default.yaml").read_text().replace("algorithm: linux", "algorithm: maglev").replace("seed: 0x5eed", "seed: 0"))
+    code, _, err = run_cli("sim", "run", str(topo), "--flows", "1000", "--no-events")
+    assert code == 0, err  # maglev does not care about a zero seed
+    code, _, err = run_cli("sim", "run", str(topo), "--flows", "1000", "--algorithm", "linux")
+    assert code == 2 and err.startswith("error: <arguments>: r1: cannot use the linux model: seed 0 means")

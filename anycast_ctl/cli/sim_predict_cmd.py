@@ -15,15 +15,21 @@ import io
 import ipaddress
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
 from anycast_ctl.errors import Problem, UserError
 
+if TYPE_CHECKING:  # numpy is imported when a command runs, not for `--help`
+    import numpy as np
+
 WEIGHT_MAX = 256  # `ip route ... nexthop ... weight W` accepts 1..256
 STDIN = "-"
 STDIN_NAME = "<stdin>"
+OUTPUT_BATCH = 10_000  # rows per write: bounded buffers, few calls
 
 
 @dataclass(frozen=True)
@@ -137,55 +143,82 @@ def _read_text(path: str) -> tuple[str, str]:
         raise UserError.single(source, "", f"not UTF-8 text (byte {exc.start}: {exc.reason})") from None
 
 
-def _raw_rows(text: str) -> tuple[list[str], dict[int, list[str]]]:
-    """The header as written and every row by the line number the CSV reader reports.
-
-    The parser (csvflows) numbers its rows the same way, so its row numbers find the
-    cells here and each row is printed back exactly as it was read.
-    """
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, [])
-    return header, {reader.line_num: row for row in reader}
+@dataclass(frozen=True)
+class Prediction:
+    header: list[str]  # as written in the file
+    lines: np.ndarray  # the CSV reader's line number of each flow, ascending (input order)
+    choices: np.ndarray  # per flow, the index of its next hop in kernel order
 
 
-def predict_rows(text: str, source: str, hops: list[NextHop], settings) -> tuple[list[str], list[tuple[list[str], int]]]:
-    """(header, [(row cells, index of the chosen next hop)]) in input order. Pure."""
+def predict_text(text: str, source: str, weights: list[int], settings) -> Prediction:
+    """Parse (csvflows: errors name row and field), hash each family, re-merge. Pure."""
     import numpy as np
 
     from anycast_ctl.sim.csvflows import read_flows_csv
     from anycast_ctl.sim.linux import select_nexthops
 
     flows = read_flows_csv(source, stream=io.StringIO(text, newline=""))
-    header, raw = _raw_rows(text)
-    weights = [h.weight for h in hops]
+    header = next(csv.reader(io.StringIO(text, newline="")), [])
     if not flows.parts:
-        return header, []
+        return Prediction(header, np.zeros(0, np.int64), np.zeros(0, np.int64))
     lines = np.concatenate([part.rows for part in flows.parts])
-    chosen = np.concatenate([select_nexthops(part.flows, weights, settings) for part in flows.parts])
+    choices = np.concatenate([select_nexthops(part.flows, weights, settings) for part in flows.parts])
     order = np.argsort(lines, kind="stable")
-    return header, [(raw[line], choice) for line, choice in zip(lines[order].tolist(), chosen[order].tolist())]
+    return Prediction(header, lines[order], choices[order])
 
 
-def _csv_text(header: list[str], rows: list[tuple[list[str], int]], hops: list[NextHop]) -> str:
+def iter_rows(text: str, prediction: Prediction) -> Iterator[tuple[list[str], int]]:
+    """(cells exactly as read, next-hop index) per flow, in input order.
+
+    Reads the text again instead of keeping a million rows of cells in memory: the same
+    reader over the same text reports the same line numbers csvflows recorded, and rows
+    it skipped (blank lines) are skipped here by not being among them.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    next(reader, None)
+    wanted, choices = prediction.lines.tolist(), prediction.choices.tolist()
+    k = 0
+    for row in reader:
+        if k < len(wanted) and reader.line_num == wanted[k]:
+            yield row, choices[k]
+            k += 1
+    if k != len(wanted):  # the two readers disagree: a bug, not bad input
+        raise RuntimeError(f"matched {k} of {len(wanted)} flows to their rows")
+
+
+def _emit_csv(text: str, prediction: Prediction, hops: list[NextHop]) -> None:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*header, "nexthop"])
-    writer.writerows([*cells, hops[choice].address] for cells, choice in rows)
-    return out.getvalue()
+    writer.writerow([*prediction.header, "nexthop"])
+    for n, (cells, choice) in enumerate(iter_rows(text, prediction), 1):
+        writer.writerow([*cells, hops[choice].address])
+        if n % OUTPUT_BATCH == 0:
+            click.echo(out.getvalue(), nl=False)
+            out.seek(0)
+            out.truncate()
+    click.echo(out.getvalue(), nl=False)
 
 
-def _json_text(header: list[str], rows: list[tuple[list[str], int]], hops: list[NextHop]) -> str:
-    keys = [name.strip().lower() for name in header]
-    objects = [{**dict(zip(keys, cells)), "nexthop": hops[choice].address} for cells, choice in rows]
-    return json.dumps(objects, indent=1)
+def _emit_json(text: str, prediction: Prediction, hops: list[NextHop]) -> None:
+    """A JSON list, one object per line: the row's cells under the header's names, plus nexthop."""
+    keys = [name.strip().lower() for name in prediction.header]
+    batch: list[str] = []
+    click.echo("[", nl=False)
+    for n, (cells, choice) in enumerate(iter_rows(text, prediction)):
+        item = json.dumps({**dict(zip(keys, cells)), "nexthop": hops[choice].address})
+        batch.append(("\n" if n == 0 else ",\n") + item)
+        if len(batch) == OUTPUT_BATCH:
+            click.echo("".join(batch), nl=False)
+            batch.clear()
+    click.echo("".join(batch) + "\n]")
 
 
-def summary_table(rows: list[tuple[list[str], int]], hops: list[NextHop]) -> str:
+def summary_table(choices: np.ndarray, hops: list[NextHop]) -> str:
     """Flows per next hop (kernel order) next to the share its weight promises."""
-    counts = [0] * len(hops)
-    for _, choice in rows:
-        counts[choice] += 1
-    total_weight, total = sum(h.weight for h in hops), len(rows)
+    import numpy as np
+
+    counts = np.bincount(choices, minlength=len(hops)).tolist()
+    total_weight, total = sum(h.weight for h in hops), len(choices)
     width = max(len("nexthop"), *(len(h.address) for h in hops))
     lines = [f"{'nexthop':<{width}}  weight  by weight   flows   share"]
     for hop, count in zip(hops, counts):
@@ -225,7 +258,7 @@ def predict(nexthops, policy, fields, seed, local, flows_path, as_json, summary)
     if problems:
         raise UserError(problems)
     source, text = _read_text(flows_path)
-    header, rows = predict_rows(text, source, hops, settings)
-    click.echo(_json_text(header, rows, hops) if as_json else _csv_text(header, rows, hops), nl=as_json)
+    prediction = predict_text(text, source, [h.weight for h in hops], settings)
+    (_emit_json if as_json else _emit_csv)(text, prediction, hops)
     if summary:
-        click.echo(summary_table(rows, hops), err=True)
+        click.echo(summary_table(prediction.choices, hops), err=True)

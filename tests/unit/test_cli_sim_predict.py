@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from anycast_ctl.cli import main
+from anycast_ctl.cli import sim_predict_cmd
 from anycast_ctl.cli.sim_predict_cmd import parse_nexthop
 from anycast_ctl.sim.linux import LinuxHashSettings, select_nexthop_scalar
 
@@ -117,6 +118,15 @@ def test_json_is_a_list_of_the_rows_with_their_nexthop(tmp_path):
     assert code == 0, err
     objects = json.loads(as_json)
     assert objects == [dict(zip(HEADER.split(",") + ["nexthop"], r)) for r in parse_output(as_csv)[1:]]
+
+
+@pytest.mark.parametrize("fmt", [[], ["--json"]])
+def test_output_written_in_small_batches_is_identical(tmp_path, monkeypatch, fmt):
+    path = write_csv(tmp_path / "flows.csv", random_rows(13, 50))
+    args = ["sim", "predict", *HOP_ARGS, "--seed", "9", "--flows", path, *fmt]
+    whole = run_cli(*args)
+    monkeypatch.setattr(sim_predict_cmd, "OUTPUT_BATCH", 7)
+    assert run_cli(*args) == whole
 
 
 def test_summary_counts_flows_per_nexthop_on_stderr(tmp_path):

@@ -17,6 +17,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("anycast_ctl.cli.control_cmd", "undrain"),
     ("anycast_ctl.cli.control_cmd", "status"),
     ("anycast_ctl.cli.sim_cmd", "sim"),
+    ("anycast_ctl.cli.lab_cmd", "lab"),
 )
 
 

@@ -181,6 +181,34 @@ def add_default_route(ns: str, gateway: str, ifname: str | None = None) -> None:
     add_route(ns, "default", gateway=gateway, ifname=ifname)
 
 
+def add_multipath_route(
+    ns: str, dst: str, nexthops: list[tuple[str, str]], source: str | None = None
+) -> None:
+    """A static route over one or more (gateway, ifname) next hops (ECMP when several), with an
+    optional preferred source address (`ip route add DST src SRC nexthop via GW dev IF ...`)."""
+    net = ipaddress.ip_network(dst)  # "0.0.0.0/0" / "::/0" for a default route
+    spec: dict = {"dst": str(net), "family": socket.AF_INET if net.version == 4 else socket.AF_INET6}
+    if source:
+        spec["prefsrc"] = source
+    with _ipr(ns, f"route {dst}") as ipr:
+        hops = [{"gateway": gw, "oif": _index(ipr, ns, ifname)} for gw, ifname in nexthops]
+        if len(hops) == 1:
+            spec.update(hops[0])
+        else:
+            spec["multipath"] = hops
+        ipr.route("add", **spec)
+
+
+def add_local_route(ns: str, prefix: str, ifname: str = "lo") -> None:
+    """Make a whole prefix local (`ip route add local PREFIX dev lo`, "AnyIP"): a lab client can
+    then bind any address of its prefix as a source."""
+    net = ipaddress.ip_network(prefix)
+    family = socket.AF_INET if net.version == 4 else socket.AF_INET6
+    with _ipr(ns, f"local route {prefix}") as ipr:
+        ipr.route("add", dst=str(net), family=family, type="local", table=255, scope=254,
+                  oif=_index(ipr, ns, ifname))
+
+
 def fib_routes(ns: str, prefix: str) -> list[NextHop]:
     """The kernel's next hops for exactly `prefix` in the main table; [] when absent."""
     net = ipaddress.ip_network(prefix)

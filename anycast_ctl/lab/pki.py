@@ -1,0 +1,135 @@
+"""The lab's certificates: one CA made at `up`, one certificate per TLS backend.
+
+Each backend's certificate names the TLS names of every VIP it serves (its SANs), so a client
+that connects to a VIP and checks the certificate against the lab CA and the VIP's TLS name
+proves the whole path: the LB nodes pass the TLS stream through and never hold a key.
+
+Building the certificates is pure (`make_ca`, `issue`; time passed in); `write_pki` writes them
+under the lab's state dir, keys 0600.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from anycast_ctl.config.topology import Topology
+
+VALIDITY = dt.timedelta(days=2)  # a lab lives minutes; short validity leaves nothing worth stealing
+BACKDATE = dt.timedelta(minutes=5)  # tolerate a little clock skew between namespaces' readers
+
+
+@dataclass(frozen=True)
+class Issued:
+    cert_pem: bytes
+    key_pem: bytes
+
+
+@dataclass(frozen=True)
+class LabPki:
+    ca_file: Path
+    certs: dict[str, tuple[Path, Path]]  # backend -> (cert, key)
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())  # fast to make; every TLS stack speaks it
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "anycast-ctl lab"),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
+
+
+def make_ca(lab: str, now: dt.datetime) -> tuple[Issued, ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = _key()
+    name = _name(f"anycast-ctl lab CA {lab}")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)), key, cert
+
+
+def issue(
+    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, common_name: str,
+    dns_names: list[str], ip_addresses: list[str], now: dt.datetime,
+) -> Issued:
+    """A server certificate for `dns_names` (SANs; the CN is informational only)."""
+    key = _key()
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def backend_names(topo: Topology) -> dict[str, list[str]]:
+    """backend -> the TLS names it must present: those of every VIP it serves (sorted, unique)."""
+    names: dict[str, set[str]] = {b.name: set() for b in topo.backends}
+    for vip in topo.vips:
+        for backend in vip.backends:
+            names[backend].add(vip.tls_name)
+    return {b: sorted(n) for b, n in names.items()}
+
+
+def write_pki(topo: Topology, lab: str, directory: Path, now: dt.datetime) -> LabPki:
+    """Make the CA and every backend's certificate under `directory` (created 0700)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ca, ca_key, ca_cert = make_ca(lab, now)
+    ca_file = directory / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem)  # the CA's key never touches the disk: nothing more is issued
+    plan = topo.address_plan()
+    certs = {}
+    for backend, dns in backend_names(topo).items():
+        issued = issue(ca_key, ca_cert, backend, dns, [str(plan.nodes[backend].loopback_v4.ip)], now)
+        cert_path, key_path = directory / f"{backend}.pem", directory / f"{backend}.key"
+        cert_path.write_bytes(issued.cert_pem)
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(issued.key_pem)
+        certs[backend] = (cert_path, key_path)
+    return LabPki(ca_file, certs)

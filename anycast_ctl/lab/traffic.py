@@ -1,0 +1,253 @@
+"""`lab traffic`: TLS connections from the clients to the VIPs, the LB node each one reached,
+and the simulator's prediction for the very same flows.
+
+Flows are planned here (deterministic: each has its own source address and port), sent by
+lab/traffic_client.py running inside each client's namespace, and answered by a backend with
+the address its connection came from: the link address of the LB node whose HAProxy carried it.
+
+The prediction uses the kernel's own next-hop order, read per router and per VIP from the FIB:
+hash-threshold maps a hash to the i-th next hop, so the order decides the LB.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from typing import Protocol
+
+from anycast_ctl.config.address_plan import AddressPlan
+from anycast_ctl.config.topology import Topology
+from anycast_ctl.errors import UserError
+from anycast_ctl.lab import daemons
+from anycast_ctl.lab.backend import parse_answer
+from anycast_ctl.lab.expect import address_owners
+from anycast_ctl.lab.state import LabError
+from anycast_ctl.sim.flowarrays import FlowArrays
+from anycast_ctl.sim.fabric import Fabric
+from anycast_ctl.sim.flows import attach
+from anycast_ctl.sim.network import NO_PATH, Plan, route
+
+PROTO_TCP = 6
+
+
+class LabLike(Protocol):
+    tag: str
+    topology: Topology
+    plan: AddressPlan
+
+    def namespace(self, node: str) -> str: ...
+    @property
+    def ca_file(self): ...
+    def fib_nexthops(self, router: str, vip: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Flow:
+    client: str
+    vip: str
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    server_name: str
+
+
+@dataclass
+class FlowResult:
+    client: str
+    vip: str
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    ok: bool
+    backend: str | None = None
+    peer: str | None = None
+    lb: str | None = None
+    predicted: str | None = None
+    error: str | None = None
+    seconds: float | None = None
+
+    @property
+    def agrees(self) -> bool:
+        return self.ok and self.lb is not None and self.lb == self.predicted
+
+
+@dataclass
+class TrafficResult:
+    flows: list[FlowResult]
+    nexthop_order: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # vip -> router -> order
+    seconds: float = 0.0
+
+    def shares(self) -> dict[str, int]:
+        """LB -> connections it carried (every LB of the topology that carried any)."""
+        return dict(sorted(Counter(f.lb for f in self.flows if f.ok and f.lb).items()))
+
+    def predicted_shares(self) -> dict[str, int]:
+        return dict(sorted(Counter(f.predicted for f in self.flows if f.predicted).items()))
+
+    def agreement(self) -> tuple[int, int]:
+        return sum(f.agrees for f in self.flows), len(self.flows)
+
+    def mismatches(self) -> list[FlowResult]:
+        return [f for f in self.flows if f.ok and f.lb != f.predicted]
+
+    def failed(self) -> list[FlowResult]:
+        return [f for f in self.flows if not f.ok]
+
+    def to_json(self) -> dict:
+        agree, total = self.agreement()
+        return {
+            "connections": total,
+            "ok": total - len(self.failed()),
+            "failed": len(self.failed()),
+            "as_predicted": agree,
+            "shares": self.shares(),
+            "predicted_shares": self.predicted_shares(),
+            "nexthop_order": self.nexthop_order,
+            "seconds": round(self.seconds, 3),
+            "flows": [asdict(f) for f in self.flows],
+        }
+
+
+# ---------------------------------------------------------------- planning (pure)
+def plan_flows(topo: Topology, connections: int, first_port: int = 20000, sources: int = 8) -> list[Flow]:
+    """`connections` flows spread round-robin over every (client, VIP) pair of one family.
+
+    Flow i: pair i % P; source = host ((i // P) % sources) + 1 of the client's prefix;
+    source port = first_port + i. The same arguments always give the same flows.
+    """
+    pairs = [(c, v) for v in topo.vips for c in topo.clients if c.prefix(v.version) is not None]
+    problems = []
+    if not pairs:
+        problems.append(("clients", "no client has a prefix of a VIP's address family"))
+    if connections < 1:
+        problems.append(("connections", f"{connections}: must be at least 1"))
+    if not 1024 <= first_port or first_port + connections - 1 > 65535:
+        problems.append(("first_port", f"ports {first_port}..{first_port + connections - 1} must lie in 1024..65535"))
+    if sources < 1:
+        problems.append(("sources", f"{sources}: must be at least 1"))
+    if problems:
+        raise UserError([_problem(where, what) for where, what in problems])
+    flows = []
+    for i in range(connections):
+        client, vip = pairs[i % len(pairs)]
+        prefix = client.prefix(vip.version)
+        usable = max(1, prefix.num_addresses - 2)
+        src = prefix.network_address + 1 + ((i // len(pairs)) % min(sources, usable))
+        flows.append(Flow(client.name, vip.name, str(src), first_port + i, str(vip.ip), vip.port, vip.tls_name))
+    return flows
+
+
+def _problem(where: str, what: str):
+    from anycast_ctl.errors import Problem
+
+    return Problem("<traffic>", where, what)
+
+
+def lb_of_peer(peer: str | None, owners: dict[str, str], lbs: set[str]) -> str | None:
+    """'100.64.0.9:40112' -> the LB node holding 100.64.0.9 (None when no LB does)."""
+    if not peer:
+        return None
+    host = peer.rpartition(":")[0].strip("[]")
+    try:
+        owner = owners.get(str(ipaddress.ip_address(host)))
+    except ValueError:
+        return None
+    return owner if owner in lbs else None
+
+
+def kernel_fabric(topo: Topology, orders: dict[str, list[str]]) -> Fabric:
+    """The converged fabric with each router's next hops exactly as its kernel holds them (for
+    one VIP): the members and their order. A router missing from `orders` keeps the topology's."""
+    fabric = Fabric.from_topology(topo)
+    return replace(fabric, nexthops={**fabric.nexthops, **{r: tuple(o) for r, o in orders.items()}})
+
+
+# ---------------------------------------------------------------- running (I/O)
+def run_flows(lab: LabLike, flows: list[Flow], concurrency: int = 64, timeout: float = 5.0) -> list[FlowResult]:
+    """Send the flows (each client's from inside its namespace, clients in parallel)."""
+    owners = address_owners(lab.plan)
+    lbs = {lb.name for lb in lab.topology.lbs}
+    by_client: dict[str, list[int]] = {}
+    for i, flow in enumerate(flows):
+        by_client.setdefault(flow.client, []).append(i)
+    raw: list[dict | None] = [None] * len(flows)
+
+    def one_client(client: str) -> None:
+        indices = by_client[client]
+        batch = [asdict(flows[i]) for i in indices]
+        rounds = math.ceil(len(batch) / max(1, concurrency))
+        result = daemons.run(
+            lab.tag,
+            [sys.executable, "-m", "anycast_ctl.lab.traffic_client", "--ca", str(lab.ca_file),
+             "--concurrency", str(concurrency), "--timeout", str(timeout)],
+            netns=lab.namespace(client), stdin=json.dumps(batch), timeout=30 + rounds * timeout * 3,
+        )
+        if not result.ok:
+            raise LabError(f"traffic client in {client} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
+        for i, answer in zip(indices, json.loads(result.stdout)):
+            raw[i] = answer
+
+    with ThreadPoolExecutor(max_workers=max(1, len(by_client))) as pool:
+        for done in [pool.submit(one_client, c) for c in by_client]:
+            done.result()
+    out = []
+    for flow, answer in zip(flows, raw):
+        answer = answer or {"ok": False, "error": "no result"}
+        fields = parse_answer(answer.get("line") or "")
+        ok = bool(answer.get("ok")) and bool(fields)
+        out.append(FlowResult(
+            client=flow.client, vip=flow.vip, src=flow.src, sport=flow.sport, dst=flow.dst, dport=flow.dport,
+            ok=ok, backend=fields.get("backend"), peer=fields.get("peer"),
+            lb=lb_of_peer(fields.get("peer"), owners, lbs),
+            error=answer.get("error") or (None if ok else f"unexpected answer {answer.get('line')!r}"),
+            seconds=answer.get("seconds"),
+        ))
+    return out
+
+
+def kernel_orders(lab: LabLike) -> dict[str, dict[str, list[str]]]:
+    """vip -> router -> next hops in the kernel's order (node names)."""
+    return {
+        vip.name: {r.name: lab.fib_nexthops(r.name, vip.name) for r in lab.topology.routers}
+        for vip in lab.topology.vips
+    }
+
+
+def predict(topo: Topology, flows: list[Flow], orders: dict[str, dict[str, list[str]]]) -> list[str | None]:
+    """The simulator's LB for each flow, VIP by VIP, each router holding that VIP's next hops
+    as its kernel does (None: the flow has no path)."""
+    predicted: list[str | None] = [None] * len(flows)
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, flow in enumerate(flows):
+        groups.setdefault((flow.vip, ipaddress.ip_address(flow.src).version), []).append(i)
+    for (vip, _family), indices in groups.items():
+        plan = Plan(kernel_fabric(topo, orders.get(vip, {})))
+        arrays = FlowArrays.from_tuples(
+            (flows[i].src, flows[i].dst, PROTO_TCP, flows[i].sport, flows[i].dport) for i in indices
+        )
+        last = route(plan, attach(topo, arrays))[-1].tolist()
+        for i, node in zip(indices, last):
+            predicted[i] = plan.nodes[node] if node != NO_PATH else None
+    return predicted
+
+
+def run_traffic(lab: LabLike, connections: int = 300, *, first_port: int = 20000, sources: int = 8,
+                concurrency: int = 64, timeout: float = 5.0, clock=None) -> TrafficResult:
+    import time
+
+    clock = clock or time.monotonic
+    flows = plan_flows(lab.topology, connections, first_port, sources)
+    orders = kernel_orders(lab)
+    started = clock()
+    results = run_flows(lab, flows, concurrency, timeout)
+    elapsed = clock() - started
+    for result, lb in zip(results, predict(lab.topology, flows, orders)):
+        result.predicted = lb
+    return TrafficResult(results, orders, elapsed)

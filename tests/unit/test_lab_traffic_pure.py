@@ -1,0 +1,112 @@
+"""lab traffic's pure parts: flow planning, peer -> LB mapping, prediction with kernel orders."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from anycast_ctl.config.topology import load_topology
+from anycast_ctl.errors import UserError
+from anycast_ctl.lab.backend import answer_line, parse_answer, parse_listen
+from anycast_ctl.lab.expect import address_owners
+from anycast_ctl.lab.traffic import FlowResult, TrafficResult, kernel_fabric, lb_of_peer, plan_flows, predict
+from anycast_ctl.sim.flowarrays import FlowArrays
+from anycast_ctl.sim.predict import predict_lbs
+
+DEFAULT = load_topology("topologies/default.yaml")
+TWO = load_topology("topologies/two-routers.yaml")
+
+
+def test_flows_have_distinct_source_ports_and_stay_in_client_prefixes():
+    flows = plan_flows(TWO, 100, first_port=30000, sources=4)
+    assert [f.sport for f in flows] == list(range(30000, 30100))
+    prefixes = {c.name: c.prefix(4) for c in TWO.clients}
+    assert all(ipaddress.ip_address(f.src) in prefixes[f.client] for f in flows)
+    assert len({f.src for f in flows}) == 2 * 4  # 4 sources in each of the 2 clients
+
+
+def test_flows_cover_every_client_and_vip_pair_evenly():
+    flows = plan_flows(TWO, 400)
+    pairs = {}
+    for f in flows:
+        pairs[(f.client, f.vip)] = pairs.get((f.client, f.vip), 0) + 1
+    assert pairs == {(c, v): 100 for c in ("c1", "c2") for v in ("web", "api")}
+    api = next(f for f in flows if f.vip == "api")
+    assert (api.dst, api.dport, api.server_name) == ("192.0.2.20", 443, "api.anycast.test")
+
+
+def test_same_arguments_give_the_same_flows():
+    assert plan_flows(DEFAULT, 50, 25000, 3) == plan_flows(DEFAULT, 50, 25000, 3)
+
+
+@pytest.mark.parametrize("args", [(0, 20000, 8), (10, 65530, 8), (10, 80, 8), (10, 20000, 0)])
+def test_bad_flow_arguments_are_user_errors(args):
+    with pytest.raises(UserError):
+        plan_flows(DEFAULT, *args)
+
+
+def test_peer_address_maps_to_the_lb_holding_it():
+    plan = DEFAULT.address_plan()
+    owners = address_owners(plan)
+    lb2_to_be1 = plan.interface("lb2", "be1").ipv4.ip
+    assert lb_of_peer(f"{lb2_to_be1}:40000", owners, {"lb1", "lb2", "lb3"}) == "lb2"
+    r1 = plan.interface("r1", "lb1").ipv4.ip
+    assert lb_of_peer(f"{r1}:1", owners, {"lb1", "lb2", "lb3"}) is None  # a router is no LB
+    assert lb_of_peer("nonsense", owners, {"lb1"}) is None
+    assert lb_of_peer(None, owners, {"lb1"}) is None
+
+
+def test_backend_answer_round_trips():
+    assert parse_answer(answer_line("be1", ("100.64.0.8", 4242)).decode()) == {"backend": "be1", "peer": "100.64.0.8:4242"}
+    assert parse_answer("garbage") == {}
+    assert parse_listen("[fd00::1]:443") == ("fd00::1", 443)
+    with pytest.raises(ValueError):
+        parse_listen("100.64.0.1")
+
+
+def _arrays(flows):
+    return FlowArrays.from_tuples((f.src, f.dst, 6, f.sport, f.dport) for f in flows)
+
+
+def test_prediction_in_topology_order_equals_the_simulators():
+    flows = plan_flows(DEFAULT, 200)
+    order = {"web": {"r1": ["lb1", "lb2", "lb3"]}}
+    assert predict(DEFAULT, flows, order) == predict_lbs(DEFAULT, _arrays(flows))
+
+
+def test_prediction_follows_the_kernels_nexthop_order():
+    flows = plan_flows(DEFAULT, 200)
+    reordered = predict(DEFAULT, flows, {"web": {"r1": ["lb3", "lb1", "lb2"]}})
+    expected = predict_lbs(DEFAULT, _arrays(flows), nexthop_order={"r1": ["lb3", "lb1", "lb2"]})
+    assert reordered == expected
+    assert reordered != predict(DEFAULT, flows, {"web": {"r1": ["lb1", "lb2", "lb3"]}})
+
+
+def test_prediction_uses_only_the_nexthops_the_kernel_holds():
+    flows = plan_flows(DEFAULT, 200)
+    predicted = predict(DEFAULT, flows, {"web": {"r1": ["lb2", "lb3"]}})  # lb1 withdrawn
+    assert set(predicted) == {"lb2", "lb3"}
+    assert predict(DEFAULT, flows, {"web": {"r1": []}}) == [None] * 200
+
+
+def test_prediction_is_per_vip():
+    flows = plan_flows(TWO, 400)
+    orders = {v: {r: list(kernel_fabric(TWO, {}).candidates(r, i)) for r in ("r1", "r2")}
+              for i, v in enumerate(("web", "api"))}
+    predicted = predict(TWO, flows, orders)
+    assert {p for f, p in zip(flows, predicted) if f.vip == "api"} == {"lb3", "lb4"}
+    assert {p for f, p in zip(flows, predicted) if f.vip == "web"} == {"lb1", "lb2", "lb3", "lb4"}
+
+
+def test_traffic_result_counts():
+    def flow(lb, predicted, ok=True):
+        return FlowResult("c1", "web", "198.18.1.1", 1, "192.0.2.10", 443, ok, lb=lb, predicted=predicted,
+                          error=None if ok else "timeout")
+
+    result = TrafficResult([flow("lb1", "lb1"), flow("lb2", "lb1"), flow(None, "lb3", ok=False), flow("lb1", "lb1")])
+    assert result.shares() == {"lb1": 2, "lb2": 1}
+    assert result.agreement() == (2, 4)
+    assert [f.lb for f in result.mismatches()] == ["lb2"]
+    assert len(result.failed()) == 1
+    assert result.to_json()["as_predicted"] == 2

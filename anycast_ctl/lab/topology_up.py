@@ -32,7 +32,7 @@ from anycast_ctl.lab.daemons import CommandResult, Daemon
 from anycast_ctl.lab.expect import RouterView, address_owners, expected_nexthops, router_problems, session_peers
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.state import LabError
-from anycast_ctl.lab.traffic import TrafficResult, run_traffic
+from anycast_ctl.lab.traffic import Flow, TrafficResult, kernel_orders, predict, run_traffic
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import render_haproxy
 from anycast_ctl.render.lb_layout import LbPaths, lb_paths
@@ -239,6 +239,10 @@ class Lab:
 
     def traffic(self, connections: int = 300, **options) -> TrafficResult:
         return run_traffic(self, connections, **options)
+
+    def predict(self, flows: list[Flow]) -> list[str | None]:
+        """The simulator's LB per flow, each router holding its next hops as its kernel does now."""
+        return predict(self.topology, flows, kernel_orders(self))
 
     def status(self) -> dict:
         return observe.lab_status(self)

@@ -165,3 +165,8 @@ def render(topology: str, fmt: str, out_dir: str, profile: str) -> None:
     started = time.monotonic()
     written = render_containerlab(load_topology(topology), Path(out_dir), profile=profile)
     click.echo(f"wrote {len(written)} files under {Path(out_dir)} in {time.monotonic() - started:.2f}s")
+
+
+from anycast_ctl.cli.lab_failover_cmd import failover  # noqa: E402  (helper-11's experiments)
+
+lab.add_command(failover)

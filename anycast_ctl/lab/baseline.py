@@ -148,16 +148,20 @@ def api_command(implementation: Implementation, topology: Topology) -> ApiComman
     implementation = Implementation(implementation)
     if implementation is Implementation.ANYCAST:
         return None
-    settings = SETTINGS[implementation]
 
     def command(lb: str, node_yaml: Path) -> list[str]:
         directory = Path(node_yaml).parent
-        text = healthcheck_config(lb, lb_targets(topology, lb), settings, disable_path(directory))
         path = config_path(directory)
-        path.write_text(text)
+        path.write_text(lb_healthcheck_config(implementation, topology, lb, directory))
         return healthcheck_argv(path)
 
     return command
+
+
+def lb_healthcheck_config(implementation: Implementation, topology: Topology, lb: str, node_dir: Path) -> str:
+    """The healthcheck.conf a baseline gives LB node `lb` (its files live in `node_dir`)."""
+    settings = SETTINGS[Implementation(implementation)]
+    return healthcheck_config(lb, lb_targets(topology, lb), settings, disable_path(node_dir))
 
 
 def detection_bound(settings: HealthcheckSettings) -> float:

@@ -1,0 +1,61 @@
+"""Failover figures on the default topology: our agent vs ExaBGP's healthcheck (fastest and
+default settings), every scenario N times, p50/p99; plus the issue's two goals.
+
+Root only (it brings up a lab in namespaces). Environment:
+    BENCH_FAILOVER_RUNS      runs per scenario for the agent and the fast baseline (default 20)
+    BENCH_FAILOVER_RUNS_DEFAULT  runs for the default-settings baseline (default 5: ~20 s each)
+    BENCH_FAILOVER_OUT       directory for failover.json and failover.png (default /tmp/anycast-ctl-bench)
+    BENCH_FAILOVER_TAG       the lab's tag (default acx-bench-failover)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    if os.geteuid() != 0:
+        print("bench_failover: skipped (needs root: network namespaces, FRR, HAProxy, ExaBGP)")
+        return
+    from anycast_ctl.lab import report
+    from anycast_ctl.lab.baseline import Implementation
+    from anycast_ctl.lab.failover import Settings, run_experiments
+    from anycast_ctl.lab.scenarios import Scenario
+    from anycast_ctl.lab.topology_up import Lab
+
+    runs = int(os.environ.get("BENCH_FAILOVER_RUNS", "20"))
+    runs_default = int(os.environ.get("BENCH_FAILOVER_RUNS_DEFAULT", "5"))
+    out = Path(os.environ.get("BENCH_FAILOVER_OUT", "/tmp/anycast-ctl-bench"))
+    out.mkdir(parents=True, exist_ok=True)
+    scenarios = [s.value for s in Scenario]
+    plan = [(Implementation.ANYCAST, runs), (Implementation.EXABGP_FAST, runs),
+            (Implementation.EXABGP_DEFAULT, runs_default)]
+    started = time.monotonic()
+    lab = Lab.up(REPO / "topologies" / "default.yaml", "bench-failover", tag=os.environ.get("BENCH_FAILOVER_TAG"))
+    measurements = []
+    try:
+        for impl, n in plan:
+            print(f"{impl}: {n} runs x {len(scenarios)} scenarios", flush=True)
+            measurements += run_experiments(
+                lab, [impl.value], scenarios, "lb1", Settings(runs=n), say=lambda m: print("  " + m, flush=True),
+                restore_to=None,
+            )
+    finally:
+        lab.down()
+    rows = report.summarize(measurements)
+    print()
+    print(report.format_table(rows))
+    print()
+    for impl, _ in plan:
+        print(report.format_goals(report.goals(rows, impl.value), impl.value))
+    meta = {"topology": "default", "node": "lb1", "runs": {i.value: n for i, n in plan},
+            "seconds": round(time.monotonic() - started, 1)}
+    (out / "failover.json").write_text(json.dumps(report.to_json(measurements, meta), indent=2) + "\n")
+    report.write_plot(measurements, str(out / "failover.png"),
+                      title="failover on the default topology (lb1), p50 bar / p99 whisker")
+    print(f"\nwrote {out / 'failover.json'} and {out / 'failover.png'}")

@@ -18,6 +18,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("anycast_ctl.cli.control_cmd", "status"),
     ("anycast_ctl.cli.sim_cmd", "sim"),
     ("anycast_ctl.cli.lab_cmd", "lab"),
+    ("anycast_ctl.cli.render_cmd", "render"),
 )
 
 

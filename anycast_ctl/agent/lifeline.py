@@ -1,0 +1,193 @@
+"""Fail closed: if the agent dies or hangs, stop ExaBGP, so its BGP sessions close and every
+router withdraws this node's VIPs.
+
+ExaBGP 4.2 and 5.0 do not do this themselves: when their API process dies they either respawn
+it (the routes it announced stay announced) or, with respawn off, just forget it (the routes
+stay announced for good). See docs/exabgp.md for the measurements.
+
+So the agent starts a small guardian process and holds the write end of a pipe to it:
+
+- the agent dies (even by SIGKILL): the kernel closes the pipe, the guardian reads EOF;
+- the agent hangs (its event loop stalls, or it is SIGSTOPped): the heartbeats stop;
+
+either way the guardian SIGKILLs the agent and stops ExaBGP (SIGTERM, then SIGKILL after a
+grace period, since an ExaBGP blocked writing to a hung agent may not act on SIGTERM).
+An agent that exits on purpose, after withdrawing its routes, calls `stand_down()` first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+BEAT = b"."
+STAND_DOWN = b"Q"
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of `pid` (clock ticks since boot), to tell a pid from its reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])  # field 22 of the whole line
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def exabgp_parent() -> int | None:
+    """Our parent's pid if it is an ExaBGP (so it is safe to stop), else None."""
+    ppid = os.getppid()
+    if ppid <= 1:
+        return None
+    return ppid if any("exabgp" in Path(arg).name for arg in _cmdline(ppid)[:3]) else None
+
+
+class Lifeline:
+    """The agent's end of the pipe to its guardian."""
+
+    def __init__(self, fd: int, guardian: subprocess.Popen) -> None:
+        self._fd = fd
+        self.guardian = guardian
+
+    @classmethod
+    def start(cls, target_pid: int, *, stall_after: float = 3.0, grace: float = 1.0) -> "Lifeline":
+        """Start a guardian that stops `target_pid` (ExaBGP) when this process dies or stalls."""
+        target_start = process_start_time(target_pid)
+        if target_start is None:
+            raise ProcessLookupError(f"no process {target_pid} to guard")
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        argv = [
+            sys.executable, "-m", "anycast_ctl.agent.lifeline",
+            "--fd", str(read_fd),
+            "--agent", str(os.getpid()),
+            "--target", str(target_pid),
+            "--target-start", str(target_start),
+            "--stall-after", str(stall_after),
+            "--grace", str(grace),
+        ]  # fmt: skip
+        guardian = subprocess.Popen(
+            argv,
+            pass_fds=(read_fd,),
+            stdin=subprocess.DEVNULL,  # never hold ExaBGP's pipes: it must see our EOF
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,  # survive a signal sent to the agent's process group
+        )
+        os.close(read_fd)
+        return cls(write_fd, guardian)
+
+    def beat(self) -> None:
+        try:
+            os.write(self._fd, BEAT)
+        except BlockingIOError:
+            pass  # the guardian is behind on reading; it has plenty of beats already
+        except OSError:
+            log.error("lifeline guardian is gone")
+
+    def stand_down(self) -> None:
+        """We are exiting on purpose with nothing announced: the guardian must not stop ExaBGP."""
+        try:
+            os.write(self._fd, STAND_DOWN)
+        except OSError:
+            pass
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def guardian_alive(self) -> bool:
+        return self.guardian.poll() is None
+
+    async def heartbeat(self, interval: float) -> None:
+        """Beat from the event loop, so that a stalled loop stops the beats. Returns if the
+        guardian dies: the caller must treat that as fatal (nothing would fail us closed)."""
+        while self.guardian_alive():
+            self.beat()
+            await asyncio.sleep(interval)
+        log.error("lifeline guardian exited with %s", self.guardian.returncode)
+
+
+# ---------------------------------------------------------------- the guardian process
+def _same_process(pid: int, start: int | None) -> bool:
+    return start is not None and process_start_time(pid) == start
+
+
+def _stop(pid: int, start: int | None, grace: float, first: int = signal.SIGTERM) -> None:
+    if not _same_process(pid, start):
+        return
+    try:
+        os.kill(pid, first)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _same_process(pid, start):
+            return
+        time.sleep(0.01)
+    try:
+        if _same_process(pid, start):
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def guard(fd: int, agent: int, target: int, target_start: int, stall_after: float, grace: float) -> str:
+    """Wait for the agent to die, stall or stand down; stop ExaBGP unless it stood down."""
+    agent_start = process_start_time(agent)
+    deadline = time.monotonic() + stall_after
+    while True:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            reason = f"agent {agent} sent no heartbeat for {stall_after}s"
+            break
+        data = os.read(fd, 4096)
+        if not data:
+            reason = f"agent {agent} is gone"
+            break
+        if STAND_DOWN in data:
+            return "agent stood down"
+        deadline = time.monotonic() + stall_after
+    print(f"anycast-ctl lifeline: {reason}; stopping ExaBGP (pid {target})", file=sys.stderr, flush=True)
+    _stop(agent, agent_start, 0.0, signal.SIGKILL)
+    _stop(target, target_start, grace)
+    return reason
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="anycast-ctl lifeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--agent", type=int, required=True)
+    parser.add_argument("--target", type=int, required=True)
+    parser.add_argument("--target-start", type=int, required=True)
+    parser.add_argument("--stall-after", type=float, required=True)
+    parser.add_argument("--grace", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    # Signals meant for the agent's terminal or group are not for us: only the pipe decides.
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    guard(args.fd, args.agent, args.target, args.target_start, args.stall_after, args.grace)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The pipe to ExaBGP: our stdout is its API input, its output is our stdin.
+
+Thin I/O around the pure `anycast_ctl.agent.exabgp`. The reader must run all the time: ExaBGP
+writes an ack after every command and blocks when the pipe to us is full, so a reader that
+stalls stalls ExaBGP too. EOF on stdin means ExaBGP is gone, and the agent must exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import sys
+import threading
+import time
+from typing import Callable, Protocol, TextIO
+
+from anycast_ctl.agent.exabgp import Ack, Event, PeerState, Shutdown, Unknown, parse_line
+
+log = logging.getLogger(__name__)
+
+# Longer lines than this are not ours to read (updates we did not ask for); skip them whole.
+LINE_LIMIT = 1 << 20
+
+
+class LineReader(Protocol):
+    async def readline(self) -> bytes: ...
+
+
+class TextOutput(Protocol):
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
+class _Pending:
+    """One command waiting for its ack. Abandoned on timeout but kept in line, so that a late
+    ack is matched to it and not to the next command."""
+
+    __slots__ = ("future", "abandoned")
+
+    def __init__(self, future: asyncio.Future[bool]) -> None:
+        self.future = future
+        self.abandoned = False
+
+
+class Speaker:
+    """Writes commands to ExaBGP and reads everything it writes back.
+
+    `send()` serialises commands: ExaBGP acks in order, one `done`/`error` per command.
+    An ack that never comes (ExaBGP 4.2 stays silent on some malformed lines) makes that
+    send and every later one time out: treat a False from `send()` as "ExaBGP is not doing
+    what we say" and fail closed.
+    """
+
+    def __init__(
+        self,
+        reader: LineReader,
+        writer: TextOutput,
+        *,
+        on_event: Callable[[Event], object] | None = None,
+        ack: bool = True,
+        ack_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.on_event = on_event  # may be set after construction
+        self._ack = ack
+        self._ack_timeout = ack_timeout
+        self._clock = clock
+        self._pending: collections.deque[_Pending] = collections.deque()
+        self._send_lock = asyncio.Lock()
+        self.alive = True  # False once ExaBGP's side of the pipe is gone
+        self.shutting_down = False  # ExaBGP announced that it is stopping
+        self.last_line_at: float | None = None  # clock() when ExaBGP last wrote to us
+        self.peers: dict[str, bool] = {}  # neighbor address -> session established
+        self.ack_timeouts = 0
+
+    # ------------------------------------------------------------ writing
+    async def send(self, line: str) -> bool:
+        """Write one command; with acks on, wait for ExaBGP's answer. True means `done`."""
+        if "\n" in line or "\r" in line or any(ord(c) < 0x20 or ord(c) == 0x7F for c in line):
+            raise ValueError(f"refusing to send control characters to ExaBGP: {line!r}")
+        async with self._send_lock:
+            if not self.alive:
+                return False
+            pending = None
+            if self._ack:
+                pending = _Pending(asyncio.get_running_loop().create_future())
+                self._pending.append(pending)
+            try:
+                self._writer.write(line + "\n")
+                self._writer.flush()
+            except (BrokenPipeError, ConnectionError, ValueError, OSError) as exc:
+                # ValueError: the stream was closed under us. Either way ExaBGP cannot hear us.
+                log.error("cannot write to ExaBGP (%s); treating it as gone", exc)
+                self._gone()
+                return False
+            if pending is None:
+                return True
+            try:
+                return await asyncio.wait_for(asyncio.shield(pending.future), self._ack_timeout)
+            except asyncio.TimeoutError:
+                pending.abandoned = True
+                self.ack_timeouts += 1
+                log.error("no ack from ExaBGP within %.1fs for: %s", self._ack_timeout, line)
+                return False
+
+    # ------------------------------------------------------------ reading
+    async def run_reader(self) -> None:
+        """Read ExaBGP's output until EOF, dispatching every event. Returns when ExaBGP is gone.
+
+        Exceptions raised by `on_event` propagate: a broken handler is a bug, and a visible
+        crash (the agent exits, the lifeline stops ExaBGP) is safer than a silent one.
+        """
+        while True:
+            try:
+                raw = await self._reader.readline()
+            except (ValueError, asyncio.LimitOverrunError) as exc:
+                log.warning("skipping an over-long line from ExaBGP: %s", exc)
+                continue
+            except (ConnectionError, OSError) as exc:
+                log.error("reading from ExaBGP failed: %s", exc)
+                raw = b""
+            if not raw:
+                log.warning("ExaBGP closed our stdin: it is gone")
+                self._gone()
+                return
+            self.last_line_at = self._clock()
+            text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+            self._dispatch(parse_line(text))
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, Ack):
+            self._match_ack(event.ok)
+        elif isinstance(event, PeerState):
+            previous = self.peers.get(event.address)
+            self.peers[event.address] = event.up
+            if previous != event.up:
+                log.info("BGP session with %s is %s", event.address, "up" if event.up else "down")
+        elif isinstance(event, Shutdown):
+            log.warning("ExaBGP says it is shutting down")
+            self.shutting_down = True
+        elif isinstance(event, Unknown) and event.line.strip():
+            log.info("ignoring a line from ExaBGP: %.200s", event.line.rstrip())
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _match_ack(self, ok: bool) -> None:
+        if not self._pending:
+            log.warning("ExaBGP acked (%s) a command we are not waiting for", "done" if ok else "error")
+            return
+        pending = self._pending.popleft()
+        if pending.abandoned:
+            log.warning("late ack (%s) for a command that already timed out", "done" if ok else "error")
+        elif not pending.future.done():
+            pending.future.set_result(ok)
+
+    def _gone(self) -> None:
+        self.alive = False
+        while self._pending:
+            pending = self._pending.popleft()
+            if not pending.future.done():
+                pending.future.set_result(False)
+
+
+async def stdio_speaker(**options) -> Speaker:
+    """A Speaker on our real stdin/stdout, for an agent that ExaBGP runs as its API process."""
+    reader, writer = await open_stdio()
+    return Speaker(reader, writer, **options)
+
+
+async def open_stdio(limit: int = LINE_LIMIT) -> tuple[asyncio.StreamReader, TextIO]:
+    """A reader on our real stdin and the real stdout, for a Speaker inside ExaBGP."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit)
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    except ValueError:
+        # stdin is a file or a terminal (someone running the agent by hand): read it in a thread.
+        _feed_from_thread(loop, reader, sys.stdin.buffer)
+    return reader, sys.stdout
+
+
+def _feed_from_thread(loop: asyncio.AbstractEventLoop, reader: asyncio.StreamReader, stream) -> None:
+    def pump() -> None:
+        for chunk in iter(stream.readline, b""):
+            loop.call_soon_threadsafe(reader.feed_data, chunk)
+        loop.call_soon_threadsafe(reader.feed_eof)
+
+    threading.Thread(target=pump, name="stdin-reader", daemon=True).start()

@@ -1,0 +1,140 @@
+"""A node config -> the exabgp.conf and exabgp.env that run the agent inside ExaBGP. Pure.
+
+The environment is chosen for failing closed (measured with ExaBGP 5.0.15; docs/exabgp.md):
+- api.respawn = true: with respawn off, ExaBGP just forgets a dead API process and its routes
+  stay announced for good; with it on, the new agent withdraws everything before its first
+  check, and a sixth death within about a minute makes ExaBGP exit (sessions close).
+- api.terminate = true: an agent that cannot even be started makes ExaBGP exit.
+- api.ack = true: the agent matches one `done`/`error` to every command it sends.
+- api.cli = false: no named pipes and no extra API process for `exabgp cli`.
+- daemon.user = root: the agent is ExaBGP's child and inherits its user; it needs
+  CAP_NET_ADMIN for the VIPs on the loopback and root-owned paths for its socket and state.
+The agent's own lifeline (anycast_ctl.agent.lifeline) stops ExaBGP when the agent dies or hangs.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import re
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from anycast_ctl.agent.exabgp import announce_line, carriers
+from anycast_ctl.config.node import NodeConfig
+from anycast_ctl.errors import Problem, UserError
+
+PROCESS_NAME = "anycast-agent"
+
+# ExaBGP's `run` splits on whitespace and has no quoting we could rely on for every version.
+_RUN_WORD = re.compile(r"^[A-Za-z0-9_./:@%+=,-]+$")
+
+ENV_TEMPLATE = """\
+# {node}: ExaBGP environment rendered by `anycast-ctl render exabgp`; edits are overwritten.
+# Start: exabgp --env-file exabgp.env server exabgp.conf   (ExaBGP 5.0)
+#        exabgp --env exabgp.env exabgp.conf               (ExaBGP 4.2)
+
+[exabgp.api]
+# one `done`/`error` per command: the agent waits for it
+ack = true
+# a dead agent is restarted (and withdraws everything first); six deaths a minute stop ExaBGP.
+# With respawn off, ExaBGP would keep announcing a dead agent's routes.
+respawn = true
+# an agent that cannot be started at all stops ExaBGP, closing its sessions
+terminate = true
+# no named pipes, no extra API process for `exabgp cli`
+cli = false
+encoder = json
+
+[exabgp.daemon]
+# the agent inherits this user: it needs CAP_NET_ADMIN for the VIPs on the loopback
+user = 'root'
+daemonize = false
+pid = ''
+
+[exabgp.log]
+destination = 'stderr'
+level = INFO
+"""
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("anycast_ctl.render", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _version(address: str) -> int:
+    return ipaddress.ip_interface(address).version
+
+
+def exabgp_problems(config: NodeConfig) -> list[tuple[str, str]]:
+    """What in a valid node config ExaBGP cannot carry out, as (field path, message)."""
+    problems = []
+    for i, vip in enumerate(config.vips):
+        if not carriers(vip, config.bgp):
+            problems.append(
+                (f"vips[{i}].address",
+                 f"no neighbor of IPv{_version(vip.address)} to announce it to "
+                 "(add one, or give the VIP an explicit next_hop)")
+            )
+            continue
+        try:
+            announce_line(vip, config.bgp, config.exabgp.dialect, graceful_shutdown=True)
+        except ValueError as exc:
+            problems.append((f"vips[{i}]", str(exc)))
+    return problems
+
+
+def _run_line(agent_command: list[str], config_path: Path) -> str:
+    words = [*agent_command, "agent", "run", str(config_path)]
+    bad = [w for w in words if not _RUN_WORD.match(w)]
+    if bad or not agent_command:
+        raise UserError.single(
+            "<argument>", "agent-command",
+            f"ExaBGP cannot run words with spaces or special characters: {bad or words}",
+        )
+    return " ".join(words)
+
+
+def _neighbors(config: NodeConfig) -> list[dict]:
+    rendered = []
+    for neighbor in config.bgp.neighbors:
+        carried = [vip for vip in config.vips if neighbor in carriers(vip, config.bgp)]
+        versions = {_version(vip.address) for vip in carried} or {_version(neighbor.address)}
+        password = neighbor.md5_password
+        rendered.append({
+            "address": neighbor.address,
+            "local_address": neighbor.local_address,
+            "peer_as": neighbor.peer_as,
+            "hold_time": neighbor.hold_time,
+            "md5_base64": base64.b64encode(password.encode()).decode() if password else None,
+            "add_path": any(vip.path_id is not None for vip in carried),
+            "families": [f"ipv{v}" for v in sorted(versions)],
+        })
+    return rendered
+
+
+def render_exabgp(config: NodeConfig, config_path: Path, agent_command: list[str]) -> dict[str, str]:
+    """{'exabgp.conf': ..., 'exabgp.env': ...} for this node; ExaBGP runs `AGENT agent run CONFIG`."""
+    problems = exabgp_problems(config)
+    if problems:
+        raise UserError([Problem(str(config_path), where, what) for where, what in problems])
+    conf = _environment().get_template("exabgp.conf.j2").render(
+        node=config.node,
+        config_path=config_path,
+        process=PROCESS_NAME,
+        run=_run_line(agent_command, config_path),
+        router_id=config.bgp.router_id,
+        local_as=config.bgp.local_as,
+        neighbors=_neighbors(config),
+    )
+    return {"exabgp.conf": conf, "exabgp.env": ENV_TEMPLATE.format(node=config.node)}

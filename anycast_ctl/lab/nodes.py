@@ -93,14 +93,29 @@ def start_haproxy(tag: str, lb: str, netns: str, timeout: float = 10.0) -> Daemo
 
 
 def write_exabgp_configs(tag: str, topo: Topology, lb: str, profile: str, api: ApiCommand | None) -> tuple[Path, Path]:
-    from anycast_ctl.render.exabgp import render_exabgp  # helper-2's renderer
+    """exabgp.conf + exabgp.env of one LB (render/exabgp.py). ExaBGP's API process is our agent
+    unless `api` names another (e.g. the ExaBGP healthcheck baseline): its argv then replaces
+    the rendered `run` line, word for word (ExaBGP splits `run` on whitespace, so no word may
+    contain any)."""
+    from anycast_ctl.render.exabgp import render_exabgp
 
     directory = _node_dir(tag, lb)
     node_yaml = directory / "node.yaml"
     config = node_config(topo, lb, run_dir=state.state_dir(tag), profile=profile)
-    rendered = render_exabgp(config, node_yaml, (api or agent_command)(lb, node_yaml))
+    rendered = render_exabgp(config, node_yaml, [venv_script("anycast-ctl")])
+    conf_text = rendered["exabgp.conf"]
+    argv = (api or agent_command)(lb, node_yaml)
+    default = agent_command(lb, node_yaml)
+    if argv != default:
+        bad = [w for w in argv if not w or any(c.isspace() or c in ";{}" for c in w)]
+        if bad or not argv:
+            raise LabError(f"ExaBGP API command for {lb}: words must be non-empty, without spaces, ';' or braces: {bad}")
+        old, new = f"run {' '.join(default)};", f"run {' '.join(argv)};"
+        if conf_text.count(old) != 1:
+            raise LabError(f"rendered exabgp.conf of {lb} has no single `{old}` line to replace")
+        conf_text = conf_text.replace(old, new)
     conf, env = directory / "exabgp.conf", directory / "exabgp.env"
-    conf.write_text(rendered["exabgp.conf"])
+    conf.write_text(conf_text)
     env.write_text(rendered["exabgp.env"])
     return conf, env
 

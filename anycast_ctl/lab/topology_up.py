@@ -86,7 +86,7 @@ class Lab:
         try:
             lab._start(text, say)
             say("waiting for BGP sessions and FIBs")
-            lab.wait_converged(timeout)
+            lab.wait_converged(timeout, require_alive=True)
         except BaseException as exc:
             report = cleanup(lab.tag)
             removed = f" (removed {len(report.namespaces)} namespaces, {len(report.terminated) + len(report.killed)} processes)"
@@ -220,11 +220,15 @@ class Lab:
             problems += router_problems(self.topology, self.router_view(router.name), down_lbs)
         return problems
 
-    def wait_converged(self, timeout: float = 30.0, down_lbs: frozenset[str] = frozenset()) -> None:
+    def wait_converged(self, timeout: float = 30.0, down_lbs: frozenset[str] = frozenset(),
+                       require_alive: bool = False) -> None:
+        """Poll (bounded) until `converged(down_lbs)` is empty. With `require_alive` (as `up`
+        uses it), a recorded daemon that has died ends the wait at once with its log tail."""
         last: list[list[str]] = [[]]
 
         def done() -> bool:
-            self._check_daemons_alive()
+            if require_alive:
+                self._check_daemons_alive()
             last[0] = self.converged(down_lbs)
             return not last[0]
 
@@ -299,7 +303,7 @@ class Lab:
     def _check_daemons_alive(self) -> None:
         dead = [f"{d.name} on {node}" for node, ds in self.daemons().items() for d in ds.values() if not d.running()]
         if dead:
-            raise _DaemonDied("died: " + ", ".join(dead) + self._log_tails(dead))
+            raise _DaemonDied("died: " + ", ".join(dead) + self._log_tails(dead, lines=40))
 
     def _log_tails(self, problems: list[str], lines: int = 15) -> str:
         """Tails of the logs of the nodes that `problems` mention."""

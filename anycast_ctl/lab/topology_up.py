@@ -303,7 +303,7 @@ class Lab:
     def _check_daemons_alive(self) -> None:
         dead = [f"{d.name} on {node}" for node, ds in self.daemons().items() for d in ds.values() if not d.running()]
         if dead:
-            raise _DaemonDied("died: " + ", ".join(dead) + self._log_tails(dead, lines=40))
+            raise _DaemonDied("died: " + ", ".join(dead) + self._log_tails(dead, lines=20))
 
     def _log_tails(self, problems: list[str], lines: int = 15) -> str:
         """Tails of the logs of the nodes that `problems` mention."""
@@ -313,8 +313,25 @@ class Lab:
             if node in mentioned:
                 for d in ds.values():
                     if d.log_path:
-                        out.append(f"\n--- {d.log_path} (last {lines} lines)\n{daemons.log_tail(d.log_path, lines)}")
+                        out.append(f"\n--- {d.log_path} (last {lines} lines)\n{_tail(d.log_path, lines)}")
         return "".join(out)
+
+
+_NOISE = re.compile(r"^\s*$|statistics for ")  # blank lines; ExaBGP's per-message counters
+_ALARM = re.compile(r"error|critical|fatal|too many death|exited|denied", re.IGNORECASE)
+
+
+def _tail(path: Path, lines: int) -> str:
+    """What a person needs from a log in an error message: its first distinct error-looking
+    lines (the cause often scrolls out before the end: ExaBGP prints a long crash banner),
+    then its last `lines` lines that say something."""
+    try:
+        text = [line for line in path.read_text(errors="replace").splitlines() if not _NOISE.search(line)]
+    except FileNotFoundError:
+        return "(no log)"
+    alarms = list(dict.fromkeys(line.strip() for line in text[:-lines] if _ALARM.search(line)))[:8]
+    head = ["first error lines:", *alarms, "last lines:"] if alarms else []
+    return "\n".join(head + text[-lines:]) or "(empty)"
 
 
 class _DaemonDied(Exception):

@@ -12,6 +12,7 @@ from anycast_ctl.errors import EXIT_USAGE, UserError
 
 # (module, attribute) of every top-level command or group, in help order.
 COMMANDS: tuple[tuple[str, str], ...] = (
+    ("anycast_ctl.cli.agent_cmd", "agent"),
     ("anycast_ctl.cli.config_cmd", "config"),
     ("anycast_ctl.cli.control_cmd", "drain"),
     ("anycast_ctl.cli.control_cmd", "undrain"),

@@ -1,0 +1,309 @@
+"""The agent's asyncio runtime: checks -> state machine -> ExaBGP lines and loopback VIPs.
+
+One loop drives everything. Each tick runs every check that a due VIP needs, once even when
+several VIPs share it, then steps each due VIP's state machine with the combined health.
+Actions go to exactly two executors: the ExaBGP speaker and the loopback reconciler.
+
+Fail closed, everywhere:
+- at start, every configured VIP is withdrawn before anything is checked, so a restart never
+  leaves a stale announcement;
+- a crashed check task ends the agent with exit 1 after withdrawing everything;
+- a corrupt drain file counts as "whole node drained";
+- the agent dying or hanging is caught by the lifeline guardian, which stops ExaBGP so its
+  sessions close (anycast_ctl/agent/lifeline.py; ExaBGP itself keeps the routes of a dead
+  API process announced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from anycast_ctl.agent import fsm
+from anycast_ctl.agent.checks import build_check, run_check
+from anycast_ctl.agent.control import serve_control
+from anycast_ctl.agent.drainstore import DrainState, load_or_drain_all, save_drain_state
+from anycast_ctl.agent.exabgp import PeerState, RouteWriter, Shutdown
+from anycast_ctl.agent.health import CheckResult, Health
+from anycast_ctl.agent.metrics import AgentMetrics
+from anycast_ctl.agent.speaker import Speaker
+from anycast_ctl.agent.status import status_payload
+from anycast_ctl.agent.vips import desired_for
+from anycast_ctl.config.node import LoopbackMode, NodeConfig, Vip, load_node_config
+from anycast_ctl.errors import UserError
+
+log = logging.getLogger("anycast_ctl.agent")
+LIFELINE_BEAT = 0.1  # seconds between heartbeats; the guardian's stall limit is many beats
+audit = logging.getLogger("anycast_ctl.audit")
+
+
+class CheckCrashed(RuntimeError):
+    """A check raised something it should have reported as a result: a bug, and fatal."""
+
+
+class AgentRuntime:
+    def __init__(
+        self,
+        config: NodeConfig,
+        config_path: Path,
+        speaker: Speaker,
+        loopback=None,  # anycast_ctl.agent.netlink.LoopbackAddresses, or None when not managed
+        metrics: AgentMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        lifeline=None,  # anycast_ctl.agent.lifeline.Lifeline, or None when not under ExaBGP
+    ):
+        self.config_path = config_path
+        self.speaker = speaker
+        self.loopback = loopback
+        self.metrics = metrics
+        self.clock = clock
+        self.lifeline = lifeline
+        self.results: dict[str, CheckResult] = {}
+        self.result_since: dict[str, float] = {}
+        self.statuses: dict[str, fsm.VipStatus] = {}
+        self.next_due: dict[str, float] = {}
+        self.stopping = asyncio.Event()
+        self.exit_code = 0
+        self._control = None
+        self._apply(config)
+        self.drains = self._load_drains()
+
+    # ------------------------------------------------------------------ config
+    def _apply(self, config: NodeConfig) -> None:
+        now = self.clock()
+        self.config = config
+        self.vips = {vip.address: vip for vip in config.vips}
+        self.writer = RouteWriter(config)
+        self.checks = {name: build_check(name, spec) for name, spec in config.checks.items()}
+        for address in self.vips:
+            self.statuses.setdefault(address, fsm.VipStatus.initial(now))
+            self.next_due.setdefault(address, now)
+
+    def _load_drains(self) -> DrainState:
+        state, problem = load_or_drain_all(self.config.drain.state_file, self.clock())
+        if problem is not None:
+            log.error("%s; treating the whole node as drained until it is fixed", problem)
+        return state
+
+    async def reload(self) -> bool:
+        """SIGHUP: take the new config if it is valid; otherwise keep the running one and say why."""
+        try:
+            new = load_node_config(self.config_path)
+        except UserError as exc:
+            for line in exc.lines():
+                log.error("reload refused, keeping the running config: %s", line)
+            return False
+        removed = [a for a in self.vips if a not in {v.address for v in new.vips}]
+        for address in removed:
+            if self.statuses[address].announced:
+                await self._send(self.writer.withdraw(address))
+            del self.statuses[address], self.next_due[address]
+        old_vips = self.vips
+        self._apply(new)
+        for address, vip in self.vips.items():
+            if address in old_vips and old_vips[address] != vip and self.statuses[address].announced:
+                # Attributes changed (MED, communities...): announce the new ones once.
+                await self._send(self.writer.announce(address, graceful_shutdown=self.statuses[address].graceful))
+        self._reconcile_loopback()
+        log.info("reloaded %s: %d VIPs (%d removed)", self.config_path, len(self.vips), len(removed))
+        return True
+
+    # ------------------------------------------------------------------ main
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig, handler in ((signal.SIGTERM, self.stopping.set), (signal.SIGINT, self.stopping.set),
+                             (signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))):
+            loop.add_signal_handler(sig, handler)
+        tasks = []
+        try:
+            # The reader must run before the first command: every send waits for its ack.
+            self.speaker.on_event = self._on_event
+            tasks = [asyncio.create_task(self.speaker.run_reader(), name="exabgp-reader")]
+            await self._startup()
+            tasks += [
+                asyncio.create_task(self._check_loop(), name="checks"),
+                asyncio.create_task(self.stopping.wait(), name="stop"),
+            ]
+            if self.lifeline is not None:
+                tasks.append(asyncio.create_task(self.lifeline.heartbeat(LIFELINE_BEAT), name="lifeline"))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.get_name() == "exabgp-reader":
+                    log.warning("ExaBGP closed our input: it is gone, and its sessions with it; exiting")
+                elif task.get_name() == "lifeline":
+                    log.critical("the lifeline guardian died: nothing would fail us closed; exiting 1")
+                    self.exit_code = 1
+                elif task.exception() is not None:
+                    log.critical("check loop crashed: %r; withdrawing everything and exiting 1",
+                                 task.exception(), exc_info=task.exception())
+                    self.exit_code = 1
+        finally:
+            # Keep reading ExaBGP while withdrawing: the withdraws wait for their acks.
+            for task in tasks[1:]:
+                task.cancel()
+            await self._shutdown()
+            if tasks:
+                tasks[0].cancel()
+            if self.lifeline is not None:
+                if self.exit_code == 0:
+                    self.lifeline.stand_down()  # withdrawn on purpose: ExaBGP may stay
+                else:
+                    self.lifeline.close()  # a failure: the guardian stops ExaBGP, systemd restarts it
+        return self.exit_code
+
+    async def _startup(self) -> None:
+        for address in self.vips:
+            await self._send(self.writer.withdraw(address))  # fail closed: clear anything stale
+        self._reconcile_loopback()
+        self._control = await serve_control(
+            self.config.control.socket, self.config.control.allow_uids,
+            self.config.control.allow_groups, self.handle_control,
+            known_vips=lambda: set(self.vips),
+        )
+        if self.metrics and self.config.metrics.enabled:
+            self.metrics.serve(self.config.metrics.listen_host, self.config.metrics.listen_port)
+        for address, status in self.statuses.items():
+            self._publish(address, status)
+        log.info("agent for node %s started: %d VIPs, %d checks", self.config.node, len(self.vips), len(self.checks))
+
+    async def _shutdown(self) -> None:
+        if self._control is not None:
+            self._control.close()
+        for address, status in self.statuses.items():
+            if status.announced and self.speaker.alive:
+                await self._send(self.writer.withdraw(address))
+        if self.loopback is not None and self.config.loopback.manage:
+            self.loopback.reconcile(set())  # removes exactly the addresses we added
+        log.info("agent stopped: everything withdrawn, VIP addresses removed")
+
+    # ------------------------------------------------------------------ checks
+    async def _check_loop(self) -> None:
+        while True:
+            now = self.clock()
+            due = [vip for vip in self.vips.values() if self.next_due[vip.address] <= now]
+            if due:
+                await self._run_checks(due)
+                for vip in due:
+                    health = fsm.combine([self.results[name].health for name in vip.checks], vip.combine)
+                    await self._step(vip, health)
+                    self.next_due[vip.address] = now + self.config.timing_for(vip).interval
+            await self._expire_graceful()
+            wake = min([*self.next_due.values(), *self._graceful_deadlines()], default=now + 1)
+            await asyncio.sleep(max(0.0, wake - self.clock()))  # scheduler wait until the next due tick
+
+    async def _run_checks(self, due: list[Vip]) -> None:
+        timeouts: dict[str, float] = {}
+        for vip in due:
+            for name in vip.checks:
+                t = self.config.check_timeout(name, vip)
+                timeouts[name] = min(t, timeouts.get(name, t))
+        names = list(timeouts)
+        results = await asyncio.gather(*(run_check(self.checks[n], timeouts[n]) for n in names),
+                                       return_exceptions=True)
+        for name, result in zip(names, results):
+            if isinstance(result, BaseException):
+                raise CheckCrashed(f"check {name!r} crashed: {result!r}") from result
+            previous = self.results.get(name)
+            if previous is None or previous.health is not result.health:
+                self.result_since[name] = result.at
+            self.results[name] = result
+            if self.metrics:
+                self.metrics.observe_check(result)
+
+    def _graceful_deadlines(self) -> list[float]:
+        return [s.graceful_until for s in self.statuses.values() if s.graceful_until is not None]
+
+    async def _expire_graceful(self) -> None:
+        now = self.clock()
+        for address, status in list(self.statuses.items()):
+            if status.graceful_until is not None and now >= status.graceful_until:
+                await self._step(self.vips[address], None)
+
+    # ------------------------------------------------------------------ state machine
+    async def _step(self, vip: Vip, health: Health | None) -> None:
+        timing = self.config.timing_for(vip)
+        old = self.statuses[vip.address]
+        new, actions = fsm.step(
+            old, health, self.drains.is_drained(vip.address) is not None, self.clock(),
+            rise=timing.rise, fall=timing.fall,
+            graceful_seconds=self.config.drain.graceful_shutdown_seconds,
+        )
+        self.statuses[vip.address] = new
+        await self._execute(vip.address, actions)
+
+    async def _execute(self, address: str, actions: list) -> None:
+        for action in actions:
+            if isinstance(action, fsm.Transition):
+                audit.info("vip %s: %s -> %s (%s)", address, action.old, action.new, action.reason)
+                if self.metrics:
+                    self.metrics.transition(address, action.old, action.new)
+            elif isinstance(action, fsm.Announce):
+                self._reconcile_loopback()  # the address must be there before traffic arrives
+                await self._send(self.writer.announce(address, graceful_shutdown=action.graceful_shutdown))
+            elif isinstance(action, fsm.Withdraw):
+                await self._send(self.writer.withdraw(address))
+                self._reconcile_loopback()
+        self._publish(address, self.statuses[address])
+
+    async def _send(self, line: str) -> None:
+        if not await self.speaker.send(line):
+            log.error("ExaBGP did not accept: %s", line)
+
+    def _publish(self, address: str, status: fsm.VipStatus) -> None:
+        if self.metrics:
+            self.metrics.set_vip(address, status.state, status.announced,
+                                 self.drains.is_drained(address) is not None)
+
+    def _reconcile_loopback(self) -> None:
+        if self.loopback is None or not self.config.loopback.manage:
+            return
+        lo = self.config.loopback
+        announced = {a for a, s in self.statuses.items() if s.announced}
+        owned = self.loopback.owned() if lo.mode is LoopbackMode.WHILE_UP and not lo.remove_on_withdraw else ()
+        desired = desired_for(announced, set(self.vips), lo.mode, lo.remove_on_withdraw, owned)
+        for result in self.loopback.reconcile(desired):
+            if not result.ok:
+                log.error("loopback %s: %s", result.action, result.detail)
+
+    # ------------------------------------------------------------------ ExaBGP events
+    async def _resync(self) -> None:
+        for address, announce in fsm.resync(self.statuses):
+            await self._send(self.writer.announce(address, graceful_shutdown=announce.graceful_shutdown))
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, PeerState):
+            log.info("BGP peer %s is %s", event.address, "up" if event.up else "down")
+            if event.up:
+                asyncio.ensure_future(self._resync())
+        elif isinstance(event, Shutdown):
+            log.info("ExaBGP is shutting down")
+            self.stopping.set()
+
+    # ------------------------------------------------------------------ control socket
+    async def handle_control(self, request, peer) -> dict:
+        if request.op == "status":
+            return self.status()
+        targets = list(request.vips) or list(self.vips)  # the server already refused unknown VIPs
+        now = self.clock()
+        if request.op == "drain":
+            self.drains = self.drains.drain(request.vips or None, by=peer.user, uid=peer.uid,
+                                            reason=request.reason, now=now)
+        else:
+            self.drains = self.drains.undrain(request.vips or None)
+        save_drain_state(self.config.drain.state_file, self.drains)
+        for address in targets:
+            await self._step(self.vips[address], None)
+        return self.status()
+
+    def status(self) -> dict:
+        drains = {}
+        for address in self.vips:
+            record = self.drains.is_drained(address)
+            drains[address] = record.as_dict() if record is not None else None
+        exabgp = {"alive": self.speaker.alive, "last_line_at": self.speaker.last_line_at,
+                  "peers": dict(self.speaker.peers)}
+        return status_payload(self.config, self.statuses, self.results, self.result_since, drains, exabgp)

@@ -1,0 +1,64 @@
+"""`anycast-ctl agent run CONFIG`: the per-node agent, started by ExaBGP as an API process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import click
+
+from anycast_ctl.config.node import load_node_config
+
+
+@click.group()
+def agent() -> None:
+    """The per-node agent (ExaBGP runs it; see `anycast-ctl render exabgp`)."""
+
+
+@agent.command("run")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+@click.option("--stall-after", type=click.FloatRange(min=0), default=None,
+              help="Stop ExaBGP if the agent sends no heartbeat this long (s); 0 disables the "
+                   "lifeline. Default: max(1, 5 x the shortest check interval).")
+def run(config_path: str, log_level: str, stall_after: float | None) -> None:
+    """Health-check the local LB and announce/withdraw this node's VIPs through ExaBGP.
+
+    stdin/stdout are ExaBGP's pipe; logs go to stderr (ExaBGP forwards them to its log).
+    """
+    from pathlib import Path
+
+    from anycast_ctl.agent.lifeline import Lifeline, exabgp_parent
+    from anycast_ctl.agent.metrics import AgentMetrics
+    from anycast_ctl.agent.netlink import LoopbackAddresses
+    from anycast_ctl.agent.runtime import AgentRuntime
+    from anycast_ctl.agent.speaker import stdio_speaker
+
+    config = load_node_config(config_path)  # bad config: exit 2 before anything is announced
+    logging.basicConfig(
+        stream=sys.stderr, level=log_level.upper(),
+        format=f"%(asctime)s anycast-ctl[{config.node}] %(name)s %(levelname)s: %(message)s",
+    )
+    if stall_after is None:
+        shortest = min(config.timing_for(v).interval for v in config.vips)
+        stall_after = max(1.0, 5 * shortest)
+
+    async def main() -> int:
+        speaker = await stdio_speaker()
+        lifeline = None
+        parent = exabgp_parent()
+        if stall_after and parent is not None:
+            lifeline = Lifeline.start(parent, stall_after=stall_after)
+        elif stall_after:
+            logging.getLogger("anycast_ctl.agent").warning(
+                "not started by ExaBGP: no lifeline; if this agent dies its routes are not withdrawn")
+        loopback = LoopbackAddresses(config.loopback.interface) if config.loopback.manage else None
+        runtime = AgentRuntime(
+            config, Path(config_path), speaker, loopback=loopback,
+            metrics=AgentMetrics(config.node), lifeline=lifeline,
+        )
+        return await runtime.run()
+
+    sys.exit(asyncio.run(main()))

@@ -197,7 +197,12 @@ class Runner:
                 t1 = recover(dep, event)
                 if withdraw is not None and t1 is not None:
                     r_bound = s.recover_bound[impl]
-                    recovered, _ = fibs.time_all(lb, t1, r_bound, back=True)
+                    # When ExaBGP respawned the agent by itself the event was the recovery act:
+                    # then count from the moment the node was out of every FIB (the outage).
+                    since = max(t1, event.at + withdraw)
+                    if since > t1:
+                        notes.append("recover counted from the withdrawal")
+                    recovered, _ = fibs.time_all(lb, since, r_bound, back=True)
                 notes += [f"{k}={v}" for k, v in event.detail.items()]
                 load.wait_flowing(max(3, int(s.rate / 4)), timeout=10)
         finally:

@@ -1,13 +1,13 @@
-"""Failure and maintenance events on one LB node of a running lab, their recoveries, and the
-swap between our agent and ExaBGP's healthcheck as the LB nodes' ExaBGP API process.
+"""Failure and maintenance events on one LB node of a running lab, and their recoveries.
 
-    dep = deploy(lab, Implementation.ANYCAST)      # every LB runs it; lab converged
+    dep = deploy(lab, Implementation.ANYCAST)      # lab/deployment.py: every LB runs it
     ev = trigger(dep, Scenario.HAPROXY_KILL, "lb1")   # ev.at: monotonic time just before the act
     t1 = recover(dep, ev)                            # monotonic time just before the recovery act
     restore(dep, "lb1")                              # whatever is still broken, mend it; converge
 
 Every act is on a recorded pid or a named interface: nothing is killed by name.
 """
+
 
 from __future__ import annotations
 
@@ -16,13 +16,17 @@ import signal
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab import daemons, netns, nodes
-from anycast_ctl.lab.baseline import Implementation, api_command, config_path, disable_path, lb_healthcheck_config
+from anycast_ctl.lab.baseline import Implementation, disable_path
+from anycast_ctl.lab.deployment import Deployment, deploy, gone, start_exabgp, stop_exabgp
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.state import LabError
+
+
+# `deploy` comes along: every scenario run starts with one.
+__all__ = ["EVENTS", "Deployment", "Event", "Scenario", "deploy", "recover", "restore", "trigger", "uplinks"]
 
 
 class Scenario(StrEnum):
@@ -36,35 +40,6 @@ class Scenario(StrEnum):
 
 
 EVENTS: tuple[Scenario, ...] = tuple(s for s in Scenario if s is not Scenario.STEADY)
-API_MARKERS = {"agent run", "exabgp healthcheck"}  # how ExaBGP's API child shows in its cmdline
-
-
-@dataclass
-class Deployment:
-    lab: object  # anycast_ctl.lab.topology_up.Lab
-    implementation: Implementation
-
-    def api(self) -> nodes.ApiCommand:
-        return api_command(self.implementation, self.lab.topology) or nodes.agent_command
-
-    def api_pid(self, lb: str) -> int | None:
-        """ExaBGP's API process on `lb` (our agent or the healthcheck), if running."""
-        exabgp = self.lab.daemon(lb, "exabgp")
-        if not exabgp.running():
-            return None
-        for pid in descendants(exabgp.pid):
-            line = f" {daemons.cmdline(pid)} "
-            if any(f" {m} " in line for m in API_MARKERS):
-                return pid
-        return None
-
-    def node_dir(self, lb: str) -> Path:
-        return Path(self.lab.node_config_path(lb)).parent
-
-    def lbs(self) -> list[str]:
-        return [lb.name for lb in self.lab.topology.lbs if lb.vips]
-
-
 @dataclass
 class Event:
     scenario: Scenario
@@ -74,32 +49,10 @@ class Event:
     detail: dict = field(default_factory=dict)  # e.g. the drain CLI's own duration
 
 
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for pid in daemons.all_pids():
-        try:
-            raw = Path(f"/proc/{pid}/stat").read_text()
-            ppid = int(raw[raw.rindex(")") + 2 :].split()[1])
-        except (OSError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def _kill(pid: int | None, sig: int) -> None:
     if pid is None:
         raise LabError(f"nothing to signal ({signal.Signals(sig).name}): process not found")
     os.kill(pid, sig)
-
-
-def _gone(pid: int | None, timeout: float = 5.0) -> None:
-    if pid is not None:
-        wait_for(lambda: not daemons.is_running(pid), timeout, what=f"pid {pid} to exit")
 
 
 def uplinks(lab, lb: str) -> list[str]:
@@ -115,53 +68,6 @@ def _cli(lab, *args: str) -> float:
     if not result.ok:
         raise LabError(f"anycast-ctl {' '.join(args)}: exit {result.returncode}: {result.stderr.strip()}")
     return time.monotonic() - started
-
-
-# ---------------------------------------------------------------- deploy
-def stop_exabgp(dep: Deployment, lb: str) -> None:
-    """SIGTERM ExaBGP (it ends its API process, which withdraws); make sure both are gone."""
-    api = dep.api_pid(lb)
-    daemons.stop(dep.lab.daemon(lb, "exabgp"), signal.SIGTERM, timeout=5)
-    if api is not None and daemons.is_running(api):
-        try:
-            _gone(api, 3)
-        except TimeoutError:
-            os.kill(api, signal.SIGKILL)
-            _gone(api, 3)
-
-
-def start_exabgp(dep: Deployment, lb: str) -> None:
-    dep.lab.start_exabgp(lb, dep.api())
-
-
-def deploy(lab, implementation: Implementation | str, timeout: float = 60.0) -> Deployment:
-    """Make `implementation` the API process of every LB node and wait until the lab has
-    converged again. ExaBGP is restarted on every LB unless it already runs our agent and our
-    agent is wanted (a baseline's settings are only read at start: always restart it)."""
-    dep = Deployment(lab, Implementation(implementation))
-    for lb in dep.lbs():
-        if _already_runs(dep, lb):
-            continue
-        if lab.daemon(lb, "exabgp").running():
-            stop_exabgp(dep, lb)
-        disable_path(dep.node_dir(lb)).unlink(missing_ok=True)
-        start_exabgp(dep, lb)
-    lab.wait_converged(timeout)
-    return dep
-
-
-def _already_runs(dep: Deployment, lb: str) -> bool:
-    pid = dep.api_pid(lb)
-    if pid is None:
-        return False
-    line = f" {daemons.cmdline(pid)} "
-    if dep.implementation is Implementation.ANYCAST:
-        return " agent run " in line
-    # Both baselines run the same command line; their settings are in healthcheck.conf, which
-    # is only written when ExaBGP is started: it says what the running healthcheck read.
-    path = config_path(dep.node_dir(lb))
-    wanted = lb_healthcheck_config(dep.implementation, dep.lab.topology, lb, dep.node_dir(lb))
-    return " exabgp healthcheck " in line and path.exists() and path.read_text() == wanted
 
 
 # ---------------------------------------------------------------- events
@@ -212,7 +118,7 @@ def recover(dep: Deployment, event: Event, respawn_wait: float = 3.0) -> float |
     if s is Scenario.STEADY:
         return None
     if s is Scenario.HAPROXY_KILL:
-        _gone(event.pids["haproxy"])
+        gone(event.pids["haproxy"])
         at = time.monotonic()
         lab.start_haproxy(lb)
         return at
@@ -242,11 +148,11 @@ def recover(dep: Deployment, event: Event, respawn_wait: float = 3.0) -> float |
         start_exabgp(dep, lb)
         return at
     if s is Scenario.EXABGP_KILL:
-        _gone(event.pids["exabgp"])
+        gone(event.pids["exabgp"])
         orphan = event.pids.get("api")
         if orphan is not None and daemons.is_running(orphan):  # part of what was killed
             os.kill(orphan, signal.SIGKILL)
-            _gone(orphan)
+            gone(orphan)
         at = time.monotonic()
         start_exabgp(dep, lb)
         return at

@@ -17,7 +17,6 @@ from anycast_ctl.lab.scenarios import Scenario, deploy
 
 pytestmark = pytest.mark.root
 DEFAULT = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
-pytest.importorskip("anycast_ctl.render.exabgp", reason="needs the ExaBGP renderer (agent issue)")
 
 
 def run_once(lab_tag: str, scenario: Scenario, implementation=Implementation.ANYCAST, **settings):

@@ -21,6 +21,7 @@ import yaml
 
 from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.errors import EXIT_USAGE, UserError
+from anycast_ctl.render.exabgp import render_exabgp
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import haproxy_configs
 from anycast_ctl.render.hostnet import setup_commands, static_routes
@@ -33,6 +34,7 @@ NODE_IMAGE = "anycast-ctl-node:latest"  # HAProxy 2.6 + ExaBGP 5.0 + Python with
 CONF_DIR = PurePosixPath("/etc/anycast-ctl")  # where an LB node's directory is mounted
 RUN_DIR = PurePosixPath("/run/anycast-ctl")  # sockets and drain state inside LB containers
 LOG_DIR = PurePosixPath("/var/log/anycast-ctl")
+AGENT_PROGRAM = "anycast-ctl"  # ExaBGP finds it in the LB image's PATH and runs `anycast-ctl agent run node.yaml`
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,9 @@ def containerlab_files(topology: Topology, *, profile: str = "recommended") -> d
     haproxy = haproxy_configs(topology, run_dir=run_dir, profile=profile)
     for name, config in node_configs(topology, run_dir=run_dir, profile=profile).items():
         files[f"{name}/node.yaml"] = node_config_yaml(config, topology_name=topology.name)
+        exabgp = render_exabgp(config, Path(str(CONF_DIR / "node.yaml")), [AGENT_PROGRAM])
+        files[f"{name}/exabgp.conf"] = exabgp["exabgp.conf"]
+        files[f"{name}/exabgp.env"] = exabgp["exabgp.env"]
         files[f"{name}/haproxy.cfg"] = haproxy[name]
         files[f"{name}/start.sh"] = _env().get_template("lb-start.sh.j2").render(
             node=name, topology=topology.name, paths=lb_paths(run_dir, name), conf_dir=CONF_DIR, log_dir=LOG_DIR

@@ -14,6 +14,7 @@ from anycast_ctl.config.topology import load_topology
 from anycast_ctl.render.containerlab import (
     CONF_DIR, RUN_DIR, clab_file_name, containerlab_files, image_for, main, render_containerlab,
 )
+from anycast_ctl.render.exabgp import render_exabgp
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import haproxy_configs
 from anycast_ctl.render.hostnet import addresses
@@ -64,7 +65,10 @@ def test_configs_are_the_other_renderers_output_with_container_paths(topo) -> No
     for lb, cfg in node_configs(topo, run_dir=run_dir).items():
         assert files[f"{lb}/node.yaml"] == node_config_yaml(cfg, topology_name=topo.name)
         assert files[f"{lb}/haproxy.cfg"] == haproxy_configs(topo, run_dir=run_dir)[lb]
-        assert f"{CONF_DIR}/haproxy.cfg" in files[f"{lb}/start.sh"]
+        exabgp = render_exabgp(cfg, Path(str(CONF_DIR / "node.yaml")), ["anycast-ctl"])
+        assert (files[f"{lb}/exabgp.conf"], files[f"{lb}/exabgp.env"]) == (exabgp["exabgp.conf"], exabgp["exabgp.env"])
+        for name in ("haproxy.cfg", "exabgp.env", "exabgp.conf"):
+            assert f"{CONF_DIR}/{name}" in files[f"{lb}/start.sh"]
 
 
 def test_exec_lines_are_single_commands_without_shell_syntax(topo) -> None:

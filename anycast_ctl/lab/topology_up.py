@@ -29,6 +29,7 @@ from anycast_ctl.errors import UserError
 from anycast_ctl.lab import build, daemons, netns, nodes, observe, pki, state
 from anycast_ctl.lab.cleanup import CleanupReport, Leftovers, cleanup, lab_pids, leftovers, tag_namespaces
 from anycast_ctl.lab.daemons import CommandResult, Daemon
+from anycast_ctl.lab.diagnose import descendants, readable_tail
 from anycast_ctl.lab.expect import RouterView, address_owners, expected_nexthops, router_problems, session_peers
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.state import LabError
@@ -171,7 +172,7 @@ class Lab:
         exabgp = self.daemon(lb, "exabgp")
         if not exabgp.running():
             return None
-        for pid in _descendants(exabgp.pid):
+        for pid in descendants(exabgp.pid):
             line = daemons.cmdline(pid)
             if " agent run " in f" {line} ":
                 return pid
@@ -313,43 +314,9 @@ class Lab:
             if node in mentioned:
                 for d in ds.values():
                     if d.log_path:
-                        out.append(f"\n--- {d.log_path} (last {lines} lines)\n{_tail(d.log_path, lines)}")
+                        out.append(f"\n--- {d.log_path} (last {lines} lines)\n{readable_tail(d.log_path, lines)}")
         return "".join(out)
-
-
-_NOISE = re.compile(r"^\s*$|statistics for ")  # blank lines; ExaBGP's per-message counters
-_ALARM = re.compile(r"error|critical|fatal|too many death|exited|denied", re.IGNORECASE)
-
-
-def _tail(path: Path, lines: int) -> str:
-    """What a person needs from a log in an error message: its first distinct error-looking
-    lines (the cause often scrolls out before the end: ExaBGP prints a long crash banner),
-    then its last `lines` lines that say something."""
-    try:
-        text = [line for line in path.read_text(errors="replace").splitlines() if not _NOISE.search(line)]
-    except FileNotFoundError:
-        return "(no log)"
-    alarms = list(dict.fromkeys(line.strip() for line in text[:-lines] if _ALARM.search(line)))[:8]
-    head = ["first error lines:", *alarms, "last lines:"] if alarms else []
-    return "\n".join(head + text[-lines:]) or "(empty)"
 
 
 class _DaemonDied(Exception):
     """Not a LabError: wait_for must not treat a dead daemon as "not yet"."""
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for pid in daemons.all_pids():
-        try:
-            raw = Path(f"/proc/{pid}/stat").read_text()
-            ppid = int(raw[raw.rindex(")") + 2:].split()[1])
-        except (OSError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out

@@ -15,14 +15,16 @@ import ipaddress
 import json
 import math
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Protocol
 
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology
-from anycast_ctl.errors import UserError
+from anycast_ctl.errors import Problem, UserError
 from anycast_ctl.lab import daemons
 from anycast_ctl.lab.backend import parse_answer
 from anycast_ctl.lab.expect import address_owners
@@ -40,9 +42,9 @@ class LabLike(Protocol):
     topology: Topology
     plan: AddressPlan
 
+    ca_file: Path
+
     def namespace(self, node: str) -> str: ...
-    @property
-    def ca_file(self): ...
     def fib_nexthops(self, router: str, vip: str) -> list[str]: ...
 
 
@@ -133,7 +135,7 @@ def plan_flows(topo: Topology, connections: int, first_port: int = 20000, source
     if sources < 1:
         problems.append(("sources", f"{sources}: must be at least 1"))
     if problems:
-        raise UserError([_problem(where, what) for where, what in problems])
+        raise UserError([Problem("<traffic>", where, what) for where, what in problems])
     flows = []
     for i in range(connections):
         client, vip = pairs[i % len(pairs)]
@@ -142,12 +144,6 @@ def plan_flows(topo: Topology, connections: int, first_port: int = 20000, source
         src = prefix.network_address + 1 + ((i // len(pairs)) % min(sources, usable))
         flows.append(Flow(client.name, vip.name, str(src), first_port + i, str(vip.ip), vip.port, vip.tls_name))
     return flows
-
-
-def _problem(where: str, what: str):
-    from anycast_ctl.errors import Problem
-
-    return Problem("<traffic>", where, what)
 
 
 def lb_of_peer(peer: str | None, owners: dict[str, str], lbs: set[str]) -> str | None:
@@ -239,10 +235,7 @@ def predict(topo: Topology, flows: list[Flow], orders: dict[str, dict[str, list[
 
 
 def run_traffic(lab: LabLike, connections: int = 300, *, first_port: int = 20000, sources: int = 8,
-                concurrency: int = 64, timeout: float = 5.0, clock=None) -> TrafficResult:
-    import time
-
-    clock = clock or time.monotonic
+                concurrency: int = 64, timeout: float = 5.0, clock=time.monotonic) -> TrafficResult:
     flows = plan_flows(lab.topology, connections, first_port, sources)
     orders = kernel_orders(lab)
     started = clock()

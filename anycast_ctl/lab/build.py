@@ -7,6 +7,8 @@ No daemon is started here: see lab/nodes.py.
 
 from __future__ import annotations
 
+import ipaddress
+
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.lab import netns
@@ -36,6 +38,10 @@ def build_network(tag: str, topo: Topology, plan: AddressPlan | None = None) -> 
         if kind == "client":
             for prefix in hostnet.client_local_prefixes(topo, node):
                 netns.add_local_route(ns, prefix)
+                # The default route's preferred source (the prefix's first host) must be an
+                # address of an interface: IPv6 refuses a `src` that only a local route covers.
+                net = ipaddress.ip_network(prefix)
+                netns.add_address(ns, "lo", f"{net.network_address + 1}/{net.max_prefixlen}")
     routes = hostnet.static_routes(topo, plan)
     for node, node_routes in routes.items():
         for route in node_routes:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 MAX_LINE = 512
+IP_FREEBIND = 15  # linux/in.h; not in every Python's socket module
 
 
 def client_context(ca_file: Path) -> ssl.SSLContext:
@@ -38,6 +39,9 @@ def _bound_socket(src: str, sport: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # A client owns its whole prefix through a local route ("AnyIP"); IPv6 binds only to
+        # interface addresses unless the socket may bind freely.
+        sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
         sock.bind((src, sport))
         sock.setblocking(False)
     except OSError:

@@ -55,6 +55,7 @@ def _assert_every_router_converged(lab: Lab) -> None:
             got = wait_for(lambda r=router.name, v=vip.name, w=want: set(lab.fib_nexthops(r, v)) == w
                            and lab.fib_nexthops(r, v), 15, what=f"{router.name} FIB for {vip.name}")
             assert len(got) == len(want)  # each next hop once: a real ECMP group, no duplicates
+    assert lab.converged() == []  # also every IPv6 session, by the lab's own check
 
 
 def _assert_traffic_as_predicted(lab: Lab, connections: int) -> None:
@@ -89,6 +90,30 @@ def test_two_router_topology_comes_up_converges_and_traffic_lands_as_predicted(l
     _assert_every_router_converged(lab)
     assert set(lab.fib_nexthops("r1", "api")) == {"lb3", "lb4"}  # only lb3 and lb4 serve api
     _assert_traffic_as_predicted(lab, 400)
+
+
+def _dual_stack(tmp_path: Path) -> Path:
+    """The default topology with an IPv6 VIP beside the IPv4 one and an IPv6 client prefix."""
+    text = DEFAULT.read_text().replace("name: default", "name: dual")
+    text = text.replace("prefixes: [198.18.1.0/24]", 'prefixes: [198.18.1.0/24, "2001:db8:c1::/64"]')
+    text = text.replace("vips: [web]}", "vips: [web, web6]}")
+    web = "  - {name: web, address: 192.0.2.10, port: 443, backends: [be1, be2]}\n"
+    assert text.count(web) == 1 and text.count("vips: [web, web6]}") == 3
+    text = text.replace(web, web + '  - {name: web6, address: "2001:db8:f::10", port: 443, backends: [be1, be2]}\n')
+    path = tmp_path / "dual.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_dual_stack_traffic_lands_as_predicted_over_ipv4_and_ipv6(lab_tag, tmp_path):
+    lab = Lab.up(_dual_stack(tmp_path), tag=lab_tag, timeout=UP_TIMEOUT)
+    _assert_every_router_converged(lab)
+    assert set(lab.bgp_sessions("r1")) == {"lb1", "lb2", "lb3", "lb1-v6", "lb2-v6", "lb3-v6"}
+    result = lab.traffic(300)
+    assert sum(":" in f.dst for f in result.flows) == 150
+    assert not result.failed(), [f"{f.src}:{f.sport} {f.error}" for f in result.failed()[:5]]
+    assert result.agreement() == (300, 300), [
+        f"[{f.src}]:{f.sport}: {f.lb} vs predicted {f.predicted}" for f in result.mismatches()[:5]]
 
 
 ROGUE_API = textwrap.dedent("""

@@ -122,14 +122,15 @@ class AgentRuntime:
         try:
             # The reader must run before the first command: every send waits for its ack.
             self.speaker.on_event = self._on_event
+            # The heartbeat starts before start-up too: a slow first ack must not look like a hang.
             tasks = [asyncio.create_task(self.speaker.run_reader(), name="exabgp-reader")]
+            if self.lifeline is not None:
+                tasks.append(asyncio.create_task(self.lifeline.heartbeat(LIFELINE_BEAT), name="lifeline"))
             await self._startup()
             tasks += [
                 asyncio.create_task(self._check_loop(), name="checks"),
                 asyncio.create_task(self.stopping.wait(), name="stop"),
             ]
-            if self.lifeline is not None:
-                tasks.append(asyncio.create_task(self.lifeline.heartbeat(LIFELINE_BEAT), name="lifeline"))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task.get_name() == "exabgp-reader":

@@ -22,7 +22,8 @@ def agent() -> None:
               show_default=True)
 @click.option("--stall-after", type=click.FloatRange(min=0), default=None,
               help="Stop ExaBGP if the agent sends no heartbeat this long (s); 0 disables the "
-                   "lifeline. Default: max(1, 5 x the shortest check interval).")
+                   "lifeline. Default: max(3, 10 x the shortest check interval), well under the "
+                   "BGP hold time, and loose enough that a CPU-starved start is not taken for a hang.")
 def run(config_path: str, log_level: str, stall_after: float | None) -> None:
     """Health-check the local LB and announce/withdraw this node's VIPs through ExaBGP.
 
@@ -43,7 +44,7 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
     )
     if stall_after is None:
         shortest = min(config.timing_for(v).interval for v in config.vips)
-        stall_after = max(1.0, 5 * shortest)
+        stall_after = max(3.0, 10 * shortest)
 
     async def main() -> int:
         speaker = await stdio_speaker()

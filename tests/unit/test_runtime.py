@@ -200,3 +200,33 @@ async def test_a_crashing_check_is_fatal_and_withdraws(tmp_path, service):
     runtime.checks["lb"] = Broken()
     assert await asyncio.wait_for(task, 2.0) == 1
     assert not announced(exabgp)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@in_loop
+async def test_metrics_endpoint_serves_vip_state_on_localhost_when_enabled(tmp_path, service):
+    import urllib.request
+
+    from anycast_ctl.agent.metrics import AgentMetrics
+
+    await service.start()
+    port = free_port()
+    path = write_config(tmp_path, service.port, extra=f"metrics: {{enabled: true, listen_port: {port}}}")
+    exabgp = FakeExabgp()
+    runtime = AgentRuntime(load_node_config(path), path, Speaker(exabgp.to_agent, exabgp),
+                           metrics=AgentMetrics("lb1"))
+    task = asyncio.create_task(runtime.run())
+    await poll(lambda: announced(exabgp))
+    url = f"http://127.0.0.1:{port}/metrics"
+    body = (await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2).read())).decode()
+    assert 'anycast_vip_state{state="up",vip="192.0.2.10/32"} 1.0' in body
+    assert 'anycast_check_results_total{check="lb",health="ok"}' in body
+    runtime.stopping.set()
+    await task

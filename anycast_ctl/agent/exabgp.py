@@ -290,11 +290,11 @@ def parse_line(line: str) -> Event:
     """One line ExaBGP wrote to our stdin -> an event. Never raises; junk becomes `Unknown`."""
     if not isinstance(line, str):
         return Unknown(repr(line))
+    line = line.rstrip("\r\n")
     text = line.strip()
     if text in _ANSWERS:
         return Ack(_ANSWERS[text])
     if not text:
         return Unknown(line)
-    if text.startswith("{"):
-        return _parse_json(text)
-    return _parse_text(text)
+    event = _parse_json(text) if text.startswith("{") else _parse_text(text)
+    return Unknown(line) if isinstance(event, Unknown) else event

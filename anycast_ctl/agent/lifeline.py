@@ -34,15 +34,21 @@ BEAT = b"."
 STAND_DOWN = b"Q"
 
 
-def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of `pid` (clock ticks since boot), to tell a pid from its reuse."""
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time) of `pid` from /proc; the start time tells a pid from its reuse."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name (field 2) may contain spaces and parentheses: split after the last ')'
     fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])  # field 22 of the whole line
+    return fields[0], int(fields[19])  # fields 3 and 22 of the whole line
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of `pid` (clock ticks since boot)."""
+    stat = _stat(pid)
+    return stat[1] if stat else None
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -129,7 +135,9 @@ class Lifeline:
 
 # ---------------------------------------------------------------- the guardian process
 def _same_process(pid: int, start: int | None) -> bool:
-    return start is not None and process_start_time(pid) == start
+    """Still the process we were told about, and not yet a zombie."""
+    stat = _stat(pid)
+    return start is not None and stat is not None and stat[1] == start and stat[0] != "Z"
 
 
 def _stop(pid: int, start: int | None, grace: float, first: int = signal.SIGTERM) -> None:

@@ -1,0 +1,218 @@
+"""The Speaker against in-memory streams: acks, events, EOF and junk, with no real process."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import pytest
+
+from anycast_ctl.agent.exabgp import Ack, PeerState, Shutdown, Unknown
+from anycast_ctl.agent.speaker import Speaker
+
+
+def in_loop(test):
+    import functools
+
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(asyncio.wait_for(test(*args, **kwargs), 10))
+
+    return wrapper
+
+
+class Pipe:
+    """ExaBGP's side: what we wrote (`sent`) and a reader it feeds (`to_agent`)."""
+
+    def __init__(self, limit: int = 2**16):
+        self.to_agent = asyncio.StreamReader(limit=limit)
+        self.out = io.StringIO()
+
+    @property
+    def sent(self) -> list[str]:
+        return self.out.getvalue().splitlines()
+
+    def feed(self, *lines: str) -> None:
+        for line in lines:
+            self.to_agent.feed_data(line.encode() + b"\n")
+
+
+async def until(predicate, timeout=2.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
+
+
+async def started(pipe: Pipe, **options) -> tuple[Speaker, asyncio.Task]:
+    speaker = Speaker(pipe.to_agent, pipe.out, **options)
+    return speaker, asyncio.create_task(speaker.run_reader())
+
+
+@in_loop
+async def test_send_writes_one_line_and_returns_the_ack():
+    pipe = Pipe()
+    speaker, reader = await started(pipe)
+    sending = asyncio.create_task(speaker.send("announce route 192.0.2.10/32 next-hop self"))
+    await until(lambda: pipe.sent)
+    assert pipe.sent == ["announce route 192.0.2.10/32 next-hop self"]
+    assert not sending.done()  # waits for ExaBGP's answer
+    pipe.feed("done")
+    assert await sending is True
+    sending = asyncio.create_task(speaker.send("withdraw route 192.0.2.10/32"))
+    await until(lambda: len(pipe.sent) == 2)
+    pipe.feed("error")
+    assert await sending is False
+    reader.cancel()
+
+
+@in_loop
+async def test_concurrent_sends_get_their_own_acks_in_order():
+    pipe = Pipe()
+    speaker, reader = await started(pipe)
+    sends = [asyncio.create_task(speaker.send(f"withdraw route 192.0.2.{i}/32")) for i in range(1, 4)]
+    for i, answer in enumerate(["done", "error", "done"], start=1):
+        await until(lambda: len(pipe.sent) == i)  # one command in flight at a time
+        pipe.feed(answer)
+    assert [await s for s in sends] == [True, False, True]
+    assert pipe.sent == [f"withdraw route 192.0.2.{i}/32" for i in range(1, 4)]
+    reader.cancel()
+
+
+@in_loop
+async def test_events_between_a_command_and_its_ack_do_not_confuse_the_match():
+    pipe = Pipe()
+    seen = []
+    speaker, reader = await started(pipe, on_event=seen.append)
+    sending = asyncio.create_task(speaker.send("announce route 192.0.2.10/32 next-hop self"))
+    await until(lambda: pipe.sent)
+    pipe.feed("neighbor 10.0.0.1 up", "some junk", "done")
+    assert await sending is True
+    assert seen == [PeerState("10.0.0.1", True), Unknown("some junk"), Ack(True)]
+    reader.cancel()
+
+
+@in_loop
+async def test_an_ack_timeout_returns_false_and_a_late_ack_is_not_given_to_the_next_command():
+    pipe = Pipe()
+    speaker, reader = await started(pipe, ack_timeout=0.05)
+    assert await speaker.send("announce route 192.0.2.10/32 next-hop self") is False
+    assert speaker.ack_timeouts == 1
+    second = asyncio.create_task(speaker.send("withdraw route 192.0.2.10/32"))
+    await until(lambda: len(pipe.sent) == 2)
+    pipe.feed("done")  # the late answer to the first command
+    await asyncio.sleep(0.01)
+    assert not second.done()
+    pipe.feed("error")  # the real answer to the second
+    assert await second is False
+    reader.cancel()
+
+
+@in_loop
+async def test_without_acks_send_returns_once_written():
+    pipe = Pipe()
+    speaker, reader = await started(pipe, ack=False)
+    assert await speaker.send("announce route 192.0.2.10/32 next-hop self") is True
+    assert pipe.sent == ["announce route 192.0.2.10/32 next-hop self"]
+    reader.cancel()
+
+
+@in_loop
+async def test_eof_means_exabgp_is_gone():
+    pipe = Pipe()
+    speaker, reader = await started(pipe)
+    waiting = asyncio.create_task(speaker.send("announce route 192.0.2.10/32 next-hop self"))
+    await until(lambda: pipe.sent)
+    pipe.to_agent.feed_eof()
+    await asyncio.wait_for(reader, 1)  # the reader returns on EOF
+    assert speaker.alive is False
+    assert await waiting is False  # a command in flight fails
+    assert await speaker.send("withdraw route 192.0.2.10/32") is False  # and nothing more is written
+    assert pipe.sent == ["announce route 192.0.2.10/32 next-hop self"]
+
+
+@in_loop
+async def test_junk_is_logged_and_reading_goes_on(caplog):
+    caplog.set_level(logging.INFO, logger="anycast_ctl.agent.speaker")
+    pipe = Pipe()
+    speaker, reader = await started(pipe)
+    pipe.to_agent.feed_data(b"\xff\xfe not utf-8\n{ broken json\n\n")
+    pipe.feed("neighbor fd00::1 up")
+    await until(lambda: speaker.peers)
+    assert speaker.peers == {"fd00::1": True}
+    assert "not utf-8" in caplog.text and "broken json" in caplog.text
+    assert not reader.done()
+    reader.cancel()
+
+
+@in_loop
+async def test_an_over_long_line_is_skipped_whole():
+    pipe = Pipe(limit=64)
+    speaker, reader = await started(pipe)
+    pipe.to_agent.feed_data(b"x" * 500 + b"\n")
+    pipe.feed("neighbor 10.0.0.1 up")
+    await until(lambda: speaker.peers)
+    assert speaker.peers == {"10.0.0.1": True}
+    reader.cancel()
+
+
+@in_loop
+async def test_state_tracks_peers_shutdown_and_the_time_of_the_last_line():
+    pipe = Pipe()
+    now = [100.0]
+    speaker, reader = await started(pipe, clock=lambda: now[0])
+    assert speaker.last_line_at is None and speaker.peers == {}
+    pipe.feed("neighbor 10.0.0.1 up", "neighbor 10.0.0.2 connected")
+    await until(lambda: len(speaker.peers) == 2)
+    assert speaker.peers == {"10.0.0.1": True, "10.0.0.2": False}
+    assert speaker.last_line_at == 100.0
+    now[0] = 105.0
+    pipe.feed("neighbor 10.0.0.1 down - notification received (6,4)", "shutdown 10 1")
+    await until(lambda: speaker.shutting_down)
+    assert speaker.peers["10.0.0.1"] is False
+    assert speaker.last_line_at == 105.0
+    reader.cancel()
+
+
+@in_loop
+async def test_on_event_may_be_set_after_construction_and_its_errors_are_fatal():
+    pipe = Pipe()
+    speaker, reader = await started(pipe)
+    seen = []
+    speaker.on_event = seen.append
+    pipe.feed("shutdown 1 2")
+    await until(lambda: seen)
+    assert seen == [Shutdown()]
+
+    def broken(event):
+        raise RuntimeError("handler bug")
+
+    speaker.on_event = broken
+    pipe.feed("done")
+    with pytest.raises(RuntimeError, match="handler bug"):
+        await asyncio.wait_for(reader, 1)
+
+
+@in_loop
+async def test_a_broken_pipe_on_write_means_exabgp_is_gone():
+    class Closed:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    speaker = Speaker(asyncio.StreamReader(), Closed())
+    assert await speaker.send("withdraw route 192.0.2.10/32") is False
+    assert speaker.alive is False
+
+
+@pytest.mark.parametrize("line", ["a\nb", "a\rb", "a\x00b", "a\x7fb", "a\tb"])
+@in_loop
+async def test_send_refuses_control_characters(line):
+    pipe = Pipe()
+    speaker = Speaker(pipe.to_agent, pipe.out)
+    with pytest.raises(ValueError):
+        await speaker.send(line)
+    assert pipe.sent == []

@@ -216,3 +216,37 @@ async def test_send_refuses_control_characters(line):
     with pytest.raises(ValueError):
         await speaker.send(line)
     assert pipe.sent == []
+
+
+@pytest.mark.parametrize("kind", ["pipe", "file"])
+def test_stdio_speaker_reads_our_stdin_whether_a_pipe_or_a_file(kind, tmp_path, monkeypatch):
+    import os
+    import sys
+
+    from anycast_ctl.agent.speaker import stdio_speaker
+
+    if kind == "pipe":  # what ExaBGP gives us
+        read_fd, write_fd = os.pipe()
+        os.write(write_fd, b"neighbor 10.0.0.1 up\ndone\n")
+        os.close(write_fd)
+        stdin = os.fdopen(read_fd, "r")
+    else:  # someone running the agent by hand with a file on stdin
+        path = tmp_path / "input"
+        path.write_bytes(b"neighbor 10.0.0.1 up\ndone\n")
+        stdin = path.open("r")
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdin", stdin)
+    monkeypatch.setattr(sys, "stdout", out)
+
+    async def body():
+        seen = []
+        speaker = await stdio_speaker(on_event=seen.append)
+        await asyncio.wait_for(speaker.run_reader(), 2)
+        return speaker, seen
+
+    try:
+        speaker, seen = asyncio.run(body())
+    finally:
+        stdin.close()
+    assert seen == [PeerState("10.0.0.1", True), Ack(True)]
+    assert speaker.alive is False  # EOF after the input

@@ -32,6 +32,11 @@ def check(files: tuple[str, ...], as_json: bool) -> None:
         except UserError as exc:
             problems.extend(exc.problems)
             continue
+        # What only ExaBGP rendering would trip on (a VIP no neighbor can carry, a prepend over
+        # mixed eBGP/iBGP) is reported here too, not at agent start.
+        from anycast_ctl.render.exabgp import exabgp_problems
+
+        problems.extend(Problem(path, where, what) for where, what in exabgp_problems(cfg))
         # Building a check reads its CA file and checks proxy names; it contacts and runs nothing.
         for name, spec in cfg.checks.items():
             try:

@@ -103,3 +103,14 @@ def test_config_check_cli_reports_an_unloadable_ca_file_with_exit_2(tmp_path):
     result = CliRunner().invoke(cli, ["config", "check", str(path)], standalone_mode=False)
     assert result.exception is not None
     assert f"{path}: checks.web.ca_file: cannot load CA bundle" in str(result.exception)
+
+
+def test_config_check_cli_reports_a_vip_no_neighbor_can_carry(tmp_path):
+    from click.testing import CliRunner
+
+    from anycast_ctl.cli import cli
+
+    path = write(tmp_path, GOOD)  # GOOD has an IPv6 VIP but only an IPv4 neighbor
+    result = CliRunner().invoke(cli, ["config", "check", str(path)], standalone_mode=False)
+    assert result.exception is not None
+    assert f"{path}: vips[1]" in str(result.exception)

@@ -21,6 +21,7 @@ from anycast_ctl.lab.baseline import Implementation
 from anycast_ctl.lab.fibwatch import FibWatcher, state_at, with_any, without
 from anycast_ctl.lab.report import Measurement
 from anycast_ctl.lab.scenarios import Deployment, Scenario, recover, restore, trigger
+from anycast_ctl.lab.state import LabError
 from anycast_ctl.lab.steady import SteadyLoad, ports_needed
 from anycast_ctl.lab.traffic import FlowResult, kernel_orders, plan_flows, predict, run_flows
 
@@ -124,14 +125,6 @@ class FibSet:
         return found
 
 
-@dataclass
-class ProbeCache:
-    """Probe flows and where they landed, reused while the kernel's next-hop order is the same."""
-
-    orders: dict | None = None
-    results: list[FlowResult] | None = None
-
-
 def moved_flows(topo, flows, before: list[FlowResult], after: list[FlowResult], orders: dict, lb: str) -> tuple[int, int, int]:
     """(observed moved, predicted moved, size of the symmetric difference), over the flows
     that succeeded both times. The prediction: the kernel's order before, without `lb`."""
@@ -150,7 +143,6 @@ class Runner:
         self.lab, self.settings = lab, settings
         self.say = say or (lambda _msg: None)
         self.flows = plan_flows(lab.topology, settings.probe_flows, first_port=20000)
-        self.probes = ProbeCache()
         self._port = 30000
         self._serial = 0
 
@@ -162,10 +154,19 @@ class Runner:
         return first
 
     def _probe_before(self) -> tuple[dict, list[FlowResult]]:
-        orders = kernel_orders(self.lab)
-        if self.probes.orders != orders or self.probes.results is None:
-            self.probes = ProbeCache(orders, run_flows(self.lab, self.flows, timeout=self.settings.connection_timeout))
-        return orders, self.probes.results
+        """Where the probe flows land now, with the kernel's next-hop order they were sent
+        under. Every one must succeed: a lab that drops connections before the event would make
+        every figure of the run meaningless (one retry after re-converging, then LabError)."""
+        for attempt in (1, 2):
+            orders = kernel_orders(self.lab)
+            results = run_flows(self.lab, self.flows, timeout=self.settings.connection_timeout)
+            failed = [r for r in results if not r.ok]
+            if not failed and kernel_orders(self.lab) == orders:
+                return orders, results
+            if attempt == 1:
+                self.lab.wait_converged(30)
+        raise LabError(f"before the event {len(failed)} of {len(results)} probe flows failed "
+                       f"(first: {failed[0].error if failed else 'next-hop order changed while probing'})")
 
     def run(self, dep: Deployment, scenario: Scenario, lb: str, run: int, fibs: FibSet) -> Measurement:
         s, impl = self.settings, dep.implementation.value

@@ -23,6 +23,7 @@ from anycast_ctl.lab.baseline import Implementation, disable_path
 from anycast_ctl.lab.deployment import Deployment, deploy, gone, start_exabgp, stop_exabgp
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.state import LabError
+from anycast_ctl.render import hostnet
 
 
 # `deploy` comes along: every scenario run starts with one.
@@ -167,8 +168,21 @@ def recover(dep: Deployment, event: Event, respawn_wait: float = 3.0) -> float |
         at = time.monotonic()
         for ifname in event.detail["links"]:
             netns.set_link_up(lab.namespace(lb), ifname)
+        event.detail["routes_readded"] = readd_static_routes(lab, lb)
         return at
     raise LabError(f"unknown scenario {s}")
+
+
+def readd_static_routes(lab, lb: str) -> int:
+    """Put back the lab's static routes of `lb` that a link going down deleted (the kernel
+    drops a single-path route with its device; bringing the link up does not restore it, as
+    a host's network configuration would). Returns how many were missing."""
+    ns, missing = lab.namespace(lb), 0
+    for route in hostnet.static_routes(lab.topology, lab.plan).get(lb, ()):
+        if not netns.fib_routes(ns, route.prefix):
+            netns.add_multipath_route(ns, route.prefix, [(h.gateway, h.device) for h in route.nexthops], route.source)
+            missing += 1
+    return missing
 
 
 def restore(dep: Deployment, lb: str, timeout: float = 60.0) -> list[str]:
@@ -177,6 +191,8 @@ def restore(dep: Deployment, lb: str, timeout: float = 60.0) -> list[str]:
     lab, mended = dep.lab, []
     for ifname in uplinks(lab, lb):
         netns.set_link_up(lab.namespace(lb), ifname)  # idempotent
+    if readd_static_routes(lab, lb):
+        mended.append("static routes re-added")
     haproxy = lab.daemon(lb, "haproxy")
     if haproxy.running():
         os.kill(haproxy.pid, signal.SIGCONT)  # harmless when it was not stopped

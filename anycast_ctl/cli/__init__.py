@@ -14,6 +14,7 @@ from anycast_ctl.errors import EXIT_USAGE, UserError
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("anycast_ctl.cli.agent_cmd", "agent"),
     ("anycast_ctl.cli.config_cmd", "config"),
+    ("anycast_ctl.cli.demo_cmd", "demo"),
     ("anycast_ctl.cli.control_cmd", "drain"),
     ("anycast_ctl.cli.control_cmd", "undrain"),
     ("anycast_ctl.cli.control_cmd", "status"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -23,6 +24,7 @@ import pytest
 from anycast_ctl.lab import state
 from anycast_ctl.lab.cleanup import cleanup, leftovers
 from anycast_ctl.lab.daemons import log_tail
+from anycast_ctl.lab.netns import list_namespaces
 
 _serial = itertools.count()
 
@@ -45,6 +47,28 @@ def _print_logs(tag: str) -> None:
     directory = state.state_dir(tag)
     for log in sorted(directory.rglob("*.log")) if directory.exists() else []:
         print(f"----- {log} (last lines)\n{log_tail(log, 40)}")
+
+
+_TEST_TAG = re.compile(r"^acx-t(\d+)-\d+")
+
+
+def _pid_alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_labs_of_dead_test_runs():
+    """A test run killed outright (CI timeout, SIGKILL) never reaches its teardown. Its tags
+    name its pid, so the next run removes the labs of runs that are no longer alive."""
+    if os.geteuid() != 0:
+        yield
+        return
+    names = set(state.all_tags()) | {ns.rsplit("-", 1)[0] for ns in list_namespaces()}
+    for tag in sorted(names):
+        m = _TEST_TAG.match(tag)
+        if m and not _pid_alive(int(m.group(1))):
+            cleanup(m.group(0))
+    yield
 
 
 @pytest.fixture

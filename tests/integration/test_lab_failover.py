@@ -19,7 +19,7 @@ pytestmark = pytest.mark.root
 DEFAULT = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
 
 
-def run_once(lab_tag: str, scenario: Scenario, implementation=Implementation.ANYCAST, **settings):
+def run_once(lab_tag: str, scenario: Scenario, implementation=Implementation.ANYCAST, after=None, **settings):
     from anycast_ctl.config.topology import load_topology
     from anycast_ctl.lab.topology_up import Lab
 
@@ -29,7 +29,10 @@ def run_once(lab_tag: str, scenario: Scenario, implementation=Implementation.ANY
         dep = deploy(lab, implementation)  # already running it: nothing restarted
         runner = Runner(lab, Settings(runs=1, rate=20, probe_flows=60, **settings))
         with FibSet(lab) as fibs:
-            return runner.run(dep, scenario, "lb1", 0, fibs)
+            measured = runner.run(dep, scenario, "lb1", 0, fibs)
+        if after is not None:
+            after(lab)
+        return measured
     finally:
         lab.down()
 
@@ -64,3 +67,16 @@ def test_baseline_healthcheck_also_withdraws_a_killed_haproxy(lab_tag):
     assert m.implementation == "exabgp-fast"
     assert m.withdraw_s is not None and m.withdraw_s < 3.0, m
     assert m.recover_s is not None and m.recover_s < 15.0, m
+
+
+def test_link_down_withdraws_and_after_link_up_every_lb_serves_again(lab_tag):
+    def every_flow_lands_as_predicted(lab):
+        result = lab.traffic(90, first_port=21000, timeout=3)
+        assert not result.failed(), result.failed()[:3]
+        assert set(result.shares()) == {"lb1", "lb2", "lb3"}
+        assert result.agreement() == (90, 90)
+
+    m = run_once(lab_tag, Scenario.LINK_DOWN, after=every_flow_lands_as_predicted)
+    assert m.withdraw_s is not None and m.withdraw_s < 2.0, m
+    assert m.recover_s is not None and m.recover_s < 15.0, m
+    assert_moved_as_predicted(m)

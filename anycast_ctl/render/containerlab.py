@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path, PurePosixPath
 
 import jinja2
+
+from anycast_ctl.render.templating import environment
 import yaml
 
 from anycast_ctl.config.topology import Topology, load_topology
@@ -65,16 +66,8 @@ def image_for(kind: str) -> Image:
     return next(i for i in IMAGES if kind in i.kinds)
 
 
-@cache
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    return environment()
 
 
 def clab_file_name(topology: Topology) -> str:

@@ -17,10 +17,11 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
-from functools import cache
 from pathlib import Path
 
 import jinja2
+
+from anycast_ctl.render.templating import environment
 
 from anycast_ctl.agent.exabgp import announce_line, carriers
 from anycast_ctl.config.node import NodeConfig
@@ -60,16 +61,8 @@ level = INFO
 """
 
 
-@cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("anycast_ctl.render", "templates"),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    return environment()
 
 
 def _version(address: str) -> int:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 import jinja2
+
+from anycast_ctl.render.templating import template
 from pydantic import AfterValidator, Field, model_validator
 
 from anycast_ctl.config.common import ASN, HostPrefix, IPAddr, Name, SafeStr, StrictModel
@@ -127,17 +128,8 @@ def route_map_name(neighbor: Neighbor, direction: Literal["IN", "OUT"]) -> str:
     return f"RM-{neighbor.name}-{direction}"
 
 
-@cache
 def _template() -> jinja2.Template:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    return env.get_template("frr.conf.j2")
+    return template("frr.conf.j2")
 
 
 def render_frr(plan: RouterPlan) -> str:

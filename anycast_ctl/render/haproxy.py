@@ -15,10 +15,11 @@ unchanged, so the backend's certificate is what the client verifies end to end.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import jinja2
+
+from anycast_ctl.render.templating import template
 
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology, Vip
@@ -63,17 +64,8 @@ def vip_proxy(topology: Topology, vip: Vip, plan: AddressPlan) -> VipProxy:
     )
 
 
-@cache
 def _template() -> jinja2.Template:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    return env.get_template("haproxy.cfg.j2")
+    return template("haproxy.cfg.j2")
 
 
 def render_haproxy(

@@ -230,3 +230,18 @@ async def test_metrics_endpoint_serves_vip_state_on_localhost_when_enabled(tmp_p
     assert 'anycast_check_results_total{check="lb",health="ok"}' in body
     runtime.stopping.set()
     await task
+
+
+@in_loop
+async def test_a_session_coming_back_up_reannounces_what_is_up(tmp_path, service):
+    await service.start()
+    runtime, exabgp, task, _ = await start_agent(tmp_path, service.port)
+    await poll(lambda: announced(exabgp))
+    announces = sum(line.startswith("announce") for line in exabgp.lines)
+    up = ('{ "exabgp": "5.0.0", "type": "state", "neighbor": { "address": { "local": "10.0.0.2", '
+          '"peer": "10.0.0.1" }, "asn": { "local": 65101, "peer": 65000 }, "state": "up" } }\n')
+    exabgp.to_agent.feed_data(up.encode())
+    await poll(lambda: sum(line.startswith("announce") for line in exabgp.lines) == announces + 1)
+    assert runtime.speaker.peers == {"10.0.0.1": True}
+    runtime.stopping.set()
+    await task

@@ -108,3 +108,34 @@ def test_a_prefix_not_in_the_node_config_cannot_be_announced(lab):
     wait_for(lambda: received_from(lab, "lb1") == {VIP}, 5, what="lb1's announcements")
     assert "lb1" in r1_uses(lab)
     assert netns.fib_routes(lab.namespace("r1"), "203.0.113.0/24") == []
+
+
+def lb1_paths(lab: Lab) -> list[dict]:
+    address = str(lab.plan.interface("lb1", "r1").ipv4.ip)
+    table = frr.vtysh_json(lab.tag, "r1", f"show bgp ipv4 unicast {VIP} json")
+    return [p for p in table.get("paths", []) if p.get("peer", {}).get("peerId") == address]
+
+
+def test_graceful_drain_moves_traffic_away_before_the_withdrawal(lab):
+    import yaml
+
+    node_yaml = lab.node_config_path("lb1")
+    config = yaml.safe_load(node_yaml.read_text())
+    config.setdefault("drain", {})["graceful_shutdown_seconds"] = 3
+    node_yaml.write_text(yaml.safe_dump(config))
+    os.kill(lab.agent_pid("lb1"), signal.SIGHUP)
+    log = lab.dir / "lb1" / "exabgp.log"
+    wait_for(lambda: "reloaded" in log.read_text(), 5, what="the agent to take the new config")
+
+    drained = anycast_ctl("drain", "--config", str(node_yaml), "--reason", "graceful e2e")
+    assert drained.returncode == 0, drained.stderr
+    start = time.monotonic()
+    # RFC 8326 on r1: lb1's path stays in BGP with local-preference 0, so it leaves the ECMP set...
+    wait_for(lambda: "lb1" not in r1_uses(lab), 2, what="lb1 out of r1's ECMP set")
+    paths = lb1_paths(lab)
+    assert paths and paths[0].get("locPrf") == 0, paths
+    assert time.monotonic() - start < 2.5
+    # ...and is withdrawn only when the graceful period ends.
+    wait_for(lambda: lb1_paths(lab) == [], 10, what="lb1's path withdrawn after the graceful period")
+    assert time.monotonic() - start >= 2.5
+    assert set(r1_uses(lab)) == {"lb2", "lb3"}

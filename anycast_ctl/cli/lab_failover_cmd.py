@@ -15,9 +15,10 @@ import click
 
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab.baseline import Implementation
-from anycast_ctl.lab.scenarios import Scenario
+from anycast_ctl.lab.report import SCENARIO_ORDER
 
-ALL_SCENARIOS = [s.value for s in Scenario]
+# The names, not lab.scenarios itself: every `anycast-ctl` run (a `drain` too) imports this module.
+ALL_SCENARIOS = list(SCENARIO_ORDER)
 BASELINES = [Implementation.EXABGP_FAST.value, Implementation.EXABGP_DEFAULT.value]
 
 

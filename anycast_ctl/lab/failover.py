@@ -215,7 +215,8 @@ class Runner:
             notes.append("left a FIB: " + ",".join(spurious))
         in_window = [c for c in connections if c.start >= start - 1]
         if scenario is not Scenario.STEADY:
-            mended = restore(dep, lb)
+            respawned = event is not None and event.detail.get("after_kill") == "respawned"
+            mended = restore(dep, lb, fresh_exabgp=respawned)
             if mended:
                 notes.append("restored: " + ", ".join(mended))
         return Measurement(

@@ -185,10 +185,17 @@ def readd_static_routes(lab, lb: str) -> int:
     return missing
 
 
-def restore(dep: Deployment, lb: str, timeout: float = 60.0) -> list[str]:
+def restore(dep: Deployment, lb: str, timeout: float = 60.0, fresh_exabgp: bool = False) -> list[str]:
     """Mend whatever an interrupted run left broken on `lb`, then wait for convergence.
-    Returns what had to be mended ([] when the recovery already did it all)."""
+    Returns what had to be mended ([] when the recovery already did it all).
+
+    fresh_exabgp: restart ExaBGP even if it runs. After an agent kill that ExaBGP answered by
+    respawning, the next kill would count against ExaBGP's respawn budget (six deaths in a
+    64 s window make it exit): runs must not depend on each other."""
     lab, mended = dep.lab, []
+    if fresh_exabgp and lab.daemon(lb, "exabgp").running():
+        stop_exabgp(dep, lb)
+        mended.append("ExaBGP stopped for a fresh start")
     for ifname in uplinks(lab, lb):
         netns.set_link_up(lab.namespace(lb), ifname)  # idempotent
     if readd_static_routes(lab, lb):

@@ -14,6 +14,12 @@ from anycast_ctl.errors import UserError
 DEFAULT = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
 
 
+def test_the_cli_knows_exactly_the_scenarios_the_lab_runs():
+    from anycast_ctl.lab.scenarios import Scenario
+
+    assert ALL_SCENARIOS == [s.value for s in Scenario]
+
+
 def test_scenarios_default_to_all_and_keep_the_order_given():
     assert parse_scenarios(()) == ALL_SCENARIOS
     assert parse_scenarios(("drain,steady", "drain", " link-down ")) == ["drain", "steady", "link-down"]

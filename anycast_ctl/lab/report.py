@@ -244,7 +244,7 @@ def write_plot(measurements: list[Measurement], path: str, title: str = "anycast
     height = 0.8 / max(1, len(impls))
     for panel, (ax, label) in enumerate(zip(axes, ("withdraw: event -> out of every FIB (s)",
                                                     "recover: action -> back in every FIB (s)",
-                                                    "failed connections per run"))):
+                                                    "failed connections per run; flows moved (predicted)"))):
         for k, impl in enumerate(impls):
             for y, scenario in enumerate(scenarios):
                 row = by_key.get((scenario, impl))
@@ -252,7 +252,10 @@ def write_plot(measurements: list[Measurement], path: str, title: str = "anycast
                     continue
                 pos = y + (k - (len(impls) - 1) / 2) * height
                 if panel == 2:
-                    ax.barh(pos, row.failed / max(1, row.runs), height, color=COLORS.get(impl, "grey"))
+                    per_run = row.failed / max(1, row.runs)
+                    ax.barh(pos, per_run, height, color=COLORS.get(impl, "grey"))
+                    if row.moved is not None:
+                        ax.text(per_run, pos, f" moved {_moved_cell(row)}", va="center", fontsize=7)
                     continue
                 t = row.withdraw if panel == 0 else row.recover
                 _timing_bar(ax, pos, height, t, COLORS.get(impl, "grey"))

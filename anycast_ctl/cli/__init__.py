@@ -10,28 +10,37 @@ import click
 from anycast_ctl import __version__
 from anycast_ctl.errors import EXIT_USAGE, UserError
 
-# (module, attribute) of every top-level command or group, in help order.
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("anycast_ctl.cli.agent_cmd", "agent"),
-    ("anycast_ctl.cli.config_cmd", "config"),
-    ("anycast_ctl.cli.demo_cmd", "demo"),
-    ("anycast_ctl.cli.control_cmd", "drain"),
-    ("anycast_ctl.cli.control_cmd", "undrain"),
-    ("anycast_ctl.cli.control_cmd", "status"),
-    ("anycast_ctl.cli.sim_cmd", "sim"),
-    ("anycast_ctl.cli.lab_cmd", "lab"),
-    ("anycast_ctl.cli.render_cmd", "render"),
-)
+# name -> (module, attribute) of every top-level command or group, in help order. Modules are
+# imported only when their command runs: `anycast-ctl drain` must not pay for numpy, pyroute2
+# and the lab (an operator's drain is timed from the moment they press enter).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "agent": ("anycast_ctl.cli.agent_cmd", "agent"),
+    "config": ("anycast_ctl.cli.config_cmd", "config"),
+    "demo": ("anycast_ctl.cli.demo_cmd", "demo"),
+    "drain": ("anycast_ctl.cli.control_cmd", "drain"),
+    "undrain": ("anycast_ctl.cli.control_cmd", "undrain"),
+    "status": ("anycast_ctl.cli.control_cmd", "status"),
+    "sim": ("anycast_ctl.cli.sim_cmd", "sim"),
+    "lab": ("anycast_ctl.cli.lab_cmd", "lab"),
+    "render": ("anycast_ctl.cli.render_cmd", "render"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name]
+        return getattr(importlib.import_module(module), attribute)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="anycast-ctl")
 def cli() -> None:
     """BGP/ECMP anycast load balancing: agent, simulator, lab and config rendering."""
-
-
-for _module, _attr in COMMANDS:
-    cli.add_command(getattr(importlib.import_module(_module), _attr))
 
 
 def main(argv: list[str] | None = None) -> None:

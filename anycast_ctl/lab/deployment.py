@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anycast_ctl.errors import UserError
+from anycast_ctl.lab.diagnose import descendants
 from anycast_ctl.lab import daemons, nodes
 from anycast_ctl.lab.baseline import Implementation, api_command, config_path, disable_path, lb_healthcheck_config
 from anycast_ctl.lab.poll import wait_for
@@ -45,23 +46,6 @@ class Deployment:
 
     def lbs(self) -> list[str]:
         return [lb.name for lb in self.lab.topology.lbs if lb.vips]
-
-
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for pid in daemons.all_pids():
-        try:
-            raw = Path(f"/proc/{pid}/stat").read_text()
-            ppid = int(raw[raw.rindex(")") + 2 :].split()[1])
-        except (OSError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def gone(pid: int | None, timeout: float = 5.0) -> None:

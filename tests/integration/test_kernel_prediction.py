@@ -21,7 +21,6 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import json
-import os
 import select
 import socket
 import struct
@@ -34,7 +33,7 @@ import numpy as np
 import pytest
 
 from anycast_ctl.sim.flowarrays import FlowArrays
-from anycast_ctl.sim.linux import PORT_PROTOS, LinuxHashSettings, select_nexthops
+from anycast_ctl.sim.linux import LinuxHashSettings, select_nexthops
 
 pytestmark = pytest.mark.root
 

@@ -9,11 +9,10 @@ import threading
 import time
 
 import pytest
-from click.testing import CliRunner
 
 from anycast_ctl.agent.control import serve_control
-from anycast_ctl.cli import main
 from anycast_ctl.cli.status_table import format_status
+from cli_support import run_cli
 
 NOW = 1_700_000_000.0
 
@@ -73,15 +72,6 @@ class Agent:
         self.loop.close()
 
 
-def run_cli(*args) -> tuple[int, str, str]:
-    """Through `main`, as the console script does, so exit codes are the real ones."""
-    with CliRunner().isolation() as (out, err, _):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.fixture

@@ -5,23 +5,14 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from anycast_ctl.cli import main
+from cli_support import run_cli
 
 ROOT = Path(__file__).parents[2]
 DEFAULT = str(ROOT / "topologies/default.yaml")
 LEAF_SPINE = str(ROOT / "topologies/leaf-spine.yaml")
 
 
-def run_cli(*args) -> tuple[int, str, str]:
-    with CliRunner().isolation() as (out, err, _):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 def test_run_prints_a_table_for_people():

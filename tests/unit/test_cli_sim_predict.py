@@ -8,25 +8,16 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from anycast_ctl.cli import main
 from anycast_ctl.cli import sim_predict_cmd
 from anycast_ctl.cli.sim_predict_cmd import parse_nexthop
 from anycast_ctl.sim.linux import LinuxHashSettings, select_nexthop_scalar
+from cli_support import run_cli
 
 HEADER = "src,dst,proto,sport,dport"
 PROTO_TEXT = {6: ["6", "tcp", "TCP"], 17: ["17", "udp"], 1: ["1", "icmp"], 132: ["132"], 47: ["gre"]}
 
 
-def run_cli(*args, stdin: str | None = None) -> tuple[int, str, str]:
-    with CliRunner().isolation(input=stdin) as (out, err, _):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 def random_rows(seed: int, n: int, families=(4, 6)) -> list[tuple[str, str, str, str, str]]:

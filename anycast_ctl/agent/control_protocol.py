@@ -11,13 +11,13 @@ The I/O (socket, SO_PEERCRED, user database) is in `control.py`.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from anycast_ctl.config.common import host_prefix
 from anycast_ctl.errors import Problem, UserError
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -101,16 +101,6 @@ def error_text(exc: UserError) -> str:
     return "; ".join(f"{p.where}: {p.what}" if p.where else p.what for p in exc.problems)
 
 
-def _host_prefix(value: str) -> str:
-    try:
-        net = ipaddress.ip_network(value, strict=True)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not an IP address or host prefix: {exc}") from None
-    if net.prefixlen != net.max_prefixlen:
-        raise ValueError(f"{value!r}: a VIP is a host route (/{net.max_prefixlen}), not /{net.prefixlen}")
-    return str(net)
-
-
 def _text(value: object, where: str, problems: list[Problem]) -> str | None:
     if not isinstance(value, str):
         problems.append(Problem(SOURCE, where, f"must be a string, not {type(value).__name__}"))
@@ -136,7 +126,7 @@ def _vips(value: object, known_vips: Collection[str] | None, problems: list[Prob
             problems.append(Problem(SOURCE, f"vips[{i}]", f"must be a string, not {type(item).__name__}"))
             continue
         try:
-            prefix = _host_prefix(item)
+            prefix = host_prefix(item)
         except ValueError as exc:
             problems.append(Problem(SOURCE, f"vips[{i}]", str(exc)))
             continue

@@ -38,8 +38,9 @@ def _ip(value: str) -> str:
 IPAddr = Annotated[str, AfterValidator(_ip)]
 
 
-def _host_prefix(value: str) -> str:
-    """'192.0.2.10' or '192.0.2.10/32' -> '192.0.2.10/32'; anycast VIPs are host routes."""
+def host_prefix(value: str) -> str:
+    """'192.0.2.10' or '192.0.2.10/32' -> '192.0.2.10/32'; anycast VIPs are host routes.
+    Used for config fields and for VIPs named on the control socket alike."""
     try:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
@@ -49,4 +50,4 @@ def _host_prefix(value: str) -> str:
     return str(net)
 
 
-HostPrefix = Annotated[str, AfterValidator(_host_prefix)]
+HostPrefix = Annotated[str, AfterValidator(host_prefix)]

@@ -69,6 +69,7 @@ class AgentRuntime:
         self.stopping = asyncio.Event()
         self.exit_code = 0
         self._control = None
+        self._background: set[asyncio.Task] = set()  # held so the loop cannot drop them mid-run
         self._apply(config)
         self.drains = self._load_drains()
 
@@ -116,7 +117,7 @@ class AgentRuntime:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig, handler in ((signal.SIGTERM, self.stopping.set), (signal.SIGINT, self.stopping.set),
-                             (signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))):
+                             (signal.SIGHUP, lambda: self._spawn(self.reload()))):
             loop.add_signal_handler(sig, handler)
         tasks = []
         try:
@@ -270,6 +271,11 @@ class AgentRuntime:
             if not result.ok:
                 log.error("loopback %s: %s", result.action, result.detail)
 
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     # ------------------------------------------------------------------ ExaBGP events
     async def _resync(self) -> None:
         for address, announce in fsm.resync(self.statuses):
@@ -279,7 +285,7 @@ class AgentRuntime:
         if isinstance(event, PeerState):
             log.info("BGP peer %s is %s", event.address, "up" if event.up else "down")
             if event.up:
-                asyncio.ensure_future(self._resync())
+                self._spawn(self._resync())
         elif isinstance(event, Shutdown):
             log.info("ExaBGP is shutting down")
             self.stopping.set()

@@ -32,12 +32,14 @@ def agents_table(status: dict) -> str:
     rows = []
     for lb, answer in status["agents"].items():
         if not answer.get("ok"):
-            rows.append([lb, "-", "-", answer.get("error", "no answer")[:70]])
+            rows.append([lb, "-", "-", "-", answer.get("error", "no answer")[:70]])
             continue
         for vip in answer.get("vips", []):
-            drained = "drained" if vip.get("drain") else ""
-            rows.append([lb, vip["address"], vip["state"], ("announced " if vip.get("announced") else "") + drained])
-    return table(rows, ["LB node", "VIP", "state", ""])
+            route = "announced" if vip.get("announced") else "withdrawn"
+            drain = vip.get("drain")
+            why = f"{drain.get('by', '?')}: {drain.get('reason', '')}" if drain else "-"
+            rows.append([lb, vip["address"], vip["state"], route, why])
+    return table(rows, ["LB node", "VIP", "state", "route", "drained by"])
 
 
 def status_text(status: dict) -> str:

@@ -60,3 +60,14 @@ def test_cleanup_text_counts_what_was_removed():
     report = CleanupReport(tag="acx-x", terminated=[1, 2], killed=[3], namespaces=["acx-x-r1"], files=["/run/a"])
     assert cleanup_text("x", report).splitlines()[0] == (
         "lab x: removed 1 namespaces, 3 processes (1 needed SIGKILL), 1 files/dirs, 0 mounts")
+
+
+def test_agents_table_names_every_column_and_who_drained():
+    from anycast_ctl.cli.lab_format import agents_table
+
+    status = {"agents": {"lb1": {"ok": True, "vips": [
+        {"address": "192.0.2.10/32", "state": "drained", "announced": False,
+         "drain": {"by": "alice", "reason": "kernel upgrade"}}]}}}
+    header, _, row = agents_table(status).splitlines()
+    assert header.split() == ["LB", "node", "VIP", "state", "route", "drained", "by"]
+    assert row.split() == ["lb1", "192.0.2.10/32", "drained", "withdrawn", "alice:", "kernel", "upgrade"]

@@ -109,7 +109,7 @@ class AgentRuntime:
             if address in old_vips and old_vips[address] != vip and self.statuses[address].announced:
                 # Attributes changed (MED, communities...): announce the new ones once.
                 await self._send(self.writer.announce(address, graceful_shutdown=self.statuses[address].graceful))
-        self._reconcile_loopback()
+        await self._reconcile_loopback()
         log.info("reloaded %s: %d VIPs (%d removed)", self.config_path, len(self.vips), len(removed))
         return True
 
@@ -160,7 +160,7 @@ class AgentRuntime:
     async def _startup(self) -> None:
         for address in self.vips:
             await self._send(self.writer.withdraw(address))  # fail closed: clear anything stale
-        self._reconcile_loopback()
+        await self._reconcile_loopback()
         self._control = await serve_control(
             self.config.control.socket, self.config.control.allow_uids,
             self.config.control.allow_groups, self.handle_control,
@@ -179,7 +179,7 @@ class AgentRuntime:
             if status.announced and self.speaker.alive:
                 await self._send(self.writer.withdraw(address))
         if self.loopback is not None and self.config.loopback.manage:
-            self.loopback.reconcile(set())  # removes exactly the addresses we added
+            await self.loopback.reconcile_async(set())  # removes exactly the addresses we added
         log.info("agent stopped: everything withdrawn, VIP addresses removed")
 
     # ------------------------------------------------------------------ checks
@@ -244,11 +244,11 @@ class AgentRuntime:
                 if self.metrics:
                     self.metrics.transition(address, action.old, action.new)
             elif isinstance(action, fsm.Announce):
-                self._reconcile_loopback()  # the address must be there before traffic arrives
+                await self._reconcile_loopback()  # the address must be there before traffic arrives
                 await self._send(self.writer.announce(address, graceful_shutdown=action.graceful_shutdown))
             elif isinstance(action, fsm.Withdraw):
                 await self._send(self.writer.withdraw(address))
-                self._reconcile_loopback()
+                await self._reconcile_loopback()
         self._publish(address, self.statuses[address])
 
     async def _send(self, line: str) -> None:
@@ -260,14 +260,14 @@ class AgentRuntime:
             self.metrics.set_vip(address, status.state, status.announced,
                                  self.drains.is_drained(address) is not None)
 
-    def _reconcile_loopback(self) -> None:
+    async def _reconcile_loopback(self) -> None:
         if self.loopback is None or not self.config.loopback.manage:
             return
         lo = self.config.loopback
         announced = {a for a, s in self.statuses.items() if s.announced}
         owned = self.loopback.owned() if lo.mode is LoopbackMode.WHILE_UP and not lo.remove_on_withdraw else ()
         desired = desired_for(announced, set(self.vips), lo.mode, lo.remove_on_withdraw, owned)
-        for result in self.loopback.reconcile(desired):
+        for result in await self.loopback.reconcile_async(desired):
             if not result.ok:
                 log.error("loopback %s: %s", result.action, result.detail)
 

@@ -31,7 +31,7 @@ class UserError(Exception):
     problems: list[Problem] = field(default_factory=list)
 
     @classmethod
-    def single(cls, source: str, where: str, what: str) -> "UserError":
+    def single(cls, source: str, where: str, what: str) -> UserError:
         return cls([Problem(source, where, what)])
 
     def lines(self) -> list[str]:

@@ -23,25 +23,35 @@ from anycast_ctl.config import node
 
 RUNS = 200
 STAT_ANSWER = (
-    "# pxname,svname,status,type\nfe,FRONTEND,OPEN,0\n\n"
-    "# pxname,svname,status,type\nbe,s1,UP,2\nbe,s2,UP,2\nbe,BACKEND,UP,1\n\n"
-).encode()
+    b"# pxname,svname,status,type\nfe,FRONTEND,OPEN,0\n\n"
+    b"# pxname,svname,status,type\nbe,s1,UP,2\nbe,s2,UP,2\nbe,BACKEND,UP,1\n\n"
+)
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench.test")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=90))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=90))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("bench.test")]), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -90,7 +100,9 @@ async def measure(check, runs=RUNS, warmup=20) -> list[float]:
 def report(label: str, latencies: list[float]) -> None:
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    print(f"{label:<34} median {statistics.median(ordered) * 1e3:7.3f} ms   p99 {p99 * 1e3:7.3f} ms   (n={len(ordered)})")
+    print(
+        f"{label:<34} median {statistics.median(ordered) * 1e3:7.3f} ms   p99 {p99 * 1e3:7.3f} ms   (n={len(ordered)})"
+    )
 
 
 async def run(directory: Path) -> None:
@@ -104,25 +116,39 @@ async def run(directory: Path) -> None:
     tls = await asyncio.start_server(quiet(_hold), "127.0.0.1", 0, ssl=server_tls)
     silent = await asyncio.start_server(quiet(_hold), "127.0.0.1", 0)
     stat = await asyncio.start_unix_server(_stat, str(directory / "stat.sock"))
-    port = {name: s.sockets[0].getsockname()[1] for name, s in
-            {"http": http, "https": https, "tls": tls, "silent": silent}.items()}
+    port = {
+        name: s.sockets[0].getsockname()[1]
+        for name, s in {"http": http, "https": https, "tls": tls, "silent": silent}.items()
+    }
     specs = {
         "tcp connect": node.TcpCheck(type="tcp", port=port["silent"]),
-        "http GET": node.HttpCheck(type="http", url=f"http://127.0.0.1:{port['http']}/", body_regex="ok"),
-        "https GET (verified)": node.HttpCheck(type="http", url=f"https://127.0.0.1:{port['https']}/",
-                                               ca_file=cert, server_name="bench.test"),
-        "tls handshake + expiry": node.TlsCheck(type="tls", port=port["tls"], server_name="bench.test", ca_file=cert),
-        "haproxy show stat (unix socket)": node.HaproxyCheck(type="haproxy", socket=directory / "stat.sock",
-                                                             frontend="fe", backend="be"),
+        "http GET": node.HttpCheck(
+            type="http", url=f"http://127.0.0.1:{port['http']}/", body_regex="ok"
+        ),
+        "https GET (verified)": node.HttpCheck(
+            type="http",
+            url=f"https://127.0.0.1:{port['https']}/",
+            ca_file=cert,
+            server_name="bench.test",
+        ),
+        "tls handshake + expiry": node.TlsCheck(
+            type="tls", port=port["tls"], server_name="bench.test", ca_file=cert
+        ),
+        "haproxy show stat (unix socket)": node.HaproxyCheck(
+            type="haproxy", socket=directory / "stat.sock", frontend="fe", backend="be"
+        ),
         "exec /bin/true": node.ExecCheck(type="exec", command=["/bin/true"]),
     }
     try:
         for label, spec in specs.items():
             report(label, await measure(build_check("b", spec)))
         print()
-        for name, spec in {"exec sleep 10": node.ExecCheck(type="exec", command=["sleep", "10"]),
-                           "http, peer silent": node.HttpCheck(type="http", url=f"http://127.0.0.1:{port['silent']}/")
-                           }.items():
+        for name, spec in {
+            "exec sleep 10": node.ExecCheck(type="exec", command=["sleep", "10"]),
+            "http, peer silent": node.HttpCheck(
+                type="http", url=f"http://127.0.0.1:{port['silent']}/"
+            ),
+        }.items():
             check = build_check("silent", spec)
             for timeout in (0.1, 0.5):
                 overshoots = []
@@ -130,8 +156,10 @@ async def run(directory: Path) -> None:
                     result = await run_check(check, timeout)
                     assert not result.ok
                     overshoots.append(result.latency - timeout)
-                print(f"timeout {timeout:.1f}s, {name:<18} overshoot median {statistics.median(overshoots) * 1e3:6.2f} ms"
-                      f"   max {max(overshoots) * 1e3:6.2f} ms")
+                print(
+                    f"timeout {timeout:.1f}s, {name:<18} overshoot median {statistics.median(overshoots) * 1e3:6.2f} ms"
+                    f"   max {max(overshoots) * 1e3:6.2f} ms"
+                )
     finally:
         for server in (http, https, tls, silent, stat):
             server.close()

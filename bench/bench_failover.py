@@ -33,16 +33,28 @@ def main() -> None:
     out = Path(os.environ.get("BENCH_FAILOVER_OUT", "/tmp/anycast-ctl-bench"))
     out.mkdir(parents=True, exist_ok=True)
     scenarios = [s.value for s in Scenario]
-    plan = [(Implementation.ANYCAST, runs), (Implementation.EXABGP_FAST, runs),
-            (Implementation.EXABGP_DEFAULT, runs_default)]
+    plan = [
+        (Implementation.ANYCAST, runs),
+        (Implementation.EXABGP_FAST, runs),
+        (Implementation.EXABGP_DEFAULT, runs_default),
+    ]
     started = time.monotonic()
-    lab = Lab.up(REPO / "topologies" / "default.yaml", "bench-failover", tag=os.environ.get("BENCH_FAILOVER_TAG"))
+    lab = Lab.up(
+        REPO / "topologies" / "default.yaml",
+        "bench-failover",
+        tag=os.environ.get("BENCH_FAILOVER_TAG"),
+    )
     measurements = []
     try:
         for impl, n in plan:
             print(f"{impl}: {n} runs x {len(scenarios)} scenarios", flush=True)
             measurements += run_experiments(
-                lab, [impl.value], scenarios, "lb1", Settings(runs=n), say=lambda m: print("  " + m, flush=True),
+                lab,
+                [impl.value],
+                scenarios,
+                "lb1",
+                Settings(runs=n),
+                say=lambda m: print("  " + m, flush=True),
                 restore_to=None,
             )
     finally:
@@ -53,9 +65,18 @@ def main() -> None:
     print()
     for impl, _ in plan:
         print(report.format_goals(report.goals(rows, impl.value), impl.value))
-    meta = {"topology": "default", "node": "lb1", "runs": {i.value: n for i, n in plan},
-            "seconds": round(time.monotonic() - started, 1)}
-    (out / "failover.json").write_text(json.dumps(report.to_json(measurements, meta), indent=2) + "\n")
-    report.write_plot(measurements, str(out / "failover.png"),
-                      title="failover on the default topology (lb1), p50 bar / p99 whisker")
+    meta = {
+        "topology": "default",
+        "node": "lb1",
+        "runs": {i.value: n for i, n in plan},
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    (out / "failover.json").write_text(
+        json.dumps(report.to_json(measurements, meta), indent=2) + "\n"
+    )
+    report.write_plot(
+        measurements,
+        str(out / "failover.png"),
+        title="failover on the default topology (lb1), p50 bar / p99 whisker",
+    )
     print(f"\nwrote {out / 'failover.json'} and {out / 'failover.png'}")

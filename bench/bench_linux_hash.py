@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> None:
             measure(flows.chunk(0, min(n, 100_000)), settings, args.chunk)  # warm-up
             rate = measure(flows, settings, args.chunk)
             path = "forwarded" if forwarded else "local"
-            print(f"  IPv{family} policy {policy} {path:9}  {n:>11,} flows  {rate / 1e6:6.2f} M flows/s")
+            print(
+                f"  IPv{family} policy {policy} {path:9}  {n:>11,} flows  {rate / 1e6:6.2f} M flows/s"
+            )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ def run_case(path: str, algorithm: str | None, with_events: bool, flows: int) ->
     topo = load_topology(TOPOLOGIES / path)
     events = default_events(topo) if with_events else []
     start = time.perf_counter()
-    result = simulate(topo, flow_batches(topo, flows=flows, seed=1), events=events, algorithm=algorithm)
+    result = simulate(
+        topo, flow_batches(topo, flows=flows, seed=1), events=events, algorithm=algorithm
+    )
     elapsed = time.perf_counter() - start
     label = f"{topo.name} ({algorithm or 'as configured'}{', ' + str(len(events)) + ' events' if events else ''})"
     walks = 1 + len(events)  # each event routes every flow once more
@@ -55,7 +57,12 @@ def run_case(path: str, algorithm: str | None, with_events: bool, flows: int) ->
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.bench_sim", description=__doc__.splitlines()[0])
-    parser.add_argument("--flows", type=count, default=2_000_000, help="flows per case, e.g. 2M or 100M (default 2M)")
+    parser.add_argument(
+        "--flows",
+        type=count,
+        default=2_000_000,
+        help="flows per case, e.g. 2M or 100M (default 2M)",
+    )
     parser.add_argument("--only", help="run only cases whose topology path contains this")
     args = parser.parse_args(argv if argv is not None else [])
     print(f"flows generated and routed in chunks; RSS before: {peak_rss_mib():.0f} MiB")

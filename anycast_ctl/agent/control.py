@@ -66,7 +66,15 @@ def peer_identity(pid: int, uid: int, gid: int) -> PeerCred:
             names.add(grp.getgrgid(g).gr_name)
         except KeyError:
             pass
-    return PeerCred(pid=pid, uid=uid, gid=gid, user=user, gids=frozenset(gids), groups=frozenset(names), user_known=known)
+    return PeerCred(
+        pid=pid,
+        uid=uid,
+        gid=gid,
+        user=user,
+        gids=frozenset(gids),
+        groups=frozenset(names),
+        user_known=known,
+    )
 
 
 def _peer_of(sock: socket.socket) -> PeerCred:
@@ -78,7 +86,9 @@ def _peer_of(sock: socket.socket) -> PeerCred:
 def _socket_gid(allow_groups: Collection[int | str]) -> int | None:
     for entry in allow_groups:
         try:
-            return grp.getgrgid(entry).gr_gid if isinstance(entry, int) else grp.getgrnam(entry).gr_gid
+            return (
+                grp.getgrgid(entry).gr_gid if isinstance(entry, int) else grp.getgrnam(entry).gr_gid
+            )
         except KeyError:
             log.warning("control.allow_groups: no group %r on this host", entry)
     return None
@@ -131,7 +141,11 @@ class ControlServer(asyncio.AbstractServer):
 def _claim_path(path: Path) -> None:
     """Create the parent directory, replace a stale socket, refuse to clobber anything else."""
     if len(os.fsencode(path)) > _UNIX_PATH_MAX:
-        raise UserError.single(str(path), "control.socket", f"path too long for a Unix socket (max {_UNIX_PATH_MAX} bytes)")
+        raise UserError.single(
+            str(path),
+            "control.socket",
+            f"path too long for a Unix socket (max {_UNIX_PATH_MAX} bytes)",
+        )
     if not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(path.parent, 0o755)
@@ -140,7 +154,9 @@ def _claim_path(path: Path) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(st.st_mode):
-        raise UserError.single(str(path), "control.socket", "exists and is not a socket: refusing to replace it")
+        raise UserError.single(
+            str(path), "control.socket", "exists and is not a socket: refusing to replace it"
+        )
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(str(path))
@@ -196,10 +212,21 @@ async def serve_control(
                     if not line.strip():
                         return
                 except asyncio.LimitOverrunError:
-                    AUDIT.warning("rejected request from %s pid %d: larger than %d bytes", peer.who, peer.pid, MAX_REQUEST_BYTES)
-                    await _reply(writer, error_response(ErrorKind.BAD_REQUEST, f"request too large (at most {MAX_REQUEST_BYTES} bytes per line)"))
+                    AUDIT.warning(
+                        "rejected request from %s pid %d: larger than %d bytes",
+                        peer.who,
+                        peer.pid,
+                        MAX_REQUEST_BYTES,
+                    )
+                    await _reply(
+                        writer,
+                        error_response(
+                            ErrorKind.BAD_REQUEST,
+                            f"request too large (at most {MAX_REQUEST_BYTES} bytes per line)",
+                        ),
+                    )
                     return
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     return
                 await _reply(writer, await _answer(line.strip(), peer))
                 if reader.at_eof():
@@ -218,7 +245,9 @@ async def serve_control(
         try:
             request = parse_request(line, _known())
         except UserError as exc:
-            AUDIT.warning("rejected bad request by %s pid %d: %s", peer.who, peer.pid, error_text(exc))
+            AUDIT.warning(
+                "rejected bad request by %s pid %d: %s", peer.who, peer.pid, error_text(exc)
+            )
             return error_response(ErrorKind.BAD_REQUEST, error_text(exc))
         try:
             result = await handler(request, peer)
@@ -230,7 +259,9 @@ async def serve_control(
             log.exception("control handler failed on %s", request.describe())
             response = error_response(ErrorKind.FAILED, f"internal error: {exc}")
         outcome = "ok" if response.get("ok") else f"failed: {response.get('error')}"
-        AUDIT.info("accepted %s by %s pid %d -> %s", request.describe(), peer.who, peer.pid, outcome)
+        AUDIT.info(
+            "accepted %s by %s pid %d -> %s", request.describe(), peer.who, peer.pid, outcome
+        )
         return response
 
     def _known() -> Collection[str] | None:
@@ -265,10 +296,14 @@ def request(path: str | Path, payload: dict, timeout: float = 5.0) -> dict:
         try:
             sock.connect(str(path))
         except (FileNotFoundError, ConnectionRefusedError):
-            raise UserError.single(source, "", f"no agent listening on {path}: is it running?") from None
+            raise UserError.single(
+                source, "", f"no agent listening on {path}: is it running?"
+            ) from None
         except PermissionError:
             raise UserError.single(
-                source, "", f"permission denied on {path}: it is for root and the groups in control.allow_groups"
+                source,
+                "",
+                f"permission denied on {path}: it is for root and the groups in control.allow_groups",
             ) from None
         sock.sendall(json.dumps(payload).encode() + b"\n")
         data = b""
@@ -278,15 +313,23 @@ def request(path: str | Path, payload: dict, timeout: float = 5.0) -> dict:
                 break
             data += chunk
             if len(data) > MAX_RESPONSE_BYTES:
-                raise UserError.single(source, "", f"the answer from {path} is larger than {MAX_RESPONSE_BYTES} bytes")
+                raise UserError.single(
+                    source, "", f"the answer from {path} is larger than {MAX_RESPONSE_BYTES} bytes"
+                )
     except TimeoutError:
-        raise UserError.single(source, "", f"the agent on {path} did not answer within {timeout:g}s") from None
+        raise UserError.single(
+            source, "", f"the agent on {path} did not answer within {timeout:g}s"
+        ) from None
     except (ConnectionResetError, BrokenPipeError) as exc:
-        raise UserError.single(source, "", f"the agent on {path} closed the connection: {exc}") from None
+        raise UserError.single(
+            source, "", f"the agent on {path} closed the connection: {exc}"
+        ) from None
     finally:
         sock.close()
     if not data:
-        raise UserError.single(source, "", f"the agent on {path} closed the connection without answering")
+        raise UserError.single(
+            source, "", f"the agent on {path} closed the connection without answering"
+        )
     try:
         response = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

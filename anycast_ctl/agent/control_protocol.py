@@ -72,7 +72,9 @@ class PeerCred:
         return f"uid {self.uid} ({self.user if self.user_known else 'no such user'})"
 
 
-def is_allowed(peer: PeerCred, allow_uids: Collection[int], allow_groups: Iterable[int | str]) -> bool:
+def is_allowed(
+    peer: PeerCred, allow_uids: Collection[int], allow_groups: Iterable[int | str]
+) -> bool:
     """The uid is listed, or one of the peer's groups is listed by gid or by name."""
     if peer.uid in allow_uids:
         return True
@@ -106,24 +108,36 @@ def _text(value: object, where: str, problems: list[Problem]) -> str | None:
         problems.append(Problem(SOURCE, where, f"must be a string, not {type(value).__name__}"))
         return None
     if _CONTROL_CHARS.search(value):
-        problems.append(Problem(SOURCE, where, "must not contain control characters (newlines, tabs, ...)"))
+        problems.append(
+            Problem(SOURCE, where, "must not contain control characters (newlines, tabs, ...)")
+        )
         return None
     if len(value) > MAX_REASON_CHARS:
-        problems.append(Problem(SOURCE, where, f"too long ({len(value)} characters, at most {MAX_REASON_CHARS})"))
+        problems.append(
+            Problem(
+                SOURCE, where, f"too long ({len(value)} characters, at most {MAX_REASON_CHARS})"
+            )
+        )
         return None
     return value.strip()
 
 
-def _vips(value: object, known_vips: Collection[str] | None, problems: list[Problem]) -> tuple[str, ...]:
+def _vips(
+    value: object, known_vips: Collection[str] | None, problems: list[Problem]
+) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        problems.append(Problem(SOURCE, "vips", f"must be a list of VIP addresses, not {type(value).__name__}"))
+        problems.append(
+            Problem(SOURCE, "vips", f"must be a list of VIP addresses, not {type(value).__name__}")
+        )
         return ()
     vips: list[str] = []
     for i, item in enumerate(value):
         if not isinstance(item, str):
-            problems.append(Problem(SOURCE, f"vips[{i}]", f"must be a string, not {type(item).__name__}"))
+            problems.append(
+                Problem(SOURCE, f"vips[{i}]", f"must be a string, not {type(item).__name__}")
+            )
             continue
         try:
             prefix = host_prefix(item)
@@ -132,7 +146,11 @@ def _vips(value: object, known_vips: Collection[str] | None, problems: list[Prob
             continue
         if known_vips is not None and prefix not in known_vips:
             known = ", ".join(sorted(known_vips)) or "none"
-            problems.append(Problem(SOURCE, f"vips[{i}]", f"{prefix} is not a VIP of this node (known: {known})"))
+            problems.append(
+                Problem(
+                    SOURCE, f"vips[{i}]", f"{prefix} is not a VIP of this node (known: {known})"
+                )
+            )
             continue
         if prefix not in vips:
             vips.append(prefix)
@@ -143,23 +161,36 @@ def parse_request(raw: bytes, known_vips: Collection[str] | None) -> ControlRequ
     """One request line -> ControlRequest; anything wrong -> UserError naming each field.
     With known_vips=None any well-formed host prefix passes (the caller checks membership)."""
     if len(raw) > MAX_REQUEST_BYTES:
-        raise UserError.single(SOURCE, "", f"request too large ({len(raw)} bytes, at most {MAX_REQUEST_BYTES})")
+        raise UserError.single(
+            SOURCE, "", f"request too large ({len(raw)} bytes, at most {MAX_REQUEST_BYTES})"
+        )
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise UserError.single(SOURCE, "", "request is not UTF-8") from None
     except json.JSONDecodeError as exc:
-        raise UserError.single(SOURCE, "", f"request is not JSON: {exc.msg} at column {exc.colno}") from None
+        raise UserError.single(
+            SOURCE, "", f"request is not JSON: {exc.msg} at column {exc.colno}"
+        ) from None
     if not isinstance(data, dict):
-        raise UserError.single(SOURCE, "", f"request must be a JSON object, not {type(data).__name__}")
+        raise UserError.single(
+            SOURCE, "", f"request must be a JSON object, not {type(data).__name__}"
+        )
 
-    problems = [Problem(SOURCE, key, "unknown field") for key in sorted(set(data) - {"op", "vips", "reason"})]
+    problems = [
+        Problem(SOURCE, key, "unknown field")
+        for key in sorted(set(data) - {"op", "vips", "reason"})
+    ]
     op_value = data.get("op")
     op = None
     if "op" not in data:
         problems.append(Problem(SOURCE, "op", "required field is missing"))
     elif op_value not in {o.value for o in Op}:
-        problems.append(Problem(SOURCE, "op", f"must be one of {', '.join(o.value for o in Op)}, not {op_value!r}"))
+        problems.append(
+            Problem(
+                SOURCE, "op", f"must be one of {', '.join(o.value for o in Op)}, not {op_value!r}"
+            )
+        )
     else:
         op = Op(op_value)
     vips = _vips(data.get("vips"), known_vips, problems)
@@ -167,7 +198,11 @@ def parse_request(raw: bytes, known_vips: Collection[str] | None) -> ControlRequ
     if "reason" in data:
         reason = _text(data["reason"], "reason", problems) or ""
     if op is Op.DRAIN and not reason and not any(p.where == "reason" for p in problems):
-        problems.append(Problem(SOURCE, "reason", "required for drain: say why (it is logged and shown in status)"))
+        problems.append(
+            Problem(
+                SOURCE, "reason", "required for drain: say why (it is logged and shown in status)"
+            )
+        )
     if problems:
         raise UserError(problems)
     return ControlRequest(op=op, vips=vips, reason=reason)

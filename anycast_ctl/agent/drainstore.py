@@ -52,20 +52,24 @@ class DrainState:
     vips: Mapping[str, DrainRecord] = field(default_factory=lambda: _frozen({}))
 
     @classmethod
-    def drain_all(cls, reason: str, now: float) -> "DrainState":
+    def drain_all(cls, reason: str, now: float) -> DrainState:
         """The whole node drained by the agent itself (uid AGENT_UID), e.g. for an unreadable file."""
         return cls(node=DrainRecord(by="anycast-ctl", uid=AGENT_UID, reason=reason, at=now))
 
-    def drain(self, vips: Iterable[str] | None, by: str, uid: int, reason: str, now: float) -> "DrainState":
+    def drain(
+        self, vips: Iterable[str] | None, by: str, uid: int, reason: str, now: float
+    ) -> DrainState:
         """Drain the given VIPs, or the whole node when `vips` is None (or empty).
         Draining again replaces the record: the latest who/why wins (the audit log keeps all)."""
         record = DrainRecord(by=by, uid=uid, reason=reason, at=now)
         targets = list(vips or [])
         if not targets:
             return DrainState(node=record, vips=self.vips)
-        return DrainState(node=self.node, vips=_frozen({**self.vips, **{v: record for v in targets}}))
+        return DrainState(
+            node=self.node, vips=_frozen({**self.vips, **{v: record for v in targets}})
+        )
 
-    def undrain(self, vips: Iterable[str] | None) -> "DrainState":
+    def undrain(self, vips: Iterable[str] | None) -> DrainState:
         """Undrain the given VIPs, or lift the whole-node drain when `vips` is None (or empty).
 
         Lifting the node drain leaves per-VIP drains in place: a VIP drained on its own for
@@ -73,7 +77,9 @@ class DrainState:
         targets = list(vips or [])
         if not targets:
             return DrainState(node=None, vips=self.vips)
-        return DrainState(node=self.node, vips=_frozen({k: r for k, r in self.vips.items() if k not in targets}))
+        return DrainState(
+            node=self.node, vips=_frozen({k: r for k, r in self.vips.items() if k not in targets})
+        )
 
     def is_drained(self, prefix: str) -> DrainRecord | None:
         """The record that keeps `prefix` out of service, or None. The node drain comes first:
@@ -91,7 +97,7 @@ class DrainState:
         }
 
     @classmethod
-    def from_json(cls, data: object, source: str) -> "DrainState":
+    def from_json(cls, data: object, source: str) -> DrainState:
         """Parse the file's JSON; every problem is reported with its path (pure)."""
         if not isinstance(data, dict):
             raise UserError.single(source, "", "expected a JSON object with 'node' and 'vips'")
@@ -104,7 +110,9 @@ class DrainState:
         vips: dict[str, DrainRecord] = {}
         raw_vips = data.get("vips", {})
         if not isinstance(raw_vips, dict):
-            problems.append(Problem(source, "vips", "expected an object mapping VIP prefixes to drain records"))
+            problems.append(
+                Problem(source, "vips", "expected an object mapping VIP prefixes to drain records")
+            )
         else:
             for prefix, raw in raw_vips.items():
                 record = _record(raw, f"vips[{prefix!r}]", source, problems)
@@ -129,7 +137,9 @@ def _record(raw: object, where: str, source: str, problems: list[Problem]) -> Dr
             problems.append(Problem(source, f"{where}.{name}", "required field is missing"))
             bad = True
         elif isinstance(value, bool) or not isinstance(value, kind):
-            problems.append(Problem(source, f"{where}.{name}", f"wrong type: {type(value).__name__}"))
+            problems.append(
+                Problem(source, f"{where}.{name}", f"wrong type: {type(value).__name__}")
+            )
             bad = True
     for name in sorted(set(raw) - set(_FIELDS)):
         problems.append(Problem(source, f"{where}.{name}", "unknown field"))
@@ -153,7 +163,9 @@ def load_drain_state(path: str | Path) -> DrainState:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError.single(source, f"line {exc.lineno}, column {exc.colno}", f"corrupt drain state: {exc.msg}") from None
+        raise UserError.single(
+            source, f"line {exc.lineno}, column {exc.colno}", f"corrupt drain state: {exc.msg}"
+        ) from None
     return DrainState.from_json(data, source)
 
 

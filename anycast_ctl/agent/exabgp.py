@@ -107,7 +107,9 @@ def _extended_community(value: str) -> str:
         try:
             global_admin = int(ipaddress.IPv4Address(admin))
         except ValueError:
-            raise ValueError(f"not an extended community (bad IPv4 administrator): {value!r}") from None
+            raise ValueError(
+                f"not an extended community (bad IPv4 administrator): {value!r}"
+            ) from None
         type_, global_bytes, local_bytes = 0x01, 4, 2
     elif admin.isdigit() and int(admin) <= 0xFFFF:
         global_admin, type_, global_bytes, local_bytes = int(admin), 0x00, 2, 4
@@ -117,7 +119,11 @@ def _extended_community(value: str) -> str:
         raise ValueError(f"not an extended community (bad administrator): {value!r}")
     if local >= 1 << (8 * local_bytes):
         raise ValueError(f"extended community {value!r}: local value must fit {local_bytes} bytes")
-    raw = bytes([type_, subtype]) + global_admin.to_bytes(global_bytes, "big") + local.to_bytes(local_bytes, "big")
+    raw = (
+        bytes([type_, subtype])
+        + global_admin.to_bytes(global_bytes, "big")
+        + local.to_bytes(local_bytes, "big")
+    )
     return "0x" + raw.hex()
 
 
@@ -173,7 +179,10 @@ def announce_line(vip: Vip, bgp: Bgp, dialect: str, *, graceful_shutdown: bool =
     if vip.large_communities:
         words += ["large-community", _bracket([_large_community(c) for c in vip.large_communities])]
     if vip.extended_communities:
-        words += ["extended-community", _bracket([_extended_community(c) for c in vip.extended_communities])]
+        words += [
+            "extended-community",
+            _bracket([_extended_community(c) for c in vip.extended_communities]),
+        ]
     words += _path_information(vip)
     return _finish(" ".join(words))
 
@@ -192,7 +201,9 @@ class RouteWriter:
         self._vips = {vip.address: vip for vip in config.vips}
         for vip in config.vips:  # fail at start, not at the first state change
             if not carriers(vip, config.bgp):
-                raise ValueError(f"VIP {vip.address}: no neighbor of its address family to announce it to")
+                raise ValueError(
+                    f"VIP {vip.address}: no neighbor of its address family to announce it to"
+                )
             announce_line(vip, config.bgp, config.exabgp.dialect, graceful_shutdown=True)
 
     @property
@@ -204,14 +215,18 @@ class RouteWriter:
         try:
             key = str(ipaddress.ip_network(prefix, strict=True))
         except ValueError:
-            raise UndeclaredPrefix(f"{prefix!r} is not a declared VIP of node {self._config.node}") from None
+            raise UndeclaredPrefix(
+                f"{prefix!r} is not a declared VIP of node {self._config.node}"
+            ) from None
         if key not in self._vips:
             raise UndeclaredPrefix(f"{key} is not a declared VIP of node {self._config.node}")
         return self._vips[key]
 
     def announce(self, prefix: str, *, graceful_shutdown: bool = False) -> str:
         vip = self._vip(prefix)
-        return announce_line(vip, self._config.bgp, self._config.exabgp.dialect, graceful_shutdown=graceful_shutdown)
+        return announce_line(
+            vip, self._config.bgp, self._config.exabgp.dialect, graceful_shutdown=graceful_shutdown
+        )
 
     def withdraw(self, prefix: str) -> str:
         return withdraw_line(self._vip(prefix), self._config.bgp, self._config.exabgp.dialect)
@@ -261,7 +276,11 @@ def _parse_json(line: str) -> Event:
     answer = data.get("answer")  # newer ExaBGP can send its acks as JSON
     if answer in _ANSWERS:
         return Ack(_ANSWERS[answer])
-    if answer == "shutdown" or data.get("type") == "notification" and data.get("notification") == "shutdown":
+    if (
+        answer == "shutdown"
+        or data.get("type") == "notification"
+        and data.get("notification") == "shutdown"
+    ):
         return Shutdown()
     if data.get("type") == "state":
         neighbor = data.get("neighbor")

@@ -28,7 +28,9 @@ class VipState(StrEnum):
     UP = "up"  # announced
     FALLING = "falling"  # still announced; soft failures counting toward `fall`
     DOWN = "down"  # withdrawn because the service failed
-    DRAINING = "draining"  # drained by an operator: announced with GRACEFUL_SHUTDOWN until a deadline
+    DRAINING = (
+        "draining"  # drained by an operator: announced with GRACEFUL_SHUTDOWN until a deadline
+    )
     DRAINED = "drained"  # drained by an operator: withdrawn
 
 

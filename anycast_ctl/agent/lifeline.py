@@ -74,7 +74,7 @@ class Lifeline:
         self.guardian = guardian
 
     @classmethod
-    def start(cls, target_pid: int, *, stall_after: float = 3.0, grace: float = 1.0) -> "Lifeline":
+    def start(cls, target_pid: int, *, stall_after: float = 3.0, grace: float = 1.0) -> Lifeline:
         """Start a guardian that stops `target_pid` (ExaBGP) when this process dies or stalls."""
         target_start = process_start_time(target_pid)
         if target_start is None:
@@ -159,7 +159,9 @@ def _stop(pid: int, start: int | None, grace: float, first: int = signal.SIGTERM
         pass
 
 
-def guard(fd: int, agent: int, target: int, target_start: int, stall_after: float, grace: float) -> str:
+def guard(
+    fd: int, agent: int, target: int, target_start: int, stall_after: float, grace: float
+) -> str:
     """Wait for the agent to die, stall or stand down; stop ExaBGP unless it stood down."""
     agent_start = process_start_time(agent)
     deadline = time.monotonic() + stall_after
@@ -175,14 +177,20 @@ def guard(fd: int, agent: int, target: int, target_start: int, stall_after: floa
         if STAND_DOWN in data:
             return "agent stood down"
         deadline = time.monotonic() + stall_after
-    print(f"anycast-ctl lifeline: {reason}; stopping ExaBGP (pid {target})", file=sys.stderr, flush=True)
+    print(
+        f"anycast-ctl lifeline: {reason}; stopping ExaBGP (pid {target})",
+        file=sys.stderr,
+        flush=True,
+    )
     _stop(agent, agent_start, 0.0, signal.SIGKILL)
     _stop(target, target_start, grace)
     return reason
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="anycast-ctl lifeline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="anycast-ctl lifeline", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--agent", type=int, required=True)
     parser.add_argument("--target", type=int, required=True)

@@ -21,27 +21,42 @@ class AgentMetrics:
         self.registry = registry or CollectorRegistry()
         self.node = node
         self.vip_state = Gauge(
-            "anycast_vip_state", "1 for the VIP's current state, 0 for the others",
-            ["vip", "state"], registry=self.registry,
+            "anycast_vip_state",
+            "1 for the VIP's current state, 0 for the others",
+            ["vip", "state"],
+            registry=self.registry,
         )
         self.vip_announced = Gauge(
-            "anycast_vip_announced", "1 while the VIP is announced to ExaBGP", ["vip"], registry=self.registry
+            "anycast_vip_announced",
+            "1 while the VIP is announced to ExaBGP",
+            ["vip"],
+            registry=self.registry,
         )
         self.transitions = Counter(
-            "anycast_vip_transitions", "State changes of a VIP", ["vip", "from_state", "to_state"],
+            "anycast_vip_transitions",
+            "State changes of a VIP",
+            ["vip", "from_state", "to_state"],
             registry=self.registry,
         )
         self.check_results = Counter(
-            "anycast_check_results", "Health check results", ["check", "health"], registry=self.registry
+            "anycast_check_results",
+            "Health check results",
+            ["check", "health"],
+            registry=self.registry,
         )
         self.check_latency = Histogram(
-            "anycast_check_latency_seconds", "Time a health check took", ["check"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "anycast_check_latency_seconds",
+            "Time a health check took",
+            ["check"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.exabgp_alive = Gauge(
             "anycast_exabgp_alive", "1 while ExaBGP's pipe is open", registry=self.registry
         )
-        self.drained = Gauge("anycast_vip_drained", "1 while the VIP is drained", ["vip"], registry=self.registry)
+        self.drained = Gauge(
+            "anycast_vip_drained", "1 while the VIP is drained", ["vip"], registry=self.registry
+        )
 
     def observe_check(self, result: CheckResult) -> None:
         self.check_results.labels(result.check, result.health.value).inc()

@@ -31,7 +31,14 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
-from anycast_ctl.agent.vips import AddAddress, AddressAction, RemoveAddress, foreign_desired, normalize, plan_addresses
+from anycast_ctl.agent.vips import (
+    AddAddress,
+    AddressAction,
+    RemoveAddress,
+    foreign_desired,
+    normalize,
+    plan_addresses,
+)
 from anycast_ctl.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -91,7 +98,9 @@ def _where(interface: str, netns: str | None) -> str:
 class LoopbackAddresses:
     """Add, remove and reconcile the VIP addresses we own on one interface (default `lo`)."""
 
-    def __init__(self, interface: str = "lo", netns: str | None = None, proto: int = ANYCAST_CTL_ADDR_PROTO):
+    def __init__(
+        self, interface: str = "lo", netns: str | None = None, proto: int = ANYCAST_CTL_ADDR_PROTO
+    ):
         self.interface = interface
         self.netns = netns
         self.proto = proto
@@ -104,7 +113,9 @@ class LoopbackAddresses:
         try:
             ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
         except (OSError, NetlinkError) as exc:
-            raise NetlinkFailure(f"cannot open netlink for {_where(self.interface, self.netns)}: {exc}") from exc
+            raise NetlinkFailure(
+                f"cannot open netlink for {_where(self.interface, self.netns)}: {exc}"
+            ) from exc
         try:
             found = ipr.link_lookup(ifname=self.interface)
             if not found:
@@ -140,7 +151,9 @@ class LoopbackAddresses:
             # only delay it (and a DAD failure would leave it unusable).
             extra["flags"] = IFA_F_NODAD
         try:
-            ipr.addr("add", index=index, address=address, prefixlen=prefixlen, proto=self.proto, **extra)
+            ipr.addr(
+                "add", index=index, address=address, prefixlen=prefixlen, proto=self.proto, **extra
+            )
         except NetlinkError as exc:
             if exc.code == errno.EEXIST:
                 return AddressResult(action, True, f"{prefix} already on {self.interface}")
@@ -151,18 +164,28 @@ class LoopbackAddresses:
         action = RemoveAddress(prefix)
         if prefix not in owned:
             # The kernel deletes by address, whatever its protocol: the ownership check is ours.
-            return AddressResult(action, False, f"not removing {prefix} from {self.interface}: not added by anycast-ctl")
+            return AddressResult(
+                action,
+                False,
+                f"not removing {prefix} from {self.interface}: not added by anycast-ctl",
+            )
         address, prefixlen, _ = _parse_prefix(prefix)
         try:
             ipr.addr("del", index=index, address=address, prefixlen=prefixlen)
         except NetlinkError as exc:
             if exc.code == errno.EADDRNOTAVAIL:
                 return AddressResult(action, True, f"{prefix} already gone from {self.interface}")
-            return AddressResult(action, False, f"cannot remove {prefix} from {self.interface}: {exc}")
+            return AddressResult(
+                action, False, f"cannot remove {prefix} from {self.interface}: {exc}"
+            )
         return AddressResult(action, True, f"removed {prefix} from {self.interface}")
 
     def _apply(
-        self, ipr: IPRoute, index: int, actions: Iterable[AddressAction], owned: set[str] | None = None
+        self,
+        ipr: IPRoute,
+        index: int,
+        actions: Iterable[AddressAction],
+        owned: set[str] | None = None,
     ) -> list[AddressResult]:
         if owned is None:
             owned = self._dump(ipr, index)[1]

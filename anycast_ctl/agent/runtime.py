@@ -106,18 +106,29 @@ class AgentRuntime:
         old_vips = self.vips
         self._apply(new)
         for address, vip in self.vips.items():
-            if address in old_vips and old_vips[address] != vip and self.statuses[address].announced:
+            if (
+                address in old_vips
+                and old_vips[address] != vip
+                and self.statuses[address].announced
+            ):
                 # Attributes changed (MED, communities...): announce the new ones once.
-                await self._send(self.writer.announce(address, graceful_shutdown=self.statuses[address].graceful))
+                await self._send(
+                    self.writer.announce(address, graceful_shutdown=self.statuses[address].graceful)
+                )
         await self._reconcile_loopback()
-        log.info("reloaded %s: %d VIPs (%d removed)", self.config_path, len(self.vips), len(removed))
+        log.info(
+            "reloaded %s: %d VIPs (%d removed)", self.config_path, len(self.vips), len(removed)
+        )
         return True
 
     # ------------------------------------------------------------------ main
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for sig, handler in ((signal.SIGTERM, self.stopping.set), (signal.SIGINT, self.stopping.set),
-                             (signal.SIGHUP, lambda: self._spawn(self.reload()))):
+        for sig, handler in (
+            (signal.SIGTERM, self.stopping.set),
+            (signal.SIGINT, self.stopping.set),
+            (signal.SIGHUP, lambda: self._spawn(self.reload())),
+        ):
             loop.add_signal_handler(sig, handler)
         tasks = []
         try:
@@ -126,7 +137,9 @@ class AgentRuntime:
             # The heartbeat starts before start-up too: a slow first ack must not look like a hang.
             tasks = [asyncio.create_task(self.speaker.run_reader(), name="exabgp-reader")]
             if self.lifeline is not None:
-                tasks.append(asyncio.create_task(self.lifeline.heartbeat(LIFELINE_BEAT), name="lifeline"))
+                tasks.append(
+                    asyncio.create_task(self.lifeline.heartbeat(LIFELINE_BEAT), name="lifeline")
+                )
             await self._startup()
             tasks += [
                 asyncio.create_task(self._check_loop(), name="checks"),
@@ -135,13 +148,20 @@ class AgentRuntime:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task.get_name() == "exabgp-reader":
-                    log.warning("ExaBGP closed our input: it is gone, and its sessions with it; exiting")
+                    log.warning(
+                        "ExaBGP closed our input: it is gone, and its sessions with it; exiting"
+                    )
                 elif task.get_name() == "lifeline":
-                    log.critical("the lifeline guardian died: nothing would fail us closed; exiting 1")
+                    log.critical(
+                        "the lifeline guardian died: nothing would fail us closed; exiting 1"
+                    )
                     self.exit_code = 1
                 elif task.exception() is not None:
-                    log.critical("check loop crashed: %r; withdrawing everything and exiting 1",
-                                 task.exception(), exc_info=task.exception())
+                    log.critical(
+                        "check loop crashed: %r; withdrawing everything and exiting 1",
+                        task.exception(),
+                        exc_info=task.exception(),
+                    )
                     self.exit_code = 1
         finally:
             # Keep reading ExaBGP while withdrawing: the withdraws wait for their acks.
@@ -162,15 +182,22 @@ class AgentRuntime:
             await self._send(self.writer.withdraw(address))  # fail closed: clear anything stale
         await self._reconcile_loopback()
         self._control = await serve_control(
-            self.config.control.socket, self.config.control.allow_uids,
-            self.config.control.allow_groups, self.handle_control,
+            self.config.control.socket,
+            self.config.control.allow_uids,
+            self.config.control.allow_groups,
+            self.handle_control,
             known_vips=lambda: set(self.vips),
         )
         if self.metrics and self.config.metrics.enabled:
             self.metrics.serve(self.config.metrics.listen_host, self.config.metrics.listen_port)
         for address, status in self.statuses.items():
             self._publish(address, status)
-        log.info("agent for node %s started: %d VIPs, %d checks", self.config.node, len(self.vips), len(self.checks))
+        log.info(
+            "agent for node %s started: %d VIPs, %d checks",
+            self.config.node,
+            len(self.vips),
+            len(self.checks),
+        )
 
     async def _shutdown(self) -> None:
         if self._control is not None:
@@ -190,12 +217,16 @@ class AgentRuntime:
             if due:
                 await self._run_checks(due)
                 for vip in due:
-                    health = fsm.combine([self.results[name].health for name in vip.checks], vip.combine)
+                    health = fsm.combine(
+                        [self.results[name].health for name in vip.checks], vip.combine
+                    )
                     await self._step(vip, health)
                     self.next_due[vip.address] = now + self.config.timing_for(vip).interval
             await self._expire_graceful()
             wake = min([*self.next_due.values(), *self._graceful_deadlines()], default=now + 1)
-            await asyncio.sleep(max(0.0, wake - self.clock()))  # scheduler wait until the next due tick
+            await asyncio.sleep(
+                max(0.0, wake - self.clock())
+            )  # scheduler wait until the next due tick
 
     async def _run_checks(self, due: list[Vip]) -> None:
         timeouts: dict[str, float] = {}
@@ -204,8 +235,9 @@ class AgentRuntime:
                 t = self.config.check_timeout(name, vip)
                 timeouts[name] = min(t, timeouts.get(name, t))
         names = list(timeouts)
-        results = await asyncio.gather(*(run_check(self.checks[n], timeouts[n]) for n in names),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(run_check(self.checks[n], timeouts[n]) for n in names), return_exceptions=True
+        )
         for name, result in zip(names, results):
             if isinstance(result, BaseException):
                 raise CheckCrashed(f"check {name!r} crashed: {result!r}") from result
@@ -230,8 +262,12 @@ class AgentRuntime:
         timing = self.config.timing_for(vip)
         old = self.statuses[vip.address]
         new, actions = fsm.step(
-            old, health, self.drains.is_drained(vip.address) is not None, self.clock(),
-            rise=timing.rise, fall=timing.fall,
+            old,
+            health,
+            self.drains.is_drained(vip.address) is not None,
+            self.clock(),
+            rise=timing.rise,
+            fall=timing.fall,
             graceful_seconds=self.config.drain.graceful_shutdown_seconds,
         )
         self.statuses[vip.address] = new
@@ -245,7 +281,9 @@ class AgentRuntime:
                     self.metrics.transition(address, action.old, action.new)
             elif isinstance(action, fsm.Announce):
                 await self._reconcile_loopback()  # the address must be there before traffic arrives
-                await self._send(self.writer.announce(address, graceful_shutdown=action.graceful_shutdown))
+                await self._send(
+                    self.writer.announce(address, graceful_shutdown=action.graceful_shutdown)
+                )
             elif isinstance(action, fsm.Withdraw):
                 await self._send(self.writer.withdraw(address))
                 await self._reconcile_loopback()
@@ -257,15 +295,20 @@ class AgentRuntime:
 
     def _publish(self, address: str, status: fsm.VipStatus) -> None:
         if self.metrics:
-            self.metrics.set_vip(address, status.state, status.announced,
-                                 self.drains.is_drained(address) is not None)
+            self.metrics.set_vip(
+                address, status.state, status.announced, self.drains.is_drained(address) is not None
+            )
 
     async def _reconcile_loopback(self) -> None:
         if self.loopback is None or not self.config.loopback.manage:
             return
         lo = self.config.loopback
         announced = {a for a, s in self.statuses.items() if s.announced}
-        owned = self.loopback.owned() if lo.mode is LoopbackMode.WHILE_UP and not lo.remove_on_withdraw else ()
+        owned = (
+            self.loopback.owned()
+            if lo.mode is LoopbackMode.WHILE_UP and not lo.remove_on_withdraw
+            else ()
+        )
         desired = desired_for(announced, set(self.vips), lo.mode, lo.remove_on_withdraw, owned)
         for result in await self.loopback.reconcile_async(desired):
             if not result.ok:
@@ -279,7 +322,9 @@ class AgentRuntime:
     # ------------------------------------------------------------------ ExaBGP events
     async def _resync(self) -> None:
         for address, announce in fsm.resync(self.statuses):
-            await self._send(self.writer.announce(address, graceful_shutdown=announce.graceful_shutdown))
+            await self._send(
+                self.writer.announce(address, graceful_shutdown=announce.graceful_shutdown)
+            )
 
     def _on_event(self, event) -> None:
         if isinstance(event, PeerState):
@@ -297,8 +342,9 @@ class AgentRuntime:
         targets = list(request.vips) or list(self.vips)  # the server already refused unknown VIPs
         now = self.clock()
         if request.op == "drain":
-            self.drains = self.drains.drain(request.vips or None, by=peer.user, uid=peer.uid,
-                                            reason=request.reason, now=now)
+            self.drains = self.drains.drain(
+                request.vips or None, by=peer.user, uid=peer.uid, reason=request.reason, now=now
+            )
         else:
             self.drains = self.drains.undrain(request.vips or None)
         save_drain_state(self.config.drain.state_file, self.drains)
@@ -311,6 +357,11 @@ class AgentRuntime:
         for address in self.vips:
             record = self.drains.is_drained(address)
             drains[address] = record.as_dict() if record is not None else None
-        exabgp = {"alive": self.speaker.alive, "last_line_at": self.speaker.last_line_at,
-                  "peers": dict(self.speaker.peers)}
-        return status_payload(self.config, self.statuses, self.results, self.result_since, drains, exabgp)
+        exabgp = {
+            "alive": self.speaker.alive,
+            "last_line_at": self.speaker.last_line_at,
+            "peers": dict(self.speaker.peers),
+        }
+        return status_payload(
+            self.config, self.statuses, self.results, self.result_since, drains, exabgp
+        )

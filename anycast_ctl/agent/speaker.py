@@ -13,7 +13,8 @@ import logging
 import sys
 import threading
 import time
-from typing import Callable, Protocol, TextIO
+from collections.abc import Callable
+from typing import Protocol, TextIO
 
 from anycast_ctl.agent.exabgp import Ack, Event, PeerState, Shutdown, Unknown, parse_line
 
@@ -101,7 +102,7 @@ class Speaker:
                 return True
             try:
                 return await asyncio.wait_for(asyncio.shield(pending.future), self._ack_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pending.abandoned = True
                 self.ack_timeouts += 1
                 log.error("no ack from ExaBGP within %.1fs for: %s", self._ack_timeout, line)
@@ -149,11 +150,15 @@ class Speaker:
 
     def _match_ack(self, ok: bool) -> None:
         if not self._pending:
-            log.warning("ExaBGP acked (%s) a command we are not waiting for", "done" if ok else "error")
+            log.warning(
+                "ExaBGP acked (%s) a command we are not waiting for", "done" if ok else "error"
+            )
             return
         pending = self._pending.popleft()
         if pending.abandoned:
-            log.warning("late ack (%s) for a command that already timed out", "done" if ok else "error")
+            log.warning(
+                "late ack (%s) for a command that already timed out", "done" if ok else "error"
+            )
         elif not pending.future.done():
             pending.future.set_result(ok)
 
@@ -183,7 +188,9 @@ async def open_stdio(limit: int = LINE_LIMIT) -> tuple[asyncio.StreamReader, Tex
     return reader, sys.stdout
 
 
-def _feed_from_thread(loop: asyncio.AbstractEventLoop, reader: asyncio.StreamReader, stream) -> None:
+def _feed_from_thread(
+    loop: asyncio.AbstractEventLoop, reader: asyncio.StreamReader, stream
+) -> None:
     def pump() -> None:
         for chunk in iter(stream.readline, b""):
             loop.call_soon_threadsafe(reader.feed_data, chunk)

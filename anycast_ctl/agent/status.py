@@ -23,20 +23,24 @@ def status_payload(
         checks = []
         for name in vip.checks:
             r = results.get(name)
-            checks.append({
-                "name": name,
-                "health": r.health.value if r else "unknown",
-                "detail": r.detail if r else "not run yet",
-                "latency_ms": round(r.latency * 1000, 3) if r else None,
-                "since": result_since.get(name),
-                **({"extra": dict(r.extra)} if r and r.extra else {}),
-            })
-        vips.append({
-            "address": vip.address,
-            "state": st.state.value,
-            "since": st.since,
-            "announced": st.announced,
-            "drain": drains.get(vip.address),
-            "checks": checks,
-        })
+            checks.append(
+                {
+                    "name": name,
+                    "health": r.health.value if r else "unknown",
+                    "detail": r.detail if r else "not run yet",
+                    "latency_ms": round(r.latency * 1000, 3) if r else None,
+                    "since": result_since.get(name),
+                    **({"extra": dict(r.extra)} if r and r.extra else {}),
+                }
+            )
+        vips.append(
+            {
+                "address": vip.address,
+                "state": st.state.value,
+                "since": st.since,
+                "announced": st.announced,
+                "drain": drains.get(vip.address),
+                "checks": checks,
+            }
+        )
     return {"ok": True, "node": config.node, "exabgp": exabgp, "vips": vips}

@@ -49,7 +49,9 @@ def _normalized(prefixes: Iterable[str]) -> set[str]:
     return {normalize(p) for p in prefixes}
 
 
-def plan_addresses(desired: Iterable[str], present: Iterable[str], owned: Iterable[str]) -> list[AddressAction]:
+def plan_addresses(
+    desired: Iterable[str], present: Iterable[str], owned: Iterable[str]
+) -> list[AddressAction]:
     """The actions that turn `present` into `desired`, touching only addresses we own.
 
     - desired and absent: add it (with our protocol mark, so it becomes owned).
@@ -70,7 +72,9 @@ def plan_addresses(desired: Iterable[str], present: Iterable[str], owned: Iterab
     return [AddAddress(p) for p in adds] + [RemoveAddress(p) for p in removes]
 
 
-def foreign_desired(desired: Iterable[str], present: Iterable[str], owned: Iterable[str]) -> set[str]:
+def foreign_desired(
+    desired: Iterable[str], present: Iterable[str], owned: Iterable[str]
+) -> set[str]:
     """Desired addresses already on the interface but added by someone else (not ours).
 
     They serve traffic just as well, but we will never remove them on withdraw or shutdown:

@@ -18,12 +18,20 @@ def agent() -> None:
 
 @agent.command("run")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True)
-@click.option("--stall-after", type=click.FloatRange(min=0), default=None,
-              help="Stop ExaBGP if the agent sends no heartbeat this long (s); 0 disables the "
-                   "lifeline. Default: max(3, 10 x the shortest check interval), well under the "
-                   "BGP hold time, and loose enough that a CPU-starved start is not taken for a hang.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@click.option(
+    "--stall-after",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop ExaBGP if the agent sends no heartbeat this long (s); 0 disables the "
+    "lifeline. Default: max(3, 10 x the shortest check interval), well under the "
+    "BGP hold time, and loose enough that a CPU-starved start is not taken for a hang.",
+)
 def run(config_path: str, log_level: str, stall_after: float | None) -> None:
     """Health-check the local LB and announce/withdraw this node's VIPs through ExaBGP.
 
@@ -39,7 +47,8 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
 
     config = load_node_config(config_path)  # bad config: exit 2 before anything is announced
     logging.basicConfig(
-        stream=sys.stderr, level=log_level.upper(),
+        stream=sys.stderr,
+        level=log_level.upper(),
         format=f"%(asctime)s anycast-ctl[{config.node}] %(name)s %(levelname)s: %(message)s",
     )
     if stall_after is None:
@@ -54,11 +63,16 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
             lifeline = Lifeline.start(parent, stall_after=stall_after)
         elif stall_after:
             logging.getLogger("anycast_ctl.agent").warning(
-                "not started by ExaBGP: no lifeline; if this agent dies its routes are not withdrawn")
+                "not started by ExaBGP: no lifeline; if this agent dies its routes are not withdrawn"
+            )
         loopback = LoopbackAddresses(config.loopback.interface) if config.loopback.manage else None
         runtime = AgentRuntime(
-            config, Path(config_path), speaker, loopback=loopback,
-            metrics=AgentMetrics(config.node), lifeline=lifeline,
+            config,
+            Path(config_path),
+            speaker,
+            loopback=loopback,
+            metrics=AgentMetrics(config.node),
+            lifeline=lifeline,
         )
         return await runtime.run()
 

@@ -49,7 +49,9 @@ def check(files: tuple[str, ...], as_json: bool) -> None:
         click.echo(json.dumps({p: c.model_dump(mode="json") for p, c in loaded.items()}, indent=2))
     else:
         for path, cfg in loaded.items():
-            click.echo(f"{path}: ok (node {cfg.node}, {len(cfg.vips)} VIPs, {len(cfg.checks)} checks)")
+            click.echo(
+                f"{path}: ok (node {cfg.node}, {len(cfg.vips)} VIPs, {len(cfg.checks)} checks)"
+            )
 
 
 @config.command("schema")

@@ -50,10 +50,14 @@ def normalize_vips(values: tuple[str, ...]) -> list[str]:
         try:
             net = ipaddress.ip_network(value, strict=True)
         except ValueError as exc:
-            problems.append(Problem("<argument>", value, f"not an IP address or host prefix: {exc}"))
+            problems.append(
+                Problem("<argument>", value, f"not an IP address or host prefix: {exc}")
+            )
             continue
         if net.prefixlen != net.max_prefixlen:
-            problems.append(Problem("<argument>", value, f"a VIP is a host route (/{net.max_prefixlen})"))
+            problems.append(
+                Problem("<argument>", value, f"a VIP is a host route (/{net.max_prefixlen})")
+            )
             continue
         vips.append(str(net))
     if problems:
@@ -73,17 +77,31 @@ def call_agent(path: Path, payload: dict, timeout: float) -> dict:
 
 
 def _connection_options(func):
-    func = click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
-                        help="Seconds to wait for the agent.")(func)
-    func = click.option("--socket", "socket_opt", type=click.Path(dir_okay=False),
-                        help=f"The agent's control socket (default: control.socket of --config, else {DEFAULT_SOCKET}).")(func)
-    func = click.option("--config", type=click.Path(dir_okay=False),
-                        help="Node config file: its control.socket is used.")(func)
+    func = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=5.0,
+        show_default=True,
+        help="Seconds to wait for the agent.",
+    )(func)
+    func = click.option(
+        "--socket",
+        "socket_opt",
+        type=click.Path(dir_okay=False),
+        help=f"The agent's control socket (default: control.socket of --config, else {DEFAULT_SOCKET}).",
+    )(func)
+    func = click.option(
+        "--config",
+        type=click.Path(dir_okay=False),
+        help="Node config file: its control.socket is used.",
+    )(func)
     return func
 
 
 def _json_option(func):
-    return click.option("--json", "as_json", is_flag=True, help="Print the agent's raw JSON response.")(func)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print the agent's raw JSON response."
+    )(func)
 
 
 def _done(verb: str, vips: list[str], response: dict, as_json: bool) -> None:
@@ -97,7 +115,9 @@ def _done(verb: str, vips: list[str], response: dict, as_json: bool) -> None:
 
 @click.command(epilog=_EPILOG)
 @click.argument("vips", nargs=-1)
-@click.option("--reason", required=True, help="Why (logged and shown in status with your user name).")
+@click.option(
+    "--reason", required=True, help="Why (logged and shown in status with your user name)."
+)
 @_connection_options
 @_json_option
 def drain(vips, reason, config, socket_opt, timeout, as_json) -> None:

@@ -22,19 +22,34 @@ def _step(title: str) -> None:
 
 
 @click.command("demo")
-@click.option("--topology", "topology_file", type=click.Path(exists=True, dir_okay=False),
-              default=str(DEFAULT_TOPOLOGY), show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/demo", show_default=True,
-              help="Where the report (JSON, PNG) goes.")
+@click.option(
+    "--topology",
+    "topology_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=str(DEFAULT_TOPOLOGY),
+    show_default=True,
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="out/demo",
+    show_default=True,
+    help="Where the report (JSON, PNG) goes.",
+)
 @click.option("--connections", type=click.IntRange(10, 5000), default=300, show_default=True)
 def demo(topology_file: str, out_dir: str, connections: int) -> None:
     """Run anycast-ctl end to end on a topology (default: one router, three LB nodes)."""
     from anycast_ctl.cli import cli
 
     if os.geteuid() != 0:
-        click.echo("The lab needs root: it creates network namespaces and runs FRR, HAProxy and ExaBGP\n"
-                   "in them (sudo make demo). Running the simulator part only.")
-        _step(f"Simulator: how {Path(topology_file).name} spreads flows, and what moves when a node leaves")
+        click.echo(
+            "The lab needs root: it creates network namespaces and runs FRR, HAProxy and ExaBGP\n"
+            "in them (sudo make demo). Running the simulator part only."
+        )
+        _step(
+            f"Simulator: how {Path(topology_file).name} spreads flows, and what moves when a node leaves"
+        )
         cli.main(["sim", "run", topology_file, "--plot", out_dir], standalone_mode=False)
         return
     _run_lab(topology_file, Path(out_dir), connections)
@@ -51,7 +66,9 @@ def _run_lab(topology_file: str, out: Path, connections: int) -> None:
 
     say = lambda msg: click.echo(f"  {msg}")  # noqa: E731
     started = time.monotonic()
-    _step(f"Bring-up: {topology_file} as network namespaces (FRR, HAProxy, ExaBGP + agent, TLS backends)")
+    _step(
+        f"Bring-up: {topology_file} as network namespaces (FRR, HAProxy, ExaBGP + agent, TLS backends)"
+    )
     try:
         lab = Lab.up(topology_file, "demo", log=say)
     except LabUpError as exc:
@@ -60,23 +77,32 @@ def _run_lab(topology_file: str, out: Path, connections: int) -> None:
         click.echo(f"  converged in {lab.bringup_seconds:.1f}s")
         for router in lab.topology.routers:
             for vip in lab.topology.vips:
-                click.echo(f"  {router.name} FIB: {vip.address} via {', '.join(lab.fib_nexthops(router.name, vip.name))}")
+                click.echo(
+                    f"  {router.name} FIB: {vip.address} via {', '.join(lab.fib_nexthops(router.name, vip.name))}"
+                )
 
-        _step(f"Traffic: {connections} TLS connections through the VIP, each flow checked against the simulator")
+        _step(
+            f"Traffic: {connections} TLS connections through the VIP, each flow checked against the simulator"
+        )
         click.echo(traffic_text(lab.traffic(connections)))
 
         lb = next(lb.name for lb in lab.topology.lbs if lb.vips)
         _step(f"Failover and maintenance on {lb}: HAProxy killed, then a drain and an undrain")
-        measurements = run_experiments(lab, ["anycast"], ["haproxy-kill", "drain"], lb,
-                                       Settings(runs=1), say=say)
+        measurements = run_experiments(
+            lab, ["anycast"], ["haproxy-kill", "drain"], lb, Settings(runs=1), say=say
+        )
         _step("Report")
         rows = report.summarize(measurements)
         click.echo(report.format_table(rows))
         click.echo(report.format_goals(report.goals(rows, "anycast"), "anycast"))
         out.mkdir(parents=True, exist_ok=True)
         meta = {"topology": lab.topology.name, "node": lb, "connections": connections}
-        (out / "report.json").write_text(json.dumps(report.to_json(measurements, meta), indent=2) + "\n")
-        report.write_plot(measurements, str(out / "failover.png"), title=f"demo: {lab.topology.name}, node {lb}")
+        (out / "report.json").write_text(
+            json.dumps(report.to_json(measurements, meta), indent=2) + "\n"
+        )
+        report.write_plot(
+            measurements, str(out / "failover.png"), title=f"demo: {lab.topology.name}, node {lb}"
+        )
         click.echo(f"  wrote {out / 'report.json'} and {out / 'failover.png'}")
     finally:
         _step("Teardown")

@@ -40,28 +40,42 @@ def lab() -> None:
 @lab.command("up")
 @click.argument("topology", type=click.Path(exists=True, dir_okay=False))
 @click.option("--name", help="Lab name (default: the topology's name); its tag is acx-NAME.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
-              help="Seconds to wait for BGP and the FIBs to converge.")
-@click.option("--profile", type=click.Choice(["recommended", "conservative"]), default="recommended",
-              show_default=True, help="Health-check speeds of the agents and HAProxy.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for BGP and the FIBs to converge.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["recommended", "conservative"]),
+    default="recommended",
+    show_default=True,
+    help="Health-check speeds of the agents and HAProxy.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON when up.")
 def up(topology: str, name: str | None, timeout: float, profile: str, as_json: bool) -> None:
     """Build TOPOLOGY and start every daemon; wait until every router has converged."""
     from anycast_ctl.lab.topology_up import Lab, LabUpError
 
     _need_root()
-    say = (lambda msg: click.echo(f"  {msg}", err=True))
+    say = lambda msg: click.echo(f"  {msg}", err=True)
     try:
         started = Lab.up(topology, name, timeout=timeout, profile=profile, log=say)
     except LabUpError as exc:
         raise LabFailed(str(exc)) from None
     status = started.status()
     if as_json:
-        click.echo(json.dumps({**status, "up_seconds": round(started.bringup_seconds or 0, 3)}, indent=2))
+        click.echo(
+            json.dumps({**status, "up_seconds": round(started.bringup_seconds or 0, 3)}, indent=2)
+        )
         return
     click.echo(lab_format.routers_table(status))
-    click.echo(f"\nlab {started.name} up in {started.bringup_seconds:.1f}s "
-               f"({len(started.namespaces)} namespaces); `anycast-ctl lab down {started.name}` removes it")
+    click.echo(
+        f"\nlab {started.name} up in {started.bringup_seconds:.1f}s "
+        f"({len(started.namespaces)} namespaces); `anycast-ctl lab down {started.name}` removes it"
+    )
 
 
 @lab.command("down")
@@ -109,13 +123,21 @@ def exec_(node: str, command: tuple[str, ...], name: str | None) -> None:
     _need_root()
     running = Lab.attach(name)
     if node not in running.topology.kinds:
-        raise UserError.single("<argument>", "NODE", f"{node!r} is not a node of lab {running.name} "
-                               f"({', '.join(running.topology.kinds)})")
+        raise UserError.single(
+            "<argument>",
+            "NODE",
+            f"{node!r} is not a node of lab {running.name} ({', '.join(running.topology.kinds)})",
+        )
     argv = list(command[1:] if command[:1] == ("--",) else command)
     if not argv:
         raise UserError.single("<argument>", "COMMAND", "give the command to run after --")
     if argv and argv[0] == "vtysh" and running.topology.kind(node) == "router":
-        argv = ["vtysh", "-N", running.namespace(node), *argv[1:]]  # FRR's vty sockets are per namespace
+        argv = [
+            "vtysh",
+            "-N",
+            running.namespace(node),
+            *argv[1:],
+        ]  # FRR's vty sockets are per namespace
     try:
         result = running.exec(node, argv, timeout=None, capture=False)
     except LabError as exc:
@@ -125,15 +147,35 @@ def exec_(node: str, command: tuple[str, ...], name: str | None) -> None:
 
 @lab.command("traffic")
 @click.argument("name", required=False)
-@click.option("--connections", "-n", type=click.IntRange(min=1, max=40000), default=300, show_default=True)
-@click.option("--first-port", type=click.IntRange(1024, 65535), default=20000, show_default=True,
-              help="Source port of the first flow; flow i uses FIRST_PORT + i.")
-@click.option("--sources", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Source addresses per client prefix.")
+@click.option(
+    "--connections", "-n", type=click.IntRange(min=1, max=40000), default=300, show_default=True
+)
+@click.option(
+    "--first-port",
+    type=click.IntRange(1024, 65535),
+    default=20000,
+    show_default=True,
+    help="Source port of the first flow; flow i uses FIRST_PORT + i.",
+)
+@click.option(
+    "--sources",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Source addresses per client prefix.",
+)
 @click.option("--concurrency", type=click.IntRange(min=1, max=1024), default=64, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Every flow, the shares and the agreement as JSON.")
-def traffic(name: str | None, connections: int, first_port: int, sources: int, concurrency: int,
-            as_json: bool) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Every flow, the shares and the agreement as JSON."
+)
+def traffic(
+    name: str | None,
+    connections: int,
+    first_port: int,
+    sources: int,
+    concurrency: int,
+    as_json: bool,
+) -> None:
     """TLS connections from the clients; which LB carried each, against the simulator's prediction."""
     from anycast_ctl.lab.state import LabError
     from anycast_ctl.lab.topology_up import Lab
@@ -141,10 +183,14 @@ def traffic(name: str | None, connections: int, first_port: int, sources: int, c
     _need_root()
     running = Lab.attach(name)
     try:
-        result = running.traffic(connections, first_port=first_port, sources=sources, concurrency=concurrency)
+        result = running.traffic(
+            connections, first_port=first_port, sources=sources, concurrency=concurrency
+        )
     except LabError as exc:
         raise LabFailed(str(exc)) from None
-    click.echo(json.dumps(result.to_json(), indent=2) if as_json else lab_format.traffic_text(result))
+    click.echo(
+        json.dumps(result.to_json(), indent=2) if as_json else lab_format.traffic_text(result)
+    )
     agree, total = result.agreement()
     if agree != total:
         sys.exit(EXIT_FAILED)
@@ -152,11 +198,26 @@ def traffic(name: str | None, connections: int, first_port: int, sources: int, c
 
 @lab.command("render")
 @click.argument("topology", type=click.Path(exists=True, dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["containerlab"]), default="containerlab", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
-              help="Directory; the lab goes to OUT/<topology name>/.")
-@click.option("--profile", type=click.Choice(["recommended", "conservative"]), default="recommended",
-              show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["containerlab"]),
+    default="containerlab",
+    show_default=True,
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Directory; the lab goes to OUT/<topology name>/.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["recommended", "conservative"]),
+    default="recommended",
+    show_default=True,
+)
 def render(topology: str, fmt: str, out_dir: str, profile: str) -> None:
     """Write TOPOLOGY as a containerlab lab (same rendered configs as the namespace lab)."""
     from anycast_ctl.config.topology import load_topology
@@ -164,7 +225,9 @@ def render(topology: str, fmt: str, out_dir: str, profile: str) -> None:
 
     started = time.monotonic()
     written = render_containerlab(load_topology(topology), Path(out_dir), profile=profile)
-    click.echo(f"wrote {len(written)} files under {Path(out_dir)} in {time.monotonic() - started:.2f}s")
+    click.echo(
+        f"wrote {len(written)} files under {Path(out_dir)} in {time.monotonic() - started:.2f}s"
+    )
 
 
 from anycast_ctl.cli.lab_failover_cmd import failover  # noqa: E402  (helper-11's experiments)

@@ -10,7 +10,9 @@ MAX_LISTED = 20
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]
+    ]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
@@ -23,7 +25,9 @@ def routers_table(status: dict) -> str:
         sessions = info["sessions"]
         up = sum(1 for s in sessions.values() if s == "Established")
         down = [f"{p}={s}" for p, s in sessions.items() if s != "Established"]
-        fib = "; ".join(f"{vip} -> {' '.join(hops) or '(none)'}" for vip, hops in info["fib"].items())
+        fib = "; ".join(
+            f"{vip} -> {' '.join(hops) or '(none)'}" for vip, hops in info["fib"].items()
+        )
         rows.append([router, f"{up}/{len(sessions)}", fib, " ".join(down)])
     return table(rows, ["router", "bgp up", "FIB next hops (kernel order)", "not established"])
 
@@ -43,7 +47,12 @@ def agents_table(status: dict) -> str:
 
 
 def status_text(status: dict) -> str:
-    dead = [f"{name}@{node}" for node, ds in status["daemons"].items() for name, d in ds.items() if not d["running"]]
+    dead = [
+        f"{name}@{node}"
+        for node, ds in status["daemons"].items()
+        for name, d in ds.items()
+        if not d["running"]
+    ]
     missing = [node for node, ok in status["namespaces"].items() if not ok]
     alive = sum(d["running"] for ds in status["daemons"].values() for d in ds.values())
     total = sum(len(ds) for ds in status["daemons"].values())
@@ -51,13 +60,16 @@ def status_text(status: dict) -> str:
         f"lab {status['name']} (topology {status['topology']}, tag {status['tag']})",
         f"namespaces: {len(status['namespaces']) - len(missing)}/{len(status['namespaces'])}"
         + (f" (missing: {', '.join(missing)})" if missing else ""),
-        f"daemons running: {alive}/{total}" + (f" (not running: {', '.join(dead)})" if dead else ""),
+        f"daemons running: {alive}/{total}"
+        + (f" (not running: {', '.join(dead)})" if dead else ""),
         "",
         routers_table(status),
         "",
         agents_table(status),
         "",
-        "converged" if status["converged"] else "NOT converged:\n  " + "\n  ".join(status["problems"]),
+        "converged"
+        if status["converged"]
+        else "NOT converged:\n  " + "\n  ".join(status["problems"]),
     ]
     return "\n".join(parts)
 
@@ -65,8 +77,10 @@ def status_text(status: dict) -> str:
 def cleanup_text(name: str, report: CleanupReport) -> str:
     procs = len(report.terminated) + len(report.killed)
     killed = f" ({len(report.killed)} needed SIGKILL)" if report.killed else ""
-    lines = [f"lab {name}: removed {len(report.namespaces)} namespaces, {procs} processes{killed}, "
-             f"{len(report.files)} files/dirs, {len(report.unmounted)} mounts"]
+    lines = [
+        f"lab {name}: removed {len(report.namespaces)} namespaces, {procs} processes{killed}, "
+        f"{len(report.files)} files/dirs, {len(report.unmounted)} mounts"
+    ]
     if report.namespaces:
         lines.append("  namespaces: " + " ".join(report.namespaces))
     return "\n".join(lines)
@@ -77,7 +91,12 @@ def traffic_text(result: TrafficResult) -> str:
     shares, predicted = result.shares(), result.predicted_shares()
     ok = total - len(result.failed())
     rows = [
-        [lb, str(shares.get(lb, 0)), f"{100 * shares.get(lb, 0) / max(1, ok):.1f}%", str(predicted.get(lb, 0))]
+        [
+            lb,
+            str(shares.get(lb, 0)),
+            f"{100 * shares.get(lb, 0) / max(1, ok):.1f}%",
+            str(predicted.get(lb, 0)),
+        ]
         for lb in sorted(set(shares) | set(predicted))
     ]
     out = [

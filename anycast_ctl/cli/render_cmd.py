@@ -23,11 +23,22 @@ def render() -> None:
 
 @render.command("exabgp")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", required=True, metavar="DIR", type=click.Path(file_okay=False),
-              help="Directory to write exabgp.conf and exabgp.env into (created if missing).")
-@click.option("--agent-command", default="anycast-ctl", show_default=True, metavar="COMMAND",
-              help="How ExaBGP starts anycast-ctl; 'agent run CONFIG' is appended. "
-                   "ExaBGP looks a relative program up in its PATH.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Directory to write exabgp.conf and exabgp.env into (created if missing).",
+)
+@click.option(
+    "--agent-command",
+    default="anycast-ctl",
+    show_default=True,
+    metavar="COMMAND",
+    help="How ExaBGP starts anycast-ctl; 'agent run CONFIG' is appended. "
+    "ExaBGP looks a relative program up in its PATH.",
+)
 def exabgp_cmd(config_path: str, out_dir: str, agent_command: str) -> None:
     """Write exabgp.conf and exabgp.env for the node config CONFIG into DIR."""
     from anycast_ctl.config.node import load_node_config

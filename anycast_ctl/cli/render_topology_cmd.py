@@ -18,15 +18,24 @@ DEFAULT_RUN_DIR = "/run/anycast-ctl"
 
 _topology_arg = click.argument("topology_path", metavar="TOPOLOGY", type=click.Path(dir_okay=False))
 _out_opt = click.option(
-    "--out", "out_dir", required=True, metavar="DIR",
+    "--out",
+    "out_dir",
+    required=True,
+    metavar="DIR",
     help="Directory to write into (created if missing); '-' prints to stdout.",
 )
 _run_dir_opt = click.option(
-    "--run-dir", default=DEFAULT_RUN_DIR, show_default=True, type=click.Path(file_okay=False),
+    "--run-dir",
+    default=DEFAULT_RUN_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False),
     help="Runtime directory on the LB node; sockets and drain state go under RUN_DIR/<node>/.",
 )
 _profile_opt = click.option(
-    "--profile", type=click.Choice(PROFILES), default="recommended", show_default=True,
+    "--profile",
+    type=click.Choice(PROFILES),
+    default="recommended",
+    show_default=True,
     help="Check pace: 'recommended' is fast failover (0.1 s checks), 'conservative' the defaults.",
 )
 
@@ -34,7 +43,11 @@ _profile_opt = click.option(
 def _lb(topology: Topology, name: str) -> str:
     names = [lb.name for lb in topology.lbs if lb.vips]
     if name not in names:
-        raise UserError.single("<argument>", "--node", f"no LB node announcing a VIP is named {name!r} (known: {', '.join(names)})")
+        raise UserError.single(
+            "<argument>",
+            "--node",
+            f"no LB node announcing a VIP is named {name!r} (known: {', '.join(names)})",
+        )
     return name
 
 
@@ -93,7 +106,9 @@ def frr_cmd(topology_path: str, router: str, out_dir: str) -> None:
     topology = load_topology(topology_path)
     plans = router_plans(topology)
     if router not in plans:
-        raise UserError.single("<argument>", "--router", f"no router named {router!r} (known: {', '.join(plans)})")
+        raise UserError.single(
+            "<argument>", "--router", f"no router named {router!r} (known: {', '.join(plans)})"
+        )
     _emit(render_frr(plans[router]), out_dir, "frr.conf")
 
 

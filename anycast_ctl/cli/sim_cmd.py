@@ -34,16 +34,53 @@ class Count(click.ParamType):
 def _common(f):
     options = [
         click.argument("topology", type=click.Path(dir_okay=False)),
-        click.option("--flows", "count", type=Count(), default="200k", show_default=True, help="How many flows to generate."),
-        click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=1, show_default=True, help="Seed of the flow generator."),
-        click.option("--zipf", type=float, default=1.5, show_default=True, help="Zipf exponent of bytes per flow (>1; 0 = equal)."),
-        click.option("--flows-file", type=click.Path(dir_okay=False), help="Read flows from CSV (src,dst,proto,sport,dport[,bytes]) instead."),
+        click.option(
+            "--flows",
+            "count",
+            type=Count(),
+            default="200k",
+            show_default=True,
+            help="How many flows to generate.",
+        ),
+        click.option(
+            "--seed",
+            type=click.IntRange(0, 2**32 - 1),
+            default=1,
+            show_default=True,
+            help="Seed of the flow generator.",
+        ),
+        click.option(
+            "--zipf",
+            type=float,
+            default=1.5,
+            show_default=True,
+            help="Zipf exponent of bytes per flow (>1; 0 = equal).",
+        ),
+        click.option(
+            "--flows-file",
+            type=click.Path(dir_okay=False),
+            help="Read flows from CSV (src,dst,proto,sport,dport[,bytes]) instead.",
+        ),
         click.option("--event", "events", multiple=True, help=EVENT_HELP),
         click.option("--no-events", is_flag=True, help="Only the balance, no events."),
-        click.option("--same-seed", is_flag=True, help="Give every router the topology-wide seed (shows polarization)."),
+        click.option(
+            "--same-seed",
+            is_flag=True,
+            help="Give every router the topology-wide seed (shows polarization).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
-        click.option("--csv", "csv_out", type=click.Path(dir_okay=False, writable=True), help="Also write tidy CSV rows to FILE."),
-        click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write PNG and SVG plots into DIR."),
+        click.option(
+            "--csv",
+            "csv_out",
+            type=click.Path(dir_okay=False, writable=True),
+            help="Also write tidy CSV rows to FILE.",
+        ),
+        click.option(
+            "--plot",
+            "plot_dir",
+            type=click.Path(file_okay=False),
+            help="Write PNG and SVG plots into DIR.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -84,7 +121,10 @@ def _write_outputs(results, as_json, csv_out, plot_dir, table, parameters):
         if len(results) == 1:
             written += plots.plot_nexthops(next(iter(results.values())), Path(plot_dir))
     if as_json:
-        payload = {"parameters": parameters, **report.to_json(results if len(results) > 1 else next(iter(results.values())))}
+        payload = {
+            "parameters": parameters,
+            **report.to_json(results if len(results) > 1 else next(iter(results.values()))),
+        }
         click.echo(json.dumps(payload, indent=2))
     else:
         click.echo(table)
@@ -93,7 +133,11 @@ def _write_outputs(results, as_json, csv_out, plot_dir, table, parameters):
 
 
 def _parameters(count, seed, zipf, flows_file, same_seed, **extra) -> dict:
-    source = {"flows_file": flows_file} if flows_file else {"generated": count, "seed": seed, "zipf": zipf}
+    source = (
+        {"flows_file": flows_file}
+        if flows_file
+        else {"generated": count, "seed": seed, "zipf": zipf}
+    )
     return {**source, "same_seed": same_seed, **extra}
 
 
@@ -104,8 +148,25 @@ def sim() -> None:
 
 @sim.command("run")
 @_common
-@click.option("--algorithm", type=click.Choice(["modulo", "hash-threshold", "rendezvous", "resilient", "maglev", "linux"]), help="Use this algorithm on every router instead of the topology's.")
-def run(topology, count, seed, zipf, flows_file, events, no_events, same_seed, as_json, csv_out, plot_dir, algorithm):
+@click.option(
+    "--algorithm",
+    type=click.Choice(["modulo", "hash-threshold", "rendezvous", "resilient", "maglev", "linux"]),
+    help="Use this algorithm on every router instead of the topology's.",
+)
+def run(
+    topology,
+    count,
+    seed,
+    zipf,
+    flows_file,
+    events,
+    no_events,
+    same_seed,
+    as_json,
+    csv_out,
+    plot_dir,
+    algorithm,
+):
     """Route flows through TOPOLOGY as configured: per-LB shares, polarization, events."""
     from anycast_ctl.sim import report
     from anycast_ctl.sim.run import simulate
@@ -113,12 +174,31 @@ def run(topology, count, seed, zipf, flows_file, events, no_events, same_seed, a
     topo, batches, chosen = _prepare(topology, count, seed, zipf, flows_file, events, no_events)
     result = simulate(topo, batches, events=chosen, algorithm=algorithm, same_seed=same_seed)
     parameters = _parameters(count, seed, zipf, flows_file, same_seed, algorithm=algorithm)
-    _write_outputs({algorithm or "topology": result}, as_json, csv_out, plot_dir, report.run_table(result), parameters)
+    _write_outputs(
+        {algorithm or "topology": result},
+        as_json,
+        csv_out,
+        plot_dir,
+        report.run_table(result),
+        parameters,
+    )
 
 
 @sim.command("compare")
 @_common
-def compare_cmd(topology, count, seed, zipf, flows_file, events, no_events, same_seed, as_json, csv_out, plot_dir):
+def compare_cmd(
+    topology,
+    count,
+    seed,
+    zipf,
+    flows_file,
+    events,
+    no_events,
+    same_seed,
+    as_json,
+    csv_out,
+    plot_dir,
+):
     """Every algorithm side by side on the same flows and events."""
     from anycast_ctl.sim import report
     from anycast_ctl.sim.run import compare

@@ -61,7 +61,11 @@ def parse_nexthop(text: str) -> NextHop:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        hint = " (an IPv6 next hop with a weight is written [ADDR]:WEIGHT)" if address.count(":") > 1 else ""
+        hint = (
+            " (an IPv6 next hop with a weight is written [ADDR]:WEIGHT)"
+            if address.count(":") > 1
+            else ""
+        )
         raise ValueError(f"{address!r} is not an IP address{hint}") from None
     if spec.startswith("[") and ip.version != 6:
         raise ValueError("brackets are for IPv6 addresses; write an IPv4 next hop as ADDR:WEIGHT")
@@ -72,7 +76,9 @@ def parse_nexthop(text: str) -> NextHop:
         except ValueError:
             raise ValueError(f"weight {weight_text!r} is not a whole number") from None
         if not 1 <= weight <= WEIGHT_MAX:
-            raise ValueError(f"weight {weight} is outside 1..{WEIGHT_MAX} (the kernel's range for a route's next hops)")
+            raise ValueError(
+                f"weight {weight} is outside 1..{WEIGHT_MAX} (the kernel's range for a route's next hops)"
+            )
     return NextHop(str(ip), weight)
 
 
@@ -91,11 +97,23 @@ def _settings(policy: str, fields: str, seed: str | None, local: bool, problems:
     values = {}
     for option, text, low, high, why in (
         ("--policy", policy, 0, 3, "net.ipv4.fib_multipath_hash_policy: 0, 1 or 3"),
-        ("--fields", fields, 1, ALL_MASK, f"net.ipv4.fib_multipath_hash_fields: 0x1..{ALL_MASK:#x}"),
+        (
+            "--fields",
+            fields,
+            1,
+            ALL_MASK,
+            f"net.ipv4.fib_multipath_hash_fields: 0x1..{ALL_MASK:#x}",
+        ),
         ("--seed", seed, 1, 0xFFFFFFFF, "net.ipv4.fib_multipath_hash_seed: 1..0xffffffff"),
     ):
         if text is None:
-            problems.append(Problem(option, "", f"is required ({why}; 0 means a random key per boot, which cannot be predicted)"))
+            problems.append(
+                Problem(
+                    option,
+                    "",
+                    f"is required ({why}; 0 means a random key per boot, which cannot be predicted)",
+                )
+            )
             continue
         try:
             value = parse_int(text)
@@ -103,21 +121,41 @@ def _settings(policy: str, fields: str, seed: str | None, local: bool, problems:
             problems.append(Problem(option, "", f"{text!r} is not a number ({why})"))
             continue
         if option == "--policy" and value == 2:
-            problems.append(Problem(option, "", "policy 2 hashes the inner headers of tunnelled packets; not modelled (use 0, 1 or 3)"))
+            problems.append(
+                Problem(
+                    option,
+                    "",
+                    "policy 2 hashes the inner headers of tunnelled packets; not modelled (use 0, 1 or 3)",
+                )
+            )
         elif option == "--seed" and value == 0:
-            problems.append(Problem(option, "", "seed 0 makes the kernel use a random key chosen at boot, so nothing can be predicted; set the sysctl to a non-zero value and pass it here"))
+            problems.append(
+                Problem(
+                    option,
+                    "",
+                    "seed 0 makes the kernel use a random key chosen at boot, so nothing can be predicted; set the sysctl to a non-zero value and pass it here",
+                )
+            )
         elif not low <= value <= high:
             problems.append(Problem(option, "", f"{text} is out of range ({why})"))
         else:
             values[option] = value
     if len(values) < 3:
         return None
-    return LinuxHashSettings(values["--policy"], values["--fields"], values["--seed"], forwarded=not local)
+    return LinuxHashSettings(
+        values["--policy"], values["--fields"], values["--seed"], forwarded=not local
+    )
 
 
 def _nexthops(texts: tuple[str, ...], problems: list[Problem]) -> list[NextHop]:
     if not texts:
-        problems.append(Problem("--nexthop", "", "at least one is required: ADDR[:WEIGHT], repeated in the kernel's order (as `ip route show` lists them)"))
+        problems.append(
+            Problem(
+                "--nexthop",
+                "",
+                "at least one is required: ADDR[:WEIGHT], repeated in the kernel's order (as `ip route show` lists them)",
+            )
+        )
     hops = []
     for position, text in enumerate(texts, 1):
         try:
@@ -140,7 +178,9 @@ def _read_text(path: str) -> tuple[str, str]:
     except OSError as exc:
         raise UserError.single(source, "", f"cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise UserError.single(source, "", f"not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+        raise UserError.single(
+            source, "", f"not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -162,7 +202,9 @@ def predict_text(text: str, source: str, weights: list[int], settings) -> Predic
     if not flows.parts:
         return Prediction(header, np.zeros(0, np.int64), np.zeros(0, np.int64))
     lines = np.concatenate([part.rows for part in flows.parts])
-    choices = np.concatenate([select_nexthops(part.flows, weights, settings) for part in flows.parts])
+    choices = np.concatenate(
+        [select_nexthops(part.flows, weights, settings) for part in flows.parts]
+    )
     order = np.argsort(lines, kind="stable")
     return Prediction(header, lines[order], choices[order])
 
@@ -223,22 +265,53 @@ def summary_table(choices: np.ndarray, hops: list[NextHop]) -> str:
     lines = [f"{'nexthop':<{width}}  weight  by weight   flows   share"]
     for hop, count in zip(hops, counts):
         share = f"{100 * count / total:6.1f}%" if total else "      -"
-        lines.append(f"{hop.address:<{width}}  {hop.weight:>6}  {100 * hop.weight / total_weight:8.1f}%  {count:>6}  {share}")
+        lines.append(
+            f"{hop.address:<{width}}  {hop.weight:>6}  {100 * hop.weight / total_weight:8.1f}%  {count:>6}  {share}"
+        )
     lines.append(f"{'total':<{width}}  {total_weight:>6}  {100.0:8.1f}%  {total:>6}")
     return "\n".join(lines)
 
 
 @click.command("predict")
-@click.option("--nexthop", "nexthops", multiple=True, metavar="ADDR[:WEIGHT]",
-              help="A next hop of the route, repeated in the kernel's order (`ip route show`). "
-                   "WEIGHT 1..256, default 1; an IPv6 next hop with a weight is written [ADDR]:WEIGHT. "
-                   "Printed in canonical form.")
-@click.option("--policy", default="3", show_default=True, help="fib_multipath_hash_policy: 0 (addresses), 1 (5-tuple) or 3 (--fields).")
-@click.option("--fields", default="0x37", show_default=True, help="fib_multipath_hash_fields (policy 3), hex or decimal.")
-@click.option("--seed", metavar="S", help="fib_multipath_hash_seed, non-zero (required), hex or decimal.")
-@click.option("--local", is_flag=True, help="Packets the router sends itself (default: packets it forwards).")
-@click.option("--flows", "flows_path", metavar="FILE", help="CSV with the header src,dst,proto,sport,dport; proto a number or tcp/udp/...; '-' reads stdin.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects (the row's values and nexthop) instead of CSV.")
+@click.option(
+    "--nexthop",
+    "nexthops",
+    multiple=True,
+    metavar="ADDR[:WEIGHT]",
+    help="A next hop of the route, repeated in the kernel's order (`ip route show`). "
+    "WEIGHT 1..256, default 1; an IPv6 next hop with a weight is written [ADDR]:WEIGHT. "
+    "Printed in canonical form.",
+)
+@click.option(
+    "--policy",
+    default="3",
+    show_default=True,
+    help="fib_multipath_hash_policy: 0 (addresses), 1 (5-tuple) or 3 (--fields).",
+)
+@click.option(
+    "--fields",
+    default="0x37",
+    show_default=True,
+    help="fib_multipath_hash_fields (policy 3), hex or decimal.",
+)
+@click.option(
+    "--seed", metavar="S", help="fib_multipath_hash_seed, non-zero (required), hex or decimal."
+)
+@click.option(
+    "--local", is_flag=True, help="Packets the router sends itself (default: packets it forwards)."
+)
+@click.option(
+    "--flows",
+    "flows_path",
+    metavar="FILE",
+    help="CSV with the header src,dst,proto,sport,dport; proto a number or tcp/udp/...; '-' reads stdin.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON list of objects (the row's values and nexthop) instead of CSV.",
+)
 @click.option("--summary", is_flag=True, help="Also print flows per next hop to stderr.")
 def predict(nexthops, policy, fields, seed, local, flows_path, as_json, summary):
     """Which next hop a Linux router picks for each flow, exactly as its kernel does.
@@ -254,7 +327,13 @@ def predict(nexthops, policy, fields, seed, local, flows_path, as_json, summary)
     hops = _nexthops(nexthops, problems)
     settings = _settings(policy, fields, seed, local, problems)
     if flows_path is None:
-        problems.append(Problem("--flows", "", "is required: a CSV file with the header src,dst,proto,sport,dport ('-' reads stdin)"))
+        problems.append(
+            Problem(
+                "--flows",
+                "",
+                "is required: a CSV file with the header src,dst,proto,sport,dport ('-' reads stdin)",
+            )
+        )
     if problems:
         raise UserError(problems)
     source, text = _read_text(flows_path)

@@ -32,7 +32,9 @@ def moment(then: float | None, now: float) -> str:
 
 def columns(rows: list[list[str]], indent: str = "") -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return [
+        indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows
+    ]
 
 
 def _drain(drain: dict | None, now: float) -> str:
@@ -52,7 +54,9 @@ def _exabgp_line(node: str, exabgp: dict, now: float) -> str:
     line = f"node {node}   exabgp: {state}, last line {age(exabgp.get('last_line_at'), now)}"
     peers = exabgp.get("peers") or {}
     if peers:
-        line += "   peers: " + ", ".join(f"{p} {'up' if up else 'DOWN'}" for p, up in sorted(peers.items()))
+        line += "   peers: " + ", ".join(
+            f"{p} {'up' if up else 'DOWN'}" for p, up in sorted(peers.items())
+        )
     return line
 
 

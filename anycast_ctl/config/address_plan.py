@@ -38,7 +38,7 @@ class Interface:
 @dataclass(frozen=True)
 class Node:
     name: str
-    kind: "NodeKind"
+    kind: NodeKind
     loopback_v4: IPv4If  # /32, also the router ID
     loopback_v6: IPv6If | None  # /128 when IPv6 is in use
     interfaces: tuple[Interface, ...]  # in link order
@@ -53,7 +53,7 @@ class Speaker:
     """One end of a BGP session."""
 
     node: str
-    kind: "NodeKind"
+    kind: NodeKind
     asn: int
     interface: Interface
 
@@ -88,10 +88,12 @@ class AddressPlan:
         return [s for s in self.sessions if node in (s.upstream.node, s.downstream.node)]
 
 
-def plan_addresses(topo: "Topology") -> AddressPlan:
+def plan_addresses(topo: Topology) -> AddressPlan:
     v4 = ipaddress.IPv4Network(topo.addressing.ipv4)
     v6 = ipaddress.IPv6Network(topo.addressing.ipv6) if topo.needs_ipv6 else None
-    names = [n.name for group in (topo.routers, topo.lbs, topo.backends, topo.clients) for n in group]
+    names = [
+        n.name for group in (topo.routers, topo.lbs, topo.backends, topo.clients) for n in group
+    ]
     problems = capacity_problems(topo)
     if problems:
         raise UserError([Problem("<topology>", where, what) for where, what in problems])
@@ -109,11 +111,17 @@ def plan_addresses(topo: "Topology") -> AddressPlan:
     nodes = {}
     for k, name in enumerate(names):
         lo6 = IPv6If(f"{loop6.network_address + k + 1}/128") if loop6 else None
-        nodes[name] = Node(name, topo.kind(name), IPv4If(f"{loop4.network_address + k + 1}/32"), lo6, tuple(ifaces[name]))
+        nodes[name] = Node(
+            name,
+            topo.kind(name),
+            IPv4If(f"{loop4.network_address + k + 1}/32"),
+            lo6,
+            tuple(ifaces[name]),
+        )
     return AddressPlan(nodes, tuple(_sessions(topo, nodes)))
 
 
-def _sessions(topo: "Topology", nodes: dict[str, Node]) -> list[BgpSession]:
+def _sessions(topo: Topology, nodes: dict[str, Node]) -> list[BgpSession]:
     sessions = []
     for i, link in enumerate(topo.links):
         kinds = {topo.kind(link.a), topo.kind(link.b)}
@@ -128,14 +136,16 @@ def _sessions(topo: "Topology", nodes: dict[str, Node]) -> list[BgpSession]:
                 downstream=_speaker(topo, nodes, down, up, i),
                 md5_password=topo.md5_for(link),
                 hold_time=topo.bgp.hold_time,
-                lb_prefixes=tuple(topo.vip(v).address for v in topo.lb(down).vips) if is_lb else None,
+                lb_prefixes=tuple(topo.vip(v).address for v in topo.lb(down).vips)
+                if is_lb
+                else None,
                 maximum_prefix=topo.maximum_prefix_for(down) if is_lb else None,
             )
         )
     return sessions
 
 
-def _speaker(topo: "Topology", nodes: dict[str, Node], node: str, peer: str, link: int) -> Speaker:
+def _speaker(topo: Topology, nodes: dict[str, Node], node: str, peer: str, link: int) -> Speaker:
     kind = topo.kind(node)
     asn = topo.router(node).asn if kind == "router" else topo.lb(node).asn
     iface = next(i for i in nodes[node].interfaces if i.link == link)
@@ -148,14 +158,18 @@ def _last_64(net: ipaddress.IPv6Network) -> ipaddress.IPv6Network:
     return ipaddress.IPv6Network((last, 64))
 
 
-def capacity_problems(topo: "Topology") -> list[tuple[str, str]]:
+def capacity_problems(topo: Topology) -> list[tuple[str, str]]:
     """Whether the pools hold every link and loopback (run by the topology checks)."""
     v4 = ipaddress.IPv4Network(topo.addressing.ipv4)
     nodes = len(topo.kinds)
     link_room = (v4.num_addresses - 256) // 2  # the last /24 is kept for loopbacks
     problems = []
     if len(topo.links) > link_room:
-        problems.append(("addressing.ipv4", f"{v4} holds {link_room} links, the topology has {len(topo.links)}"))
+        problems.append(
+            ("addressing.ipv4", f"{v4} holds {link_room} links, the topology has {len(topo.links)}")
+        )
     if nodes > 254:
-        problems.append(("addressing.ipv4", f"{nodes} nodes do not fit the 254 loopbacks of one /24"))
+        problems.append(
+            ("addressing.ipv4", f"{nodes} nodes do not fit the 254 loopbacks of one /24")
+        )
     return problems

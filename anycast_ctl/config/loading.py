@@ -45,9 +45,7 @@ def user_path(loc: tuple[int | str, ...], data: object) -> tuple[int | str, ...]
     kept: list[int | str] = []
     node = data
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
         elif i == len(loc) - 1 and isinstance(node, dict) and isinstance(part, str):
             pass  # a missing or unknown key: the user's field name

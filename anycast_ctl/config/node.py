@@ -10,7 +10,7 @@ import ipaddress
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -38,7 +38,7 @@ class Timing(StrictModel):
     fall: Annotated[int, Field(ge=1, le=100)] = 2
 
     @model_validator(mode="after")
-    def _timeout_fits_interval(self) -> "Timing":
+    def _timeout_fits_interval(self) -> Timing:
         if self.timeout > self.interval:
             raise ValueError(
                 f"timeout ({self.timeout}s) must not exceed interval ({self.interval}s): "
@@ -107,7 +107,7 @@ class ExecCheck(_CheckBase):
 
 
 Check = Annotated[
-    Union[TcpCheck, HttpCheck, TlsCheck, HaproxyCheck, ExecCheck],
+    TcpCheck | HttpCheck | TlsCheck | HaproxyCheck | ExecCheck,
     Field(discriminator="type"),
 ]
 
@@ -121,8 +121,11 @@ class Neighbor(StrictModel):
     hold_time: Annotated[int, Field(ge=3, le=65535)] = 9
 
     @model_validator(mode="after")
-    def _same_family(self) -> "Neighbor":
-        if ipaddress.ip_address(self.address).version != ipaddress.ip_address(self.local_address).version:
+    def _same_family(self) -> Neighbor:
+        if (
+            ipaddress.ip_address(self.address).version
+            != ipaddress.ip_address(self.local_address).version
+        ):
             raise ValueError("address and local_address must be the same IP version")
         return self
 
@@ -144,7 +147,9 @@ def _community(value: str) -> str:
         return value
     m = _COMMUNITY.match(value)
     if not m or any(int(part) > 65535 for part in m.groups()):
-        raise ValueError(f"{value!r} is not a community (ASN:VALUE, each 0-65535, or a well-known name)")
+        raise ValueError(
+            f"{value!r} is not a community (ASN:VALUE, each 0-65535, or a well-known name)"
+        )
     return value
 
 
@@ -191,7 +196,7 @@ class Vip(StrictModel):
         return [_extended_community(v) for v in values]
 
     @model_validator(mode="after")
-    def _next_hop_family(self) -> "Vip":
+    def _next_hop_family(self) -> Vip:
         if self.next_hop != "self":
             vip_version = ipaddress.ip_network(self.address).version
             if ipaddress.ip_address(self.next_hop).version != vip_version:
@@ -216,7 +221,9 @@ class Loopback(StrictModel):
 class Control(StrictModel):
     socket: Path = Path("/run/anycast-ctl/agent.sock")
     allow_uids: list[Annotated[int, Field(ge=0)]] = [0]
-    allow_groups: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")] | Annotated[int, Field(ge=0)]] = []
+    allow_groups: list[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")] | Annotated[int, Field(ge=0)]
+    ] = []
 
 
 class Drain(StrictModel):
@@ -259,14 +266,20 @@ class NodeConfig(StrictModel):
             for j, name in enumerate(vip.checks):
                 if name not in self.checks:
                     known = ", ".join(sorted(self.checks))
-                    problems.append((f"vips[{i}].checks[{j}]", f"no check named {name!r} (known: {known})"))
+                    problems.append(
+                        (f"vips[{i}].checks[{j}]", f"no check named {name!r} (known: {known})")
+                    )
                     continue
                 own_timeout = self.checks[name].timeout
                 interval = self.timing_for(vip).interval
                 if own_timeout is not None and own_timeout > interval:
-                    problems.append((f"checks.{name}.timeout",
-                                     f"{own_timeout}s exceeds the interval of vips[{i}] ({interval}s): "
-                                     "runs would overlap"))
+                    problems.append(
+                        (
+                            f"checks.{name}.timeout",
+                            f"{own_timeout}s exceeds the interval of vips[{i}] ({interval}s): "
+                            "runs would overlap",
+                        )
+                    )
         return problems
 
     def timing_for(self, vip: Vip) -> Timing:

@@ -77,7 +77,9 @@ class Hashing(StrictModel):
     # net.ipv4.fib_multipath_hash_policy: 0 = L3, 1 = L4 5-tuple, 3 = custom fields. 2 (inner L3)
     # is accepted here only to be refused with an explanation by the topology checks.
     policy: Literal[0, 1, 2, 3] = 3
-    fields: Annotated[int, BeforeValidator(_int_or_hex), Field(ge=1, le=LINUX_FIELDS_MASK)] = DEFAULT_FIELDS
+    fields: Annotated[int, BeforeValidator(_int_or_hex), Field(ge=1, le=LINUX_FIELDS_MASK)] = (
+        DEFAULT_FIELDS
+    )
     # Next-hop weights by neighbour name (Linux `nexthop ... weight W`, 1-256); missing = 1.
     weights: dict[NodeName, Annotated[int, Field(ge=1, le=256)]] = {}
     buckets: Annotated[int, Field(ge=1, le=65535)] = 128  # resilient: Linux's default table size
@@ -106,7 +108,9 @@ class Addressing(StrictModel):
     """Pools for the deterministic address plan (links get /31 and /127 in link order)."""
 
     ipv4: Annotated[str, Field(description="IPv4 pool, at most /23")] = "100.64.0.0/16"
-    ipv6: Annotated[str, Field(description="IPv6 pool, at most /63; used when a VIP is IPv6")] = "fd00:64::/48"
+    ipv6: Annotated[str, Field(description="IPv6 pool, at most /63; used when a VIP is IPv6")] = (
+        "fd00:64::/48"
+    )
 
     @field_validator("ipv4")
     @classmethod
@@ -142,7 +146,9 @@ class LoadBalancer(StrictModel):
     name: NodeName
     asn: ASN
     vips: list[Name] = []  # VIP names this node announces
-    maximum_prefix: Annotated[int, Field(ge=1, le=100000)] | None = None  # overrides bgp.maximum_prefix
+    maximum_prefix: Annotated[int, Field(ge=1, le=100000)] | None = (
+        None  # overrides bgp.maximum_prefix
+    )
 
 
 class Backend(StrictModel):
@@ -162,8 +168,12 @@ def _client_prefix(value: str) -> str:
 class Client(StrictModel):
     name: NodeName
     # Source prefixes for generated flows and lab traffic: at most one IPv4 and one IPv6.
-    prefixes: Annotated[list[Annotated[str, BeforeValidator(_client_prefix)]], Field(min_length=1, max_length=2)]
-    weight: Annotated[float, Field(gt=0)] = 1.0  # share of generated flows, relative to other clients
+    prefixes: Annotated[
+        list[Annotated[str, BeforeValidator(_client_prefix)]], Field(min_length=1, max_length=2)
+    ]
+    weight: Annotated[float, Field(gt=0)] = (
+        1.0  # share of generated flows, relative to other clients
+    )
 
     def prefix(self, version: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
         for p in self.prefixes:
@@ -196,7 +206,9 @@ class Vip(StrictModel):
 class Link(StrictModel):
     a: NodeName
     b: NodeName
-    md5_password: Annotated[SafeStr, Field(min_length=1, max_length=80)] | None = None  # overrides bgp.md5_password
+    md5_password: Annotated[SafeStr, Field(min_length=1, max_length=80)] | None = (
+        None  # overrides bgp.md5_password
+    )
 
 
 NodeKind = Literal["router", "lb", "backend", "client"]
@@ -225,7 +237,12 @@ class Topology(StrictModel):
     @cached_property
     def kinds(self) -> dict[str, NodeKind]:
         out: dict[str, NodeKind] = {}
-        for kind, nodes in (("router", self.routers), ("lb", self.lbs), ("backend", self.backends), ("client", self.clients)):
+        for kind, nodes in (
+            ("router", self.routers),
+            ("lb", self.lbs),
+            ("backend", self.backends),
+            ("client", self.clients),
+        ):
             for node in nodes:
                 out.setdefault(node.name, kind)  # type: ignore[arg-type]
         return out
@@ -269,7 +286,11 @@ class Topology(StrictModel):
         the kernel's actual order instead.
         """
         here = self.tier_index(node)
-        return [n for n in self.neighbors(node) if self.tier_index(n) == here + 1 and self.kind(n) in ("router", "lb")]
+        return [
+            n
+            for n in self.neighbors(node)
+            if self.tier_index(n) == here + 1 and self.kind(n) in ("router", "lb")
+        ]
 
     def announcers(self, vip_name: str) -> list[str]:
         """LB nodes that announce the VIP, in `lbs` order."""
@@ -295,7 +316,7 @@ class Topology(StrictModel):
     def needs_ipv6(self) -> bool:
         return any(v.version == 6 for v in self.vips)
 
-    def address_plan(self) -> "AddressPlan":
+    def address_plan(self) -> AddressPlan:
         """Interfaces, link addresses, loopbacks and BGP sessions; stable across runs."""
         from anycast_ctl.config.address_plan import plan_addresses
 

@@ -29,7 +29,7 @@ _SEED_0 = (
 )
 
 
-def check_topology(topo: "Topology") -> Problems:
+def check_topology(topo: Topology) -> Problems:
     problems = _names(topo)
     if problems:
         return problems  # lookups by name below would be ambiguous
@@ -45,13 +45,15 @@ def check_topology(topo: "Topology") -> Problems:
     return problems
 
 
-def _names(topo: "Topology") -> Problems:
+def _names(topo: Topology) -> Problems:
     problems: Problems = []
     seen: dict[str, str] = {}
     for section in ("routers", "lbs", "backends", "clients"):
         for i, node in enumerate(getattr(topo, section)):
             if node.name in seen:
-                problems.append((f"{section}[{i}].name", f"{node.name!r} is already used by {seen[node.name]}"))
+                problems.append(
+                    (f"{section}[{i}].name", f"{node.name!r} is already used by {seen[node.name]}")
+                )
             else:
                 seen[node.name] = f"{section}[{i}]"
     for what, values in (("tiers", topo.tiers), ("vips", [v.name for v in topo.vips])):
@@ -59,12 +61,19 @@ def _names(topo: "Topology") -> Problems:
         for i, value in enumerate(values):
             where = f"tiers[{i}]" if what == "tiers" else f"vips[{i}].name"
             if value in first:
-                problems.append((where, f"{value!r} is declared twice (first at index {first[value]})"))
+                problems.append(
+                    (where, f"{value!r} is declared twice (first at index {first[value]})")
+                )
             first.setdefault(value, i)
     addresses: dict[str, int] = {}
     for i, vip in enumerate(topo.vips):
         if vip.address in addresses:
-            problems.append((f"vips[{i}].address", f"{vip.address} is already VIP {topo.vips[addresses[vip.address]].name!r}"))
+            problems.append(
+                (
+                    f"vips[{i}].address",
+                    f"{vip.address} is already VIP {topo.vips[addresses[vip.address]].name!r}",
+                )
+            )
         addresses.setdefault(vip.address, i)
     return problems
 
@@ -73,14 +82,16 @@ def _known(names: list[str]) -> str:
     return ", ".join(names) if names else "none"
 
 
-def _references(topo: "Topology") -> Problems:
+def _references(topo: Topology) -> Problems:
     problems: Problems = []
     nodes = set(topo.kinds)
     vip_names = [v.name for v in topo.vips]
     backend_names = [b.name for b in topo.backends]
     for i, r in enumerate(topo.routers):
         if r.tier not in topo.tiers:
-            problems.append((f"routers[{i}].tier", f"no tier named {r.tier!r} (tiers: {_known(topo.tiers)})"))
+            problems.append(
+                (f"routers[{i}].tier", f"no tier named {r.tier!r} (tiers: {_known(topo.tiers)})")
+            )
     for i, tier in enumerate(topo.tiers):
         if not any(r.tier == tier for r in topo.routers):
             problems.append((f"tiers[{i}]", f"tier {tier!r} has no routers"))
@@ -89,11 +100,18 @@ def _references(topo: "Topology") -> Problems:
             if name in lb.vips[:j]:
                 problems.append((f"lbs[{i}].vips[{j}]", f"{name!r} is listed twice"))
             elif name not in vip_names:
-                problems.append((f"lbs[{i}].vips[{j}]", f"no VIP named {name!r} (known: {_known(vip_names)})"))
+                problems.append(
+                    (f"lbs[{i}].vips[{j}]", f"no VIP named {name!r} (known: {_known(vip_names)})")
+                )
     for i, vip in enumerate(topo.vips):
         for j, name in enumerate(vip.backends):
             if name not in backend_names:
-                problems.append((f"vips[{i}].backends[{j}]", f"no backend named {name!r} (known: {_known(backend_names)})"))
+                problems.append(
+                    (
+                        f"vips[{i}].backends[{j}]",
+                        f"no backend named {name!r} (known: {_known(backend_names)})",
+                    )
+                )
     for i, link in enumerate(topo.links):
         for end in ("a", "b"):
             name = getattr(link, end)
@@ -102,7 +120,7 @@ def _references(topo: "Topology") -> Problems:
     return problems
 
 
-def _layers(topo: "Topology") -> Problems:
+def _layers(topo: Topology) -> Problems:
     problems: Problems = []
     pairs: dict[frozenset[str], int] = {}
     last = len(topo.tiers) - 1
@@ -112,7 +130,9 @@ def _layers(topo: "Topology") -> Problems:
             continue
         pair = frozenset((link.a, link.b))
         if pair in pairs:
-            problems.append((f"links[{i}]", f"{link.a} and {link.b} are already linked by links[{pairs[pair]}]"))
+            problems.append(
+                (f"links[{i}]", f"{link.a} and {link.b} are already linked by links[{pairs[pair]}]")
+            )
             continue
         pairs[pair] = i
         low, high = sorted((link.a, link.b), key=topo.tier_index)
@@ -137,23 +157,39 @@ def _layers(topo: "Topology") -> Problems:
         return problems
     for i, c in enumerate(topo.clients):
         if len(topo.neighbors(c.name)) != 1:
-            problems.append((f"clients[{i}]", f"client {c.name} must have exactly one link (to a first-tier router), has {len(topo.neighbors(c.name))}"))
+            problems.append(
+                (
+                    f"clients[{i}]",
+                    f"client {c.name} must have exactly one link (to a first-tier router), has {len(topo.neighbors(c.name))}",
+                )
+            )
     for i, r in enumerate(topo.routers):
         if not topo.downstream(r.name):
-            toward = "an LB node" if topo.tier_index(r.name) == last else f"a router in tier {topo.tiers[topo.tier_index(r.name) + 1]!r}"
+            toward = (
+                "an LB node"
+                if topo.tier_index(r.name) == last
+                else f"a router in tier {topo.tiers[topo.tier_index(r.name) + 1]!r}"
+            )
             problems.append((f"routers[{i}]", f"{r.name} is a dead end: link it to {toward}"))
     for i, lb in enumerate(topo.lbs):
         if not any(topo.kind(n) == "router" for n in topo.neighbors(lb.name)):
-            problems.append((f"lbs[{i}]", f"{lb.name} has no link to a router in tier {topo.tiers[-1]!r}"))
+            problems.append(
+                (f"lbs[{i}]", f"{lb.name} has no link to a router in tier {topo.tiers[-1]!r}")
+            )
     for i, vip in enumerate(topo.vips):
         for j, backend in enumerate(vip.backends):
             for lb in topo.announcers(vip.name):
                 if backend not in topo.neighbors(lb):
-                    problems.append((f"vips[{i}].backends[{j}]", f"backend {backend} has no link to {lb}, which announces {vip.name!r}"))
+                    problems.append(
+                        (
+                            f"vips[{i}].backends[{j}]",
+                            f"backend {backend} has no link to {lb}, which announces {vip.name!r}",
+                        )
+                    )
     return problems
 
 
-def _hashing(topo: "Topology") -> Problems:
+def _hashing(topo: Topology) -> Problems:
     problems: Problems = []
     for i, r in enumerate(topo.routers):
         h = topo.hashing_for(r.name)
@@ -165,28 +201,43 @@ def _hashing(topo: "Topology") -> Problems:
         nexthops = topo.downstream(r.name)
         for name in h.weights:
             if name not in nexthops:
-                problems.append((f"{at('weights')}.{name}", f"{r.name} has no next hop named {name!r} (next hops: {_known(nexthops)})"))
+                problems.append(
+                    (
+                        f"{at('weights')}.{name}",
+                        f"{r.name} has no next hop named {name!r} (next hops: {_known(nexthops)})",
+                    )
+                )
         if h.algorithm == "linux":
             if h.policy == 2:
                 problems.append((at("policy"), _POLICY_2))
             if h.seed == 0:
                 problems.append((at("seed"), f"{r.name}: {_SEED_0}"))
         if h.algorithm == "resilient" and h.buckets < len(nexthops):
-            problems.append((at("buckets"), f"{h.buckets} buckets cannot hold {len(nexthops)} next hops of {r.name}"))
+            problems.append(
+                (
+                    at("buckets"),
+                    f"{h.buckets} buckets cannot hold {len(nexthops)} next hops of {r.name}",
+                )
+            )
     return problems
 
 
-def _bgp(topo: "Topology") -> Problems:
+def _bgp(topo: Topology) -> Problems:
     problems: Problems = []
     for i, lb in enumerate(topo.lbs):
         limit = topo.maximum_prefix_for(lb.name)
         if len(lb.vips) > limit:
             where = f"lbs[{i}].maximum_prefix" if lb.maximum_prefix else "bgp.maximum_prefix"
-            problems.append((where, f"{lb.name} announces {len(lb.vips)} VIPs but the limit is {limit}: its sessions would be torn down"))
+            problems.append(
+                (
+                    where,
+                    f"{lb.name} announces {len(lb.vips)} VIPs but the limit is {limit}: its sessions would be torn down",
+                )
+            )
     return problems
 
 
-def _reachability(topo: "Topology") -> Problems:
+def _reachability(topo: Topology) -> Problems:
     """Every VIP must be reachable: some client of its IP version gets to an LB announcing it."""
     problems: Problems = []
     for i, vip in enumerate(topo.vips):
@@ -195,19 +246,37 @@ def _reachability(topo: "Topology") -> Problems:
             problems.append((f"vips[{i}]", f"no LB node announces VIP {vip.name!r}"))
             continue
         if not any(c.prefix(vip.version) for c in topo.clients):
-            problems.append((f"vips[{i}]", f"unreachable: no client has an IPv{vip.version} prefix to reach {vip.name!r}"))
+            problems.append(
+                (
+                    f"vips[{i}]",
+                    f"unreachable: no client has an IPv{vip.version} prefix to reach {vip.name!r}",
+                )
+            )
             continue
         reach = _reaching(topo, set(announcers))
-        if not any(topo.neighbors(c.name)[0] in reach for c in topo.clients if c.prefix(vip.version)):
-            problems.append((f"vips[{i}]", f"unreachable: no client has a path to an LB announcing {vip.name!r} ({_known(announcers)})"))
+        if not any(
+            topo.neighbors(c.name)[0] in reach for c in topo.clients if c.prefix(vip.version)
+        ):
+            problems.append(
+                (
+                    f"vips[{i}]",
+                    f"unreachable: no client has a path to an LB announcing {vip.name!r} ({_known(announcers)})",
+                )
+            )
     for i, c in enumerate(topo.clients):
         for j, p in enumerate(c.prefixes):
-            if any(ipaddress.ip_network(p).overlaps(ipaddress.ip_network(q)) for d in topo.clients[:i] for q in d.prefixes):
-                problems.append((f"clients[{i}].prefixes[{j}]", f"{p} overlaps another client's prefix"))
+            if any(
+                ipaddress.ip_network(p).overlaps(ipaddress.ip_network(q))
+                for d in topo.clients[:i]
+                for q in d.prefixes
+            ):
+                problems.append(
+                    (f"clients[{i}].prefixes[{j}]", f"{p} overlaps another client's prefix")
+                )
     return problems
 
 
-def _reaching(topo: "Topology", targets: set[str]) -> set[str]:
+def _reaching(topo: Topology, targets: set[str]) -> set[str]:
     """Routers with a downstream path to any of `targets` (walk the DAG from the LBs upward)."""
     reach = set(targets)
     for tier in reversed(topo.tiers):

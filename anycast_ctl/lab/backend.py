@@ -56,7 +56,9 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
-async def serve(name: str, host: str, port: int, ctx: ssl.SSLContext, ready_file: Path | None) -> None:
+async def serve(
+    name: str, host: str, port: int, ctx: ssl.SSLContext, ready_file: Path | None
+) -> None:
     slots = asyncio.Semaphore(MAX_CLIENTS)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -64,17 +66,23 @@ async def serve(name: str, host: str, port: int, ctx: ssl.SSLContext, ready_file
             try:
                 writer.write(answer_line(name, writer.get_extra_info("peername")))
                 await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
-            except (OSError, asyncio.TimeoutError, ssl.SSLError):
+            except (TimeoutError, OSError, ssl.SSLError):
                 pass
             finally:
                 writer.close()
                 try:
                     await asyncio.wait_for(writer.wait_closed(), WRITE_TIMEOUT)
-                except (OSError, asyncio.TimeoutError, ssl.SSLError):
+                except (TimeoutError, OSError, ssl.SSLError):
                     pass
 
     server = await asyncio.start_server(
-        handle, host, port, ssl=ctx, ssl_handshake_timeout=HANDSHAKE_TIMEOUT, backlog=1024, reuse_address=True
+        handle,
+        host,
+        port,
+        ssl=ctx,
+        ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+        backlog=1024,
+        reuse_address=True,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -89,7 +97,9 @@ async def serve(name: str, host: str, port: int, ctx: ssl.SSLContext, ready_file
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m anycast_ctl.lab.backend", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m anycast_ctl.lab.backend", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--name", required=True)
     parser.add_argument("--cert", required=True, type=Path)
     parser.add_argument("--key", required=True, type=Path)

@@ -79,7 +79,11 @@ class Target:
 def _plain(value: str, what: str) -> str:
     # One option per line in the healthcheck's config file: a newline would start another one.
     if any(ch in value for ch in "\n\r\0'\"\\"):
-        raise UserError.single("<baseline>", what, f"{value!r}: quotes, backslashes and control characters are not allowed")
+        raise UserError.single(
+            "<baseline>",
+            what,
+            f"{value!r}: quotes, backslashes and control characters are not allowed",
+        )
     return value
 
 
@@ -88,9 +92,7 @@ def probe_command(targets: list[Target], probe_timeout: float | None) -> str:
     if not targets:
         raise UserError.single("<baseline>", "vips", "an LB node with no VIP has nothing to check")
     bound = f"timeout {probe_timeout:g} " if probe_timeout else ""
-    probes = [
-        f"{bound}bash -c '</dev/tcp/{_plain(t.ip, 'vip')}/{int(t.port)}'" for t in targets
-    ]
+    probes = [f"{bound}bash -c '</dev/tcp/{_plain(t.ip, 'vip')}/{int(t.port)}'" for t in targets]
     return " && ".join(probes)
 
 
@@ -158,7 +160,9 @@ def api_command(implementation: Implementation, topology: Topology) -> ApiComman
     return command
 
 
-def lb_healthcheck_config(implementation: Implementation, topology: Topology, lb: str, node_dir: Path) -> str:
+def lb_healthcheck_config(
+    implementation: Implementation, topology: Topology, lb: str, node_dir: Path
+) -> str:
     """The healthcheck.conf a baseline gives LB node `lb` (its files live in `node_dir`)."""
     settings = SETTINGS[Implementation(implementation)]
     return healthcheck_config(lb, lb_targets(topology, lb), settings, disable_path(node_dir))

@@ -29,7 +29,10 @@ def build_network(tag: str, topo: Topology, plan: AddressPlan | None = None) -> 
     for node, kind in topo.kinds.items():
         ns = namespaces[node]
         if kind == "router":
-            for key, value in {**hostnet.router_sysctls(topo, node), **ROUTER_EXTRA_SYSCTLS}.items():
+            for key, value in {
+                **hostnet.router_sysctls(topo, node),
+                **ROUTER_EXTRA_SYSCTLS,
+            }.items():
                 netns.set_sysctl(ns, key, hex(value) if key.endswith("hash_fields") else value)
         for device, cidr in hostnet.addresses(plan, node):
             netns.add_address(ns, device, cidr)
@@ -46,6 +49,9 @@ def build_network(tag: str, topo: Topology, plan: AddressPlan | None = None) -> 
     for node, node_routes in routes.items():
         for route in node_routes:
             netns.add_multipath_route(
-                namespaces[node], route.prefix, [(h.gateway, h.device) for h in route.nexthops], route.source
+                namespaces[node],
+                route.prefix,
+                [(h.gateway, h.device) for h in route.nexthops],
+                route.source,
             )
     return namespaces

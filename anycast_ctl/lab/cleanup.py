@@ -48,8 +48,10 @@ class Leftovers:
         parts = [
             f"{kind}: {', '.join(items)}"
             for kind, items in (
-                ("processes", self.processes), ("namespaces", self.namespaces),
-                ("files", self.files), ("mounts", self.mounts),
+                ("processes", self.processes),
+                ("namespaces", self.namespaces),
+                ("files", self.files),
+                ("mounts", self.mounts),
             )
             if items
         ]
@@ -145,8 +147,11 @@ def _lab_mounts(tag: str) -> list[str]:
     netns_mounts = {str(NETNS_DIR / n): n for n in _netns_mount_names()}
     owned = set(_owned(netns_mounts.values(), tag))
     return [
-        point for point in _mount_points()
-        if netns_mounts.get(point) in owned or point == state_dir or point.startswith(state_dir + "/")
+        point
+        for point in _mount_points()
+        if netns_mounts.get(point) in owned
+        or point == state_dir
+        or point.startswith(state_dir + "/")
     ]
 
 
@@ -164,7 +169,7 @@ def _mount_points() -> list[str]:
 
 def _netns_mount_names() -> list[str]:
     prefix = str(NETNS_DIR) + "/"
-    return [p[len(prefix):] for p in _mount_points() if p.startswith(prefix)]
+    return [p[len(prefix) :] for p in _mount_points() if p.startswith(prefix)]
 
 
 # ---------------------------------------------------------------- actions

@@ -170,8 +170,15 @@ def spawn(
     if started is None:
         raise LabError(f"{name} exited at once{_log_hint(log_path)}")
     return Daemon(
-        tag=tag, node=node, name=name, pid=pid, start_time=started, argv=tuple(argv), netns=netns,
-        log_path=Path(log_path) if log_path else None, pidfile=Path(pidfile) if pidfile else None,
+        tag=tag,
+        node=node,
+        name=name,
+        pid=pid,
+        start_time=started,
+        argv=tuple(argv),
+        netns=netns,
+        log_path=Path(log_path) if log_path else None,
+        pidfile=Path(pidfile) if pidfile else None,
     )
 
 
@@ -179,10 +186,19 @@ def _record(tag, node, name, pid, argv, netns, log_path, pidfile) -> None:
     started = start_time(pid)
     if started is None:
         return
-    state.record_daemon(tag, DaemonRecord(
-        node=node, name=name, pid=pid, start_time=started, argv=list(argv), netns=netns,
-        log=str(log_path) if log_path else None, pidfile=str(pidfile) if pidfile else None,
-    ))
+    state.record_daemon(
+        tag,
+        DaemonRecord(
+            node=node,
+            name=name,
+            pid=pid,
+            start_time=started,
+            argv=list(argv),
+            netns=netns,
+            log=str(log_path) if log_path else None,
+            pidfile=str(pidfile) if pidfile else None,
+        ),
+    )
 
 
 def _await_pidfile(
@@ -232,11 +248,15 @@ def stop(daemon: Daemon, sig: int = signal.SIGTERM, timeout: float = 5.0) -> Sto
     if not send_signal(daemon, sig):
         return StopOutcome.NOT_RUNNING
     try:
-        wait_for(lambda: not daemon.running(), timeout, what=f"{daemon.name} ({daemon.pid}) to exit")
+        wait_for(
+            lambda: not daemon.running(), timeout, what=f"{daemon.name} ({daemon.pid}) to exit"
+        )
         return StopOutcome.EXITED
     except TimeoutError:
         if send_signal(daemon, signal.SIGKILL):
-            wait_for(lambda: not daemon.running(), 5.0, what=f"{daemon.name} ({daemon.pid}) SIGKILL")
+            wait_for(
+                lambda: not daemon.running(), 5.0, what=f"{daemon.name} ({daemon.pid}) SIGKILL"
+            )
         return StopOutcome.KILLED
 
 
@@ -255,8 +275,13 @@ def run(
     full = in_netns(netns, argv)
     try:
         done = subprocess.run(
-            full, env=child_env(tag, env), timeout=timeout, text=True, input=stdin,
-            capture_output=capture, check=False,
+            full,
+            env=child_env(tag, env),
+            timeout=timeout,
+            text=True,
+            input=stdin,
+            capture_output=capture,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise LabError(f"{' '.join(argv)} did not finish within {timeout}s") from None

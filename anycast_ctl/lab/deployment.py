@@ -13,9 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anycast_ctl.errors import UserError
-from anycast_ctl.lab.diagnose import descendants
 from anycast_ctl.lab import daemons, nodes
-from anycast_ctl.lab.baseline import Implementation, api_command, config_path, disable_path, lb_healthcheck_config
+from anycast_ctl.lab.baseline import (
+    Implementation,
+    api_command,
+    config_path,
+    disable_path,
+    lb_healthcheck_config,
+)
+from anycast_ctl.lab.diagnose import descendants
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.state import LabError
 
@@ -94,15 +100,23 @@ def wait_ready(dep: Deployment, lb: str, timeout: float = 30.0) -> None:
 
     def ready() -> bool:
         if not exabgp.running():
-            raise LabError(f"ExaBGP on {lb} exited while starting; see {exabgp.log_path}:\n"
-                           + daemons.log_tail(exabgp.log_path or "", 20))
+            raise LabError(
+                f"ExaBGP on {lb} exited while starting; see {exabgp.log_path}:\n"
+                + daemons.log_tail(exabgp.log_path or "", 20)
+            )
         if dep.api_pid(lb) is None:
             return False
         if dep.implementation is Implementation.ANYCAST:
             return bool(dep.lab.agent_request(lb, {"op": "status"}).get("ok"))
         return True
 
-    wait_for(ready, timeout, interval=0.05, what=f"{dep.implementation} on {lb}", ignore=(OSError, UserError))
+    wait_for(
+        ready,
+        timeout,
+        interval=0.05,
+        what=f"{dep.implementation} on {lb}",
+        ignore=(OSError, UserError),
+    )
 
 
 def _already_runs(dep: Deployment, lb: str) -> bool:

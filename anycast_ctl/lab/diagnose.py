@@ -17,7 +17,11 @@ def readable_tail(path: Path, lines: int) -> str:
     lines (the cause often scrolls out before the end: ExaBGP prints a long crash banner),
     then its last `lines` lines that say something."""
     try:
-        text = [line for line in path.read_text(errors="replace").splitlines() if not _NOISE.search(line)]
+        text = [
+            line
+            for line in path.read_text(errors="replace").splitlines()
+            if not _NOISE.search(line)
+        ]
     except FileNotFoundError:
         return "(no log)"
     alarms = list(dict.fromkeys(line.strip() for line in text[:-lines] if _ALARM.search(line)))[:8]
@@ -31,7 +35,7 @@ def descendants(root: int) -> list[int]:
     for pid in daemons.all_pids():
         try:
             raw = Path(f"/proc/{pid}/stat").read_text()
-            ppid = int(raw[raw.rindex(")") + 2:].split()[1])
+            ppid = int(raw[raw.rindex(")") + 2 :].split()[1])
         except (OSError, ValueError):
             continue
         children.setdefault(ppid, []).append(pid)

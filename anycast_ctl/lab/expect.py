@@ -62,7 +62,9 @@ def expected_nexthops(topo: Topology, router: str, vip: str) -> set[str]:
     return set(fabric.candidates(router, index))
 
 
-def router_problems(topo: Topology, view: RouterView, down_lbs: frozenset[str] = frozenset()) -> list[str]:
+def router_problems(
+    topo: Topology, view: RouterView, down_lbs: frozenset[str] = frozenset()
+) -> list[str]:
     """Why `view` is not the converged state ([] when it is). LBs in `down_lbs` are expected to
     be withdrawn (drained, failed): their sessions may be anything, their next hops absent."""
     problems = []
@@ -80,7 +82,9 @@ def router_problems(topo: Topology, view: RouterView, down_lbs: frozenset[str] =
                 f"expected {', '.join(sorted(want)) or 'nothing'}"
             )
     if view.unknown_gateways:
-        problems.append(f"{view.router}: next hops outside the topology: {', '.join(view.unknown_gateways)}")
+        problems.append(
+            f"{view.router}: next hops outside the topology: {', '.join(view.unknown_gateways)}"
+        )
     return problems
 
 
@@ -88,5 +92,7 @@ def _fabric_without(topo: Topology, down_lbs: frozenset[str]) -> Fabric:
     fabric = Fabric.from_topology(topo)
     if not down_lbs:
         return fabric
-    announces = {lb: (frozenset() if lb in down_lbs else vips) for lb, vips in fabric.announces.items()}
+    announces = {
+        lb: (frozenset() if lb in down_lbs else vips) for lb, vips in fabric.announces.items()
+    }
     return replace(fabric, announces=announces)

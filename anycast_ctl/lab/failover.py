@@ -35,10 +35,12 @@ class Settings:
     connection_timeout: float = 2.0
     probe_flows: int = 120  # flows re-sent after the withdrawal to see which moved
     steady_seconds: float = 5.0  # the no-event observation period
-    withdraw_bound: dict[str, float] = field(default_factory=lambda: {
-        "anycast": 3.0, "exabgp-fast": 3.0, "exabgp-default": 12.0})
-    recover_bound: dict[str, float] = field(default_factory=lambda: {
-        "anycast": 15.0, "exabgp-fast": 15.0, "exabgp-default": 30.0})
+    withdraw_bound: dict[str, float] = field(
+        default_factory=lambda: {"anycast": 3.0, "exabgp-fast": 3.0, "exabgp-default": 12.0}
+    )
+    recover_bound: dict[str, float] = field(
+        default_factory=lambda: {"anycast": 15.0, "exabgp-fast": 15.0, "exabgp-default": 30.0}
+    )
 
     def max_run_seconds(self, impl: str) -> float:
         return self.withdraw_bound[impl] + self.recover_bound[impl] + self.steady_seconds + 30
@@ -56,7 +58,8 @@ class FibSet:
             for router in self.lab.topology.routers:
                 for vip in self.lab.topology.vips:
                     self.watchers[(router.name, vip.name)] = FibWatcher(
-                        self.lab.namespace(router.name), vip.address).start()
+                        self.lab.namespace(router.name), vip.address
+                    ).start()
         except BaseException:
             self.close()
             raise
@@ -84,13 +87,15 @@ class FibSet:
         """(router, vip) -> the LB's gateways there, for every VIP it announces."""
         vips = self.lab.topology.lb(lb).vips
         out = {}
-        for (router, vip) in self.watchers:
+        for router, vip in self.watchers:
             gws = self.gateways(router, vip, lb) if vip in vips else set()
             if gws:
                 out[(router, vip)] = gws
         return out
 
-    def time_all(self, lb: str, since: float, timeout: float, back: bool) -> tuple[float | None, dict[str, float | None]]:
+    def time_all(
+        self, lb: str, since: float, timeout: float, back: bool
+    ) -> tuple[float | None, dict[str, float | None]]:
         """Seconds from `since` until every adjacent router (for every VIP) no longer uses
         `lb` (back=False) or uses it again (back=True); None when that did not happen within
         `timeout`. Also the per "router/vip" times."""
@@ -100,7 +105,8 @@ class FibSet:
             predicate = with_any(gws) if back else without(gws)
             try:
                 at = self.watchers[(router, vip)].wait_for(
-                    predicate, since=since, timeout=max(0.0, deadline - time.monotonic()))
+                    predicate, since=since, timeout=max(0.0, deadline - time.monotonic())
+                )
                 per[f"{router}/{vip}"] = round(at - since, 6)
             except TimeoutError:
                 per[f"{router}/{vip}"] = None
@@ -125,12 +131,16 @@ class FibSet:
         return found
 
 
-def moved_flows(topo, flows, before: list[FlowResult], after: list[FlowResult], orders: dict, lb: str) -> tuple[int, int, int]:
+def moved_flows(
+    topo, flows, before: list[FlowResult], after: list[FlowResult], orders: dict, lb: str
+) -> tuple[int, int, int]:
     """(observed moved, predicted moved, size of the symmetric difference), over the flows
     that succeeded both times. The prediction: the kernel's order before, without `lb`."""
     pred_before = predict(topo, flows, orders)
-    without_lb = {vip: {r: [n for n in order if n != lb] for r, order in routers.items()}
-                  for vip, routers in orders.items()}
+    without_lb = {
+        vip: {r: [n for n in order if n != lb] for r, order in routers.items()}
+        for vip, routers in orders.items()
+    }
     pred_after = predict(topo, flows, without_lb)
     both = [i for i in range(len(flows)) if before[i].ok and after[i].ok]
     observed = {i for i in both if before[i].lb != after[i].lb}
@@ -147,7 +157,9 @@ class Runner:
         self._serial = 0
 
     def _next_ports(self, impl: str) -> int:
-        need = ports_needed(self.settings.rate, self.settings.max_run_seconds(impl), len(self.lab.topology.clients))
+        need = ports_needed(
+            self.settings.rate, self.settings.max_run_seconds(impl), len(self.lab.topology.clients)
+        )
         if self._port + need > 65000:
             self._port = 30000
         first, self._port = self._port, self._port + need + 1
@@ -165,16 +177,26 @@ class Runner:
                 return orders, results
             if attempt == 1:
                 self.lab.wait_converged(30)
-        raise LabError(f"before the event {len(failed)} of {len(results)} probe flows failed "
-                       f"(first: {failed[0].error if failed else 'next-hop order changed while probing'})")
+        raise LabError(
+            f"before the event {len(failed)} of {len(results)} probe flows failed "
+            f"(first: {failed[0].error if failed else 'next-hop order changed while probing'})"
+        )
 
-    def run(self, dep: Deployment, scenario: Scenario, lb: str, run: int, fibs: FibSet) -> Measurement:
+    def run(
+        self, dep: Deployment, scenario: Scenario, lb: str, run: int, fibs: FibSet
+    ) -> Measurement:
         s, impl = self.settings, dep.implementation.value
         self.lab.wait_converged(30)
         orders, before = self._probe_before() if scenario is not Scenario.STEADY else ({}, [])
         self._serial += 1
-        load = SteadyLoad(self.lab, rate=s.rate, max_seconds=s.max_run_seconds(impl), timeout=s.connection_timeout,
-                          first_port=self._next_ports(impl), run_id=f"{impl}-{scenario}-{self._serial}").start()
+        load = SteadyLoad(
+            self.lab,
+            rate=s.rate,
+            max_seconds=s.max_run_seconds(impl),
+            timeout=s.connection_timeout,
+            first_port=self._next_ports(impl),
+            run_id=f"{impl}-{scenario}-{self._serial}",
+        ).start()
         notes: list[str] = []
         withdraw = recovered = None
         per: dict[str, float | None] = {}
@@ -209,7 +231,9 @@ class Runner:
         finally:
             connections = load.stop()
         end = time.monotonic()
-        healthy = {x.name for x in self.lab.topology.lbs if x.vips} - ({lb} if scenario is not Scenario.STEADY else set())
+        healthy = {x.name for x in self.lab.topology.lbs if x.vips} - (
+            {lb} if scenario is not Scenario.STEADY else set()
+        )
         spurious = fibs.departures(start, end, healthy)
         if spurious:
             notes.append("left a FIB: " + ",".join(spurious))
@@ -220,17 +244,35 @@ class Runner:
             if mended:
                 notes.append("restored: " + ", ".join(mended))
         return Measurement(
-            implementation=impl, scenario=scenario.value, run=run, node=lb,
-            withdraw_s=withdraw, withdraw_bound_s=w_bound, recover_s=recovered, recover_bound_s=r_bound,
-            connections=len(in_window), failed=sum(not c.ok for c in in_window),
-            moved=moved[0], predicted_moved=moved[1], moved_mismatch=moved[2],
-            spurious=len(spurious), per_router=per, note="; ".join(notes),
+            implementation=impl,
+            scenario=scenario.value,
+            run=run,
+            node=lb,
+            withdraw_s=withdraw,
+            withdraw_bound_s=w_bound,
+            recover_s=recovered,
+            recover_bound_s=r_bound,
+            connections=len(in_window),
+            failed=sum(not c.ok for c in in_window),
+            moved=moved[0],
+            predicted_moved=moved[1],
+            moved_mismatch=moved[2],
+            spurious=len(spurious),
+            per_router=per,
+            note="; ".join(notes),
         )
 
 
-def run_experiments(lab, implementations: list[str], scenarios: list[str], lb: str, settings: Settings,
-                    say: Say | None = None, deploy_fn=None,
-                    restore_to: str | None = Implementation.ANYCAST) -> list[Measurement]:
+def run_experiments(
+    lab,
+    implementations: list[str],
+    scenarios: list[str],
+    lb: str,
+    settings: Settings,
+    say: Say | None = None,
+    deploy_fn=None,
+    restore_to: str | None = Implementation.ANYCAST,
+) -> list[Measurement]:
     """Every scenario `settings.runs` times for every implementation, deploying each in turn
     on every LB node; at the end `restore_to` is deployed again (None: leave the last one)."""
     from anycast_ctl.lab.scenarios import deploy
@@ -260,8 +302,11 @@ def _one_line(m: Measurement) -> str:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v * 1000:.0f}ms"
 
-    moved = "" if m.moved is None else f" moved {m.moved}/{m.predicted_moved} (diff {m.moved_mismatch})"
-    return (f"{m.implementation:<14} {m.scenario:<12} #{m.run}: withdraw {ms(m.withdraw_s)} "
-            f"recover {ms(m.recover_s)} failed {m.failed}/{m.connections}{moved} spurious {m.spurious}"
-            + (f"  [{m.note}]" if m.note else ""))
-
+    moved = (
+        "" if m.moved is None else f" moved {m.moved}/{m.predicted_moved} (diff {m.moved_mismatch})"
+    )
+    return (
+        f"{m.implementation:<14} {m.scenario:<12} #{m.run}: withdraw {ms(m.withdraw_s)} "
+        f"recover {ms(m.recover_s)} failed {m.failed}/{m.connections}{moved} spurious {m.spurious}"
+        + (f"  [{m.note}]" if m.note else "")
+    )

@@ -122,7 +122,9 @@ def state_at(samples: list[FibSample], when: float) -> FibSample | None:
     return current
 
 
-def first_time(samples: list[FibSample], since: float, predicate: Callable[[FibSample], bool]) -> float | None:
+def first_time(
+    samples: list[FibSample], since: float, predicate: Callable[[FibSample], bool]
+) -> float | None:
     """The earliest time >= since at which predicate holds: `since` itself if it already
     holds then, else the time of the first later sample where it holds; None if never."""
     at_start = state_at(samples, since)

@@ -48,6 +48,7 @@ _RCVBUF = 4 << 20  # a burst of FRR updates must not overflow the socket (ENOBUF
 # Callers need only this module: the pure helpers they combine with a watcher come along.
 __all__ = ["FibSample", "FibWatcher", "Hop", "first_time", "state_at", "with_any", "without"]
 
+
 def netlink_sockets_in(netns: str, groups: int) -> tuple[socket.socket, socket.socket]:
     """(event socket bound to `groups`, plain socket for dumps), both inside `netns`."""
     result: dict = {}
@@ -61,7 +62,9 @@ def netlink_sockets_in(netns: str, groups: int) -> tuple[socket.socket, socket.s
             return
         try:
             if libc.setns(fd, CLONE_NEWNET) != 0:
-                result["error"] = LabError(f"fibwatch: setns {netns}: {os.strerror(ctypes.get_errno())}")
+                result["error"] = LabError(
+                    f"fibwatch: setns {netns}: {os.strerror(ctypes.get_errno())}"
+                )
                 return
         finally:
             os.close(fd)
@@ -101,9 +104,9 @@ def split_messages(data: bytes) -> list:
 class FibWatcher:
     """Next hops of `prefix` in namespace `netns`, over time.
 
-        with FibWatcher("lab-r1", "192.0.2.10/32") as fib:
-            t0 = time.monotonic(); kill_haproxy()
-            elapsed = fib.wait_for(without({"100.64.0.3"}), since=t0, timeout=2) - t0
+    with FibWatcher("lab-r1", "192.0.2.10/32") as fib:
+        t0 = time.monotonic(); kill_haproxy()
+        elapsed = fib.wait_for(without({"100.64.0.3"}), since=t0, timeout=2) - t0
     """
 
     def __init__(self, netns: str, prefix: str, clock: Callable[[], float] = time.monotonic):
@@ -125,7 +128,9 @@ class FibWatcher:
         self._events, self._dumps = netlink_sockets_in(self.netns, group)
         self._wake_r, self._wake_w = os.pipe()
         self._resync(resync=False)  # after bind: nothing between the dump and the events is lost
-        self._reader = threading.Thread(target=self._read, name=f"fibwatch-{self.netns}", daemon=True)
+        self._reader = threading.Thread(
+            target=self._read, name=f"fibwatch-{self.netns}", daemon=True
+        )
         self._reader.start()
         return self
 
@@ -158,7 +163,9 @@ class FibWatcher:
         with self._changed:
             return self._samples[-1]
 
-    def wait_for(self, predicate: Callable[[FibSample], bool], *, since: float, timeout: float) -> float:
+    def wait_for(
+        self, predicate: Callable[[FibSample], bool], *, since: float, timeout: float
+    ) -> float:
         """Block until predicate holds at some time >= since; return that time (monotonic).
         Raises TimeoutError (quoting the current next hops) after `timeout` seconds."""
         deadline = time.monotonic() + timeout

@@ -92,7 +92,17 @@ def start_frr(
     started: dict[str, Daemon] = {}
     for name in ("zebra", "bgpd"):
         pidfile = run_dir / f"{name}.pid"
-        argv = [str(FRR_SBIN / name), "-N", ns, "-f", str(configs[name]), "-i", str(pidfile), "-P", "0"]
+        argv = [
+            str(FRR_SBIN / name),
+            "-N",
+            ns,
+            "-f",
+            str(configs[name]),
+            "-i",
+            str(pidfile),
+            "-P",
+            "0",
+        ]
         started[name] = daemons.spawn(
             tag, node, argv, netns=ns, log_path=logs / f"{name}.log", pidfile=pidfile, name=name
         )
@@ -107,8 +117,10 @@ def _await_ready(router: FrrRouter, config_text: str, timeout: float) -> None:
     def ready() -> bool:
         for d in (router.zebra, router.bgpd):
             if not d.running():
-                raise _Died(f"{d.name} of {router.node} died; see {d.log_path}:\n"
-                            + (daemons.log_tail(d.log_path) if d.log_path else ""))
+                raise _Died(
+                    f"{d.name} of {router.node} died; see {d.log_path}:\n"
+                    + (daemons.log_tail(d.log_path) if d.log_path else "")
+                )
         vtysh_json(router.tag, router.node, "show bgp summary json", netns=router.netns)
         # Daemons that could not read -f answer too, with an empty config: insist on ours.
         return asn is None or _running_asn(router) == asn.group(1)
@@ -131,7 +143,9 @@ def _running_asn(router: FrrRouter) -> str | None:
     return found.group(1) if found else None
 
 
-def vtysh(tag: str, node: str, command: str, netns: str | None = None, timeout: float = 10.0) -> str:
+def vtysh(
+    tag: str, node: str, command: str, netns: str | None = None, timeout: float = 10.0
+) -> str:
     """Run one vtysh command against the node's FRR; LabError when vtysh fails."""
     ns = netns or state.namespace_name(tag, node)
     result = daemons.run(tag, [VTYSH, "-N", ns, "-c", command], timeout=timeout)
@@ -145,4 +159,6 @@ def vtysh_json(tag: str, node: str, command: str, netns: str | None = None) -> d
     try:
         return json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
-        raise LabError(f"{command!r} on {node} did not return JSON: {exc}: {text[:200]!r}") from None
+        raise LabError(
+            f"{command!r} on {node} did not return JSON: {exc}: {text[:200]!r}"
+        ) from None

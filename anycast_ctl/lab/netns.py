@@ -72,14 +72,18 @@ def create_namespace(tag: str, node: str) -> Namespace:
     name = state.namespace_name(tag, node)
     if namespace_exists(name):
         raise NamespaceExistsError.single(
-            "<lab>", name, f"network namespace already exists: lab {tag!r} is running? "
-            f"take it down first (anycast-ctl lab down {tag})"
+            "<lab>",
+            name,
+            f"network namespace already exists: lab {tag!r} is running? "
+            f"take it down first (anycast-ctl lab down {tag})",
         )
     state.record_namespace(tag, name)  # before creating: a crash must not orphan it
     try:
         netns.create(name)
     except FileExistsError:
-        raise NamespaceExistsError.single("<lab>", name, "network namespace already exists") from None
+        raise NamespaceExistsError.single(
+            "<lab>", name, "network namespace already exists"
+        ) from None
     set_link_up(name, "lo")
     return Namespace(tag=tag, node=node, name=name)
 
@@ -166,7 +170,10 @@ def add_route(
             raise LabError("a default route needs a gateway")
         dst = "0.0.0.0/0" if ipaddress.ip_address(gateway).version == 4 else "::/0"
     net = ipaddress.ip_network(dst)
-    spec: dict = {"dst": str(net), "family": socket.AF_INET if net.version == 4 else socket.AF_INET6}
+    spec: dict = {
+        "dst": str(net),
+        "family": socket.AF_INET if net.version == 4 else socket.AF_INET6,
+    }
     if gateway:
         spec["gateway"] = gateway
     if metric is not None:
@@ -187,7 +194,10 @@ def add_multipath_route(
     """A static route over one or more (gateway, ifname) next hops (ECMP when several), with an
     optional preferred source address (`ip route add DST src SRC nexthop via GW dev IF ...`)."""
     net = ipaddress.ip_network(dst)  # "0.0.0.0/0" / "::/0" for a default route
-    spec: dict = {"dst": str(net), "family": socket.AF_INET if net.version == 4 else socket.AF_INET6}
+    spec: dict = {
+        "dst": str(net),
+        "family": socket.AF_INET if net.version == 4 else socket.AF_INET6,
+    }
     if source:
         spec["prefsrc"] = source
     with _ipr(ns, f"route {dst}") as ipr:
@@ -205,8 +215,15 @@ def add_local_route(ns: str, prefix: str, ifname: str = "lo") -> None:
     net = ipaddress.ip_network(prefix)
     family = socket.AF_INET if net.version == 4 else socket.AF_INET6
     with _ipr(ns, f"local route {prefix}") as ipr:
-        ipr.route("add", dst=str(net), family=family, type="local", table=255, scope=254,
-                  oif=_index(ipr, ns, ifname))
+        ipr.route(
+            "add",
+            dst=str(net),
+            family=family,
+            type="local",
+            table=255,
+            scope=254,
+            oif=_index(ipr, ns, ifname),
+        )
 
 
 def fib_routes(ns: str, prefix: str) -> list[NextHop]:
@@ -286,7 +303,9 @@ def enable_forwarding(ns: str) -> None:
     set_sysctl(ns, "net.ipv6.conf.all.forwarding", 1)
 
 
-def set_multipath_hash(ns: str, policy: int = 3, fields: int = 0x37, seed: int | None = None) -> None:
+def set_multipath_hash(
+    ns: str, policy: int = 3, fields: int = 0x37, seed: int | None = None
+) -> None:
     """ECMP hashing as the simulator models it: policy 3 with 5-tuple fields and a fixed seed
     makes the next hop a deterministic function of the flow (DESIGN.md, kernel facts)."""
     for fam in ("ipv4", "ipv6"):

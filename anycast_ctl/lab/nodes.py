@@ -48,14 +48,18 @@ def _node_dir(tag: str, node: str) -> Path:
 def _wait_alive(daemon: Daemon, ready: Callable[[], bool], timeout: float, what: str) -> None:
     def check() -> bool:
         if not daemon.running():
-            raise LabError(f"{daemon.name} on {daemon.node} exited while starting; see {daemon.log_path}:\n"
-                           + daemons.log_tail(daemon.log_path or "", 20))
+            raise LabError(
+                f"{daemon.name} on {daemon.node} exited while starting; see {daemon.log_path}:\n"
+                + daemons.log_tail(daemon.log_path or "", 20)
+            )
         return ready()
 
     try:
         wait_for(check, timeout, interval=0.02, what=what)
     except TimeoutError as exc:
-        raise LabError(f"{exc}; see {daemon.log_path}:\n{daemons.log_tail(daemon.log_path or '', 20)}") from None
+        raise LabError(
+            f"{exc}; see {daemon.log_path}:\n{daemons.log_tail(daemon.log_path or '', 20)}"
+        ) from None
 
 
 # ---------------------------------------------------------------- routers
@@ -85,14 +89,20 @@ def start_haproxy(tag: str, lb: str, netns: str, timeout: float = 10.0) -> Daemo
     paths = lb_paths(state.state_dir(tag), lb)
     paths.haproxy_socket.unlink(missing_ok=True)
     daemon = daemons.spawn(
-        tag, lb, [HAPROXY, "-db", "-f", str(directory / "haproxy.cfg")],
-        netns=netns, log_path=directory / "haproxy.log", name="haproxy",
+        tag,
+        lb,
+        [HAPROXY, "-db", "-f", str(directory / "haproxy.cfg")],
+        netns=netns,
+        log_path=directory / "haproxy.log",
+        name="haproxy",
     )
     _wait_alive(daemon, paths.haproxy_socket.exists, timeout, f"HAProxy on {lb} (stats socket)")
     return daemon
 
 
-def write_exabgp_configs(tag: str, topo: Topology, lb: str, profile: str, api: ApiCommand | None) -> tuple[Path, Path]:
+def write_exabgp_configs(
+    tag: str, topo: Topology, lb: str, profile: str, api: ApiCommand | None
+) -> tuple[Path, Path]:
     """exabgp.conf + exabgp.env of one LB (render/exabgp.py). ExaBGP's API process is our agent
     unless `api` names another (e.g. the ExaBGP healthcheck baseline): its argv then replaces
     the rendered `run` line, word for word (ExaBGP splits `run` on whitespace, so no word may
@@ -109,7 +119,9 @@ def write_exabgp_configs(tag: str, topo: Topology, lb: str, profile: str, api: A
     if argv != default:
         bad = [w for w in argv if not w or any(c.isspace() or c in ";{}" for c in w)]
         if bad or not argv:
-            raise LabError(f"ExaBGP API command for {lb}: words must be non-empty, without spaces, ';' or braces: {bad}")
+            raise LabError(
+                f"ExaBGP API command for {lb}: words must be non-empty, without spaces, ';' or braces: {bad}"
+            )
         old, new = f"run {' '.join(default)};", f"run {' '.join(argv)};"
         if conf_text.count(old) != 1:
             raise LabError(f"rendered exabgp.conf of {lb} has no single `{old}` line to replace")
@@ -125,23 +137,44 @@ def start_exabgp(tag: str, lb: str, netns: str) -> Daemon:
     directory = _node_dir(tag, lb)
     conf, env = directory / "exabgp.conf", directory / "exabgp.env"
     return daemons.spawn(
-        tag, lb, [venv_script("exabgp"), "--env-file", str(env), "server", str(conf)],
-        netns=netns, log_path=directory / "exabgp.log", name="exabgp",
+        tag,
+        lb,
+        [venv_script("exabgp"), "--env-file", str(env), "server", str(conf)],
+        netns=netns,
+        log_path=directory / "exabgp.log",
+        name="exabgp",
         env={"PYTHONUNBUFFERED": "1"},
     )
 
 
 # ---------------------------------------------------------------- backends
-def start_backend(tag: str, backend: str, netns: str, listen: str, cert: Path, key: Path,
-                  timeout: float = 10.0) -> Daemon:
+def start_backend(
+    tag: str, backend: str, netns: str, listen: str, cert: Path, key: Path, timeout: float = 10.0
+) -> Daemon:
     directory = _node_dir(tag, backend)
     ready = directory / "backend.ready"
     ready.unlink(missing_ok=True)
     daemon = daemons.spawn(
-        tag, backend,
-        [sys.executable, "-m", "anycast_ctl.lab.backend", "--name", backend, "--cert", str(cert),
-         "--key", str(key), "--listen", listen, "--ready-file", str(ready)],
-        netns=netns, log_path=directory / "backend.log", name="backend",
+        tag,
+        backend,
+        [
+            sys.executable,
+            "-m",
+            "anycast_ctl.lab.backend",
+            "--name",
+            backend,
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+            "--listen",
+            listen,
+            "--ready-file",
+            str(ready),
+        ],
+        netns=netns,
+        log_path=directory / "backend.log",
+        name="backend",
         env={"PYTHONUNBUFFERED": "1", "PYTHONPATH": _package_root()},
     )
     _wait_alive(daemon, ready.exists, timeout, f"backend {backend} ({listen})")

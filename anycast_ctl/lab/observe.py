@@ -61,14 +61,24 @@ def lab_status(lab) -> dict:
 
     present = set(netns.list_namespaces())
     out: dict = {
-        "name": lab.name, "tag": lab.tag, "topology": lab.topology.name,
+        "name": lab.name,
+        "tag": lab.tag,
+        "topology": lab.topology.name,
         "namespaces": {node: ns in present for node, ns in lab.namespaces.items()},
         "daemons": {
-            node: {name: {"pid": d.pid, "running": d.running(), "log": str(d.log_path) if d.log_path else None}
-                   for name, d in sorted(ds.items())}
+            node: {
+                name: {
+                    "pid": d.pid,
+                    "running": d.running(),
+                    "log": str(d.log_path) if d.log_path else None,
+                }
+                for name, d in sorted(ds.items())
+            }
             for node, ds in lab.daemons().items()
         },
-        "routers": {}, "agents": {}, "problems": [],
+        "routers": {},
+        "agents": {},
+        "problems": [],
     }
     for router in lab.topology.routers:
         try:

@@ -49,13 +49,17 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "anycast-ctl lab"),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "anycast-ctl lab"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
-def make_ca(lab: str, now: dt.datetime) -> tuple[Issued, ec.EllipticCurvePrivateKey, x509.Certificate]:
+def make_ca(
+    lab: str, now: dt.datetime
+) -> tuple[Issued, ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = _key()
     name = _name(f"anycast-ctl lab CA {lab}")
     cert = (
@@ -69,9 +73,15 @@ def make_ca(lab: str, now: dt.datetime) -> tuple[Issued, ec.EllipticCurvePrivate
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -82,8 +92,12 @@ def make_ca(lab: str, now: dt.datetime) -> tuple[Issued, ec.EllipticCurvePrivate
 
 
 def issue(
-    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, common_name: str,
-    dns_names: list[str], ip_addresses: list[str], now: dt.datetime,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    common_name: str,
+    dns_names: list[str],
+    ip_addresses: list[str],
+    now: dt.datetime,
 ) -> Issued:
     """A server certificate for `dns_names` (SANs; the CN is informational only)."""
     key = _key()
@@ -126,7 +140,9 @@ def write_pki(topo: Topology, lab: str, directory: Path, now: dt.datetime) -> La
     plan = topo.address_plan()
     certs = {}
     for backend, dns in backend_names(topo).items():
-        issued = issue(ca_key, ca_cert, backend, dns, [str(plan.nodes[backend].loopback_v4.ip)], now)
+        issued = issue(
+            ca_key, ca_cert, backend, dns, [str(plan.nodes[backend].loopback_v4.ip)], now
+        )
         cert_path, key_path = directory / f"{backend}.pem", directory / f"{backend}.key"
         cert_path.write_bytes(issued.cert_pem)
         key_path.touch(mode=0o600)

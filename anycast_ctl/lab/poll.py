@@ -38,7 +38,9 @@ def wait_for(
                 return last
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError(f"{label}: not satisfied within {timeout:g}s; last observed: {last!r}")
+            raise TimeoutError(
+                f"{label}: not satisfied within {timeout:g}s; last observed: {last!r}"
+            )
         time.sleep(min(interval, remaining))
 
 

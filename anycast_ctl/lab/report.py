@@ -17,7 +17,15 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 
 IMPLEMENTATION_ORDER = ("anycast", "exabgp-fast", "exabgp-default")
-SCENARIO_ORDER = ("steady", "haproxy-kill", "haproxy-hang", "agent-kill", "exabgp-kill", "drain", "link-down")
+SCENARIO_ORDER = (
+    "steady",
+    "haproxy-kill",
+    "haproxy-hang",
+    "agent-kill",
+    "exabgp-kill",
+    "drain",
+    "link-down",
+)
 GOAL_WITHDRAW_S = 0.300  # issue 4: a HAProxy crash leaves every FIB in < 300 ms p99
 
 
@@ -122,26 +130,39 @@ def summarize(measurements: list[Measurement]) -> list[SummaryRow]:
         groups.setdefault((m.scenario, m.implementation), []).append(m)
     rows = []
     for (scenario, impl), group in sorted(
-        groups.items(), key=lambda kv: (_order(kv[0][0], SCENARIO_ORDER), _order(kv[0][1], IMPLEMENTATION_ORDER))
+        groups.items(),
+        key=lambda kv: (_order(kv[0][0], SCENARIO_ORDER), _order(kv[0][1], IMPLEMENTATION_ORDER)),
     ):
-        rows.append(SummaryRow(
-            scenario=scenario,
-            implementation=impl,
-            runs=len(group),
-            withdraw=timing([m.withdraw_s for m in group], [m.withdraw_bound_s for m in group]),
-            recover=timing([m.recover_s for m in group], [m.recover_bound_s for m in group]),
-            connections=sum(m.connections for m in group),
-            failed=sum(m.failed for m in group),
-            moved=_sum_or_none(m.moved for m in group),
-            predicted_moved=_sum_or_none(m.predicted_moved for m in group),
-            moved_mismatch=_sum_or_none(m.moved_mismatch for m in group),
-            spurious=sum(m.spurious for m in group),
-        ))
+        rows.append(
+            SummaryRow(
+                scenario=scenario,
+                implementation=impl,
+                runs=len(group),
+                withdraw=timing([m.withdraw_s for m in group], [m.withdraw_bound_s for m in group]),
+                recover=timing([m.recover_s for m in group], [m.recover_bound_s for m in group]),
+                connections=sum(m.connections for m in group),
+                failed=sum(m.failed for m in group),
+                moved=_sum_or_none(m.moved for m in group),
+                predicted_moved=_sum_or_none(m.predicted_moved for m in group),
+                moved_mismatch=_sum_or_none(m.moved_mismatch for m in group),
+                spurious=sum(m.spurious for m in group),
+            )
+        )
     return rows
 
 
-HEADERS = ("scenario", "implementation", "runs", "withdraw p50", "p99", "recover p50", "p99",
-           "failed conns", "moved (predicted)", "spurious")
+HEADERS = (
+    "scenario",
+    "implementation",
+    "runs",
+    "withdraw p50",
+    "p99",
+    "recover p50",
+    "p99",
+    "failed conns",
+    "moved (predicted)",
+    "spurious",
+)
 
 
 def _moved_cell(row: SummaryRow) -> str:
@@ -154,9 +175,13 @@ def _moved_cell(row: SummaryRow) -> str:
 def table_rows(rows: list[SummaryRow]) -> list[tuple[str, ...]]:
     return [
         (
-            r.scenario, r.implementation, str(r.runs),
-            r.withdraw.cell(r.withdraw.p50), r.withdraw.cell(r.withdraw.p99),
-            r.recover.cell(r.recover.p50), r.recover.cell(r.recover.p99),
+            r.scenario,
+            r.implementation,
+            str(r.runs),
+            r.withdraw.cell(r.withdraw.p50),
+            r.withdraw.cell(r.withdraw.p99),
+            r.recover.cell(r.recover.p50),
+            r.recover.cell(r.recover.p99),
             f"{r.failed}/{r.connections}" if r.connections else "-",
             _moved_cell(r),
             str(r.spurious),
@@ -167,7 +192,10 @@ def table_rows(rows: list[SummaryRow]) -> list[tuple[str, ...]]:
 
 def format_table(rows: list[SummaryRow]) -> str:
     body = table_rows(rows)
-    widths = [max(len(h), *(len(line[i]) for line in body)) if body else len(h) for i, h in enumerate(HEADERS)]
+    widths = [
+        max(len(h), *(len(line[i]) for line in body)) if body else len(h)
+        for i, h in enumerate(HEADERS)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(HEADERS, widths))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in body]
@@ -201,7 +229,11 @@ def goals(rows: list[SummaryRow], implementation: str = "anycast") -> list[Goal]
         spurious = sum(r.spurious for r in mine)
         steady = [r for r in mine if r.scenario == "steady"]
         where = "incl. a no-event steady period" if steady else "no steady period measured"
-        quiet = Goal("no spurious withdrawal", spurious == 0, f"{spurious} over {sum(r.runs for r in mine)} runs ({where})")
+        quiet = Goal(
+            "no spurious withdrawal",
+            spurious == 0,
+            f"{spurious} over {sum(r.runs for r in mine)} runs ({where})",
+        )
     return [speed, quiet]
 
 
@@ -215,7 +247,10 @@ def to_json(measurements: list[Measurement], meta: dict | None = None) -> dict:
     return {
         "meta": meta or {},
         "summary": [asdict(r) for r in rows],
-        "goals": {impl: [asdict(g) for g in goals(rows, impl)] for impl in sorted({r.implementation for r in rows})},
+        "goals": {
+            impl: [asdict(g) for g in goals(rows, impl)]
+            for impl in sorted({r.implementation for r in rows})
+        },
         "measurements": [asdict(m) for m in measurements],
     }
 
@@ -228,7 +263,9 @@ def from_json(data: dict) -> list[Measurement]:
 COLORS = {"anycast": "#1b9e77", "exabgp-fast": "#d95f02", "exabgp-default": "#7570b3"}
 
 
-def write_plot(measurements: list[Measurement], path: str, title: str = "anycast-ctl lab failover") -> None:
+def write_plot(
+    measurements: list[Measurement], path: str, title: str = "anycast-ctl lab failover"
+) -> None:
     """PNG: withdraw and recovery times (bar = p50, whisker = p99, hatched = missed at the
     bound) and failed connections per run, per scenario and implementation."""
     import matplotlib
@@ -242,9 +279,16 @@ def write_plot(measurements: list[Measurement], path: str, title: str = "anycast
     by_key = {(r.scenario, r.implementation): r for r in rows}
     fig, axes = plt.subplots(1, 3, figsize=(16, 1.2 + 0.75 * max(1, len(scenarios))), sharey=True)
     height = 0.8 / max(1, len(impls))
-    for panel, (ax, label) in enumerate(zip(axes, ("withdraw: event -> out of every FIB (s)",
-                                                    "recover: action -> back in every FIB (s)",
-                                                    "failed connections per run; flows moved (predicted)"))):
+    for panel, (ax, label) in enumerate(
+        zip(
+            axes,
+            (
+                "withdraw: event -> out of every FIB (s)",
+                "recover: action -> back in every FIB (s)",
+                "failed connections per run; flows moved (predicted)",
+            ),
+        )
+    ):
         for k, impl in enumerate(impls):
             for y, scenario in enumerate(scenarios):
                 row = by_key.get((scenario, impl))

@@ -8,7 +8,6 @@
 Every act is on a recorded pid or a named interface: nothing is killed by name.
 """
 
-
 from __future__ import annotations
 
 import os
@@ -25,9 +24,18 @@ from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.state import LabError
 from anycast_ctl.render import hostnet
 
-
 # `deploy` comes along: every scenario run starts with one.
-__all__ = ["EVENTS", "Deployment", "Event", "Scenario", "deploy", "recover", "restore", "trigger", "uplinks"]
+__all__ = [
+    "EVENTS",
+    "Deployment",
+    "Event",
+    "Scenario",
+    "deploy",
+    "recover",
+    "restore",
+    "trigger",
+    "uplinks",
+]
 
 
 class Scenario(StrEnum):
@@ -41,6 +49,8 @@ class Scenario(StrEnum):
 
 
 EVENTS: tuple[Scenario, ...] = tuple(s for s in Scenario if s is not Scenario.STEADY)
+
+
 @dataclass
 class Event:
     scenario: Scenario
@@ -58,8 +68,11 @@ def _kill(pid: int | None, sig: int) -> None:
 
 def uplinks(lab, lb: str) -> list[str]:
     """The LB's interfaces toward routers (its own end of each router link)."""
-    return [lab.plan.interface(lb, peer).name for peer in lab.topology.neighbors(lb)
-            if lab.topology.kind(peer) == "router"]
+    return [
+        lab.plan.interface(lb, peer).name
+        for peer in lab.topology.neighbors(lb)
+        if lab.topology.kind(peer) == "router"
+    ]
 
 
 def _cli(lab, *args: str) -> float:
@@ -67,7 +80,9 @@ def _cli(lab, *args: str) -> float:
     started = time.monotonic()
     result = daemons.run(lab.tag, [nodes.venv_script("anycast-ctl"), *args], timeout=30)
     if not result.ok:
-        raise LabError(f"anycast-ctl {' '.join(args)}: exit {result.returncode}: {result.stderr.strip()}")
+        raise LabError(
+            f"anycast-ctl {' '.join(args)}: exit {result.returncode}: {result.stderr.strip()}"
+        )
     return time.monotonic() - started
 
 
@@ -98,7 +113,14 @@ def trigger(dep: Deployment, scenario: Scenario | str, lb: str) -> Event:
     if scenario is Scenario.DRAIN:
         at = time.monotonic()
         if dep.implementation is Implementation.ANYCAST:
-            took = _cli(lab, "drain", "--config", str(lab.node_config_path(lb)), "--reason", "lab failover experiment")
+            took = _cli(
+                lab,
+                "drain",
+                "--config",
+                str(lab.node_config_path(lb)),
+                "--reason",
+                "lab failover experiment",
+            )
             return Event(scenario, lb, at, detail={"cli_seconds": round(took, 4)})
         disable_path(dep.node_dir(lb)).touch()
         return Event(scenario, lb, at)
@@ -137,7 +159,9 @@ def recover(dep: Deployment, event: Event, respawn_wait: float = 3.0) -> float |
             return "respawned" if dep.api_pid(lb) not in (None, event.pids.get("api")) else None
 
         try:
-            outcome = wait_for(settled, respawn_wait, what=f"ExaBGP on {lb} to respawn its API process or end")
+            outcome = wait_for(
+                settled, respawn_wait, what=f"ExaBGP on {lb} to respawn its API process or end"
+            )
         except TimeoutError:
             outcome = "neither"
         event.detail["after_kill"] = outcome
@@ -160,7 +184,9 @@ def recover(dep: Deployment, event: Event, respawn_wait: float = 3.0) -> float |
     if s is Scenario.DRAIN:
         at = time.monotonic()
         if dep.implementation is Implementation.ANYCAST:
-            event.detail["undrain_cli_seconds"] = round(_cli(lab, "undrain", "--config", str(lab.node_config_path(lb))), 4)
+            event.detail["undrain_cli_seconds"] = round(
+                _cli(lab, "undrain", "--config", str(lab.node_config_path(lb))), 4
+            )
         else:
             disable_path(dep.node_dir(lb)).unlink(missing_ok=True)
         return at
@@ -180,12 +206,16 @@ def readd_static_routes(lab, lb: str) -> int:
     ns, missing = lab.namespace(lb), 0
     for route in hostnet.static_routes(lab.topology, lab.plan).get(lb, ()):
         if not netns.fib_routes(ns, route.prefix):
-            netns.add_multipath_route(ns, route.prefix, [(h.gateway, h.device) for h in route.nexthops], route.source)
+            netns.add_multipath_route(
+                ns, route.prefix, [(h.gateway, h.device) for h in route.nexthops], route.source
+            )
             missing += 1
     return missing
 
 
-def restore(dep: Deployment, lb: str, timeout: float = 60.0, fresh_exabgp: bool = False) -> list[str]:
+def restore(
+    dep: Deployment, lb: str, timeout: float = 60.0, fresh_exabgp: bool = False
+) -> list[str]:
     """Mend whatever an interrupted run left broken on `lb`, then wait for convergence.
     Returns what had to be mended ([] when the recovery already did it all).
 
@@ -225,5 +255,7 @@ def _drained(dep: Deployment, lb: str) -> bool:
     def status() -> dict:
         return dep.lab.agent_request(lb, {"op": "status"})
 
-    answer = wait_for(status, 10, what=f"agent on {lb} to answer", ignore=(OSError, LabError, UserError))
+    answer = wait_for(
+        status, 10, what=f"agent on {lb} to answer", ignore=(OSError, LabError, UserError)
+    )
     return any(vip.get("drain") for vip in answer.get("vips", []))

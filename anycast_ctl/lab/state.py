@@ -66,7 +66,7 @@ class LabState:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "LabState":
+    def from_json(cls, text: str) -> LabState:
         raw = json.loads(text)
         return cls(
             tag=raw["tag"],

@@ -57,24 +57,45 @@ def plan_stream(topology, client: str, count: int, first_port: int) -> list[dict
         vip = vips[i % len(vips)]
         prefix = node.prefix(vip.version)
         src = prefix.network_address + 1 + (i % SOURCES)
-        flows.append({"src": str(src), "sport": first_port + i // SOURCES, "dst": str(vip.ip),
-                      "dport": vip.port, "server_name": vip.tls_name, "vip": vip.name})
+        flows.append(
+            {
+                "src": str(src),
+                "sport": first_port + i // SOURCES,
+                "dst": str(vip.ip),
+                "dport": vip.port,
+                "server_name": vip.tls_name,
+                "vip": vip.name,
+            }
+        )
     return flows
 
 
 class SteadyLoad:
-    def __init__(self, lab, *, rate: float = 50.0, max_seconds: float = 60.0, timeout: float = 2.0,
-                 first_port: int = 30000, run_id: str = "0"):
+    def __init__(
+        self,
+        lab,
+        *,
+        rate: float = 50.0,
+        max_seconds: float = 60.0,
+        timeout: float = 2.0,
+        first_port: int = 30000,
+        run_id: str = "0",
+    ):
         self.lab = lab
         self.rate, self.max_seconds, self.timeout = rate, max_seconds, timeout
         self.first_port = first_port
-        self.clients = [c.name for c in lab.topology.clients
-                        if any(c.prefix(v.version) is not None for v in lab.topology.vips)]
+        self.clients = [
+            c.name
+            for c in lab.topology.clients
+            if any(c.prefix(v.version) is not None for v in lab.topology.vips)
+        ]
         if not self.clients:
             raise LabError("steady load: no client can reach any VIP")
         last = first_port + ports_needed(rate, max_seconds, len(self.clients))
-        if not 1024 <= first_port or last > 65535:
-            raise LabError(f"steady load: source ports {first_port}..{last} do not fit in 1024..65535")
+        if not first_port >= 1024 or last > 65535:
+            raise LabError(
+                f"steady load: source ports {first_port}..{last} do not fit in 1024..65535"
+            )
         self.dir = lab.dir / "steady" / run_id
         self.stop_file = self.dir / "stop"
         self._threads: list[threading.Thread] = []
@@ -94,10 +115,23 @@ class SteadyLoad:
             flows_file = self.dir / f"{client}.flows.json"
             flows_file.write_text(json.dumps(flows))
             self._out(client).write_text("")
-            argv = [sys.executable, "-m", "anycast_ctl.lab.steady_client", "--ca", str(self.lab.ca_file),
-                    "--flows", str(flows_file), "--out", str(self._out(client)), "--stop-file",
-                    str(self.stop_file), "--rate", f"{self.rate / len(self.clients):g}",
-                    "--timeout", f"{self.timeout:g}"]
+            argv = [
+                sys.executable,
+                "-m",
+                "anycast_ctl.lab.steady_client",
+                "--ca",
+                str(self.lab.ca_file),
+                "--flows",
+                str(flows_file),
+                "--out",
+                str(self._out(client)),
+                "--stop-file",
+                str(self.stop_file),
+                "--rate",
+                f"{self.rate / len(self.clients):g}",
+                "--timeout",
+                f"{self.timeout:g}",
+            ]
             thread = threading.Thread(target=self._run, args=(client, argv), daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -106,10 +140,16 @@ class SteadyLoad:
     def _run(self, client: str, argv: list[str]) -> None:
         # daemons.run: tagged like every lab process, not recorded as a daemon (it ends).
         try:
-            result = daemons.run(self.lab.tag, argv, netns=self.lab.namespace(client),
-                                 timeout=self.max_seconds + self.timeout + 30)
+            result = daemons.run(
+                self.lab.tag,
+                argv,
+                netns=self.lab.namespace(client),
+                timeout=self.max_seconds + self.timeout + 30,
+            )
             if not result.ok:
-                self._errors.append(f"{client}: exit {result.returncode}: {result.stderr.strip()[-300:]}")
+                self._errors.append(
+                    f"{client}: exit {result.returncode}: {result.stderr.strip()[-300:]}"
+                )
         except LabError as exc:
             self._errors.append(f"{client}: {exc}")
 
@@ -149,9 +189,17 @@ class SteadyLoad:
                 r = json.loads(line)
                 fields = parse_answer(r.get("line") or "")
                 ok = bool(r.get("ok")) and bool(fields)
-                out.append(Connection(
-                    client=client, src=r["src"], sport=r["sport"], vip=flows[r["i"]]["vip"], start=r["start"],
-                    ok=ok, lb=lb_of_peer(fields.get("peer"), owners, lbs) if ok else None,
-                    error=r.get("error") or (None if ok else f"unexpected answer {r.get('line')!r}"),
-                ))
+                out.append(
+                    Connection(
+                        client=client,
+                        src=r["src"],
+                        sport=r["sport"],
+                        vip=flows[r["i"]]["vip"],
+                        start=r["start"],
+                        ok=ok,
+                        lb=lb_of_peer(fields.get("peer"), owners, lbs) if ok else None,
+                        error=r.get("error")
+                        or (None if ok else f"unexpected answer {r.get('line')!r}"),
+                    )
+                )
         return sorted(out, key=lambda c: c.start)

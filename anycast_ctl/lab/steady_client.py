@@ -48,7 +48,7 @@ async def stream(flows: list[dict], ctx, rate: float, timeout: float, out, stop_
         try:
             await asyncio.wait_for(stop.wait(), max(0.0, due - time.monotonic()))
             break  # stopped
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         task = asyncio.create_task(one(i, flow, time.monotonic()))
         tasks.add(task)

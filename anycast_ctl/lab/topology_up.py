@@ -27,10 +27,23 @@ from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab import build, daemons, netns, nodes, observe, pki, state
-from anycast_ctl.lab.cleanup import CleanupReport, Leftovers, cleanup, lab_pids, leftovers, tag_namespaces
+from anycast_ctl.lab.cleanup import (
+    CleanupReport,
+    Leftovers,
+    cleanup,
+    lab_pids,
+    leftovers,
+    tag_namespaces,
+)
 from anycast_ctl.lab.daemons import CommandResult, Daemon
 from anycast_ctl.lab.diagnose import descendants, readable_tail
-from anycast_ctl.lab.expect import RouterView, address_owners, expected_nexthops, router_problems, session_peers
+from anycast_ctl.lab.expect import (
+    RouterView,
+    address_owners,
+    expected_nexthops,
+    router_problems,
+    session_peers,
+)
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.state import LabError
 from anycast_ctl.lab.traffic import Flow, TrafficResult, kernel_orders, predict, run_traffic
@@ -66,17 +79,31 @@ def _topology_text(topology: Topology | str | Path) -> tuple[Topology, str]:
 
 
 class Lab:
-    def __init__(self, tag: str, name: str, topology: Topology, profile: str = "recommended",
-                 api_command: nodes.ApiCommand | None = None):
+    def __init__(
+        self,
+        tag: str,
+        name: str,
+        topology: Topology,
+        profile: str = "recommended",
+        api_command: nodes.ApiCommand | None = None,
+    ):
         self.tag, self.name, self.topology, self.profile = tag, name, topology, profile
         self.api_command = api_command
         self.bringup_seconds: float | None = None
 
     # ------------------------------------------------------------ lifecycle
     @classmethod
-    def up(cls, topology: Topology | str | Path, name: str | None = None, *, tag: str | None = None,
-           profile: str = "recommended", timeout: float = 60.0, api_command: nodes.ApiCommand | None = None,
-           log: Callable[[str], None] | None = None) -> "Lab":
+    def up(
+        cls,
+        topology: Topology | str | Path,
+        name: str | None = None,
+        *,
+        tag: str | None = None,
+        profile: str = "recommended",
+        timeout: float = 60.0,
+        api_command: nodes.ApiCommand | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> Lab:
         topo, text = _topology_text(topology)
         name = name or (tag.removeprefix(TAG_PREFIX) if tag else topo.name)
         lab = cls(tag or tag_for(name), name, topo, profile, api_command)
@@ -99,18 +126,24 @@ class Lab:
         return lab
 
     @classmethod
-    def attach(cls, name: str | None = None, *, tag: str | None = None) -> "Lab":
+    def attach(cls, name: str | None = None, *, tag: str | None = None) -> Lab:
         """The running lab `name` (or the only one running when no name is given)."""
         if tag is None and name is None:
             labs = running_labs()
             if len(labs) != 1:
-                what = f"labs running: {', '.join(t.removeprefix(TAG_PREFIX) for t in labs)}" if labs else "no lab is running"
+                what = (
+                    f"labs running: {', '.join(t.removeprefix(TAG_PREFIX) for t in labs)}"
+                    if labs
+                    else "no lab is running"
+                )
                 raise UserError.single("<lab>", "name", f"give the lab's name ({what})")
             tag = labs[0]
         tag = tag or tag_for(name or "")
         meta_path = state.state_dir(tag) / LAB_FILE
         if not meta_path.exists():
-            raise UserError.single("<lab>", "name", f"no lab {tag.removeprefix(TAG_PREFIX)!r} is running")
+            raise UserError.single(
+                "<lab>", "name", f"no lab {tag.removeprefix(TAG_PREFIX)!r} is running"
+            )
         meta = json.loads(meta_path.read_text())
         topo = load_topology(state.state_dir(tag) / TOPOLOGY_FILE)
         return cls(tag, meta["name"], topo, meta.get("profile", "recommended"))
@@ -155,8 +188,14 @@ class Lab:
         st = state.load(self.tag)
         for rec in st.daemons if st else []:
             out.setdefault(rec.node, {})[rec.name] = Daemon(
-                tag=self.tag, node=rec.node, name=rec.name, pid=rec.pid, start_time=rec.start_time,
-                argv=tuple(rec.argv), netns=rec.netns, log_path=Path(rec.log) if rec.log else None,
+                tag=self.tag,
+                node=rec.node,
+                name=rec.name,
+                pid=rec.pid,
+                start_time=rec.start_time,
+                argv=tuple(rec.argv),
+                netns=rec.netns,
+                log_path=Path(rec.log) if rec.log else None,
                 pidfile=Path(rec.pidfile) if rec.pidfile else None,
             )
         return out
@@ -182,11 +221,17 @@ class Lab:
         return nodes.start_haproxy(self.tag, lb, self.namespace(lb))
 
     def start_exabgp(self, lb: str, api_command: nodes.ApiCommand | None = None) -> Daemon:
-        nodes.write_exabgp_configs(self.tag, self.topology, lb, self.profile, api_command or self.api_command)
+        nodes.write_exabgp_configs(
+            self.tag, self.topology, lb, self.profile, api_command or self.api_command
+        )
         return nodes.start_exabgp(self.tag, lb, self.namespace(lb))
 
-    def exec(self, node: str, argv: list[str], *, timeout: float | None = 30.0, capture: bool = True) -> CommandResult:
-        return daemons.run(self.tag, argv, netns=self.namespace(node), timeout=timeout, capture=capture)
+    def exec(
+        self, node: str, argv: list[str], *, timeout: float | None = 30.0, capture: bool = True
+    ) -> CommandResult:
+        return daemons.run(
+            self.tag, argv, netns=self.namespace(node), timeout=timeout, capture=capture
+        )
 
     def agent_request(self, lb: str, payload: dict, timeout: float = 5.0) -> dict:
         return control.request(self.lb_paths(lb).control_socket, payload, timeout=timeout)
@@ -200,7 +245,9 @@ class Lab:
         return netns.fib_routes(self.namespace(router), self.topology.vip(vip).address)
 
     def fib_nexthops(self, router: str, vip: str) -> list[str]:
-        names, _unknown = observe.fib_nexthops(self.namespace(router), self.topology.vip(vip).address, self._owners)
+        names, _unknown = observe.fib_nexthops(
+            self.namespace(router), self.topology.vip(vip).address, self._owners
+        )
         return names
 
     def expected_nexthops(self, router: str, vip: str) -> set[str]:
@@ -212,7 +259,9 @@ class Lab:
 
     def router_view(self, router: str) -> RouterView:
         peers = session_peers(self.topology)[router]
-        return observe.router_view(self.tag, self.topology, router, self.namespace(router), self._owners, peers)
+        return observe.router_view(
+            self.tag, self.topology, router, self.namespace(router), self._owners, peers
+        )
 
     def converged(self, down_lbs: frozenset[str] = frozenset()) -> list[str]:
         """What keeps the lab from its converged state ([] when converged)."""
@@ -221,8 +270,12 @@ class Lab:
             problems += router_problems(self.topology, self.router_view(router.name), down_lbs)
         return problems
 
-    def wait_converged(self, timeout: float = 30.0, down_lbs: frozenset[str] = frozenset(),
-                       require_alive: bool = False) -> None:
+    def wait_converged(
+        self,
+        timeout: float = 30.0,
+        down_lbs: frozenset[str] = frozenset(),
+        require_alive: bool = False,
+    ) -> None:
         """Poll (bounded) until `converged(down_lbs)` is empty. With `require_alive` (as `up`
         uses it), a recorded daemon that has died ends the wait at once with its log tail."""
         last: list[list[str]] = [[]]
@@ -239,7 +292,9 @@ class Lab:
             raise LabError(str(exc)) from None
         except TimeoutError:
             raise TimeoutError(
-                f"not converged within {timeout:g}s: " + "; ".join(last[0]) + self._log_tails(last[0])
+                f"not converged within {timeout:g}s: "
+                + "; ".join(last[0])
+                + self._log_tails(last[0])
             ) from None
 
     def traffic(self, connections: int = 300, **options) -> TrafficResult:
@@ -263,7 +318,11 @@ class Lab:
         found = tag_namespaces(self.tag)
         pids = lab_pids(self.tag)
         if found or pids or (self.dir / LAB_FILE).exists():
-            what = ", ".join(found[:3]) + (" ..." if len(found) > 3 else "") if found else f"{len(pids)} processes"
+            what = (
+                ", ".join(found[:3]) + (" ..." if len(found) > 3 else "")
+                if found
+                else f"{len(pids)} processes"
+            )
             raise LabUpError(
                 f"lab {self.name!r} (tag {self.tag}) is already running ({what or 'state in ' + str(self.dir)}); "
                 f"take it down first: anycast-ctl lab down {self.name}"
@@ -272,8 +331,15 @@ class Lab:
     def _write_meta(self, extra: dict | None = None) -> None:
         path = self.dir / LAB_FILE
         meta = json.loads(path.read_text()) if path.exists() else {}
-        meta.update({"name": self.name, "tag": self.tag, "topology": self.topology.name, "profile": self.profile},
-                    **(extra or {}))
+        meta.update(
+            {
+                "name": self.name,
+                "tag": self.tag,
+                "topology": self.topology.name,
+                "profile": self.profile,
+            },
+            **(extra or {}),
+        )
         path.write_text(json.dumps(meta, indent=2) + "\n")
 
     def _start(self, topology_text: str, say: Callable[[str], None]) -> None:
@@ -281,11 +347,13 @@ class Lab:
         with state.updating(tag):
             pass  # creates the state dir (and state.json) before anything else exists
         (self.dir / TOPOLOGY_FILE).write_text(topology_text)
-        self._write_meta({"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+        self._write_meta(
+            {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        )
         say(f"building {len(topo.kinds)} namespaces and {len(topo.links)} links")
         namespaces = build.build_network(tag, topo, self.plan)
         say("making the lab CA and backend certificates")
-        issued = pki.write_pki(topo, self.name, self.dir / "pki", dt.datetime.now(dt.timezone.utc))
+        issued = pki.write_pki(topo, self.name, self.dir / "pki", dt.datetime.now(dt.UTC))
         say(f"starting {len(topo.backends)} TLS backends")
         ports = {b.name: b.port for b in topo.backends}
         for backend in topo.backends:
@@ -302,7 +370,12 @@ class Lab:
             nodes.start_exabgp(tag, lb, namespaces[lb])
 
     def _check_daemons_alive(self) -> None:
-        dead = [f"{d.name} on {node}" for node, ds in self.daemons().items() for d in ds.values() if not d.running()]
+        dead = [
+            f"{d.name} on {node}"
+            for node, ds in self.daemons().items()
+            for d in ds.values()
+            if not d.running()
+        ]
         if dead:
             raise _DaemonDied("died: " + ", ".join(dead) + self._log_tails(dead, lines=20))
 
@@ -314,7 +387,9 @@ class Lab:
             if node in mentioned:
                 for d in ds.values():
                     if d.log_path:
-                        out.append(f"\n--- {d.log_path} (last {lines} lines)\n{readable_tail(d.log_path, lines)}")
+                        out.append(
+                            f"\n--- {d.log_path} (last {lines} lines)\n{readable_tail(d.log_path, lines)}"
+                        )
         return "".join(out)
 
 

@@ -29,8 +29,8 @@ from anycast_ctl.lab import daemons
 from anycast_ctl.lab.backend import parse_answer
 from anycast_ctl.lab.expect import address_owners
 from anycast_ctl.lab.state import LabError
-from anycast_ctl.sim.flowarrays import FlowArrays
 from anycast_ctl.sim.fabric import Fabric
+from anycast_ctl.sim.flowarrays import FlowArrays
 from anycast_ctl.sim.flows import attach
 from anycast_ctl.sim.network import NO_PATH, Plan, route
 
@@ -83,7 +83,9 @@ class FlowResult:
 @dataclass
 class TrafficResult:
     flows: list[FlowResult]
-    nexthop_order: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # vip -> router -> order
+    nexthop_order: dict[str, dict[str, list[str]]] = field(
+        default_factory=dict
+    )  # vip -> router -> order
     seconds: float = 0.0
 
     def shares(self) -> dict[str, int]:
@@ -118,7 +120,9 @@ class TrafficResult:
 
 
 # ---------------------------------------------------------------- planning (pure)
-def plan_flows(topo: Topology, connections: int, first_port: int = 20000, sources: int = 8) -> list[Flow]:
+def plan_flows(
+    topo: Topology, connections: int, first_port: int = 20000, sources: int = 8
+) -> list[Flow]:
     """`connections` flows spread round-robin over every (client, VIP) pair of one family.
 
     Flow i: pair i % P; source = host ((i // P) % sources) + 1 of the client's prefix;
@@ -130,8 +134,13 @@ def plan_flows(topo: Topology, connections: int, first_port: int = 20000, source
         problems.append(("clients", "no client has a prefix of a VIP's address family"))
     if connections < 1:
         problems.append(("connections", f"{connections}: must be at least 1"))
-    if not 1024 <= first_port or first_port + connections - 1 > 65535:
-        problems.append(("first_port", f"ports {first_port}..{first_port + connections - 1} must lie in 1024..65535"))
+    if not first_port >= 1024 or first_port + connections - 1 > 65535:
+        problems.append(
+            (
+                "first_port",
+                f"ports {first_port}..{first_port + connections - 1} must lie in 1024..65535",
+            )
+        )
     if sources < 1:
         problems.append(("sources", f"{sources}: must be at least 1"))
     if problems:
@@ -142,7 +151,11 @@ def plan_flows(topo: Topology, connections: int, first_port: int = 20000, source
         prefix = client.prefix(vip.version)
         usable = max(1, prefix.num_addresses - 2)
         src = prefix.network_address + 1 + ((i // len(pairs)) % min(sources, usable))
-        flows.append(Flow(client.name, vip.name, str(src), first_port + i, str(vip.ip), vip.port, vip.tls_name))
+        flows.append(
+            Flow(
+                client.name, vip.name, str(src), first_port + i, str(vip.ip), vip.port, vip.tls_name
+            )
+        )
     return flows
 
 
@@ -166,7 +179,9 @@ def kernel_fabric(topo: Topology, orders: dict[str, list[str]]) -> Fabric:
 
 
 # ---------------------------------------------------------------- running (I/O)
-def run_flows(lab: LabLike, flows: list[Flow], concurrency: int = 64, timeout: float = 5.0) -> list[FlowResult]:
+def run_flows(
+    lab: LabLike, flows: list[Flow], concurrency: int = 64, timeout: float = 5.0
+) -> list[FlowResult]:
     """Send the flows (each client's from inside its namespace, clients in parallel)."""
     owners = address_owners(lab.plan)
     lbs = {lb.name for lb in lab.topology.lbs}
@@ -181,12 +196,25 @@ def run_flows(lab: LabLike, flows: list[Flow], concurrency: int = 64, timeout: f
         rounds = math.ceil(len(batch) / max(1, concurrency))
         result = daemons.run(
             lab.tag,
-            [sys.executable, "-m", "anycast_ctl.lab.traffic_client", "--ca", str(lab.ca_file),
-             "--concurrency", str(concurrency), "--timeout", str(timeout)],
-            netns=lab.namespace(client), stdin=json.dumps(batch), timeout=30 + rounds * timeout * 3,
+            [
+                sys.executable,
+                "-m",
+                "anycast_ctl.lab.traffic_client",
+                "--ca",
+                str(lab.ca_file),
+                "--concurrency",
+                str(concurrency),
+                "--timeout",
+                str(timeout),
+            ],
+            netns=lab.namespace(client),
+            stdin=json.dumps(batch),
+            timeout=30 + rounds * timeout * 3,
         )
         if not result.ok:
-            raise LabError(f"traffic client in {client} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
+            raise LabError(
+                f"traffic client in {client} failed ({result.returncode}): {result.stderr.strip()[-500:]}"
+            )
         for i, answer in zip(indices, json.loads(result.stdout)):
             raw[i] = answer
 
@@ -198,13 +226,23 @@ def run_flows(lab: LabLike, flows: list[Flow], concurrency: int = 64, timeout: f
         answer = answer or {"ok": False, "error": "no result"}
         fields = parse_answer(answer.get("line") or "")
         ok = bool(answer.get("ok")) and bool(fields)
-        out.append(FlowResult(
-            client=flow.client, vip=flow.vip, src=flow.src, sport=flow.sport, dst=flow.dst, dport=flow.dport,
-            ok=ok, backend=fields.get("backend"), peer=fields.get("peer"),
-            lb=lb_of_peer(fields.get("peer"), owners, lbs),
-            error=answer.get("error") or (None if ok else f"unexpected answer {answer.get('line')!r}"),
-            seconds=answer.get("seconds"),
-        ))
+        out.append(
+            FlowResult(
+                client=flow.client,
+                vip=flow.vip,
+                src=flow.src,
+                sport=flow.sport,
+                dst=flow.dst,
+                dport=flow.dport,
+                ok=ok,
+                backend=fields.get("backend"),
+                peer=fields.get("peer"),
+                lb=lb_of_peer(fields.get("peer"), owners, lbs),
+                error=answer.get("error")
+                or (None if ok else f"unexpected answer {answer.get('line')!r}"),
+                seconds=answer.get("seconds"),
+            )
+        )
     return out
 
 
@@ -216,7 +254,9 @@ def kernel_orders(lab: LabLike) -> dict[str, dict[str, list[str]]]:
     }
 
 
-def predict(topo: Topology, flows: list[Flow], orders: dict[str, dict[str, list[str]]]) -> list[str | None]:
+def predict(
+    topo: Topology, flows: list[Flow], orders: dict[str, dict[str, list[str]]]
+) -> list[str | None]:
     """The simulator's LB for each flow, VIP by VIP, each router holding that VIP's next hops
     as its kernel does (None: the flow has no path)."""
     predicted: list[str | None] = [None] * len(flows)
@@ -234,8 +274,16 @@ def predict(topo: Topology, flows: list[Flow], orders: dict[str, dict[str, list[
     return predicted
 
 
-def run_traffic(lab: LabLike, connections: int = 300, *, first_port: int = 20000, sources: int = 8,
-                concurrency: int = 64, timeout: float = 5.0, clock=time.monotonic) -> TrafficResult:
+def run_traffic(
+    lab: LabLike,
+    connections: int = 300,
+    *,
+    first_port: int = 20000,
+    sources: int = 8,
+    concurrency: int = 64,
+    timeout: float = 5.0,
+    clock=time.monotonic,
+) -> TrafficResult:
     flows = plan_flows(lab.topology, connections, first_port, sources)
     orders = kernel_orders(lab)
     started = clock()

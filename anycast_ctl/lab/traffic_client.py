@@ -51,19 +51,26 @@ def _bound_socket(src: str, sport: int) -> socket.socket:
 
 
 async def one_flow(flow: dict, ctx: ssl.SSLContext, timeout: float) -> dict:
-    result = {k: flow[k] for k in ("src", "sport", "dst", "dport")} | {"ok": False, "line": None, "error": None}
+    result = {k: flow[k] for k in ("src", "sport", "dst", "dport")} | {
+        "ok": False,
+        "line": None,
+        "error": None,
+    }
     started = time.monotonic()
     writer = None
     try:
         sock = _bound_socket(flow["src"], int(flow["sport"]))
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, (flow["dst"], int(flow["dport"]))), timeout)
+            await asyncio.wait_for(
+                loop.sock_connect(sock, (flow["dst"], int(flow["dport"]))), timeout
+            )
         except BaseException:
             sock.close()
             raise
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(sock=sock, ssl=ctx, server_hostname=flow["server_name"]), timeout
+            asyncio.open_connection(sock=sock, ssl=ctx, server_hostname=flow["server_name"]),
+            timeout,
         )
         line = await asyncio.wait_for(reader.readline(), timeout)
         if not line.endswith(b"\n") or len(line) > MAX_LINE:
@@ -71,7 +78,7 @@ async def one_flow(flow: dict, ctx: ssl.SSLContext, timeout: float) -> dict:
         result["line"] = line.decode(errors="replace").strip()
         await asyncio.wait_for(reader.read(MAX_LINE), timeout)  # the backend's close
         result["ok"] = True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         result["error"] = f"timeout after {timeout:g}s"
     except ssl.SSLCertVerificationError as exc:
         result["error"] = f"certificate: {exc.verify_message}"
@@ -82,13 +89,15 @@ async def one_flow(flow: dict, ctx: ssl.SSLContext, timeout: float) -> dict:
             writer.close()
             try:
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
-            except (OSError, asyncio.TimeoutError, ssl.SSLError):
+            except (TimeoutError, OSError, ssl.SSLError):
                 pass
     result["seconds"] = round(time.monotonic() - started, 6)
     return result
 
 
-async def run_flows(flows: list[dict], ctx: ssl.SSLContext, concurrency: int, timeout: float) -> list[dict]:
+async def run_flows(
+    flows: list[dict], ctx: ssl.SSLContext, concurrency: int, timeout: float
+) -> list[dict]:
     slots = asyncio.Semaphore(concurrency)
 
     async def limited(flow: dict) -> dict:

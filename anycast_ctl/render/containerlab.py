@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import jinja2
-
-from anycast_ctl.render.templating import environment
 import yaml
 
 from anycast_ctl.config.topology import Topology, load_topology
@@ -29,8 +27,11 @@ from anycast_ctl.render.hostnet import setup_commands, static_routes
 from anycast_ctl.render.lb_layout import lb_paths
 from anycast_ctl.render.node import node_config_yaml, node_configs
 from anycast_ctl.render.plan import router_plans
+from anycast_ctl.render.templating import environment
 
-FRR_IMAGE = "quay.io/frrouting/frr:8.4.4"  # the FRR release the namespace lab runs (Debian bookworm)
+FRR_IMAGE = (
+    "quay.io/frrouting/frr:8.4.4"  # the FRR release the namespace lab runs (Debian bookworm)
+)
 NODE_IMAGE = "anycast-ctl-node:latest"  # HAProxy 2.6 + ExaBGP 5.0 + Python with anycast-ctl; build it yourself
 CONF_DIR = PurePosixPath("/etc/anycast-ctl")  # where an LB node's directory is mounted
 RUN_DIR = PurePosixPath("/run/anycast-ctl")  # sockets and drain state inside LB containers
@@ -53,12 +54,27 @@ class Image:
 
 
 IMAGES = (
-    Image("routers", ("router",), "ANYCAST_FRR_IMAGE", FRR_IMAGE,
-          "FRR 8.4 (zebra, bgpd, watchfrr), `ip`, `sysctl`"),
-    Image("LB nodes", ("lb",), "ANYCAST_LB_IMAGE", NODE_IMAGE,
-          "HAProxy 2.6, ExaBGP 5.0, Python 3.11+ with anycast-ctl, iproute2, setsid"),
-    Image("backends, clients", ("backend", "client"), "ANYCAST_HOST_IMAGE", NODE_IMAGE,
-          "iproute2; backends a TLS server, clients a TLS client (anycast-ctl or openssl)"),
+    Image(
+        "routers",
+        ("router",),
+        "ANYCAST_FRR_IMAGE",
+        FRR_IMAGE,
+        "FRR 8.4 (zebra, bgpd, watchfrr), `ip`, `sysctl`",
+    ),
+    Image(
+        "LB nodes",
+        ("lb",),
+        "ANYCAST_LB_IMAGE",
+        NODE_IMAGE,
+        "HAProxy 2.6, ExaBGP 5.0, Python 3.11+ with anycast-ctl, iproute2, setsid",
+    ),
+    Image(
+        "backends, clients",
+        ("backend", "client"),
+        "ANYCAST_HOST_IMAGE",
+        NODE_IMAGE,
+        "iproute2; backends a TLS server, clients a TLS client (anycast-ctl or openssl)",
+    ),
 )
 
 
@@ -81,7 +97,9 @@ def containerlab_files(topology: Topology, *, profile: str = "recommended") -> d
     files: dict[str, str] = {}
     for name, router_plan in router_plans(topology).items():
         files[f"{name}/frr.conf"] = render_frr(router_plan)
-        files[f"{name}/daemons"] = _env().get_template("frr-daemons.j2").render(node=name, topology=topology.name)
+        files[f"{name}/daemons"] = (
+            _env().get_template("frr-daemons.j2").render(node=name, topology=topology.name)
+        )
     run_dir = Path(str(RUN_DIR))
     haproxy = haproxy_configs(topology, run_dir=run_dir, profile=profile)
     for name, config in node_configs(topology, run_dir=run_dir, profile=profile).items():
@@ -90,8 +108,16 @@ def containerlab_files(topology: Topology, *, profile: str = "recommended") -> d
         files[f"{name}/exabgp.conf"] = exabgp["exabgp.conf"]
         files[f"{name}/exabgp.env"] = exabgp["exabgp.env"]
         files[f"{name}/haproxy.cfg"] = haproxy[name]
-        files[f"{name}/start.sh"] = _env().get_template("lb-start.sh.j2").render(
-            node=name, topology=topology.name, paths=lb_paths(run_dir, name), conf_dir=CONF_DIR, log_dir=LOG_DIR
+        files[f"{name}/start.sh"] = (
+            _env()
+            .get_template("lb-start.sh.j2")
+            .render(
+                node=name,
+                topology=topology.name,
+                paths=lb_paths(run_dir, name),
+                conf_dir=CONF_DIR,
+                log_dir=LOG_DIR,
+            )
         )
     files[clab_file_name(topology)] = _clab_yaml(topology, plan, routes, files)
     files["README.md"] = _readme(topology, plan)
@@ -103,7 +129,10 @@ def _clab_yaml(topology: Topology, plan, routes, files: dict[str, str]) -> str:
     for name, kind in topology.kinds.items():
         spec: dict = {"kind": "linux", "image": image_for(kind).reference}
         if kind == "router":
-            spec["binds"] = [f"{name}/frr.conf:/etc/frr/frr.conf", f"{name}/daemons:/etc/frr/daemons"]
+            spec["binds"] = [
+                f"{name}/frr.conf:/etc/frr/frr.conf",
+                f"{name}/daemons:/etc/frr/daemons",
+            ]
         elif kind == "lb" and f"{name}/start.sh" in files:
             spec["binds"] = [f"{name}:{CONF_DIR}:ro"]
         spec["exec"] = setup_commands(topology, name, plan, routes)
@@ -112,34 +141,65 @@ def _clab_yaml(topology: Topology, plan, routes, files: dict[str, str]) -> str:
         nodes[name] = spec
     body = {"name": topology.name, "topology": {"nodes": nodes}}
     header = (
-        f"# containerlab topology of anycast-ctl topology \"{topology.name}\"; rendered, do not edit (see README.md).\n"
+        f'# containerlab topology of anycast-ctl topology "{topology.name}"; rendered, do not edit (see README.md).\n'
         "# Images: set ANYCAST_FRR_IMAGE, ANYCAST_LB_IMAGE, ANYCAST_HOST_IMAGE to override the defaults.\n"
     )
     # One link a line, as people write them; node and interface names need no quoting rules
     # beyond JSON's (NodeName is [A-Za-z][A-Za-z0-9_-]*).
     links = "".join(
-        f'  - endpoints: ["{link.a}:eth-{link.b}", "{link.b}:eth-{link.a}"]\n' for link in topology.links
+        f'  - endpoints: ["{link.a}:eth-{link.b}", "{link.b}:eth-{link.a}"]\n'
+        for link in topology.links
     )
-    return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=False, width=1000) + "  links:\n" + links
+    return (
+        header
+        + yaml.safe_dump(body, sort_keys=False, default_flow_style=False, width=1000)
+        + "  links:\n"
+        + links
+    )
 
 
 def _readme(topology: Topology, plan) -> str:
     backends = []
     for be in topology.backends:
         names = [v.tls_name for v in topology.vips if be.name in v.backends]
-        backends.append({"name": be.name, "listen": f"{plan.nodes[be.name].loopback_v4.ip}:{be.port}",
-                         "names": ", ".join(names) or "(serves no VIP)"})
+        backends.append(
+            {
+                "name": be.name,
+                "listen": f"{plan.nodes[be.name].loopback_v4.ip}:{be.port}",
+                "names": ", ".join(names) or "(serves no VIP)",
+            }
+        )
     hashing = []
     for router in topology.routers:
         h = topology.hashing_for(router.name)
-        hashing.append({"name": router.name, "asn": router.asn, "policy": h.policy, "fields": hex(h.fields), "seed": hex(h.seed)})
-    return _env().get_template("containerlab-README.md.j2").render(
-        topo=topology, plan=plan, images=IMAGES, backends=backends, hashing=hashing,
-        clab_file=clab_file_name(topology), conf_dir=CONF_DIR, run_dir=RUN_DIR,
+        hashing.append(
+            {
+                "name": router.name,
+                "asn": router.asn,
+                "policy": h.policy,
+                "fields": hex(h.fields),
+                "seed": hex(h.seed),
+            }
+        )
+    return (
+        _env()
+        .get_template("containerlab-README.md.j2")
+        .render(
+            topo=topology,
+            plan=plan,
+            images=IMAGES,
+            backends=backends,
+            hashing=hashing,
+            clab_file=clab_file_name(topology),
+            conf_dir=CONF_DIR,
+            run_dir=RUN_DIR,
+        )
     )
 
 
-def render_containerlab(topology: Topology, out_dir: Path, *, profile: str = "recommended") -> list[Path]:
+def render_containerlab(
+    topology: Topology, out_dir: Path, *, profile: str = "recommended"
+) -> list[Path]:
     """Write the lab under `out_dir/<topology name>/`; returns the files written, sorted.
 
     Files already there that the rendering does not produce are left alone (remove the

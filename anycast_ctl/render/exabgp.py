@@ -21,11 +21,10 @@ from pathlib import Path
 
 import jinja2
 
-from anycast_ctl.render.templating import environment
-
 from anycast_ctl.agent.exabgp import announce_line, carriers
 from anycast_ctl.config.node import NodeConfig
 from anycast_ctl.errors import Problem, UserError
+from anycast_ctl.render.templating import environment
 
 PROCESS_NAME = "anycast-agent"
 
@@ -75,9 +74,11 @@ def exabgp_problems(config: NodeConfig) -> list[tuple[str, str]]:
     for i, vip in enumerate(config.vips):
         if not carriers(vip, config.bgp):
             problems.append(
-                (f"vips[{i}].address",
-                 f"no neighbor of IPv{_version(vip.address)} to announce it to "
-                 "(add one, or give the VIP an explicit next_hop)")
+                (
+                    f"vips[{i}].address",
+                    f"no neighbor of IPv{_version(vip.address)} to announce it to "
+                    "(add one, or give the VIP an explicit next_hop)",
+                )
             )
             continue
         try:
@@ -92,7 +93,8 @@ def _run_line(agent_command: list[str], config_path: Path) -> str:
     bad = [w for w in words if not _RUN_WORD.match(w)]
     if bad or not agent_command:
         raise UserError.single(
-            "<argument>", "agent-command",
+            "<argument>",
+            "agent-command",
             f"ExaBGP cannot run words with spaces or special characters: {bad or words}",
         )
     return " ".join(words)
@@ -104,30 +106,38 @@ def _neighbors(config: NodeConfig) -> list[dict]:
         carried = [vip for vip in config.vips if neighbor in carriers(vip, config.bgp)]
         versions = {_version(vip.address) for vip in carried} or {_version(neighbor.address)}
         password = neighbor.md5_password
-        rendered.append({
-            "address": neighbor.address,
-            "local_address": neighbor.local_address,
-            "peer_as": neighbor.peer_as,
-            "hold_time": neighbor.hold_time,
-            "md5_base64": base64.b64encode(password.encode()).decode() if password else None,
-            "add_path": any(vip.path_id is not None for vip in carried),
-            "families": [f"ipv{v}" for v in sorted(versions)],
-        })
+        rendered.append(
+            {
+                "address": neighbor.address,
+                "local_address": neighbor.local_address,
+                "peer_as": neighbor.peer_as,
+                "hold_time": neighbor.hold_time,
+                "md5_base64": base64.b64encode(password.encode()).decode() if password else None,
+                "add_path": any(vip.path_id is not None for vip in carried),
+                "families": [f"ipv{v}" for v in sorted(versions)],
+            }
+        )
     return rendered
 
 
-def render_exabgp(config: NodeConfig, config_path: Path, agent_command: list[str]) -> dict[str, str]:
+def render_exabgp(
+    config: NodeConfig, config_path: Path, agent_command: list[str]
+) -> dict[str, str]:
     """{'exabgp.conf': ..., 'exabgp.env': ...} for this node; ExaBGP runs `AGENT agent run CONFIG`."""
     problems = exabgp_problems(config)
     if problems:
         raise UserError([Problem(str(config_path), where, what) for where, what in problems])
-    conf = _environment().get_template("exabgp.conf.j2").render(
-        node=config.node,
-        config_path=config_path,
-        process=PROCESS_NAME,
-        run=_run_line(agent_command, config_path),
-        router_id=config.bgp.router_id,
-        local_as=config.bgp.local_as,
-        neighbors=_neighbors(config),
+    conf = (
+        _environment()
+        .get_template("exabgp.conf.j2")
+        .render(
+            node=config.node,
+            config_path=config_path,
+            process=PROCESS_NAME,
+            run=_run_line(agent_command, config_path),
+            router_id=config.bgp.router_id,
+            local_as=config.bgp.local_as,
+            neighbors=_neighbors(config),
+        )
     )
     return {"exabgp.conf": conf, "exabgp.env": ENV_TEMPLATE.format(node=config.node)}

@@ -14,11 +14,10 @@ import re
 from typing import Annotated, Literal
 
 import jinja2
-
-from anycast_ctl.render.templating import template
 from pydantic import AfterValidator, Field, model_validator
 
 from anycast_ctl.config.common import ASN, HostPrefix, IPAddr, Name, SafeStr, StrictModel
+from anycast_ctl.render.templating import template
 
 ANY: Literal["any"] = "any"
 
@@ -28,7 +27,9 @@ _MD5_KEY = re.compile(r"^[!-~]{1,80}$")
 def _md5_key(value: str) -> str:
     # FRR's `password` takes one word; the kernel's TCP_MD5SIG_MAXKEYLEN is 80 bytes.
     if not _MD5_KEY.match(value):
-        raise ValueError("a TCP-MD5 password must be 1-80 printable ASCII characters without spaces")
+        raise ValueError(
+            "a TCP-MD5 password must be 1-80 printable ASCII characters without spaces"
+        )
     return value
 
 
@@ -65,7 +66,7 @@ class Neighbor(StrictModel):
     is_lb: bool = False
 
     @model_validator(mode="after")
-    def _policy_fits_peer(self) -> "Neighbor":
+    def _policy_fits_peer(self) -> Neighbor:
         if self.is_lb and self.accept == ANY:
             raise ValueError("an LB peer must list the exact VIPs it may announce, not 'any'")
         if self.accept != ANY:
@@ -102,9 +103,11 @@ class RouterPlan(StrictModel):
     networks: tuple[Network, ...] = ()
 
     @model_validator(mode="after")
-    def _consistent(self) -> "RouterPlan":
+    def _consistent(self) -> RouterPlan:
         if self.hold < 3 * self.keepalive:
-            raise ValueError(f"hold ({self.hold}s) must be at least 3 x keepalive ({self.keepalive}s)")
+            raise ValueError(
+                f"hold ({self.hold}s) must be at least 3 x keepalive ({self.keepalive}s)"
+            )
         for attr, plural in (("name", "names"), ("address", "addresses")):
             values = [getattr(n, attr) for n in self.neighbors]
             dupes = sorted({v for v in values if values.count(v) > 1})

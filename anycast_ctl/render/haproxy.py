@@ -19,11 +19,10 @@ from pathlib import Path
 
 import jinja2
 
-from anycast_ctl.render.templating import template
-
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology, Vip
 from anycast_ctl.render.lb_layout import backend_name, check_profile, frontend_name, lb_paths
+from anycast_ctl.render.templating import template
 
 MAXCONN = 4096  # explicit: HAProxy otherwise sizes it from `ulimit -n`; needs ~2 fds each, fits a 20000 hard limit
 
@@ -51,7 +50,10 @@ def _host_port(ip: str, port: int) -> str:
 
 def vip_proxy(topology: Topology, vip: Vip, plan: AddressPlan) -> VipProxy:
     ports = {b.name: b.port for b in topology.backends}
-    servers = tuple(Server(name, _host_port(str(plan.nodes[name].loopback_v4.ip), ports[name])) for name in vip.backends)
+    servers = tuple(
+        Server(name, _host_port(str(plan.nodes[name].loopback_v4.ip), ports[name]))
+        for name in vip.backends
+    )
     bind = _host_port(str(vip.ip), vip.port)
     return VipProxy(
         name=vip.name,
@@ -69,7 +71,12 @@ def _template() -> jinja2.Template:
 
 
 def render_haproxy(
-    topology: Topology, lb: str, *, run_dir: Path, profile: str = "recommended", plan: AddressPlan | None = None
+    topology: Topology,
+    lb: str,
+    *,
+    run_dir: Path,
+    profile: str = "recommended",
+    plan: AddressPlan | None = None,
 ) -> str:
     """haproxy.cfg of LB node `lb`; its stats socket and pid file go under `run_dir/<lb>/`."""
     plan = plan or topology.address_plan()
@@ -84,7 +91,9 @@ def render_haproxy(
     )
 
 
-def haproxy_configs(topology: Topology, *, run_dir: Path, profile: str = "recommended") -> dict[str, str]:
+def haproxy_configs(
+    topology: Topology, *, run_dir: Path, profile: str = "recommended"
+) -> dict[str, str]:
     """haproxy.cfg of every LB node that announces a VIP, by node name (as `node_configs`)."""
     plan = topology.address_plan()
     return {

@@ -77,7 +77,9 @@ def _reachable_clients(topology: Topology, router: str) -> set[str]:
     return out
 
 
-def static_routes(topology: Topology, plan: AddressPlan | None = None) -> dict[str, tuple[Route, ...]]:
+def static_routes(
+    topology: Topology, plan: AddressPlan | None = None
+) -> dict[str, tuple[Route, ...]]:
     """Static routes of every node (empty for backends), in topology order."""
     plan = plan or topology.address_plan()
     out: dict[str, tuple[Route, ...]] = {}
@@ -158,17 +160,27 @@ def route_command(route: Route) -> str:
     return f"ip {family}route replace {route.prefix}{source} {hops}"
 
 
-def setup_commands(topology: Topology, node: str, plan: AddressPlan | None = None,
-                   routes: dict[str, tuple[Route, ...]] | None = None) -> list[str]:
+def setup_commands(
+    topology: Topology,
+    node: str,
+    plan: AddressPlan | None = None,
+    routes: dict[str, tuple[Route, ...]] | None = None,
+) -> list[str]:
     """iproute2 and sysctl commands that configure `node` (links already exist and are up)."""
     plan = plan or topology.address_plan()
     routes = routes if routes is not None else static_routes(topology, plan)
     cmds = []
     if topology.kind(node) == "router":
-        cmds += [f"sysctl -w {key}={value}" for key, value in router_sysctls(topology, node).items()]
+        cmds += [
+            f"sysctl -w {key}={value}" for key, value in router_sysctls(topology, node).items()
+        ]
     for device, cidr in addresses(plan, node):
         # nodad: a lab link address is unique by construction; DAD would delay it by seconds.
-        cmds.append(f"ip -6 addr add {cidr} dev {device} nodad" if ":" in cidr else f"ip addr add {cidr} dev {device}")
+        cmds.append(
+            f"ip -6 addr add {cidr} dev {device} nodad"
+            if ":" in cidr
+            else f"ip addr add {cidr} dev {device}"
+        )
     if topology.kind(node) == "client":
         for prefix in client_local_prefixes(topology, node):
             family = "-6 " if ":" in prefix else ""

@@ -86,7 +86,8 @@ def lb_paths(run_dir: Path, node: str) -> LbPaths:
     for sock in (paths.control_socket, paths.haproxy_socket):
         if len(str(sock).encode()) > MAX_SOCKET_PATH:
             raise UserError.single(
-                "<argument>", "run_dir",
+                "<argument>",
+                "run_dir",
                 f"{sock} is longer than the {MAX_SOCKET_PATH} bytes a unix socket path may have; "
                 "choose a shorter run directory",
             )

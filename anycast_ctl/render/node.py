@@ -34,7 +34,9 @@ def tcp_check_name(vip: str) -> str:
     return f"{vip}-tcp"
 
 
-def node_configs(topology: Topology, *, run_dir: Path, profile: str = "recommended") -> dict[str, NodeConfig]:
+def node_configs(
+    topology: Topology, *, run_dir: Path, profile: str = "recommended"
+) -> dict[str, NodeConfig]:
     """The agent config of every LB node that announces at least one VIP, by node name.
 
     An LB with no VIPs runs no agent (a NodeConfig needs at least one VIP), so it is absent.
@@ -49,7 +51,12 @@ def node_configs(topology: Topology, *, run_dir: Path, profile: str = "recommend
 
 
 def node_config(
-    topology: Topology, lb: str, *, run_dir: Path, profile: str = "recommended", plan: AddressPlan | None = None
+    topology: Topology,
+    lb: str,
+    *,
+    run_dir: Path,
+    profile: str = "recommended",
+    plan: AddressPlan | None = None,
 ) -> NodeConfig:
     """The agent config of one LB node; raises UserError if it cannot be a valid NodeConfig."""
     plan = plan or topology.address_plan()
@@ -91,7 +98,11 @@ def node_config_data(
         "timing": timing.model_dump(),
         "checks": checks,
         "vips": [
-            {"address": vip.address, "checks": [haproxy_check_name(vip.name), tcp_check_name(vip.name)], "combine": "all"}
+            {
+                "address": vip.address,
+                "checks": [haproxy_check_name(vip.name), tcp_check_name(vip.name)],
+                "combine": "all",
+            }
             for vip in vips
         ],
         # "always": the VIP stays on lo while the agent runs, so HAProxy's listener and the
@@ -129,4 +140,6 @@ def node_config_yaml(config: NodeConfig, *, topology_name: str | None = None) ->
         "# Edits are overwritten when it is rendered again; change the topology instead.\n"
     )
     data = config.model_dump(mode="json", exclude_unset=True)
-    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return header + yaml.safe_dump(
+        data, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )

@@ -29,12 +29,17 @@ def router_plans(topo: Topology) -> dict[str, RouterPlan]:
     plan = topo.address_plan()
     unkeyed = [s for s in plan.sessions if not s.md5_password]
     if unkeyed:
-        raise UserError([
-            Problem("<topology>", f"links[{s.link}].md5_password",
+        raise UserError(
+            [
+                Problem(
+                    "<topology>",
+                    f"links[{s.link}].md5_password",
                     f"session {s.upstream.node}-{s.downstream.node} has no TCP-MD5 password: set "
-                    "bgp.md5_password or this link's md5_password (every lab session uses MD5)")
-            for s in unkeyed
-        ])
+                    "bgp.md5_password or this link's md5_password (every lab session uses MD5)",
+                )
+                for s in unkeyed
+            ]
+        )
     plans = {}
     for router in topo.routers:
         neighbors = []
@@ -42,12 +47,17 @@ def router_plans(topo: Topology) -> dict[str, RouterPlan]:
             try:
                 neighbors.extend(_neighbors(topo, router.name, session))
             except ValidationError as exc:  # e.g. a password FRR cannot take (a space in it)
-                raise UserError([
-                    Problem("<topology>", f"links[{session.link}]",
+                raise UserError(
+                    [
+                        Problem(
+                            "<topology>",
+                            f"links[{session.link}]",
                             f"session {session.upstream.node}-{session.downstream.node}: "
-                            + err["msg"].removeprefix("Value error, "))
-                    for err in exc.errors()
-                ]) from None
+                            + err["msg"].removeprefix("Value error, "),
+                        )
+                        for err in exc.errors()
+                    ]
+                ) from None
         hold = topo.bgp.hold_time
         plans[router.name] = RouterPlan(
             name=router.name,
@@ -75,16 +85,18 @@ def _neighbors(topo: Topology, me: str, session: BgpSession) -> list[Neighbor]:
         )
         if is_lb and family == 6 and not accept and not _lb_has_v6(topo, peer.node):
             continue  # an IPv4-only LB in a dual-stack topology needs no IPv6 session
-        out.append(Neighbor(
-            name=peer.node if family == 4 else f"{peer.node}-v6",
-            address=str(address.ip),
-            remote_as=peer.asn,
-            description=f"{peer.node} ({'LB node' if is_lb else topo.router(peer.node).tier + ' router'})",
-            password=session.md5_password,
-            accept=accept,
-            max_prefix=session.maximum_prefix if is_lb else ROUTER_PEER_MAX_PREFIX,
-            is_lb=is_lb,
-        ))
+        out.append(
+            Neighbor(
+                name=peer.node if family == 4 else f"{peer.node}-v6",
+                address=str(address.ip),
+                remote_as=peer.asn,
+                description=f"{peer.node} ({'LB node' if is_lb else topo.router(peer.node).tier + ' router'})",
+                password=session.md5_password,
+                accept=accept,
+                max_prefix=session.maximum_prefix if is_lb else ROUTER_PEER_MAX_PREFIX,
+                is_lb=is_lb,
+            )
+        )
     return out
 
 

@@ -39,7 +39,7 @@ class Selector(ABC):
     def pick(self, hashes: np.ndarray) -> np.ndarray:
         """Index into `members` for every hash."""
 
-    def evolve(self, members: Sequence[str], weights: Sequence[int]) -> "Selector":
+    def evolve(self, members: Sequence[str], weights: Sequence[int]) -> Selector:
         """The selector once the next hops are `members` (stateless schemes just rebuild)."""
         return type(self)(members, weights, **self._params())
 
@@ -131,7 +131,13 @@ class ResilientSelector(Selector):
     moving a busy bucket; the simulator shows the settled table.)
     """
 
-    def __init__(self, members: Sequence[str], weights: Sequence[int], buckets: int = 128, table: np.ndarray | None = None):
+    def __init__(
+        self,
+        members: Sequence[str],
+        weights: Sequence[int],
+        buckets: int = 128,
+        table: np.ndarray | None = None,
+    ):
         super().__init__(members, weights)
         if buckets < len(self.members):
             raise ValueError(f"{buckets} buckets cannot hold {len(self.members)} next hops")
@@ -165,7 +171,7 @@ class ResilientSelector(Selector):
     def pick(self, hashes: np.ndarray) -> np.ndarray:
         return self.table[hashes % np.uint32(self.buckets)]
 
-    def evolve(self, members: Sequence[str], weights: Sequence[int]) -> "ResilientSelector":
+    def evolve(self, members: Sequence[str], weights: Sequence[int]) -> ResilientSelector:
         index = {m: i for i, m in enumerate(members)}
         remap = np.array([index.get(m, -1) for m in self.members] + [-1], dtype=np.int64)
         carried = remap[self.table]  # buckets of a removed next hop become orphans (-1)
@@ -238,7 +244,9 @@ def linux_settings(h: Hashing) -> LinuxHashSettings:
     return LinuxHashSettings(policy=h.policy, fields=h.fields, seed=h.seed)
 
 
-def make_selector(h: Hashing, members: Sequence[str], weights: Sequence[int] | None = None) -> Selector:
+def make_selector(
+    h: Hashing, members: Sequence[str], weights: Sequence[int] | None = None
+) -> Selector:
     """The selector a router with hashing settings `h` uses over `members` (in its order)."""
     weights = list(weights) if weights is not None else [h.weights.get(m, 1) for m in members]
     algorithm = Algorithm(h.algorithm)

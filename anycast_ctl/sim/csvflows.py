@@ -22,7 +22,18 @@ from anycast_ctl.sim.flowarrays import FlowArrays
 
 REQUIRED = ("src", "dst", "proto", "sport", "dport")
 OPTIONAL = ("bytes",)
-PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "dccp": 33, "gre": 47, "esp": 50, "ah": 51, "icmpv6": 58, "sctp": 132, "udplite": 136}
+PROTOCOLS = {
+    "icmp": 1,
+    "tcp": 6,
+    "udp": 17,
+    "dccp": 33,
+    "gre": 47,
+    "esp": 50,
+    "ah": 51,
+    "icmpv6": 58,
+    "sctp": 132,
+    "udplite": 136,
+}
 MAX_PROBLEMS = 20
 _MASK64 = (1 << 64) - 1
 
@@ -92,10 +103,16 @@ def _check_header(source: str, header: list[str]) -> None:
     expected = ",".join(REQUIRED) + "[,bytes]"
     if not header:
         raise UserError.single(source, "row 1", f"empty file: expected the header {expected}")
-    problems = [Problem(source, "row 1", f"missing column {name!r} (header: {expected})") for name in REQUIRED if name not in header]
+    problems = [
+        Problem(source, "row 1", f"missing column {name!r} (header: {expected})")
+        for name in REQUIRED
+        if name not in header
+    ]
     for name in header:
         if name not in REQUIRED + OPTIONAL:
-            problems.append(Problem(source, "row 1", f"unknown column {name!r} (header: {expected})"))
+            problems.append(
+                Problem(source, "row 1", f"unknown column {name!r} (header: {expected})")
+            )
         elif header.count(name) > 1:
             problems.append(Problem(source, "row 1", f"column {name!r} appears twice"))
     if problems:
@@ -127,9 +144,24 @@ def _parse_row(source, line, row, col, width, problems):
     if len(problems) > bad:
         return None
     if values["src"].version != values["dst"].version:
-        problems.append(Problem(source, f"{where}, field dst", f"IPv{values['dst'].version} destination for an IPv{values['src'].version} source"))
+        problems.append(
+            Problem(
+                source,
+                f"{where}, field dst",
+                f"IPv{values['dst'].version} destination for an IPv{values['src'].version} source",
+            )
+        )
         return None
-    return (values["src"].version, int(values["src"]), int(values["dst"]), values["proto"], values["sport"], values["dport"], values.get("bytes", 1.0), line)
+    return (
+        values["src"].version,
+        int(values["src"]),
+        int(values["dst"]),
+        values["proto"],
+        values["sport"],
+        values["dport"],
+        values.get("bytes", 1.0),
+        line,
+    )
 
 
 def _bytes(text: str) -> float:
@@ -147,6 +179,13 @@ def _part(rows: list[tuple], family: int, has_bytes: bool) -> CsvPart:
     else:
         src_a = np.array([[a >> 64, a & _MASK64] for a in src], dtype=np.uint64)
         dst_a = np.array([[a >> 64, a & _MASK64] for a in dst], dtype=np.uint64)
-    flows = FlowArrays(src_a, dst_a, np.array([r[2] for r in rows]), np.array([r[3] for r in rows]), np.array([r[4] for r in rows]), family)
+    flows = FlowArrays(
+        src_a,
+        dst_a,
+        np.array([r[2] for r in rows]),
+        np.array([r[3] for r in rows]),
+        np.array([r[4] for r in rows]),
+        family,
+    )
     byte_counts = np.array([r[5] for r in rows], dtype=np.float64) if has_bytes else None
     return CsvPart(flows, np.array([r[6] for r in rows], dtype=np.int64), byte_counts)

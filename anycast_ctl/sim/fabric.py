@@ -24,7 +24,12 @@ class Event:
 
     @property
     def label(self) -> str:
-        return {"withdraw": f"withdraw {self.target}", "add": f"add {self.target}", "router": f"router {self.target} fails", "link": f"link {self.target} fails"}[self.kind]
+        return {
+            "withdraw": f"withdraw {self.target}",
+            "add": f"add {self.target}",
+            "router": f"router {self.target} fails",
+            "link": f"link {self.target} fails",
+        }[self.kind]
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class Fabric:
         nexthop_order: dict[str, list[str]] | None = None,
         algorithm: str | None = None,
         same_seed: bool = False,
-    ) -> "Fabric":
+    ) -> Fabric:
         """The converged fabric; `algorithm` / `same_seed` override every router's hashing.
 
         `nexthop_order` gives a router's next hops in another order (e.g. the kernel's, as
@@ -55,12 +60,21 @@ class Fabric:
         nexthops = {r: tuple(topo.downstream(r)) for r in routers}
         for router, order in (nexthop_order or {}).items():
             if router not in nexthops or sorted(order) != sorted(nexthops[router]):
-                raise ValueError(f"next-hop order for {router} must list exactly {', '.join(nexthops.get(router, ()))}")
+                raise ValueError(
+                    f"next-hop order for {router} must list exactly {', '.join(nexthops.get(router, ()))}"
+                )
             nexthops[router] = tuple(order)
-        hashing = {r: _override(topo.hashing_for(r), topo.hashing, algorithm, same_seed) for r in routers}
-        announces = {lb.name: frozenset(i for i, v in enumerate(topo.vips) if v.name in lb.vips) for lb in topo.lbs}
+        hashing = {
+            r: _override(topo.hashing_for(r), topo.hashing, algorithm, same_seed) for r in routers
+        }
+        announces = {
+            lb.name: frozenset(i for i, v in enumerate(topo.vips) if v.name in lb.vips)
+            for lb in topo.lbs
+        }
         ingress = tuple(topo.neighbors(c.name)[0] for c in topo.clients)
-        return cls(topo, routers, tuple(lb.name for lb in topo.lbs), nexthops, announces, hashing, ingress)
+        return cls(
+            topo, routers, tuple(lb.name for lb in topo.lbs), nexthops, announces, hashing, ingress
+        )
 
     @cached_property
     def _reach(self) -> dict[int, frozenset[str]]:
@@ -107,14 +121,22 @@ def parse_event(text: str, topo: Topology) -> Event:
         return Event("add", name)
     if kind == "router":
         if target not in [r.name for r in topo.routers]:
-            raise ValueError(f"router needs a router: one of {', '.join(r.name for r in topo.routers)}")
+            raise ValueError(
+                f"router needs a router: one of {', '.join(r.name for r in topo.routers)}"
+            )
         return Event("router", target)
     if kind == "link":
         for i, ch in enumerate(target):
             a, b = target[:i], target[i + 1 :]
-            if ch == "-" and b in topo.neighbors(a) and "router" in (topo.kinds.get(a), topo.kinds.get(b)):
+            if (
+                ch == "-"
+                and b in topo.neighbors(a)
+                and "router" in (topo.kinds.get(a), topo.kinds.get(b))
+            ):
                 return Event("link", target, (a, b))
-        raise ValueError(f"link needs two linked nodes on the forwarding path, as A-B (e.g. {_example_link(topo)})")
+        raise ValueError(
+            f"link needs two linked nodes on the forwarding path, as A-B (e.g. {_example_link(topo)})"
+        )
     raise ValueError(f"unknown event {text!r}: use withdraw:LB, add[:NAME], router:R or link:A-B")
 
 
@@ -134,7 +156,13 @@ def default_events(topo: Topology) -> list[Event]:
     """What a planner asks first: one LB leaves, one joins, and a path element fails."""
     events = [Event("withdraw", topo.lbs[0].name), Event("add", _new_lb_name(topo))]
     last = topo.routers_in(topo.tiers[-1])
-    events.append(Event("link", f"{last[0]}-{topo.downstream(last[0])[0]}", (last[0], topo.downstream(last[0])[0])))
+    events.append(
+        Event(
+            "link",
+            f"{last[0]}-{topo.downstream(last[0])[0]}",
+            (last[0], topo.downstream(last[0])[0]),
+        )
+    )
     for tier in reversed(topo.tiers):
         routers = topo.routers_in(tier)
         if len(routers) > 1:
@@ -149,11 +177,19 @@ def apply(fabric: Fabric, event: Event) -> Fabric:
         return replace(fabric, announces={**fabric.announces, event.target: frozenset()})
     if event.kind == "add":
         last = set(fabric.topology.routers_in(fabric.topology.tiers[-1]))
-        nexthops = {r: (*nh, event.target) if r in last else nh for r, nh in fabric.nexthops.items()}
+        nexthops = {
+            r: (*nh, event.target) if r in last else nh for r, nh in fabric.nexthops.items()
+        }
         announces = {**fabric.announces, event.target: frozenset(range(len(fabric.topology.vips)))}
-        return replace(fabric, lbs=(*fabric.lbs, event.target), nexthops=nexthops, announces=announces)
+        return replace(
+            fabric, lbs=(*fabric.lbs, event.target), nexthops=nexthops, announces=announces
+        )
     if event.kind == "router":
-        nexthops = {r: tuple(n for n in nh if n != event.target) for r, nh in fabric.nexthops.items() if r != event.target}
+        nexthops = {
+            r: tuple(n for n in nh if n != event.target)
+            for r, nh in fabric.nexthops.items()
+            if r != event.target
+        }
         nexthops[event.target] = ()
         ingress = tuple(None if r == event.target else r for r in fabric.ingress)
         return replace(fabric, nexthops=nexthops, ingress=ingress)

@@ -54,7 +54,7 @@ class FlowArrays:
     def __len__(self) -> int:
         return int(self.proto.shape[0])
 
-    def chunk(self, start: int, stop: int) -> "FlowArrays":
+    def chunk(self, start: int, stop: int) -> FlowArrays:
         """Flows ``start:stop`` (views, no copy)."""
         return FlowArrays(
             self.src[start:stop],
@@ -65,12 +65,12 @@ class FlowArrays:
             self.family,
         )
 
-    def chunks(self, size: int) -> Iterable["FlowArrays"]:
+    def chunks(self, size: int) -> Iterable[FlowArrays]:
         for start in range(0, len(self), size):
             yield self.chunk(start, start + size)
 
     @classmethod
-    def from_tuples(cls, rows: Iterable[tuple[str, str, int, int, int]]) -> "FlowArrays":
+    def from_tuples(cls, rows: Iterable[tuple[str, str, int, int, int]]) -> FlowArrays:
         """Build from ``(src, dst, proto, sport, dport)`` rows of one address family.
 
         Raises ValueError naming the row (0-based) for a bad address, a family mix,
@@ -92,7 +92,11 @@ class FlowArrays:
                 family = s.version
             elif s.version != family:
                 raise ValueError(f"row {i}: IPv{s.version} flow among IPv{family} flows")
-            for name, value, top in (("proto", proto, 255), ("sport", sport, 65535), ("dport", dport, 65535)):
+            for name, value, top in (
+                ("proto", proto, 255),
+                ("sport", sport, 65535),
+                ("dport", dport, 65535),
+            ):
                 if not 0 <= int(value) <= top:
                     raise ValueError(f"row {i}: {name} {value} is outside 0..{top}")
             srcs.append(int(s))

@@ -41,7 +41,11 @@ def stable_key(*parts: object) -> int:
 
 def _words(flows: FlowArrays) -> list[np.ndarray]:
     n = len(flows)
-    ports = (flows.proto.astype(_U64) << _U64(32)) | (flows.sport.astype(_U64) << _U64(16)) | flows.dport.astype(_U64)
+    ports = (
+        (flows.proto.astype(_U64) << _U64(32))
+        | (flows.sport.astype(_U64) << _U64(16))
+        | flows.dport.astype(_U64)
+    )
     if flows.family == 4:
         return [(flows.src.astype(_U64) << _U64(32)) | flows.dst.astype(_U64), ports]
     if n == 0:

@@ -62,7 +62,9 @@ def generate(topo: Topology, count: int, seed: int = 1, zipf: float = 1.5) -> It
     if zipf != 0 and zipf <= 1:
         raise ValueError("the Zipf exponent must be greater than 1 (or 0 for equal flows)")
     pairs = routes(topo)
-    weights = np.array([topo.clients[c].weight / sum(1 for c2, _ in pairs if c2 == c) for c, _ in pairs])
+    weights = np.array(
+        [topo.clients[c].weight / sum(1 for c2, _ in pairs if c2 == c) for c, _ in pairs]
+    )
     probability = weights / weights.sum()
     for block, start in enumerate(range(0, count, BLOCK)):
         rng = np.random.default_rng([seed, block])
@@ -94,7 +96,9 @@ def _batch(topo, pairs, pick, sport, sizes, family, rng) -> FlowBatch:
     return FlowBatch(flows, client, vip, sizes.astype(np.float64) * BYTES_PER_PACKET)
 
 
-def _random_sources(topo: Topology, client: np.ndarray, family: int, rng: np.random.Generator) -> np.ndarray:
+def _random_sources(
+    topo: Topology, client: np.ndarray, family: int, rng: np.random.Generator
+) -> np.ndarray:
     n = len(client)
     if family == 4:
         src = np.zeros(n, dtype=np.uint32)
@@ -102,7 +106,9 @@ def _random_sources(topo: Topology, client: np.ndarray, family: int, rng: np.ran
             rows = client == c
             net = cl.prefix(4)
             if net is not None and rows.any():
-                src[rows] = int(net.network_address) + rng.integers(0, net.num_addresses, size=int(rows.sum()))
+                src[rows] = int(net.network_address) + rng.integers(
+                    0, net.num_addresses, size=int(rows.sum())
+                )
         return src
     src = np.zeros((n, 2), dtype=np.uint64)
     for c, cl in enumerate(topo.clients):
@@ -128,12 +134,16 @@ def attach(topo: Topology, flows: FlowArrays, byte_counts: np.ndarray | None = N
     dsts = flows.address_strings("dst")
     srcs = flows.address_strings("src")
     by_address = {str(v.ip): i for i, v in enumerate(topo.vips)}
-    prefixes = [(c, ipaddress.ip_network(p)) for c, cl in enumerate(topo.clients) for p in cl.prefixes]
+    prefixes = [
+        (c, ipaddress.ip_network(p)) for c, cl in enumerate(topo.clients) for p in cl.prefixes
+    ]
     vip = np.empty(n, dtype=np.int64)
     client = np.empty(n, dtype=np.int64)
     for i in range(n):
         if dsts[i] not in by_address:
-            raise FlowMismatch(i, "dst", f"{dsts[i]} is not a VIP of the topology ({', '.join(by_address)})")
+            raise FlowMismatch(
+                i, "dst", f"{dsts[i]} is not a VIP of the topology ({', '.join(by_address)})"
+            )
         vip[i] = by_address[dsts[i]]
         addr = ipaddress.ip_address(srcs[i])
         owner = next((c for c, net in prefixes if addr in net), None)

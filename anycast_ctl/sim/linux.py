@@ -81,7 +81,9 @@ class LinuxHashSettings:
         if self.policy not in (0, 1, 3):
             raise ValueError(f"policy must be 0, 1 or 3, not {self.policy!r}")
         if not 1 <= self.fields <= ALL_MASK:
-            raise ValueError(f"fields must be within 0x1..0xfff (the kernel's range), not {self.fields:#x}")
+            raise ValueError(
+                f"fields must be within 0x1..0xfff (the kernel's range), not {self.fields:#x}"
+            )
         if not 0 <= self.seed <= 0xFFFFFFFF:
             raise ValueError(f"seed must be a 32-bit unsigned value, not {self.seed}")
 
@@ -119,7 +121,9 @@ def upper_bounds(weights: Sequence[int]) -> np.ndarray:
     return np.array(bounds, dtype=np.int64)
 
 
-def select_nexthops(flows: FlowArrays, weights: Sequence[int], settings: LinuxHashSettings) -> np.ndarray:
+def select_nexthops(
+    flows: FlowArrays, weights: Sequence[int], settings: LinuxHashSettings
+) -> np.ndarray:
     """Index (into ``weights``, kernel order) of the next hop the kernel picks per flow."""
     bounds = upper_bounds(weights)
     if len(bounds) == 1:  # a single path is used without hashing
@@ -226,13 +230,20 @@ def _jhash_2words_zero(a: np.ndarray) -> np.ndarray:
     a = a + init
     b = np.full_like(a, init)
     c = np.full_like(a, init)
-    c ^= b; c -= _rol32(b, 14)  # noqa: E702 -- mirrors __jhash_final line by line
-    a ^= c; a -= _rol32(c, 11)  # noqa: E702
-    b ^= a; b -= _rol32(a, 25)  # noqa: E702
-    c ^= b; c -= _rol32(b, 16)  # noqa: E702
-    a ^= c; a -= _rol32(c, 4)  # noqa: E702
-    b ^= a; b -= _rol32(a, 14)  # noqa: E702
-    c ^= b; c -= _rol32(b, 24)  # noqa: E702
+    c ^= b
+    c -= _rol32(b, 14)  # noqa: E702 -- mirrors __jhash_final line by line
+    a ^= c
+    a -= _rol32(c, 11)  # noqa: E702
+    b ^= a
+    b -= _rol32(a, 25)  # noqa: E702
+    c ^= b
+    c -= _rol32(b, 16)  # noqa: E702
+    a ^= c
+    a -= _rol32(c, 4)  # noqa: E702
+    b ^= a
+    b -= _rol32(a, 14)  # noqa: E702
+    c ^= b
+    c -= _rol32(b, 24)  # noqa: E702
     return c
 
 
@@ -258,7 +269,9 @@ def _jhash_2words_scalar(a: int, b: int, initval: int) -> int:
     return c
 
 
-def flow_keys_bytes(src: str, dst: str, proto: int, sport: int, dport: int, s: LinuxHashSettings) -> bytes:
+def flow_keys_bytes(
+    src: str, dst: str, proto: int, sport: int, dport: int, s: LinuxHashSettings
+) -> bytes:
     """The hashed bytes of the kernel's ``struct flow_keys`` for one flow, built as the
     kernel lays it out in memory (x86-64), after consistentify."""
     s_ip, d_ip = ipaddress.ip_address(src), ipaddress.ip_address(dst)
@@ -277,14 +290,18 @@ def flow_keys_bytes(src: str, dst: str, proto: int, sport: int, dport: int, s: L
         sa, da = da, sa
     basic = struct.pack("<HBB", 0, proto if mask & FIELD_IP_PROTO else 0, 0)
     tags = bytes(4)  # flow label (IPv6; not modelled: 0)
-    head = basic + tags + bytes(16) + bytes(4) + sp + dp + bytes(4)  # vlan, cvlan, keyid, ports, icmp
+    head = (
+        basic + tags + bytes(16) + bytes(4) + sp + dp + bytes(4)
+    )  # vlan, cvlan, keyid, ports, icmp
     # IPv4: 4 more bytes of the zeroed address union; IPv6: the struct's tail padding.
     body = head + sa + da + bytes(4)
     assert len(body) == (48 if size == 4 else 72)
     return body
 
 
-def flow_hash_scalar(src: str, dst: str, proto: int, sport: int, dport: int, s: LinuxHashSettings) -> int:
+def flow_hash_scalar(
+    src: str, dst: str, proto: int, sport: int, dport: int, s: LinuxHashSettings
+) -> int:
     """Plain-Python reference for :func:`flow_hash` (one flow)."""
     key = s.key()
     family = ipaddress.ip_address(src).version
@@ -299,7 +316,9 @@ def flow_hash_scalar(src: str, dst: str, proto: int, sport: int, dport: int, s: 
     return mhash >> 1
 
 
-def select_nexthop_scalar(flow: tuple[str, str, int, int, int], weights: Sequence[int], s: LinuxHashSettings) -> int:
+def select_nexthop_scalar(
+    flow: tuple[str, str, int, int, int], weights: Sequence[int], s: LinuxHashSettings
+) -> int:
     """Plain-Python reference for :func:`select_nexthops` (one flow)."""
     bounds = [int(b) for b in upper_bounds(weights)]
     if len(bounds) == 1:

@@ -36,11 +36,13 @@ class Hop:
 
 
 class Plan:
-    def __init__(self, fabric: Fabric, base: "Plan | None" = None):
+    def __init__(self, fabric: Fabric, base: Plan | None = None):
         self.fabric = fabric
         self.nodes = (*fabric.routers, *fabric.lbs)
         self.node_id = {name: i for i, name in enumerate(self.nodes)}
-        self.tiers = [[self.node_id[r] for r in fabric.topology.routers_in(t)] for t in fabric.topology.tiers]
+        self.tiers = [
+            [self.node_id[r] for r in fabric.topology.routers_in(t)] for t in fabric.topology.tiers
+        ]
         self.hops: dict[str, dict[int, Hop]] = {}
         for router in fabric.routers:
             h = fabric.hashing[router]
@@ -53,8 +55,13 @@ class Plan:
                 weights = [h.weights.get(m, 1) for m in members]
                 previous = base.hops.get(router, {}).get(v) if base is not None else None
                 if previous is not None and previous.hash_key == key:
-                    same = previous.selector.members == members and previous.selector.weights == tuple(weights)
-                    selector = previous.selector if same else previous.selector.evolve(members, weights)
+                    same = (
+                        previous.selector.members == members
+                        and previous.selector.weights == tuple(weights)
+                    )
+                    selector = (
+                        previous.selector if same else previous.selector.evolve(members, weights)
+                    )
                 else:
                     selector = make_selector(h, members, weights)
                 ids = np.array([self.node_id[m] for m in members], dtype=np.int32)
@@ -79,7 +86,11 @@ class HashCache:
     def get(self, key: tuple) -> np.ndarray:
         if key not in self._values:
             kind, param = key
-            self._values[key] = flow_hash32(self.flows, param) if kind == "generic" else linux_flow_hash(self.flows, param)
+            self._values[key] = (
+                flow_hash32(self.flows, param)
+                if kind == "generic"
+                else linux_flow_hash(self.flows, param)
+            )
         return self._values[key]
 
 
@@ -88,7 +99,9 @@ def route(plan: Plan, batch: FlowBatch, cache: HashCache | None = None) -> np.nd
     cache = cache or HashCache(batch.flows)
     n, tiers = len(batch), len(plan.tiers)
     hops = np.full((tiers + 1, n), NO_PATH, dtype=np.int32)
-    ingress = np.array([plan.node_id[r] if r is not None else NO_PATH for r in plan.fabric.ingress], dtype=np.int32)
+    ingress = np.array(
+        [plan.node_id[r] if r is not None else NO_PATH for r in plan.fabric.ingress], dtype=np.int32
+    )
     hops[0] = ingress[batch.client]
     several_vips = len(plan.fabric.topology.vips) > 1
     for t, routers in enumerate(plan.tiers):
@@ -100,5 +113,7 @@ def route(plan: Plan, batch: FlowBatch, cache: HashCache | None = None) -> np.nd
             for v, hop in plan.hops[plan.nodes[rid]].items():
                 rows = at[batch.vip[at] == v] if several_vips else at
                 if len(rows):
-                    hops[t + 1, rows] = hop.member_ids[hop.selector.pick(cache.get(hop.hash_key)[rows])]
+                    hops[t + 1, rows] = hop.member_ids[
+                        hop.selector.pick(cache.get(hop.hash_key)[rows])
+                    ]
     return hops

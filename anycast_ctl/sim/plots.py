@@ -38,7 +38,9 @@ def plot_shares(results: dict[str, SimResult], out_dir: Path) -> list[Path]:
     width = 0.8 / len(results)
     x = np.arange(len(names))
     for i, (algo, r) in enumerate(results.items()):
-        ax.bar(x + i * width - 0.4 + width / 2, [100 * s.flow_share for s in r.lbs], width, label=algo)
+        ax.bar(
+            x + i * width - 0.4 + width / 2, [100 * s.flow_share for s in r.lbs], width, label=algo
+        )
     ax.axhline(100 / max(len(names), 1), color="grey", linestyle="--", linewidth=1, label="1/N")
     ax.set_xticks(x, names)
     ax.set_ylabel("share of flows (%)")
@@ -50,7 +52,9 @@ def plot_shares(results: dict[str, SimResult], out_dir: Path) -> list[Path]:
 def plot_disruption(results: dict[str, SimResult], out_dir: Path) -> list[Path]:
     first = next(iter(results.values()))
     events = [e.event for e in first.events]
-    fig, axes = plt.subplots(1, max(len(events), 1), figsize=(3.2 * max(len(events), 1), 4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(len(events), 1), figsize=(3.2 * max(len(events), 1), 4), sharey=True, squeeze=False
+    )
     algos = list(results)
     for j, event in enumerate(events):
         ax = axes[0][j]
@@ -84,5 +88,7 @@ def plot_nexthops(result: SimResult, out_dir: Path, stem: str = "nexthops") -> l
         x += 1
     ax.set_xticks(ticks, labels, rotation=70, fontsize="small")
     ax.set_ylabel("share of the router's flows (%)")
-    ax.set_title(f"{result.topology}: next-hop spread per router (red = polarized; line = fair share)")
+    ax.set_title(
+        f"{result.topology}: next-hop spread per router (red = polarized; line = fair share)"
+    )
     return _save(fig, out_dir, stem)

@@ -14,7 +14,10 @@ def _pct(x: float) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    line = lambda cells: "  ".join(
+        str(c).ljust(w) if i == 0 else str(c).rjust(w)
+        for i, (c, w) in enumerate(zip(cells, widths))
+    )  # noqa: E731
     return [line(header), *(line(r) for r in rows)]
 
 
@@ -24,16 +27,33 @@ def run_table(r: SimResult) -> str:
     if r.unroutable:
         out.append(f"unroutable before any event: {_pct(r.unroutable)} of flows")
     out.append("")
-    out += _table(["LB", "flows", "flows %", "bytes %"], [[s.name, str(s.flows), _pct(s.flow_share), _pct(s.byte_share)] for s in r.lbs])
+    out += _table(
+        ["LB", "flows", "flows %", "bytes %"],
+        [[s.name, str(s.flows), _pct(s.flow_share), _pct(s.byte_share)] for s in r.lbs],
+    )
     out.append("")
     for v in r.vips:
-        out.append(f"VIP {v.name}: {v.flows} flows over {len(v.lbs)} LBs, imbalance (max/mean) {v.imbalance:.3f} by flows, {v.byte_imbalance:.3f} by bytes")
+        out.append(
+            f"VIP {v.name}: {v.flows} flows over {len(v.lbs)} LBs, imbalance (max/mean) {v.imbalance:.3f} by flows, {v.byte_imbalance:.3f} by bytes"
+        )
     out += ["", *polarization_lines(r)]
     if r.events:
         out += ["", "events (fraction of all flows that change LB):"]
-        rows = [[e.event, _pct(e.moved), _pct(e.own), _pct(e.collateral), _pct(e.lost), f"{e.imbalance_after:.3f}"] for e in r.events]
+        rows = [
+            [
+                e.event,
+                _pct(e.moved),
+                _pct(e.own),
+                _pct(e.collateral),
+                _pct(e.lost),
+                f"{e.imbalance_after:.3f}",
+            ]
+            for e in r.events
+        ]
         out += _table(["event", "moved", "own", "collateral", "lost", "imbalance after"], rows)
-        out.append("own: flows of the removed LB/router/link (or taken by the added LB); collateral: moved between untouched LBs")
+        out.append(
+            "own: flows of the removed LB/router/link (or taken by the added LB); collateral: moved between untouched LBs"
+        )
     return "\n".join(out)
 
 
@@ -41,10 +61,14 @@ def polarization_lines(r: SimResult) -> list[str]:
     bad = r.polarized
     if not bad:
         return ["polarization: none (every router spreads its flows over all its next hops)"]
-    out = ["POLARIZATION: routers whose flows were already sorted by an upstream router with the same hash:"]
+    out = [
+        "POLARIZATION: routers whose flows were already sorted by an upstream router with the same hash:"
+    ]
     for p in bad:
         unused = f"unused next hops {', '.join(p.unused)}" if p.unused else "no unused next hop"
-        out.append(f"  {p.router} ({p.vip}): {unused}; busiest next hop {p.imbalance:.2f}x its fair share")
+        out.append(
+            f"  {p.router} ({p.vip}): {unused}; busiest next hop {p.imbalance:.2f}x its fair share"
+        )
     out.append("  fix: give the tiers different seeds (or algorithms)")
     return out
 
@@ -57,9 +81,15 @@ def compare_table(results: dict[str, SimResult]) -> str:
         cells = [algo, f"{r.imbalance:.3f}", "yes" if r.polarized else "no"]
         cells += [f"{_pct(e.moved).strip()} ({_pct(e.collateral).strip()})" for e in r.events]
         rows.append(cells)
-    out = [f"topology {first.topology}: {first.flows} flows, every router on the same algorithm", ""]
+    out = [
+        f"topology {first.topology}: {first.flows} flows, every router on the same algorithm",
+        "",
+    ]
     out += _table(header, rows)
-    out += ["", "imbalance: max/mean flows per LB (worst VIP); events: flows that change LB (collateral in brackets)"]
+    out += [
+        "",
+        "imbalance: max/mean flows per LB (worst VIP); events: flows that change LB (collateral in brackets)",
+    ]
     return "\n".join(out)
 
 
@@ -67,7 +97,11 @@ def to_json(results: dict[str, SimResult] | SimResult) -> dict:
     if isinstance(results, SimResult):
         return results.to_dict()
     first = next(iter(results.values()))
-    return {"topology": first.topology, "flows": first.flows, "algorithms": {a: r.to_dict() for a, r in results.items()}}
+    return {
+        "topology": first.topology,
+        "flows": first.flows,
+        "algorithms": {a: r.to_dict() for a, r in results.items()},
+    }
 
 
 def to_csv(results: dict[str, SimResult]) -> str:
@@ -85,7 +119,15 @@ def to_csv(results: dict[str, SimResult]) -> str:
         for h in r.nexthops:
             w.writerow([algo, "nexthop", f"{h.router}>{h.nexthop}@{h.vip}", "share", _num(h.share)])
         for e in r.events:
-            for metric in ("moved", "own", "collateral", "lost", "moved_bytes", "collateral_bytes", "imbalance_after"):
+            for metric in (
+                "moved",
+                "own",
+                "collateral",
+                "lost",
+                "moved_bytes",
+                "collateral_bytes",
+                "imbalance_after",
+            ):
                 w.writerow([algo, "event", e.event, metric, _num(getattr(e, metric))])
     return buf.getvalue()
 

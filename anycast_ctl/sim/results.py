@@ -113,12 +113,16 @@ class Tally:
     def __init__(self, base: Plan, events: list[tuple[Event, Plan]]):
         self.base, self.events = base, events
         self.vips = len(base.fabric.topology.vips)
-        self.size = max(len(p.nodes) for p in [base, *(p for _, p in events)])  # ids cover added LBs
+        self.size = max(
+            len(p.nodes) for p in [base, *(p for _, p in events)]
+        )  # ids cover added LBs
         self.flows, self.bytes, self.unroutable = 0, 0.0, 0
         self.lb_flows = np.zeros((self.vips, self.size))
         self.lb_bytes = np.zeros((self.vips, self.size))
         self.edges = np.zeros(self.vips * self.size * self.size)
-        self.ev = np.zeros((len(events), 6))  # moved, own, collateral, lost, moved bytes, collateral bytes
+        self.ev = np.zeros(
+            (len(events), 6)
+        )  # moved, own, collateral, lost, moved bytes, collateral bytes
         self.ev_lb = np.zeros((len(events), self.vips, self.size))
 
     def add(self, batch: FlowBatch, hops: np.ndarray, event_hops: list[np.ndarray]) -> None:
@@ -129,7 +133,9 @@ class Tally:
         self.unroutable += int((~ok).sum())
         flat = batch.vip[ok] * self.size + lb[ok]
         self.lb_flows += np.bincount(flat, minlength=self.vips * self.size).reshape(self.vips, -1)
-        self.lb_bytes += np.bincount(flat, weights=batch.bytes[ok], minlength=self.vips * self.size).reshape(self.vips, -1)
+        self.lb_bytes += np.bincount(
+            flat, weights=batch.bytes[ok], minlength=self.vips * self.size
+        ).reshape(self.vips, -1)
         for t in range(hops.shape[0] - 1):
             a, b = hops[t], hops[t + 1]
             step = (a >= 0) & (b >= 0)
@@ -140,11 +146,22 @@ class Tally:
             moved = ok & (new >= 0) & (new != lb)
             lost = ok & (new < 0)
             own = moved & self._own(event, plan, batch, hops, new)
-            self.ev[i] += [moved.sum(), own.sum(), (moved & ~own).sum(), lost.sum(), batch.bytes[moved].sum(), batch.bytes[moved & ~own].sum()]
+            self.ev[i] += [
+                moved.sum(),
+                own.sum(),
+                (moved & ~own).sum(),
+                lost.sum(),
+                batch.bytes[moved].sum(),
+                batch.bytes[moved & ~own].sum(),
+            ]
             got = new >= 0
-            self.ev_lb[i] += np.bincount(batch.vip[got] * self.size + new[got], minlength=self.vips * self.size).reshape(self.vips, -1)
+            self.ev_lb[i] += np.bincount(
+                batch.vip[got] * self.size + new[got], minlength=self.vips * self.size
+            ).reshape(self.vips, -1)
 
-    def _own(self, event: Event, plan: Plan, batch: FlowBatch, hops: np.ndarray, new_lb: np.ndarray) -> np.ndarray:
+    def _own(
+        self, event: Event, plan: Plan, batch: FlowBatch, hops: np.ndarray, new_lb: np.ndarray
+    ) -> np.ndarray:
         """Flows the event takes away from their path (or, for an added LB, gives to it)."""
         ids = plan.node_id
         if event.kind == "withdraw":
@@ -167,19 +184,44 @@ class Tally:
         total = max(self.flows, 1)
         nodes = self.base.nodes
         lb_ids = range(self.base.first_lb_id, len(nodes))
-        lbs = [_share(nodes[i], self.lb_flows[:, i].sum(), self.lb_bytes[:, i].sum(), total, self.bytes) for i in lb_ids]
+        lbs = [
+            _share(
+                nodes[i], self.lb_flows[:, i].sum(), self.lb_bytes[:, i].sum(), total, self.bytes
+            )
+            for i in lb_ids
+        ]
         vips = []
         for v, vip in enumerate(topo.vips):
             ids = _serving(self.base, v)
             f, b = self.lb_flows[v], self.lb_bytes[v]
-            shares = [_share(nodes[i], f[i], b[i], max(f.sum(), 1), max(b.sum(), 1e-12)) for i in ids]
-            vips.append(VipResult(vip.name, int(f.sum()), shares, _imbalance(f[ids]), _imbalance(b[ids])))
+            shares = [
+                _share(nodes[i], f[i], b[i], max(f.sum(), 1), max(b.sum(), 1e-12)) for i in ids
+            ]
+            vips.append(
+                VipResult(vip.name, int(f.sum()), shares, _imbalance(f[ids]), _imbalance(b[ids]))
+            )
         nexthops, polarization = self._nexthops()
         events = []
         for i, (event, plan) in enumerate(self.events):
             moved, own, coll, lost, mb, cb = self.ev[i]
-            worst = max((_imbalance(self.ev_lb[i, v, _serving(plan, v)]) for v in range(self.vips)), default=1.0)
-            events.append(EventResult(event.label, event.kind, event.target, moved / total, own / total, coll / total, lost / total, mb / max(self.bytes, 1e-12), cb / max(self.bytes, 1e-12), worst))
+            worst = max(
+                (_imbalance(self.ev_lb[i, v, _serving(plan, v)]) for v in range(self.vips)),
+                default=1.0,
+            )
+            events.append(
+                EventResult(
+                    event.label,
+                    event.kind,
+                    event.target,
+                    moved / total,
+                    own / total,
+                    coll / total,
+                    lost / total,
+                    mb / max(self.bytes, 1e-12),
+                    cb / max(self.bytes, 1e-12),
+                    worst,
+                )
+            )
         return SimResult(
             topology=topo.name,
             algorithms={r: str(fabric.hashing[r].algorithm) for r in fabric.routers},
@@ -211,20 +253,39 @@ class Tally:
                 if len(counts) < 2:
                     continue
                 enough = flows >= MIN_FLOWS_PER_NEXTHOP * len(counts)
-                unused = [m for m, c in zip(hop.selector.members, counts) if c == 0] if enough else []
+                unused = (
+                    [m for m, c in zip(hop.selector.members, counts) if c == 0] if enough else []
+                )
                 worst = float((got / fair).max()) if flows else 0.0
-                polar.append(Polarization(router, vip, int(flows), unused, worst, bool(enough and (unused or worst >= POLARIZED_IMBALANCE))))
+                polar.append(
+                    Polarization(
+                        router,
+                        vip,
+                        int(flows),
+                        unused,
+                        worst,
+                        bool(enough and (unused or worst >= POLARIZED_IMBALANCE)),
+                    )
+                )
         return shares, polar
 
 
 def _serving(plan: Plan, vip: int) -> list[int]:
     """LB ids that can receive the VIP's flows: announcing it and next hop of some router."""
-    ids = {int(i) for per_vip in plan.hops.values() if vip in per_vip for i in per_vip[vip].member_ids}
+    ids = {
+        int(i) for per_vip in plan.hops.values() if vip in per_vip for i in per_vip[vip].member_ids
+    }
     return sorted(i for i in ids if i >= plan.first_lb_id)
 
 
 def _share(name: str, flows: float, byte_count: float, total: float, total_bytes: float) -> LbShare:
-    return LbShare(name, int(flows), float(byte_count), float(flows / max(total, 1)), float(byte_count / max(total_bytes, 1e-12)))
+    return LbShare(
+        name,
+        int(flows),
+        float(byte_count),
+        float(flows / max(total, 1)),
+        float(byte_count / max(total_bytes, 1e-12)),
+    )
 
 
 def _imbalance(values: np.ndarray) -> float:

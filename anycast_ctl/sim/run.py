@@ -30,22 +30,43 @@ def csv_batches(topo: Topology, path: str | Path) -> list[FlowBatch]:
         try:
             batches.append(attach(topo, part.flows, part.bytes))
         except FlowMismatch as exc:
-            raise UserError([Problem(str(path), f"row {part.rows[exc.index]}, field {exc.field}", exc.message)]) from None
+            raise UserError(
+                [Problem(str(path), f"row {part.rows[exc.index]}, field {exc.field}", exc.message)]
+            ) from None
     return batches
 
 
-def flow_batches(topo: Topology, *, flows: int = DEFAULT_FLOWS, seed: int = 1, zipf: float = 1.5, csv: str | Path | None = None) -> Iterable[FlowBatch]:
-    return csv_batches(topo, csv) if csv is not None else generate(topo, flows, seed=seed, zipf=zipf)
+def flow_batches(
+    topo: Topology,
+    *,
+    flows: int = DEFAULT_FLOWS,
+    seed: int = 1,
+    zipf: float = 1.5,
+    csv: str | Path | None = None,
+) -> Iterable[FlowBatch]:
+    return (
+        csv_batches(topo, csv) if csv is not None else generate(topo, flows, seed=seed, zipf=zipf)
+    )
 
 
 def _chunks(batches: Iterable[FlowBatch], size: int) -> Iterator[FlowBatch]:
     for batch in batches:
         for start in range(0, len(batch), size):
             stop = start + size
-            yield FlowBatch(batch.flows.chunk(start, stop), batch.client[start:stop], batch.vip[start:stop], batch.bytes[start:stop])
+            yield FlowBatch(
+                batch.flows.chunk(start, stop),
+                batch.client[start:stop],
+                batch.vip[start:stop],
+                batch.bytes[start:stop],
+            )
 
 
-def simulate_variants(fabrics: dict[str, Fabric], batches: Iterable[FlowBatch], events: list[Event], chunk: int = BLOCK) -> dict[str, SimResult]:
+def simulate_variants(
+    fabrics: dict[str, Fabric],
+    batches: Iterable[FlowBatch],
+    events: list[Event],
+    chunk: int = BLOCK,
+) -> dict[str, SimResult]:
     """Route every chunk through every fabric, before and after each event."""
     tallies = {}
     for name, fabric in fabrics.items():
@@ -83,7 +104,14 @@ def simulate(
     return simulate_variants({"run": fabric}, batches, events, chunk)["run"]
 
 
-def compare(topo: Topology, batches: Iterable[FlowBatch], *, events: list[Event] | None = None, same_seed: bool = False, chunk: int = BLOCK) -> dict[str, SimResult]:
+def compare(
+    topo: Topology,
+    batches: Iterable[FlowBatch],
+    *,
+    events: list[Event] | None = None,
+    same_seed: bool = False,
+    chunk: int = BLOCK,
+) -> dict[str, SimResult]:
     """Every algorithm on every router, on the same flows and events."""
     fabrics = {a: _fabric(topo, algorithm=a, same_seed=same_seed) for a in ALGORITHMS}
     _check_linux(fabrics["linux"])
@@ -99,6 +127,8 @@ def _check_linux(fabric: Fabric) -> None:
             try:
                 linux_settings(h).key()
             except ValueError as exc:
-                problems.append(Problem("<arguments>", router, f"cannot use the linux model: {exc}"))
+                problems.append(
+                    Problem("<arguments>", router, f"cannot use the linux model: {exc}")
+                )
     if problems:
         raise UserError(problems)

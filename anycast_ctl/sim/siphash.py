@@ -81,10 +81,10 @@ class SipState:
         self.v0, self.v1, self.v2, self.v3 = v0, v1, v2, v3
         self._t = np.empty_like(v0)
 
-    def copy(self) -> "SipState":
+    def copy(self) -> SipState:
         return SipState(self.v0.copy(), self.v1.copy(), self.v2.copy(), self.v3.copy())
 
-    def take(self, index: np.ndarray) -> "SipState":
+    def take(self, index: np.ndarray) -> SipState:
         """The states of messages ``index`` (a gather; used to reuse hashed prefixes)."""
         return SipState(self.v0[index], self.v1[index], self.v2[index], self.v3[index])
 
@@ -95,7 +95,9 @@ def sip_init(key0: int, key1: int, n: int) -> SipState:
     def lane(c: int, k: int) -> np.ndarray:
         return np.full(n, (c ^ k) & MASK64, dtype=np.uint64)
 
-    return SipState(lane(_INIT[0], key0), lane(_INIT[1], key1), lane(_INIT[2], key0), lane(_INIT[3], key1))
+    return SipState(
+        lane(_INIT[0], key0), lane(_INIT[1], key1), lane(_INIT[2], key0), lane(_INIT[3], key1)
+    )
 
 
 def _rotl_inplace(x: np.ndarray, b: int, t: np.ndarray) -> None:

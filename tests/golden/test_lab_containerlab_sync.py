@@ -24,6 +24,8 @@ def test_committed_lab_matches_a_fresh_rendering(tmp_path: Path) -> None:
         render_containerlab(load_topology(REPO / "topologies" / f"{name}.yaml"), tmp_path)
         fresh, committed = _tree(tmp_path / name), _tree(REPO / "lab" / name)
         hint = REGENERATE.format(name=name)
-        assert sorted(committed) == sorted(fresh), f"lab/{name} has other files than the rendering; {hint}"
+        assert sorted(committed) == sorted(fresh), (
+            f"lab/{name} has other files than the rendering; {hint}"
+        )
         stale = [rel for rel in fresh if fresh[rel] != committed[rel]]
         assert not stale, f"lab/{name} is out of date ({', '.join(stale)}); {hint}"

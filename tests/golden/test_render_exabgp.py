@@ -30,7 +30,9 @@ def check_golden(name: str, text: str) -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(text)
     assert golden.exists(), f"no {golden}; run with UPDATE_GOLDEN=1 and review it"
-    assert text == golden.read_text(), f"{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)"
+    assert text == golden.read_text(), (
+        f"{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)"
+    )
 
 
 @pytest.mark.parametrize("name", ["exabgp.conf", "exabgp.env"])
@@ -43,11 +45,17 @@ def test_render_matches_golden(name):
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_api_lines_match_golden(dialect):
     config = load_node_config(NODE)
-    config = config.model_copy(update={"exabgp": config.exabgp.model_copy(update={"dialect": dialect})})
+    config = config.model_copy(
+        update={"exabgp": config.exabgp.model_copy(update={"dialect": dialect})}
+    )
     writer = RouteWriter(config)
     lines = []
     for prefix in writer.prefixes:
-        lines += [writer.announce(prefix), writer.announce(prefix, graceful_shutdown=True), writer.withdraw(prefix)]
+        lines += [
+            writer.announce(prefix),
+            writer.announce(prefix, graceful_shutdown=True),
+            writer.withdraw(prefix),
+        ]
     check_golden(f"lines-{dialect}.txt", "\n".join(lines) + "\n")
 
 
@@ -58,22 +66,30 @@ def _config(**changes) -> NodeConfig:
 
 
 def test_each_neighbor_carries_only_the_families_its_vips_need():
-    conf = render_exabgp(_config(vips=[{"address": "192.0.2.10/32", "checks": ["haproxy"]}]), CONFIG_PATH, AGENT)[
-        "exabgp.conf"]
+    conf = render_exabgp(
+        _config(vips=[{"address": "192.0.2.10/32", "checks": ["haproxy"]}]), CONFIG_PATH, AGENT
+    )["exabgp.conf"]
     v4, _, v6 = conf.partition("neighbor fd00:1::1 {")
     assert "ipv4 unicast;" in v4 and "ipv6 unicast;" not in v4
-    assert "ipv6 unicast;" in v6 and "ipv4 unicast;" not in v6  # its own family, even with nothing to carry
+    assert (
+        "ipv6 unicast;" in v6 and "ipv4 unicast;" not in v6
+    )  # its own family, even with nothing to carry
     assert "add-path" not in conf  # no VIP has a path-id
 
 
 def test_a_vip_no_neighbor_can_carry_is_a_user_error_naming_the_field():
-    config = _config(bgp={**load_node_config(NODE).bgp.model_dump(mode="json"),
-                          "neighbors": load_node_config(NODE).bgp.model_dump(mode="json")["neighbors"][:1]})
+    config = _config(
+        bgp={
+            **load_node_config(NODE).bgp.model_dump(mode="json"),
+            "neighbors": load_node_config(NODE).bgp.model_dump(mode="json")["neighbors"][:1],
+        }
+    )
     with pytest.raises(UserError) as caught:
         render_exabgp(config, CONFIG_PATH, AGENT)
     assert caught.value.lines() == [
         "/etc/anycast-ctl/lb1.yaml: vips[2].address: no neighbor of IPv6 to announce it to "
-        "(add one, or give the VIP an explicit next_hop)"]
+        "(add one, or give the VIP an explicit next_hop)"
+    ]
 
 
 @pytest.mark.parametrize("command", [["/opt/my tools/anycast-ctl"], ["anycast-ctl;", "x"], []])
@@ -84,13 +100,28 @@ def test_agent_commands_exabgp_cannot_run_are_refused(command):
 
 def test_cli_writes_both_files_and_says_so(tmp_path):
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["render", "exabgp", str(NODE), "--out", str(out),
-                                      "--agent-command", "/usr/bin/python3 -m anycast_ctl"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "render",
+            "exabgp",
+            str(NODE),
+            "--out",
+            str(out),
+            "--agent-command",
+            "/usr/bin/python3 -m anycast_ctl",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == [f"wrote {out / 'exabgp.conf'}", f"wrote {out / 'exabgp.env'}"]
+    assert result.output.splitlines() == [
+        f"wrote {out / 'exabgp.conf'}",
+        f"wrote {out / 'exabgp.env'}",
+    ]
     conf = (out / "exabgp.conf").read_text()
     assert f"run /usr/bin/python3 -m anycast_ctl agent run {NODE.resolve()};" in conf
-    assert (out / "exabgp.env").read_text() == render_exabgp(load_node_config(NODE), CONFIG_PATH, AGENT)["exabgp.env"]
+    assert (out / "exabgp.env").read_text() == render_exabgp(
+        load_node_config(NODE), CONFIG_PATH, AGENT
+    )["exabgp.env"]
 
 
 def test_cli_bad_config_exits_2_with_the_field_path(tmp_path):

@@ -26,27 +26,48 @@ TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
 def _lb(name: str, address: str, asn: int, vips: tuple[str, ...]) -> Neighbor:
     return Neighbor(
-        name=name, address=address, remote_as=asn, description=f"{name} (LB)",
-        password=f"md5-{name}", accept=vips, max_prefix=len(vips) + 2, is_lb=True,
+        name=name,
+        address=address,
+        remote_as=asn,
+        description=f"{name} (LB)",
+        password=f"md5-{name}",
+        accept=vips,
+        max_prefix=len(vips) + 2,
+        is_lb=True,
     )
 
 
 PLANS = {
     # The default shape: a router with two LB nodes (v4 and v6 sessions) and a peer router.
     "edge-two-lbs": RouterPlan(
-        name="r1", asn=65000, router_id="10.255.0.1", maximum_paths=8,
+        name="r1",
+        asn=65000,
+        router_id="10.255.0.1",
+        maximum_paths=8,
         networks=("10.10.0.0/24", "2001:db8:10::/64"),
         neighbors=(
             _lb("lb1", "10.1.1.2", 65101, ("192.0.2.10/32", "192.0.2.11/32")),
             _lb("lb2", "10.1.2.2", 65102, ("192.0.2.10/32",)),
             _lb("lb1v6", "2001:db8:1:1::2", 65101, ("2001:db8:f::10/128",)),
-            Neighbor(name="r2", address="10.0.12.2", remote_as=65001, description="core r2",
-                     password="md5-core", accept="any", max_prefix=1000),
+            Neighbor(
+                name="r2",
+                address="10.0.12.2",
+                remote_as=65001,
+                description="core r2",
+                password="md5-core",
+                accept="any",
+                max_prefix=1000,
+            ),
         ),
     ),
     # An LB peer allowed no VIP of its session's family: everything it sends is denied.
     "lb-without-vips": RouterPlan(
-        name="r9", asn=4200000000, router_id="10.255.0.9", keepalive=3, hold=9, connect_retry=5,
+        name="r9",
+        asn=4200000000,
+        router_id="10.255.0.9",
+        keepalive=3,
+        hold=9,
+        connect_retry=5,
         neighbors=(_lb("lb9", "10.9.9.2", 65109, ()),),
     ),
 }
@@ -77,6 +98,8 @@ def test_every_golden_file_has_a_plan() -> None:
 def test_frr_accepts_golden_file(case: str) -> None:
     done = subprocess.run(
         ["vtysh", "-C", "-f", str(GOLDEN / f"{case}.conf")],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -72,7 +72,11 @@ def test_node_yaml_round_trips_through_the_loader(topo, tmp_path: Path) -> None:
 
 
 def _directives(config: str) -> list[str]:
-    return [line.strip() for line in config.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line.strip()
+        for line in config.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def test_haproxy_passes_tls_through_without_keys_or_proxy_protocol(topo) -> None:
@@ -81,16 +85,24 @@ def test_haproxy_passes_tls_through_without_keys_or_proxy_protocol(topo) -> None
         binds = [line for line in lines if line.startswith("bind ")]
         assert binds, lb
         for line in lines:
-            assert not re.search(r"\b(ssl|crt|crt-list|ca-file|check-ssl|send-proxy\S*)\b", line), f"{lb}: {line}"
+            assert not re.search(r"\b(ssl|crt|crt-list|ca-file|check-ssl|send-proxy\S*)\b", line), (
+                f"{lb}: {line}"
+            )
         assert "mode tcp" in lines and "daemon" not in lines
 
 
 def _prefix_list_accepts(frr_conf: str, neighbor: str) -> set[str]:
     """Prefixes permitted, by exact match, on what `neighbor` announces to this router."""
-    route_map = re.search(rf"^\s+neighbor {re.escape(neighbor)} route-map (\S+) in$", frr_conf, re.M).group(1)
-    block = re.search(rf"^route-map {re.escape(route_map)} permit 10\n(.*?)^exit$", frr_conf, re.M | re.S).group(1)
+    route_map = re.search(
+        rf"^\s+neighbor {re.escape(neighbor)} route-map (\S+) in$", frr_conf, re.M
+    ).group(1)
+    block = re.search(
+        rf"^route-map {re.escape(route_map)} permit 10\n(.*?)^exit$", frr_conf, re.M | re.S
+    ).group(1)
     prefix_list = re.search(r"match ipv?6? ?address prefix-list (\S+)", block).group(1)
-    permits = re.findall(rf"^ipv?6? ?prefix-list {re.escape(prefix_list)} seq \d+ permit (\S+)$", frr_conf, re.M)
+    permits = re.findall(
+        rf"^ipv?6? ?prefix-list {re.escape(prefix_list)} seq \d+ permit (\S+)$", frr_conf, re.M
+    )
     assert all(" le " not in p and " ge " not in p for p in permits)
     return set(permits)
 
@@ -114,17 +126,28 @@ def test_agent_vips_equal_what_every_router_accepts_equal_the_topology(topo) -> 
 def test_agent_sessions_mirror_the_routers_sessions(topo) -> None:
     """Each agent neighbor is a router's LB neighbor seen from the other end, and vice versa."""
     plans = router_plans(topo)
-    owner = {str(ip.ip): node.name for node in topo.address_plan().nodes.values()
-             for i in node.interfaces for ip in (i.ipv4, i.ipv6) if ip is not None}
+    owner = {
+        str(ip.ip): node.name
+        for node in topo.address_plan().nodes.values()
+        for i in node.interfaces
+        for ip in (i.ipv4, i.ipv6)
+        if ip is not None
+    }
     for lb, cfg in node_configs(topo, run_dir=RUN_DIR).items():
         from_agent = set()
         for n in cfg.bgp.neighbors:
             router = plans[owner[n.address]]
             (mirror,) = [x for x in router.neighbors if x.address == n.local_address]
             assert (router.asn, router.hold) == (n.peer_as, n.hold_time), f"{lb} -> {router.name}"
-            assert (mirror.remote_as, mirror.password, mirror.is_lb) == (cfg.bgp.local_as, n.md5_password, True)
+            assert (mirror.remote_as, mirror.password, mirror.is_lb) == (
+                cfg.bgp.local_as,
+                n.md5_password,
+                True,
+            )
             from_agent.add((router.name, n.local_address))
-        from_routers = {(r, x.address) for r, p in plans.items() for x in p.neighbors if owner[x.address] == lb}
+        from_routers = {
+            (r, x.address) for r, p in plans.items() for x in p.neighbors if owner[x.address] == lb
+        }
         assert from_agent == from_routers, lb
 
 
@@ -136,7 +159,9 @@ def test_agent_checks_name_what_haproxy_defines(topo) -> None:
         binds = set(re.findall(r"^\s*bind (\S+) ", text, re.M))
         for name, check in configs[lb].checks.items():
             if check.type == "haproxy":
-                assert {check.frontend, check.backend} <= proxies and str(check.socket) == socket, name
+                assert {check.frontend, check.backend} <= proxies and str(check.socket) == socket, (
+                    name
+                )
             else:
                 host = f"[{check.host}]" if ":" in check.host else check.host
                 assert f"{host}:{check.port}" in binds, name
@@ -147,5 +172,7 @@ def test_haproxy_accepts_every_rendered_config(topo, tmp_path: Path) -> None:
     for lb, text in haproxy_configs(topo, run_dir=tmp_path).items():
         path = tmp_path / f"{lb}.cfg"
         path.write_text(text)
-        done = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            ["haproxy", "-c", "-f", str(path)], capture_output=True, text=True, timeout=30
+        )
         assert done.returncode == 0, f"{lb}:\n{done.stdout}{done.stderr}"

@@ -59,14 +59,18 @@ def main() -> int:
             while True:
                 verb, _, prefix = (await commands.get()).partition(" ")
                 try:
-                    line = writer.announce(prefix) if verb == "announce" else writer.withdraw(prefix)
+                    line = (
+                        writer.announce(prefix) if verb == "announce" else writer.withdraw(prefix)
+                    )
                 except UndeclaredPrefix:
                     report(f"{verb} {prefix} refused")
                     continue
                 report(f"{verb} {prefix} {'done' if await speaker.send(line) else 'error'}")
 
         tasks.append(asyncio.create_task(serve()))
-        await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)  # reader EOF or guardian gone
+        await asyncio.wait(
+            tasks[:2], return_when=asyncio.FIRST_COMPLETED
+        )  # reader EOF or guardian gone
 
     asyncio.run(run())
     return 0

@@ -49,7 +49,9 @@ def anycast_ctl(*args: str) -> subprocess.CompletedProcess:
 def test_vip_is_in_the_router_fib_while_haproxy_is_healthy(lab):
     assert set(r1_uses(lab)) == {"lb1", "lb2", "lb3"}
     status = lab.agent_request("lb1", {"op": "status"})
-    assert [(v["address"], v["state"], v["announced"]) for v in status["vips"]] == [(VIP, "up", True)]
+    assert [(v["address"], v["state"], v["announced"]) for v in status["vips"]] == [
+        (VIP, "up", True)
+    ]
 
 
 def test_vip_leaves_the_router_fib_within_1s_after_haproxy_is_killed(lab):
@@ -87,7 +89,9 @@ def test_vip_leaves_the_router_fib_after_the_agent_is_sigkilled(lab):
 
 def received_from(lab: Lab, lb: str) -> set[str]:
     address = lab.plan.interface(lb, "r1").ipv4.ip
-    table = frr.vtysh_json(lab.tag, "r1", f"show bgp ipv4 unicast neighbors {address} received-routes json")
+    table = frr.vtysh_json(
+        lab.tag, "r1", f"show bgp ipv4 unicast neighbors {address} received-routes json"
+    )
     return set(table.get("receivedRoutes", {}))
 
 
@@ -99,11 +103,18 @@ def test_a_prefix_not_in_the_node_config_cannot_be_announced(lab):
     # 2. A config smuggling a second command into an attribute is refused on reload (SIGHUP);
     #    the agent keeps the running config and announces nothing new.
     original = node_yaml.read_text()
-    node_yaml.write_text(original.replace(
-        "address: 192.0.2.10/32", 'address: 192.0.2.10/32\n  communities: ["65000:1\\nannounce route 203.0.113.0/24 next-hop self"]', 1))
+    node_yaml.write_text(
+        original.replace(
+            "address: 192.0.2.10/32",
+            'address: 192.0.2.10/32\n  communities: ["65000:1\\nannounce route 203.0.113.0/24 next-hop self"]',
+            1,
+        )
+    )
     os.kill(lab.agent_pid("lb1"), signal.SIGHUP)
     log = lab.dir / "lb1" / "exabgp.log"
-    wait_for(lambda: "reload refused" in log.read_text(), 5, what="the agent to refuse the bad reload")
+    wait_for(
+        lambda: "reload refused" in log.read_text(), 5, what="the agent to refuse the bad reload"
+    )
     # 3. What lb1 actually sent r1 (Adj-RIB-In, before r1's own prefix filter): only its VIP.
     wait_for(lambda: received_from(lab, "lb1") == {VIP}, 5, what="lb1's announcements")
     assert "lb1" in r1_uses(lab)
@@ -136,6 +147,8 @@ def test_graceful_drain_moves_traffic_away_before_the_withdrawal(lab):
     assert paths and paths[0].get("locPrf") == 0, paths
     assert time.monotonic() - start < 2.5
     # ...and is withdrawn only when the graceful period ends.
-    wait_for(lambda: lb1_paths(lab) == [], 10, what="lb1's path withdrawn after the graceful period")
+    wait_for(
+        lambda: lb1_paths(lab) == [], 10, what="lb1's path withdrawn after the graceful period"
+    )
     assert time.monotonic() - start >= 2.5
     assert set(r1_uses(lab)) == {"lb2", "lb3"}

@@ -79,24 +79,37 @@ async def scenario(tmp_path) -> None:
     dead = socket.socket()  # bound, never listening: connections to it are refused
     dead.bind(("127.0.0.1", 0))
     config = tmp_path / "haproxy.cfg"
-    config.write_text(CONFIG.format(
-        socket=stats, frontend_port=free_port(),
-        live_port=live.sockets[0].getsockname()[1], dead_port=dead.getsockname()[1],
-    ))
+    config.write_text(
+        CONFIG.format(
+            socket=stats,
+            frontend_port=free_port(),
+            live_port=live.sockets[0].getsockname()[1],
+            dead_port=dead.getsockname()[1],
+        )
+    )
     log = (tmp_path / "haproxy.log").open("w")
     env = {**os.environ, "ANYCAST_CTL_LAB": f"acx-chk{os.getpid()}"}  # tagged, like lab daemons
-    haproxy = subprocess.Popen([HAPROXY, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    haproxy = subprocess.Popen(
+        [HAPROXY, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env
+    )
 
     def spec(minimum):
-        return build_check("lb", HaproxyCheck(type="haproxy", socket=stats, frontend="fe", backend="be",
-                                              min_servers_up=minimum))
+        return build_check(
+            "lb",
+            HaproxyCheck(
+                type="haproxy", socket=stats, frontend="fe", backend="be", min_servers_up=minimum
+            ),
+        )
 
     try:
         # HAProxy starts its servers UP; the dead one goes DOWN after its first check.
         need_two = await until(spec(2), lambda r: r.health is Health.SOFT_FAIL and r.extra)
         assert need_two.detail == "be: 1/2 servers UP, need 2"
         need_one = await run_check(spec(1), 1.0)
-        assert (need_one.health, need_one.detail) == (Health.OK, "frontend fe OPEN, be: 1/2 servers UP")
+        assert (need_one.health, need_one.detail) == (
+            Health.OK,
+            "frontend fe OPEN, be: 1/2 servers UP",
+        )
         assert need_one.extra == {"servers_up": 1, "servers_total": 2}
 
         assert (await admin(stats, "disable frontend fe")).strip() == ""

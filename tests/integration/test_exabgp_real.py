@@ -129,16 +129,34 @@ def router():
     r, lb = f"{TAG}-r", f"{TAG}-lb"
     workdir = Path(tempfile.mkdtemp(prefix=f"{TAG}-"))
     workdir.chmod(0o755)
-    shutil.chown(workdir, "frr", "frr")  # FRR drops to user frr before it reads its config and writes pids
+    shutil.chown(
+        workdir, "frr", "frr"
+    )  # FRR drops to user frr before it reads its config and writes pids
     pids: list[int] = []
     try:
         for ns in (r, lb):
             sh("ip", "netns", "add", ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         veth_r, veth_lb = f"h2r{os.getpid() % 100000}", f"h2l{os.getpid() % 100000}"
-        sh("ip", "link", "add", veth_r, "netns", r, "type", "veth", "peer", "name", veth_lb, "netns", lb)
-        for ns, dev, v4, v6 in ((r, veth_r, "10.99.1.1/30", "fd00:99:1::1/64"),
-                                (lb, veth_lb, "10.99.1.2/30", "fd00:99:1::2/64")):
+        sh(
+            "ip",
+            "link",
+            "add",
+            veth_r,
+            "netns",
+            r,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            veth_lb,
+            "netns",
+            lb,
+        )
+        for ns, dev, v4, v6 in (
+            (r, veth_r, "10.99.1.1/30", "fd00:99:1::1/64"),
+            (lb, veth_lb, "10.99.1.2/30", "fd00:99:1::2/64"),
+        ):
             sh("ip", "-n", ns, "addr", "add", v4, "dev", dev)
             sh("ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad")
             sh("ip", "-n", ns, "link", "set", dev, "up")
@@ -147,7 +165,20 @@ def router():
         shutil.chown(conf, "frr", "frr")
         for daemon in ("zebra", "bgpd"):
             pidfile = workdir / f"{daemon}.pid"
-            sh("ip", "netns", "exec", r, f"/usr/lib/frr/{daemon}", "-d", "-N", r, "-f", str(conf), "-i", str(pidfile))
+            sh(
+                "ip",
+                "netns",
+                "exec",
+                r,
+                f"/usr/lib/frr/{daemon}",
+                "-d",
+                "-N",
+                r,
+                "-f",
+                str(conf),
+                "-i",
+                str(pidfile),
+            )
             pids.append(int(poll(lambda: pidfile.exists() and pidfile.read_text().strip(), 10)))
         yield Router(r, workdir, pids)
     finally:
@@ -184,7 +215,9 @@ class Node:
         """Send a command and return the helper's verdict (done / error / refused)."""
         seen = len(self.lines())
         self.command(text)
-        answer = poll(lambda: [line for line in self.lines()[seen:] if line.startswith(text + " ")], timeout)[0]
+        answer = poll(
+            lambda: [line for line in self.lines()[seen:] if line.startswith(text + " ")], timeout
+        )[0]
         return answer.removeprefix(text + " ")
 
 
@@ -200,9 +233,20 @@ def node(router, tmp_path):
         (tmp_path / name).write_text(text)
     log = (tmp_path / "exabgp.log").open("w")
     exabgp = subprocess.Popen(
-        ["ip", "netns", "exec", f"{TAG}-lb", str(EXABGP), "--env-file", str(tmp_path / "exabgp.env"),
-         "server", str(tmp_path / "exabgp.conf")],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        [
+            "ip",
+            "netns",
+            "exec",
+            f"{TAG}-lb",
+            str(EXABGP),
+            "--env-file",
+            str(tmp_path / "exabgp.env"),
+            "server",
+            str(tmp_path / "exabgp.conf"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
     )  # `ip netns exec` execs ExaBGP: this pid is ExaBGP's
     node = Node(exabgp, tmp_path / "node.log", tmp_path / "node.cmd")
     agent = guardian = None
@@ -258,7 +302,9 @@ def test_agent_sigkill_withdraws_every_vip(node, router):
     started = time.monotonic()
     os.kill(node.agent_pid(), signal.SIGKILL)
     poll(lambda: not router.in_fib("192.0.2.10/32") and not router.in_fib("2001:db8::10/128"), 3)
-    print(f"\nagent SIGKILL -> VIPs gone from the router's FIB in {(time.monotonic() - started) * 1000:.0f} ms")
+    print(
+        f"\nagent SIGKILL -> VIPs gone from the router's FIB in {(time.monotonic() - started) * 1000:.0f} ms"
+    )
     node.exabgp.wait(5)  # the lifeline stopped ExaBGP
 
 
@@ -270,7 +316,9 @@ def test_a_hung_agent_withdraws_every_vip(node, router):
     started = time.monotonic()
     os.kill(agent, signal.SIGSTOP)  # a frozen agent: its heartbeats stop
     poll(lambda: not router.in_fib("192.0.2.10/32"), 1.0 + 3)  # stall_after=1.0 in the helper
-    print(f"\nagent SIGSTOP -> VIP gone from the router's FIB in {(time.monotonic() - started) * 1000:.0f} ms")
+    print(
+        f"\nagent SIGSTOP -> VIP gone from the router's FIB in {(time.monotonic() - started) * 1000:.0f} ms"
+    )
     poll(lambda: not pid_alive(agent), 3)  # and the guardian killed it
 
 
@@ -281,7 +329,15 @@ def test_rendered_config_is_accepted_by_exabgp(tmp_path):
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     result = subprocess.run(
-        [str(EXABGP), "--env-file", str(tmp_path / "exabgp.env"), "validate", str(tmp_path / "exabgp.conf")],
-        capture_output=True, text=True, timeout=60,
+        [
+            str(EXABGP),
+            "--env-file",
+            str(tmp_path / "exabgp.env"),
+            "validate",
+            str(tmp_path / "exabgp.conf"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr

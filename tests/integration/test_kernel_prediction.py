@@ -57,7 +57,12 @@ def lab():
     try:
         ip = ("ip", "-n", ns)
         sysctl = ("ip", "netns", "exec", ns, "sysctl", "-q", "-w")
-        sh(*sysctl, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_dad=0")
+        sh(
+            *sysctl,
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv6.conf.default.accept_dad=0",
+        )
         sh(*sysctl, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
         sh(*sysctl, f"net.ipv4.fib_multipath_hash_seed={SEED}", "net.ipv6.ip_nonlocal_bind=1")
         sh(*ip, "link", "set", "lo", "up")
@@ -70,15 +75,39 @@ def lab():
             # A gateway MAC that is not p{i}'s: the peer end sees the frame (packet
             # sockets) but its IP stack ignores it, so nothing is forwarded twice.
             gw_mac = f"02:00:00:00:01:{i:02x}"
-            sh(*ip, "neigh", "replace", f"10.1.{i}.2", "lladdr", gw_mac, "dev", f"r{i}", "nud", "permanent")
-            sh(*ip, "neigh", "replace", f"2001:db8:1:{i}::2", "lladdr", gw_mac, "dev", f"r{i}", "nud", "permanent")
+            sh(
+                *ip,
+                "neigh",
+                "replace",
+                f"10.1.{i}.2",
+                "lladdr",
+                gw_mac,
+                "dev",
+                f"r{i}",
+                "nud",
+                "permanent",
+            )
+            sh(
+                *ip,
+                "neigh",
+                "replace",
+                f"2001:db8:1:{i}::2",
+                "lladdr",
+                gw_mac,
+                "dev",
+                f"r{i}",
+                "nud",
+                "permanent",
+            )
         sh(*ip, "link", "add", "cin", "type", "veth", "peer", "name", "cpeer")
         sh(*ip, "addr", "add", "10.9.0.1/24", "dev", "cin")
         sh(*ip, "addr", "add", "2001:db8:9::1/64", "dev", "cin", "nodad")
         for dev in ("cin", "cpeer"):
             sh(*ip, "link", "set", dev, "up")
         hops4 = [f"nexthop via 10.1.{i}.2 dev r{i} weight {w}" for i, w in enumerate(WEIGHTS)]
-        hops6 = [f"nexthop via 2001:db8:1:{i}::2 dev r{i} weight {w}" for i, w in enumerate(WEIGHTS)]
+        hops6 = [
+            f"nexthop via 2001:db8:1:{i}::2 dev r{i} weight {w}" for i, w in enumerate(WEIGHTS)
+        ]
         sh(*ip, "route", "add", "default", *" ".join(hops4).split())
         sh(*ip, "-6", "route", "add", "default", *" ".join(hops6).split())
         # Any address in these ranges is local, so sockets may send from it.
@@ -91,8 +120,17 @@ def lab():
 
 def configure(lab, family: int, policy: int, fields: int) -> None:
     v = "ipv4" if family == 4 else "ipv6"
-    sh("ip", "netns", "exec", lab["ns"], "sysctl", "-q", "-w",
-       f"net.{v}.fib_multipath_hash_policy={policy}", f"net.{v}.fib_multipath_hash_fields={fields}")
+    sh(
+        "ip",
+        "netns",
+        "exec",
+        lab["ns"],
+        "sysctl",
+        "-q",
+        "-w",
+        f"net.{v}.fib_multipath_hash_policy={policy}",
+        f"net.{v}.fib_multipath_hash_fields={fields}",
+    )
 
 
 # ---------------------------------------------------------------- flows
@@ -114,14 +152,22 @@ def random_flows(rng, family: int, n: int, local: bool = False, icmp: bool = Tru
 def _addr(rng, family: int, local: bool) -> str:
     if family == 4:
         if local:
-            return str(ipaddress.IPv4Address((100 << 24) | (64 << 16) | int(rng.integers(1, 65535))))
+            return str(
+                ipaddress.IPv4Address((100 << 24) | (64 << 16) | int(rng.integers(1, 65535)))
+            )
         while True:  # any unicast address outside the lab's own subnets and martians
             a = ipaddress.IPv4Address(int(rng.integers(1 << 24, 224 << 24)))
-            if not (a.is_loopback or a.is_private or a.is_link_local or a.is_reserved or a in _LAB4):
+            if not (
+                a.is_loopback or a.is_private or a.is_link_local or a.is_reserved or a in _LAB4
+            ):
                 return str(a)
     if local:
         return str(ipaddress.IPv6Address((0x2001_0DB8_0064 << 80) | int(rng.integers(1, 1 << 62))))
-    return str(ipaddress.IPv6Address((0x2 << 124) | (int(rng.integers(0, 1 << 60)) << 64) | int(rng.integers(1, 1 << 63))))
+    return str(
+        ipaddress.IPv6Address(
+            (0x2 << 124) | (int(rng.integers(0, 1 << 60)) << 64) | int(rng.integers(1, 1 << 63))
+        )
+    )
 
 
 _LAB4 = ipaddress.ip_network("100.64.0.0/16")
@@ -147,10 +193,17 @@ def mismatches(expected: np.ndarray, got: list[int], flows: FlowArrays) -> list[
 def route_get(lab, flows: FlowArrays, iif: str | None) -> list[int]:
     names = {4: "icmp", 6: "ipv6-icmp"}
     lines = []
-    for s, d, p, sp, dp in zip(flows.address_strings("src"), flows.address_strings("dst"),
-                               flows.proto, flows.sport, flows.dport):
+    for s, d, p, sp, dp in zip(
+        flows.address_strings("src"),
+        flows.address_strings("dst"),
+        flows.proto,
+        flows.sport,
+        flows.dport,
+    ):
         proto = names.get(flows.family) if p in (1, 58) else int(p)
-        lines.append(f"route get {d} from {s}{f' iif {iif}' if iif else ''} ipproto {proto} sport {sp} dport {dp}")
+        lines.append(
+            f"route get {d} from {s}{f' iif {iif}' if iif else ''} ipproto {proto} sport {sp} dport {dp}"
+        )
     family = "-4" if flows.family == 4 else "-6"
     out = sh("ip", "-n", lab["ns"], family, "-j", "-batch", "-", stdin="\n".join(lines) + "\n")
     decoder, pos, devs = json.JSONDecoder(), 0, []
@@ -234,17 +287,45 @@ def _ipv4_checksum(header: bytes) -> int:
 
 
 def frame(flows: FlowArrays, i: int, dst_mac: str, src: str, dst: str) -> bytes:
-    l4 = _l4(int(flows.proto[i]), int(flows.sport[i]), int(flows.dport[i]), MAGIC + struct.pack("!I", i))
+    l4 = _l4(
+        int(flows.proto[i]), int(flows.sport[i]), int(flows.dport[i]), MAGIC + struct.pack("!I", i)
+    )
     if flows.family == 4:
-        head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), i & 0xFFFF, 0, 64, int(flows.proto[i]), 0,
-                           ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
+        head = struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(l4),
+            i & 0xFFFF,
+            0,
+            64,
+            int(flows.proto[i]),
+            0,
+            ipaddress.IPv4Address(src).packed,
+            ipaddress.IPv4Address(dst).packed,
+        )
         ip = head[:10] + struct.pack("!H", _ipv4_checksum(head)) + head[12:] + l4
         ethertype = 0x0800
     else:
-        ip = struct.pack("!IHBB16s16s", 6 << 28, len(l4), int(flows.proto[i]), 64,
-                         ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed) + l4
+        ip = (
+            struct.pack(
+                "!IHBB16s16s",
+                6 << 28,
+                len(l4),
+                int(flows.proto[i]),
+                64,
+                ipaddress.IPv6Address(src).packed,
+                ipaddress.IPv6Address(dst).packed,
+            )
+            + l4
+        )
         ethertype = 0x86DD
-    return bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex("020000000001") + struct.pack("!H", ethertype) + ip
+    return (
+        bytes.fromhex(dst_mac.replace(":", ""))
+        + bytes.fromhex("020000000001")
+        + struct.pack("!H", ethertype)
+        + ip
+    )
 
 
 def _flow_id(data: bytes, flows: FlowArrays, wire: list[tuple[bytes, bytes]]) -> int | None:
@@ -273,8 +354,10 @@ def observe(lab, flows: FlowArrays, send) -> list[int]:
         s.setblocking(False)
         sniffers.append(s)
     seen = [-1] * len(flows)
-    wire = [(ipaddress.ip_address(a).packed, ipaddress.ip_address(b).packed)
-            for a, b in zip(flows.address_strings("src"), flows.address_strings("dst"))]
+    wire = [
+        (ipaddress.ip_address(a).packed, ipaddress.ip_address(b).packed)
+        for a, b in zip(flows.address_strings("src"), flows.address_strings("dst"))
+    ]
 
     def drain(timeout: float) -> None:
         ready, _, _ = select.select(sniffers, [], [], timeout)
@@ -308,7 +391,9 @@ def forward_packets(lab, flows: FlowArrays) -> list[int]:
     def run() -> list[int]:
         with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as inject:
             inject.bind(("cpeer", 0))
-            return observe(lab, flows, lambda i: inject.send(frame(flows, i, lab["cin_mac"], src[i], dst[i])))
+            return observe(
+                lab, flows, lambda i: inject.send(frame(flows, i, lab["cin_mac"], src[i], dst[i]))
+            )
 
     return in_netns(lab["ns"], run)
 
@@ -340,6 +425,8 @@ def test_socket_sent_packets_match_local_model(lab, family, policy, fields):
     configure(lab, family, policy, fields)
     rng = np.random.default_rng(2000 + policy * 100 + fields)
     flows = random_flows(rng, family, N_FLOWS, local=True, icmp=False)
-    flows = FlowArrays(flows.src, flows.dst, np.full(len(flows), 17), flows.sport, flows.dport, family)
+    flows = FlowArrays(
+        flows.src, flows.dst, np.full(len(flows), 17), flows.sport, flows.dport, family
+    )
     got = send_from_sockets(lab, flows)
     assert mismatches(predict(flows, policy, fields, forwarded=False), got, flows) == []

@@ -40,20 +40,29 @@ def _assert_every_router_converged(lab: Lab) -> None:
     every router's kernel FIB over exactly the next hops that lead to its announcers."""
     for router in lab.topology.routers:
         expected = {
-            str((s.downstream if s.upstream.node == router.name else s.upstream).interface.ipv4.ip):
-                {"bgpState": "Established"}
+            str(
+                (s.downstream if s.upstream.node == router.name else s.upstream).interface.ipv4.ip
+            ): {"bgpState": "Established"}
             for s in lab.plan.sessions_of(router.name)
         }
 
         def sessions_up(router=router.name, expected=expected):
-            return json_mismatch(expected, frr.vtysh_json(lab.tag, router, "show bgp neighbors json")) is None
+            return (
+                json_mismatch(expected, frr.vtysh_json(lab.tag, router, "show bgp neighbors json"))
+                is None
+            )
 
         wait_for(sessions_up, 15, what=f"{router.name} sessions Established")
         for vip in lab.topology.vips:
             want = lab.expected_nexthops(router.name, vip.name)
             assert want, f"{vip.name} has announcers reachable from {router.name}"
-            got = wait_for(lambda r=router.name, v=vip.name, w=want: set(lab.fib_nexthops(r, v)) == w
-                           and lab.fib_nexthops(r, v), 15, what=f"{router.name} FIB for {vip.name}")
+            got = wait_for(
+                lambda r=router.name, v=vip.name, w=want: (
+                    set(lab.fib_nexthops(r, v)) == w and lab.fib_nexthops(r, v)
+                ),
+                15,
+                what=f"{router.name} FIB for {vip.name}",
+            )
             assert len(got) == len(want)  # each next hop once: a real ECMP group, no duplicates
     assert lab.converged() == []  # also every IPv6 session, by the lab's own check
 
@@ -63,7 +72,8 @@ def _assert_traffic_as_predicted(lab: Lab, connections: int) -> None:
     agree, total = result.agreement()
     assert not result.failed(), [f"{f.src}:{f.sport} {f.error}" for f in result.failed()[:5]]
     assert (agree, total) == (connections, connections), [
-        f"{f.src}:{f.sport}->{f.dst}: {f.lb} vs predicted {f.predicted}" for f in result.mismatches()[:5]
+        f"{f.src}:{f.sport}->{f.dst}: {f.lb} vs predicted {f.predicted}"
+        for f in result.mismatches()[:5]
     ]
     announcers = {lb.name for lb in lab.topology.lbs if lb.vips}
     assert set(result.shares()) == announcers  # every LB node carried some of it
@@ -79,8 +89,13 @@ def test_default_topology_comes_up_converges_and_traffic_lands_as_predicted(lab_
     assert all(status["namespaces"].values())
     for lb in ("lb1", "lb2", "lb3"):
         answer = status["agents"][lb]
-        assert json_mismatch({"ok": True, "node": lb, "vips": [{"address": "192.0.2.10/32", "announced": True}]},
-                             answer) is None, answer
+        assert (
+            json_mismatch(
+                {"ok": True, "node": lb, "vips": [{"address": "192.0.2.10/32", "announced": True}]},
+                answer,
+            )
+            is None
+        ), answer
     _assert_traffic_as_predicted(lab, 300)
 
 
@@ -95,11 +110,15 @@ def test_two_router_topology_comes_up_converges_and_traffic_lands_as_predicted(l
 def _dual_stack(tmp_path: Path) -> Path:
     """The default topology with an IPv6 VIP beside the IPv4 one and an IPv6 client prefix."""
     text = DEFAULT.read_text().replace("name: default", "name: dual")
-    text = text.replace("prefixes: [198.18.1.0/24]", 'prefixes: [198.18.1.0/24, "2001:db8:c1::/64"]')
+    text = text.replace(
+        "prefixes: [198.18.1.0/24]", 'prefixes: [198.18.1.0/24, "2001:db8:c1::/64"]'
+    )
     text = text.replace("vips: [web]}", "vips: [web, web6]}")
     web = "  - {name: web, address: 192.0.2.10, port: 443, backends: [be1, be2]}\n"
     assert text.count(web) == 1 and text.count("vips: [web, web6]}") == 3
-    text = text.replace(web, web + '  - {name: web6, address: "2001:db8:f::10", port: 443, backends: [be1, be2]}\n')
+    text = text.replace(
+        web, web + '  - {name: web6, address: "2001:db8:f::10", port: 443, backends: [be1, be2]}\n'
+    )
     path = tmp_path / "dual.yaml"
     path.write_text(text)
     return path
@@ -113,7 +132,8 @@ def test_dual_stack_traffic_lands_as_predicted_over_ipv4_and_ipv6(lab_tag, tmp_p
     assert sum(":" in f.dst for f in result.flows) == 150
     assert not result.failed(), [f"{f.src}:{f.sport} {f.error}" for f in result.failed()[:5]]
     assert result.agreement() == (300, 300), [
-        f"[{f.src}]:{f.sport}: {f.lb} vs predicted {f.predicted}" for f in result.mismatches()[:5]]
+        f"[{f.src}]:{f.sport}: {f.lb} vs predicted {f.predicted}" for f in result.mismatches()[:5]
+    ]
 
 
 ROGUE_API = textwrap.dedent("""
@@ -147,35 +167,62 @@ def test_rogue_announcement_is_refused_by_every_router(lab_tag, tmp_path):
 
         def received_all(router=router, query=query):
             # The Adj-RIB-In (soft-reconfiguration inbound): what lb1 sent, before the policy.
-            got = frr.vtysh_json(lab.tag, router, f"{query} received-routes json").get("receivedRoutes", {})
+            got = frr.vtysh_json(lab.tag, router, f"{query} received-routes json").get(
+                "receivedRoutes", {}
+            )
             return {"192.0.2.10/32", "192.0.2.20/32", "203.0.113.0/24"} <= set(got)
 
         wait_for(received_all, 20, what=f"{router} to receive lb1's three announcements")
         accepted = frr.vtysh_json(lab.tag, router, f"{query} routes json").get("routes", {})
         assert set(accepted) == {"192.0.2.10/32"}, f"{router} accepted {sorted(accepted)} from lb1"
-        wait_for(lambda r=router: "lb1" in lab.fib_nexthops(r, "web"), 20, what=f"{router} web via lb1 again")
-        assert set(lab.fib_nexthops(router, "api")) == {"lb3", "lb4"}, "lb1 must not join api's ECMP set"
+        wait_for(
+            lambda r=router: "lb1" in lab.fib_nexthops(r, "web"),
+            20,
+            what=f"{router} web via lb1 again",
+        )
+        assert set(lab.fib_nexthops(router, "api")) == {"lb3", "lb4"}, (
+            "lb1 must not join api's ECMP set"
+        )
         rib = frr.vtysh_json(lab.tag, router, "show bgp ipv4 unicast json")["routes"]
         assert "203.0.113.0/24" not in rib
         assert {p["peerId"] for p in rib["192.0.2.20/32"]} == {
-            str(lab.plan.interface(lb, router).ipv4.ip) for lb in ("lb3", "lb4")}
+            str(lab.plan.interface(lb, router).ipv4.ip) for lb in ("lb3", "lb4")
+        }
         assert netns.fib_routes(lab.namespace(router), "203.0.113.0/24") == []
 
 
 def test_lab_cli_up_status_down_leaves_nothing(make_lab_tag):
     tag = make_lab_tag()
     name = _name(tag)
-    up = subprocess.run([CLI, "lab", "up", str(DEFAULT), "--name", name], capture_output=True, text=True, timeout=120)
+    up = subprocess.run(
+        [CLI, "lab", "up", str(DEFAULT), "--name", name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert up.returncode == 0, up.stderr
     assert f"lab {name} up in" in up.stdout
-    status = subprocess.run([CLI, "lab", "status", name, "--json"], capture_output=True, text=True, timeout=60)
+    status = subprocess.run(
+        [CLI, "lab", "status", name, "--json"], capture_output=True, text=True, timeout=60
+    )
     assert status.returncode == 0, status.stdout + status.stderr
-    assert json_mismatch({"converged": True, "routers": {"r1": {"fib": {"web": ["lb1", "lb2", "lb3"]}}}},
-                         _sorted_fib(json.loads(status.stdout))) is None
-    again = subprocess.run([CLI, "lab", "up", str(DEFAULT), "--name", name], capture_output=True, text=True, timeout=60)
+    assert (
+        json_mismatch(
+            {"converged": True, "routers": {"r1": {"fib": {"web": ["lb1", "lb2", "lb3"]}}}},
+            _sorted_fib(json.loads(status.stdout)),
+        )
+        is None
+    )
+    again = subprocess.run(
+        [CLI, "lab", "up", str(DEFAULT), "--name", name], capture_output=True, text=True, timeout=60
+    )
     assert again.returncode == 1 and "already running" in again.stderr  # refuses to clobber
-    ran = subprocess.run([CLI, "lab", "exec", "c1", "--name", name, "--", "ip", "-4", "-o", "addr", "show", "lo"],
-                         capture_output=True, text=True, timeout=30)
+    ran = subprocess.run(
+        [CLI, "lab", "exec", "c1", "--name", name, "--", "ip", "-4", "-o", "addr", "show", "lo"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert ran.returncode == 0 and "100.64.255." in ran.stdout
     down = subprocess.run([CLI, "lab", "down", name], capture_output=True, text=True, timeout=60)
     assert down.returncode == 0, down.stderr
@@ -211,7 +258,9 @@ def test_cleanup_after_a_bringup_that_died_midway_leaves_nothing(lab_tag):
     code = f"from anycast_ctl.lab.topology_up import Lab; Lab.up({str(DEFAULT)!r}, tag={lab_tag!r}, timeout=60)"
     child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, start_new_session=True)
     try:
-        wait_for(lambda: any(d.name == "haproxy" for d in _recorded(lab_tag)), 60, what="HAProxy started")
+        wait_for(
+            lambda: any(d.name == "haproxy" for d in _recorded(lab_tag)), 60, what="HAProxy started"
+        )
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
         assert any(d.running() for d in _recorded(lab_tag))  # the daemons outlived their parent
@@ -226,4 +275,7 @@ def test_cleanup_after_a_bringup_that_died_midway_leaves_nothing(lab_tag):
 
 def _recorded(tag: str) -> list[daemons.Daemon]:
     st = state.load(tag)
-    return [daemons.Daemon(tag, r.node, r.name, r.pid, r.start_time, tuple(r.argv)) for r in (st.daemons if st else [])]
+    return [
+        daemons.Daemon(tag, r.node, r.name, r.pid, r.start_time, tuple(r.argv))
+        for r in (st.daemons if st else [])
+    ]

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.root
 DEFAULT = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
 
 
-def run_once(lab_tag: str, scenario: Scenario, implementation=Implementation.ANYCAST, after=None, **settings):
+def run_once(
+    lab_tag: str, scenario: Scenario, implementation=Implementation.ANYCAST, after=None, **settings
+):
     from anycast_ctl.config.topology import load_topology
     from anycast_ctl.lab.topology_up import Lab
 

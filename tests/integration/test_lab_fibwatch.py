@@ -48,12 +48,16 @@ def test_ipv4_nexthop_changes_are_timed_at_the_event(router):
     with FibWatcher(r, VIP4) as fib:
         assert fib.current().gateways == frozenset()
 
-        before, after = ip(tag, r, "route", "add", VIP4, "nexthop", "via", GW[0], "nexthop", "via", GW[1])
+        before, after = ip(
+            tag, r, "route", "add", VIP4, "nexthop", "via", GW[0], "nexthop", "via", GW[1]
+        )
         seen = fib.wait_for(with_any({GW[0]}), since=before, timeout=2)
         assert before <= seen <= after
         assert fib.current().gateways == {GW[0], GW[1]}
 
-        before, after = ip(tag, r, "route", "replace", VIP4, "nexthop", "via", GW[1], "nexthop", "via", GW[2])
+        before, after = ip(
+            tag, r, "route", "replace", VIP4, "nexthop", "via", GW[1], "nexthop", "via", GW[2]
+        )
         gone = fib.wait_for(without({GW[0]}), since=before, timeout=2)
         assert before <= gone <= after
         assert fib.current().gateways == {GW[1], GW[2]}
@@ -89,7 +93,9 @@ def test_lowest_metric_route_is_the_one_in_use(router):
 def test_ipv6_sibling_delete_removes_only_that_nexthop(router):
     tag, r, _ = router
     with FibWatcher(r, VIP6) as fib:
-        before, _ = ip(tag, r, "-6", "route", "add", VIP6, "nexthop", "via", GW6[0], "nexthop", "via", GW6[1])
+        before, _ = ip(
+            tag, r, "-6", "route", "add", VIP6, "nexthop", "via", GW6[0], "nexthop", "via", GW6[1]
+        )
         fib.wait_for(lambda s: s.gateways == {GW6[0], GW6[1]}, since=before, timeout=2)
 
         # The kernel notifies this with an RTM_DELROUTE naming only GW6[0].

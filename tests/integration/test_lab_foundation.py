@@ -102,39 +102,67 @@ def test_frr_router_learns_vip_from_md5_peers_as_ecmp_and_refuses_rogue_and_wron
 
     asns = {"lba": 65101, "lbb": 65102, "lbc": 65103}
     r1 = RouterPlan(
-        name="r1", asn=65000, router_id="10.255.0.1", maximum_paths=8,
+        name="r1",
+        asn=65000,
+        router_id="10.255.0.1",
+        maximum_paths=8,
         neighbors=tuple(
-            Neighbor(name=lb, address=peers[lb][1], remote_as=asns[lb], password="lab-key",
-                     accept=(VIP,), max_prefix=1, is_lb=True)
+            Neighbor(
+                name=lb,
+                address=peers[lb][1],
+                remote_as=asns[lb],
+                password="lab-key",
+                accept=(VIP,),
+                max_prefix=1,
+                is_lb=True,
+            )
             for lb in peers
         ),
     )
     start_frr(tag, "r1", render_frr(r1))
     for lb in peers:
         own = RouterPlan(
-            name=lb, asn=asns[lb], router_id=peers[lb][1],
+            name=lb,
+            asn=asns[lb],
+            router_id=peers[lb][1],
             networks=(VIP, ROGUE) if lb == "lba" else (VIP,),
-            neighbors=(Neighbor(name="r1", address=peers[lb][0], remote_as=65000,
-                                password="wrong-key" if lb == "lbc" else "lab-key",
-                                accept="any", max_prefix=10),),
+            neighbors=(
+                Neighbor(
+                    name="r1",
+                    address=peers[lb][0],
+                    remote_as=65000,
+                    password="wrong-key" if lb == "lbc" else "lab-key",
+                    accept="any",
+                    max_prefix=10,
+                ),
+            ),
         )
         start_frr(tag, lb, render_frr(own))
 
     # Both good peers establish and the VIP is ECMP over them in r1's kernel FIB.
-    expect = {"ipv4Unicast": {"peers": {peers[lb][1]: {"state": "Established"} for lb in ("lba", "lbb")}}}
-    wait_for(lambda: json_mismatch(expect, vtysh_json(tag, "r1", "show bgp summary json")) is None,
-             20, what="sessions r1<->lba, r1<->lbb Established")
+    expect = {
+        "ipv4Unicast": {"peers": {peers[lb][1]: {"state": "Established"} for lb in ("lba", "lbb")}}
+    }
+    wait_for(
+        lambda: json_mismatch(expect, vtysh_json(tag, "r1", "show bgp summary json")) is None,
+        20,
+        what="sessions r1<->lba, r1<->lbb Established",
+    )
+
     def two_hops() -> list | None:
         hops = netns.fib_routes(f"{tag}-r1", VIP)
         return hops if len(hops) == 2 else None
 
     hops = wait_for(two_hops, 10, what=f"{VIP} ECMP over lba and lbb")
     assert sorted((h["gateway"], h["ifname"]) for h in hops) == [
-        (peers["lba"][1], "eth-lba"), (peers["lbb"][1], "eth-lbb"),
+        (peers["lba"][1], "eth-lba"),
+        (peers["lbb"][1], "eth-lbb"),
     ]
 
     # lba does send the rogue prefix; r1's prefix-list drops it before it counts or installs.
-    sent = vtysh_json(tag, "lba", f"show bgp ipv4 unicast neighbors {peers['lba'][0]} advertised-routes json")
+    sent = vtysh_json(
+        tag, "lba", f"show bgp ipv4 unicast neighbors {peers['lba'][0]} advertised-routes json"
+    )
     assert ROGUE in sent["advertisedRoutes"]
     summary = vtysh_json(tag, "r1", "show bgp summary json")["ipv4Unicast"]["peers"]
     assert summary[peers["lba"][1]]["pfxRcd"] == 1  # so maximum-prefix 1 does not trip on it
@@ -142,8 +170,11 @@ def test_frr_router_learns_vip_from_md5_peers_as_ecmp_and_refuses_rogue_and_wron
 
     # The wrong MD5 key: r1's kernel drops lbc's signed segments, and the session never comes up.
     zebra_pid = next(d for d in daemons.tagged_pids(tag) if f"{tag}-r1" in daemons.cmdline(d))
-    wait_for(lambda: _tcp_ext(zebra_pid).get("TCPMD5Failure", 0) > 0, 10,
-             what="r1's kernel to count an MD5 failure from lbc")
+    wait_for(
+        lambda: _tcp_ext(zebra_pid).get("TCPMD5Failure", 0) > 0,
+        10,
+        what="r1's kernel to count an MD5 failure from lbc",
+    )
     lbc = vtysh_json(tag, "r1", "show bgp summary json")["ipv4Unicast"]["peers"][peers["lbc"][1]]
     assert lbc["state"] != "Established"
 
@@ -154,13 +185,21 @@ def test_frr_router_learns_vip_from_md5_peers_as_ecmp_and_refuses_rogue_and_wron
     assert not leftovers(tag), str(leftovers(tag))
 
 
-def test_cleanup_finds_daemonized_stopped_term_ignoring_and_untagged_processes(make_lab_tag) -> None:
+def test_cleanup_finds_daemonized_stopped_term_ignoring_and_untagged_processes(
+    make_lab_tag,
+) -> None:
     tag, other = make_lab_tag("acx-h7-"), make_lab_tag("acx-h7-")
     ns = netns.create_namespace(tag, "n1").name
     pidfile = state.state_dir(tag) / "orphan.pid"
     # Daemonizes: the launcher exits, its orphan is found through the pid file and the tag.
-    orphan = daemons.spawn(tag, "n1", ["sh", "-c", f"sleep 600 & echo $! > {pidfile}"],
-                           netns=ns, pidfile=pidfile, name="orphan")
+    orphan = daemons.spawn(
+        tag,
+        "n1",
+        ["sh", "-c", f"sleep 600 & echo $! > {pidfile}"],
+        netns=ns,
+        pidfile=pidfile,
+        name="orphan",
+    )
     # Ignores SIGTERM (and so does the exec'd sleep): needs SIGKILL.
     stubborn = daemons.spawn(tag, "n1", ["sh", "-c", "trap '' TERM; exec sleep 600"], netns=ns)
     # Hung: SIGSTOPped processes only see SIGTERM once continued.
@@ -168,11 +207,14 @@ def test_cleanup_finds_daemonized_stopped_term_ignoring_and_untagged_processes(m
     os.kill(hung.pid, signal.SIGSTOP)
     # Not started by us and not tagged, but living in the lab's namespace.
     env = {k: v for k, v in os.environ.items() if k != "ANYCAST_CTL_LAB"}
-    stray = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "600"], env=env,
-                             start_new_session=True)
+    stray = subprocess.Popen(
+        ["ip", "netns", "exec", ns, "sleep", "600"], env=env, start_new_session=True
+    )
     # Another lab's process must survive this lab's cleanup.
     bystander = daemons.spawn(other, "x", ["sleep", "600"])
-    wait_for(lambda: stray.pid in daemons.all_pids() and _in_ns(stray.pid, ns), 5, what="stray in ns")
+    wait_for(
+        lambda: stray.pid in daemons.all_pids() and _in_ns(stray.pid, ns), 5, what="stray in ns"
+    )
 
     assert orphan.running() and orphan.pid != stubborn.pid
     report = cleanup(tag, timeout=1.0)
@@ -197,7 +239,8 @@ def test_lab_tag_fixture_cleans_up_after_a_test_that_dies_midway(tmp_path) -> No
     """Run a test that starts a namespace and a daemon, then raises; the fixture must leave
     nothing behind (and say nothing is left), and the failure must be the test's own."""
     inner = tmp_path / "test_dies_midway.py"
-    inner.write_text(textwrap.dedent("""
+    inner.write_text(
+        textwrap.dedent("""
         import os
         from pathlib import Path
         from anycast_ctl.lab import daemons, netns, state
@@ -208,13 +251,28 @@ def test_lab_tag_fixture_cleans_up_after_a_test_that_dies_midway(tmp_path) -> No
             sleeper = daemons.spawn(tag, "r1", ["sleep", "600"], netns=ns)
             Path(os.environ["ACX_INNER_OUT"]).write_text(f"{tag} {sleeper.pid} {sleeper.start_time}")
             raise RuntimeError("boom midway")
-    """))
+    """)
+    )
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "tests.integration.conftest",
-         "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(inner)],
-        cwd=REPO, env={**os.environ, "ACX_INNER_OUT": str(out)},
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "tests.integration.conftest",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            str(inner),
+        ],
+        cwd=REPO,
+        env={**os.environ, "ACX_INNER_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     tag, pid, started = out.read_text().split()
     assert done.returncode == 1, done.stdout + done.stderr

@@ -49,8 +49,12 @@ def poll(predicate, timeout: float) -> None:
 def pair():
     """(target, agent, guardian pid): a stand-in ExaBGP and an agent guarding it."""
     target = subprocess.Popen(["sleep", "60"])
-    agent = subprocess.Popen([sys.executable, "-c", AGENT, str(target.pid)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    agent = subprocess.Popen(
+        [sys.executable, "-c", AGENT, str(target.pid)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     guardian = int(agent.stdout.readline())
     try:
         yield target, agent, guardian
@@ -116,9 +120,16 @@ def test_a_reused_pid_is_never_signalled():
 
 
 def test_a_target_that_ignores_sigterm_is_killed_after_the_grace():
-    target = subprocess.Popen([sys.executable, "-c",
-                               "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                               "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    target = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert target.stdout.readline().strip() == "ready"
         _stop(target.pid, process_start_time(target.pid), grace=0.2)

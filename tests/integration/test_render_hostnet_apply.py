@@ -45,7 +45,21 @@ def test_setup_commands_apply_and_route_replies_to_each_client(namespaces) -> No
         _run("ip", "-n", name, "link", "set", "lo", "up")
     for link in topo.links:
         a, b = link.a, link.b
-        _run("ip", "link", "add", f"eth-{b}", "netns", ns[a], "type", "veth", "peer", "name", f"eth-{a}", "netns", ns[b])
+        _run(
+            "ip",
+            "link",
+            "add",
+            f"eth-{b}",
+            "netns",
+            ns[a],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            f"eth-{a}",
+            "netns",
+            ns[b],
+        )
         _run("ip", "-n", ns[a], "link", "set", f"eth-{b}", "up")
         _run("ip", "-n", ns[b], "link", "set", f"eth-{a}", "up")
     for node in plan.nodes:
@@ -55,9 +69,13 @@ def test_setup_commands_apply_and_route_replies_to_each_client(namespaces) -> No
     # lb1 answers c2 through r2 (r1 does not know c2's prefix), and reaches be2 over its link.
     assert "dev eth-r2" in _run("ip", "-n", ns["lb1"], "route", "get", "198.18.2.77")
     assert "dev eth-r1" in _run("ip", "-n", ns["lb1"], "route", "get", "198.18.1.77")
-    assert "dev eth-be2" in _run("ip", "-n", ns["lb1"], "route", "get", str(plan.nodes["be2"].loopback_v4.ip))
+    assert "dev eth-be2" in _run(
+        "ip", "-n", ns["lb1"], "route", "get", str(plan.nodes["be2"].loopback_v4.ip)
+    )
     # c1 owns its whole prefix and leaves through r1 from it.
     assert "local 198.18.1.200 dev lo" in _run("ip", "-n", ns["c1"], "route", "get", "198.18.1.200")
     assert "src 198.18.1.1" in _run("ip", "-n", ns["c1"], "route", "get", "192.0.2.10")
-    got = _run("ip", "netns", "exec", ns["r2"], "sysctl", "-n", "net.ipv4.fib_multipath_hash_seed").strip()
+    got = _run(
+        "ip", "netns", "exec", ns["r2"], "sysctl", "-n", "net.ipv4.fib_multipath_hash_seed"
+    ).strip()
     assert got == str(topo.hashing_for("r2").seed)

@@ -33,7 +33,9 @@ WEIGHTS = [2, 5, 1, 3]
 SEED = 0x9E3779B1
 N_FLOWS = 1000
 HOPS4 = [f"10.1.{i}.2" for i in range(len(WEIGHTS))]
-HOPS6 = [str(ipaddress.ip_address(f"2001:db8:1:{i}::2")) for i in range(len(WEIGHTS))]  # as the CLI prints them
+HOPS6 = [
+    str(ipaddress.ip_address(f"2001:db8:1:{i}::2")) for i in range(len(WEIGHTS))
+]  # as the CLI prints them
 PROTO_NAMES = {6: "tcp", 17: "udp"}  # the CSV spells these by name, the rest by number
 
 
@@ -44,9 +46,20 @@ def router():
     sh("ip", "netns", "add", ns)
     try:
         ip = ("ip", "-n", ns)
-        sh("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
-           "net.ipv6.conf.all.forwarding=1", "net.ipv4.conf.all.rp_filter=0",
-           "net.ipv4.conf.default.rp_filter=0", f"net.ipv4.fib_multipath_hash_seed={SEED}")
+        sh(
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+            f"net.ipv4.fib_multipath_hash_seed={SEED}",
+        )
         sh(*ip, "link", "set", "lo", "up")
         for i in range(len(WEIGHTS)):
             sh(*ip, "link", "add", f"r{i}", "type", "veth", "peer", "name", f"p{i}")
@@ -79,12 +92,19 @@ def nexthop_args(hops: list[str]) -> list[str]:
 def csv_rows(flows: FlowArrays) -> list[list[str]]:
     return [
         [s, d, PROTO_NAMES.get(int(p), str(int(p))), str(int(sp)), str(int(dp))]
-        for s, d, p, sp, dp in zip(flows.address_strings("src"), flows.address_strings("dst"),
-                                   flows.proto, flows.sport, flows.dport)
+        for s, d, p, sp, dp in zip(
+            flows.address_strings("src"),
+            flows.address_strings("dst"),
+            flows.proto,
+            flows.sport,
+            flows.dport,
+        )
     ]
 
 
-def run_predict(rows: list[list[str]], *args: str, via_stdin: bool = False, tmp_path: Path) -> list[list[str]]:
+def run_predict(
+    rows: list[list[str]], *args: str, via_stdin: bool = False, tmp_path: Path
+) -> list[list[str]]:
     """The CLI's output rows (header dropped), after checking it kept every input row as given."""
     text = "src,dst,proto,sport,dport\n" + "".join(",".join(r) + "\n" for r in rows)
     if via_stdin:
@@ -92,8 +112,13 @@ def run_predict(rows: list[list[str]], *args: str, via_stdin: bool = False, tmp_
     else:
         (tmp_path / "flows.csv").write_text(text)
         flows_arg, stdin = str(tmp_path / "flows.csv"), None
-    done = subprocess.run([str(CLI), "sim", "predict", *args, "--seed", hex(SEED), "--flows", flows_arg],
-                          input=stdin, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(CLI), "sim", "predict", *args, "--seed", hex(SEED), "--flows", flows_arg],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     out = list(csv.reader(io.StringIO(done.stdout)))
     assert out[0] == ["src", "dst", "proto", "sport", "dport", "nexthop"]
@@ -102,7 +127,11 @@ def run_predict(rows: list[list[str]], *args: str, via_stdin: bool = False, tmp_
 
 
 def mismatches(rows: list[list[str]], predicted: list[str], kernel: list[str]) -> list[str]:
-    return [f"{' '.join(r)}: predicted {p}, kernel {k}" for r, p, k in zip(rows, predicted, kernel) if p != k]
+    return [
+        f"{' '.join(r)}: predicted {p}, kernel {k}"
+        for r, p, k in zip(rows, predicted, kernel)
+        if p != k
+    ]
 
 
 @pytest.mark.parametrize("policy,fields", [(0, 0x37), (1, 0x37), (3, 0x37), (3, 0x13), (3, 0x26)])
@@ -110,7 +139,15 @@ def test_predict_matches_ip_route_get_for_forwarded_ipv4(router, tmp_path, polic
     configure(router, 4, policy, fields)
     flows = random_flows(np.random.default_rng(900 + policy * 100 + fields), 4, N_FLOWS)
     rows = csv_rows(flows)
-    out = run_predict(rows, *nexthop_args(HOPS4), "--policy", str(policy), "--fields", hex(fields), tmp_path=tmp_path)
+    out = run_predict(
+        rows,
+        *nexthop_args(HOPS4),
+        "--policy",
+        str(policy),
+        "--fields",
+        hex(fields),
+        tmp_path=tmp_path,
+    )
     kernel = [HOPS4[i] for i in route_get(router, flows, iif="cin")]
     assert len(set(kernel)) == len(WEIGHTS)  # every next hop is exercised
     assert mismatches(rows, [r[5] for r in out], kernel) == []
@@ -121,8 +158,17 @@ def test_predict_local_matches_ip6_route_get(router, tmp_path, policy, fields):
     configure(router, 6, policy, fields)
     flows = random_flows(np.random.default_rng(960 + policy * 100 + fields), 6, N_FLOWS, icmp=False)
     rows = csv_rows(flows)
-    out = run_predict(rows, *nexthop_args(HOPS6), "--policy", str(policy), "--fields", hex(fields), "--local",
-                      via_stdin=True, tmp_path=tmp_path)
+    out = run_predict(
+        rows,
+        *nexthop_args(HOPS6),
+        "--policy",
+        str(policy),
+        "--fields",
+        hex(fields),
+        "--local",
+        via_stdin=True,
+        tmp_path=tmp_path,
+    )
     kernel = [HOPS6[i] for i in route_get(router, flows, iif="cin")]
     assert mismatches(rows, [r[5] for r in out], kernel) == []
 

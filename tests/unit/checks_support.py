@@ -24,13 +24,17 @@ def _name(common_name: str) -> x509.Name:
 
 def _write_key(key, path: Path) -> None:
     path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
     )
 
 
 def _make_ca(directory: Path, label: str):
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(f"test CA {label}"))
@@ -40,7 +44,10 @@ def _make_ca(directory: Path, label: str):
         .not_valid_before(now - DAY)
         .not_valid_after(now + 365 * DAY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
         .sign(key, hashes.SHA256())
     )
     path = directory / f"ca-{label}.pem"
@@ -48,7 +55,9 @@ def _make_ca(directory: Path, label: str):
     return key, cert, path
 
 
-def _make_leaf(directory: Path, label: str, ca_key, ca_cert, not_before, not_after) -> tuple[Path, Path]:
+def _make_leaf(
+    directory: Path, label: str, ca_key, ca_cert, not_before, not_after
+) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
@@ -87,7 +96,7 @@ class TlsFiles:
 
 def make_tls_files(directory: Path) -> TlsFiles:
     """good: 30 days left; near: 5 days; expired: ended yesterday; untrusted: other CA."""
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     ca_key, ca_cert, ca_path = _make_ca(directory, "trusted")
     other_key, other_cert, _ = _make_ca(directory, "other")
     plan = {
@@ -127,7 +136,7 @@ class Server:
         finally:
             writer.transport.abort()
 
-    async def __aenter__(self) -> "Server":
+    async def __aenter__(self) -> Server:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_quiet_refused_handshakes)
         self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0, ssl=self.ssl_context)

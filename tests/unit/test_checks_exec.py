@@ -39,12 +39,19 @@ def wait_until_gone(pid: int, within: float = 2.0) -> bool:
 
 def test_exit_zero_is_ok():
     result = run_exec(["true"])
-    assert (result.health, result.detail, result.extra) == (Health.OK, "exit status 0", {"returncode": 0})
+    assert (result.health, result.detail, result.extra) == (
+        Health.OK,
+        "exit status 0",
+        {"returncode": 0},
+    )
 
 
 def test_non_zero_exit_is_soft_with_the_last_output_line():
     result = run_exec(["sh", "-c", "echo checking; echo 'db: connection refused' >&2; exit 3"])
-    assert (result.health, result.detail) == (Health.SOFT_FAIL, "exit status 3: db: connection refused")
+    assert (result.health, result.detail) == (
+        Health.SOFT_FAIL,
+        "exit status 3: db: connection refused",
+    )
 
 
 def test_false_is_soft():
@@ -58,7 +65,10 @@ def test_death_by_signal_is_soft():
 
 def test_missing_program_is_hard():
     result = run_exec(["/nonexistent/health-probe"])
-    assert (result.health, result.detail) == (Health.HARD_FAIL, "no such file: /nonexistent/health-probe")
+    assert (result.health, result.detail) == (
+        Health.HARD_FAIL,
+        "no such file: /nonexistent/health-probe",
+    )
 
 
 def test_program_not_in_path_is_hard():
@@ -110,6 +120,8 @@ def test_no_shell_interpretation_of_arguments(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("code, text", [(0, "exit status 0"), (2, "exit status 2"), (-9, "killed by SIGKILL")])
+@pytest.mark.parametrize(
+    "code, text", [(0, "exit status 0"), (2, "exit status 2"), (-9, "killed by SIGKILL")]
+)
 def test_describe_exit(code, text):
     assert describe_exit(code) == text

@@ -8,8 +8,16 @@ import pytest
 
 from anycast_ctl.agent.checks import build_check, run_check
 from anycast_ctl.agent.checks.haproxy_stat import (
-    BACKEND, FRONTEND, SERVER, StatRow, assess, parse_stat_csv, rows_of_answer, server_is_up,
-    split_responses, stat_command,
+    BACKEND,
+    FRONTEND,
+    SERVER,
+    StatRow,
+    assess,
+    parse_stat_csv,
+    rows_of_answer,
+    server_is_up,
+    split_responses,
+    stat_command,
 )
 from anycast_ctl.agent.health import Health
 from anycast_ctl.config.node import HaproxyCheck
@@ -40,8 +48,18 @@ def test_parse_full_show_stat():
 
 @pytest.mark.parametrize(
     "status, up",
-    [("UP", True), ("UP 1/3", True), ("no check", True), ("DOWN", False), ("DOWN 2/5", False),
-     ("MAINT", False), ("MAINT (via)", False), ("DRAIN", False), ("NOLB", False), ("", False)],
+    [
+        ("UP", True),
+        ("UP 1/3", True),
+        ("no check", True),
+        ("DOWN", False),
+        ("DOWN 2/5", False),
+        ("MAINT", False),
+        ("MAINT (via)", False),
+        ("DRAIN", False),
+        ("NOLB", False),
+        ("", False),
+    ],
 )
 def test_which_server_states_count_as_up(status, up):
     assert server_is_up(status) is up
@@ -50,20 +68,61 @@ def test_which_server_states_count_as_up(status, up):
 @pytest.mark.parametrize(
     "capture, frontend, backend, minimum, health, detail",
     [
-        ("healthy.csv", "fe_vip", "be_app", 3, Health.OK, "frontend fe_vip OPEN, be_app: 3/5 servers UP"),
+        (
+            "healthy.csv",
+            "fe_vip",
+            "be_app",
+            3,
+            Health.OK,
+            "frontend fe_vip OPEN, be_app: 3/5 servers UP",
+        ),
         ("healthy.csv", "fe_vip", "be_app", 4, Health.SOFT_FAIL, "be_app: 3/5 servers UP, need 4"),
         # "UP 1/3" is still taking traffic while it falls; s1 went DOWN.
-        ("going_down.csv", "fe_vip", "be_app", 3, Health.OK, "frontend fe_vip OPEN, be_app: 3/5 servers UP"),
+        (
+            "going_down.csv",
+            "fe_vip",
+            "be_app",
+            3,
+            Health.OK,
+            "frontend fe_vip OPEN, be_app: 3/5 servers UP",
+        ),
         ("going_down.csv", "both", "both", 1, Health.SOFT_FAIL, "both: 0/1 servers UP, need 1"),
         # "DOWN 2/5" is not taking traffic yet while it rises.
         ("going_up.csv", "fe_vip", "be_app", 4, Health.SOFT_FAIL, "be_app: 3/5 servers UP, need 4"),
-        ("paused_maint_drain.csv", "fe_vip", "be_app", 1, Health.SOFT_FAIL, "frontend fe_vip is PAUSED"),
-        ("paused_maint_drain.csv", "fe_vip", "be_app", 2, Health.SOFT_FAIL,
-         "frontend fe_vip is PAUSED; be_app: 1/5 servers UP, need 2"),
-        ("paused_maint_drain.csv", "both", "be_app", 1, Health.OK, "frontend both OPEN, be_app: 1/5 servers UP"),
+        (
+            "paused_maint_drain.csv",
+            "fe_vip",
+            "be_app",
+            1,
+            Health.SOFT_FAIL,
+            "frontend fe_vip is PAUSED",
+        ),
+        (
+            "paused_maint_drain.csv",
+            "fe_vip",
+            "be_app",
+            2,
+            Health.SOFT_FAIL,
+            "frontend fe_vip is PAUSED; be_app: 1/5 servers UP, need 2",
+        ),
+        (
+            "paused_maint_drain.csv",
+            "both",
+            "be_app",
+            1,
+            Health.OK,
+            "frontend both OPEN, be_app: 1/5 servers UP",
+        ),
         ("healthy.csv", "nope", "be_app", 1, Health.SOFT_FAIL, "frontend nope not found"),
         ("healthy.csv", "fe_vip", "nope", 0, Health.SOFT_FAIL, "backend nope not found"),
-        ("healthy.csv", "fe_vip", "be_app", 0, Health.OK, "frontend fe_vip OPEN, be_app: 3/5 servers UP"),
+        (
+            "healthy.csv",
+            "fe_vip",
+            "be_app",
+            0,
+            Health.OK,
+            "frontend fe_vip OPEN, be_app: 3/5 servers UP",
+        ),
     ],
 )
 def test_assess_captured_answers(capture, frontend, backend, minimum, health, detail):
@@ -77,7 +136,10 @@ def test_filtered_answer_has_two_blocks_with_headers():
     rows = rows_of_answer(answers[0]) + rows_of_answer(answers[1])
     assert [r.name for r in rows] == ["FRONTEND", "s1", "s2", "s3", "slow", "up2", "BACKEND"]
     outcome = assess(rows, "fe_vip", "be_app", 1)
-    assert (outcome.health, outcome.extra) == (Health.SOFT_FAIL, {"servers_up": 1, "servers_total": 5})
+    assert (outcome.health, outcome.extra) == (
+        Health.SOFT_FAIL,
+        {"servers_up": 1, "servers_total": 5},
+    )
 
 
 def test_unknown_proxy_answer_yields_no_rows():
@@ -109,7 +171,9 @@ def test_command_asks_for_the_frontend_row_and_the_backend_rows():
 
 
 def test_proxy_name_that_could_inject_a_command_is_a_config_error(tmp_path):
-    spec = HaproxyCheck(type="haproxy", socket=tmp_path / "s", frontend="fe; shutdown frontend x", backend="be")
+    spec = HaproxyCheck(
+        type="haproxy", socket=tmp_path / "s", frontend="fe; shutdown frontend x", backend="be"
+    )
     with pytest.raises(UserError) as info:
         build_check("lb", spec)
     assert info.value.problems[0].where == "checks.lb.frontend"
@@ -117,8 +181,13 @@ def test_proxy_name_that_could_inject_a_command_is_a_config_error(tmp_path):
 
 # ---------------------------------------------------------------- the socket side
 def haproxy(sock_path, minimum=1):
-    spec = HaproxyCheck(type="haproxy", socket=sock_path, frontend="fe_vip", backend="be_app",
-                        min_servers_up=minimum)
+    spec = HaproxyCheck(
+        type="haproxy",
+        socket=sock_path,
+        frontend="fe_vip",
+        backend="be_app",
+        min_servers_up=minimum,
+    )
     return build_check("lb", spec)
 
 
@@ -146,7 +215,10 @@ def test_answer_over_the_socket(tmp_path):
     answer = captured("filtered.csv").replace("PAUSED", "OPEN").encode()
     result, commands = check_with_fake_haproxy(tmp_path, answer)
     assert commands == [b"show stat fe_vip 1 -1; show stat be_app 6 -1\n"]
-    assert (result.health, result.detail) == (Health.OK, "frontend fe_vip OPEN, be_app: 1/5 servers UP")
+    assert (result.health, result.detail) == (
+        Health.OK,
+        "frontend fe_vip OPEN, be_app: 1/5 servers UP",
+    )
     assert result.extra == {"servers_up": 1, "servers_total": 5}
 
 
@@ -164,7 +236,10 @@ def test_permission_error_answer_is_soft_with_haproxy_words(tmp_path):
 
 def test_missing_socket_is_hard(tmp_path):
     result = asyncio.run(run_check(haproxy(tmp_path / "absent.sock"), 1.0))
-    assert (result.health, result.detail) == (Health.HARD_FAIL, f"no such file: {tmp_path / 'absent.sock'}")
+    assert (result.health, result.detail) == (
+        Health.HARD_FAIL,
+        f"no such file: {tmp_path / 'absent.sock'}",
+    )
 
 
 def test_stale_socket_file_is_hard(tmp_path):

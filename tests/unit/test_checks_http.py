@@ -6,8 +6,7 @@ import time
 import pytest
 from checks_support import SERVICE_NAME, Server, closed_port, make_tls_files, silent
 
-from anycast_ctl.agent.checks import build_check, run_check
-from anycast_ctl.agent.checks import http_wire
+from anycast_ctl.agent.checks import build_check, http_wire, run_check
 from anycast_ctl.agent.health import Health
 from anycast_ctl.config.node import HttpCheck
 from anycast_ctl.errors import UserError
@@ -38,7 +37,9 @@ def check_against(handler, timeout=1.0, ssl_context=None, path="/health", scheme
     async def main():
         async with Server(handler, ssl_context) as server:
             url = f"{scheme}://127.0.0.1:{server.port}{path}"
-            return await run_check(build_check("web", HttpCheck(type="http", url=url, **spec)), timeout)
+            return await run_check(
+                build_check("web", HttpCheck(type="http", url=url, **spec)), timeout
+            )
 
     return asyncio.run(main())
 
@@ -64,8 +65,12 @@ def test_any_listed_status_is_accepted():
 
 
 def test_body_regex_match_and_mismatch():
-    ok = check_against(respond(response(200, b'{"status": "ready"}')), body_regex=r'"status":\s*"ready"')
-    bad = check_against(respond(response(200, b'{"status": "starting"}')), body_regex=r'"status":\s*"ready"')
+    ok = check_against(
+        respond(response(200, b'{"status": "ready"}')), body_regex=r'"status":\s*"ready"'
+    )
+    bad = check_against(
+        respond(response(200, b'{"status": "starting"}')), body_regex=r'"status":\s*"ready"'
+    )
     assert (ok.health, ok.detail) == (Health.OK, "HTTP 200, body matches")
     assert bad.health is Health.SOFT_FAIL
     assert bad.detail == 'HTTP 200, body does not match /"status":\\s*"ready"/'
@@ -79,7 +84,9 @@ def test_body_regex_sees_through_chunked_encoding():
 
 def test_body_beyond_the_cap_is_not_searched():
     body = b"x" * (http_wire.BODY_CAP + 10) + b"MARKER"
-    assert check_against(respond(response(200, body)), body_regex="MARKER").health is Health.SOFT_FAIL
+    assert (
+        check_against(respond(response(200, body)), body_regex="MARKER").health is Health.SOFT_FAIL
+    )
     early = b"MARKER" + body
     assert check_against(respond(response(200, early)), body_regex="MARKER").health is Health.OK
 
@@ -92,7 +99,9 @@ def test_body_until_close_without_length():
 def test_not_http_is_soft_with_reason():
     result = check_against(respond(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"))
     assert result.health is Health.SOFT_FAIL
-    assert result.detail.startswith("not an HTTP/1.x status line: b'SSH-2.0-OpenSSH_9.2': http://127.0.0.1:")
+    assert result.detail.startswith(
+        "not an HTTP/1.x status line: b'SSH-2.0-OpenSSH_9.2': http://127.0.0.1:"
+    )
 
 
 def test_closed_without_answer_is_soft():
@@ -116,7 +125,10 @@ def test_closed_port_is_hard():
         result = asyncio.run(run_check(check, 1.0))
     finally:
         sock.close()
-    assert (result.health, result.detail) == (Health.HARD_FAIL, f"connection refused: http://127.0.0.1:{port}/")
+    assert (result.health, result.detail) == (
+        Health.HARD_FAIL,
+        f"connection refused: http://127.0.0.1:{port}/",
+    )
 
 
 # ---------------------------------------------------------------- HTTPS
@@ -127,35 +139,62 @@ def tls(tmp_path_factory):
 
 def test_https_with_trusted_ca_and_server_name_is_ok_and_sends_server_name_as_host(tls):
     requests = []
-    result = check_against(respond(response(200), requests), ssl_context=tls.server_context("good"),
-                           scheme="https", ca_file=tls.ca, server_name=SERVICE_NAME)
+    result = check_against(
+        respond(response(200), requests),
+        ssl_context=tls.server_context("good"),
+        scheme="https",
+        ca_file=tls.ca,
+        server_name=SERVICE_NAME,
+    )
     assert result.health is Health.OK
     assert f"Host: {SERVICE_NAME}" in requests[0].decode().split("\r\n")
 
 
 def test_https_by_ip_verifies_the_ip_san(tls):
-    result = check_against(respond(response(200)), ssl_context=tls.server_context("good"),
-                           scheme="https", ca_file=tls.ca)
+    result = check_against(
+        respond(response(200)),
+        ssl_context=tls.server_context("good"),
+        scheme="https",
+        ca_file=tls.ca,
+    )
     assert result.health is Health.OK
 
 
 def test_https_untrusted_ca_is_soft_with_reason(tls):
-    result = check_against(respond(response(200)), ssl_context=tls.server_context("untrusted"),
-                           scheme="https", ca_file=tls.ca, server_name=SERVICE_NAME)
+    result = check_against(
+        respond(response(200)),
+        ssl_context=tls.server_context("untrusted"),
+        scheme="https",
+        ca_file=tls.ca,
+        server_name=SERVICE_NAME,
+    )
     assert result.health is Health.SOFT_FAIL
-    assert result.detail.startswith("TLS verification failed: unable to get local issuer certificate")
+    assert result.detail.startswith(
+        "TLS verification failed: unable to get local issuer certificate"
+    )
 
 
 def test_https_wrong_server_name_is_soft_with_reason(tls):
-    result = check_against(respond(response(200)), ssl_context=tls.server_context("good"),
-                           scheme="https", ca_file=tls.ca, server_name="other.test")
+    result = check_against(
+        respond(response(200)),
+        ssl_context=tls.server_context("good"),
+        scheme="https",
+        ca_file=tls.ca,
+        server_name="other.test",
+    )
     assert result.health is Health.SOFT_FAIL
     assert "Hostname mismatch" in result.detail and "other.test" in result.detail
 
 
 def test_https_insecure_skips_verification(tls):
-    result = check_against(respond(response(200)), ssl_context=tls.server_context("untrusted"),
-                           scheme="https", ca_file=tls.ca, server_name="other.test", insecure=True)
+    result = check_against(
+        respond(response(200)),
+        ssl_context=tls.server_context("untrusted"),
+        scheme="https",
+        ca_file=tls.ca,
+        server_name="other.test",
+        insecure=True,
+    )
     assert result.health is Health.OK
 
 
@@ -177,7 +216,10 @@ def test_missing_ca_file_is_a_config_error(tmp_path):
 def test_bad_url_is_a_config_error(url, where_what):
     with pytest.raises(UserError) as info:
         build_check("web", HttpCheck(type="http", url=url))
-    assert (info.value.problems[0].where, info.value.problems[0].what) == ("checks.web.url", where_what)
+    assert (info.value.problems[0].where, info.value.problems[0].what) == (
+        "checks.web.url",
+        where_what,
+    )
 
 
 # ---------------------------------------------------------------- pure wire helpers
@@ -190,7 +232,11 @@ def test_ipv6_url_host_header_is_bracketed():
 def test_parse_head_status_and_headers():
     head = http_wire.parse_head(b"HTTP/1.1 404 Not Found\r\nContent-Length: 12\r\nX-A:  b ")
     assert (head.status, head.headers, head.content_length, head.chunked) == (
-        404, {"content-length": "12", "x-a": "b"}, 12, False)
+        404,
+        {"content-length": "12", "x-a": "b"},
+        12,
+        False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -231,6 +277,8 @@ def test_body_complete_by_length_and_by_last_chunk():
     chunked = http_wire.parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked")
     eof = http_wire.parse_head(b"HTTP/1.1 200 OK")
     assert not http_wire.body_complete(sized, b"ab") and http_wire.body_complete(sized, b"abc")
-    assert http_wire.body_complete(chunked, b"0\r\n\r\n") and not http_wire.body_complete(chunked, b"1\r\na")
+    assert http_wire.body_complete(chunked, b"0\r\n\r\n") and not http_wire.body_complete(
+        chunked, b"1\r\na"
+    )
     assert not http_wire.body_complete(eof, b"anything")
     assert http_wire.decode_body(sized, b"abcdef") == "abc"

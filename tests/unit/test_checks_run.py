@@ -8,7 +8,13 @@ import time
 
 import pytest
 
-from anycast_ctl.agent.checks import Outcome, build_check, checks_by_name, run_check, schedule_checks
+from anycast_ctl.agent.checks import (
+    Outcome,
+    build_check,
+    checks_by_name,
+    run_check,
+    schedule_checks,
+)
 from anycast_ctl.agent.checks.exec_ import ExecChecker
 from anycast_ctl.agent.checks.outcome import classify_error, one_line
 from anycast_ctl.agent.checks.tcp import TcpChecker
@@ -38,7 +44,12 @@ def run(check, timeout=1.0, **kwargs):
 def test_outcome_becomes_result_with_name_latency_time_and_extra():
     result = run(FakeCheck(delay=0.05, outcome=Outcome.ok("fine", n=3)), now=lambda: 1234.5)
     assert (result.check, result.health, result.detail, result.at, result.extra) == (
-        "fake", Health.OK, "fine", 1234.5, {"n": 3})
+        "fake",
+        Health.OK,
+        "fine",
+        1234.5,
+        {"n": 3},
+    )
     assert 0.05 <= result.latency < 0.5
 
 
@@ -89,26 +100,38 @@ def _verify_error():
 @pytest.mark.parametrize(
     "error, health, detail",
     [
-        (ConnectionRefusedError(errno.ECONNREFUSED, "x"), Health.HARD_FAIL, "connection refused: T"),
+        (
+            ConnectionRefusedError(errno.ECONNREFUSED, "x"),
+            Health.HARD_FAIL,
+            "connection refused: T",
+        ),
         (FileNotFoundError(errno.ENOENT, "x"), Health.HARD_FAIL, "no such file: T"),
         (PermissionError(errno.EACCES, "x"), Health.HARD_FAIL, "permission denied: T"),
         (OSError(errno.EHOSTUNREACH, "x"), Health.HARD_FAIL, "host unreachable: T"),
         (OSError(errno.ENETUNREACH, "x"), Health.HARD_FAIL, "network unreachable: T"),
         (OSError(errno.ENOEXEC, "x"), Health.HARD_FAIL, "not an executable: T"),
-        (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), Health.SOFT_FAIL,
-         "Connection reset by peer: T"),
+        (
+            ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+            Health.SOFT_FAIL,
+            "Connection reset by peer: T",
+        ),
         (BrokenPipeError(errno.EPIPE, "Broken pipe"), Health.SOFT_FAIL, "Broken pipe: T"),
         (_verify_error(), Health.SOFT_FAIL, "TLS verification failed: certificate has expired: T"),
         (asyncio.IncompleteReadError(b"", 10), Health.SOFT_FAIL, "connection closed early: T"),
-        (UserError.single("<x>", "", "not an HTTP/1.x status line"), Health.SOFT_FAIL,
-         "not an HTTP/1.x status line: T"),
+        (
+            UserError.single("<x>", "", "not an HTTP/1.x status line"),
+            Health.SOFT_FAIL,
+            "not an HTTP/1.x status line: T",
+        ),
     ],
 )
 def test_classify_error_table(error, health, detail):
     assert classify_error(error, "T") == Outcome(health, detail)
 
 
-@pytest.mark.parametrize("error", [KeyError("k"), ValueError("v"), RuntimeError("r"), TypeError("t")])
+@pytest.mark.parametrize(
+    "error", [KeyError("k"), ValueError("v"), RuntimeError("r"), TypeError("t")]
+)
 def test_classify_error_leaves_bugs_unclassified(error):
     assert classify_error(error, "T") is None
 

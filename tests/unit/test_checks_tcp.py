@@ -36,7 +36,10 @@ def test_closed_port_is_hard():
         result = asyncio.run(run_check(tcp(port), 1.0))
     finally:
         sock.close()
-    assert (result.health, result.detail) == (Health.HARD_FAIL, f"connection refused: 127.0.0.1:{port}")
+    assert (result.health, result.detail) == (
+        Health.HARD_FAIL,
+        f"connection refused: 127.0.0.1:{port}",
+    )
 
 
 def test_full_accept_queue_times_out_soft_within_the_timeout():

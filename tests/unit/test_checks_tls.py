@@ -64,7 +64,9 @@ def test_wrong_server_name_is_soft(tls):
 def test_untrusted_ca_is_soft(tls):
     result = check_against(tls, "untrusted")
     assert result.health is Health.SOFT_FAIL
-    assert result.detail.startswith("TLS verification failed: unable to get local issuer certificate")
+    assert result.detail.startswith(
+        "TLS verification failed: unable to get local issuer certificate"
+    )
 
 
 def test_system_bundle_does_not_trust_a_private_ca(tls):
@@ -76,7 +78,9 @@ def test_system_bundle_does_not_trust_a_private_ca(tls):
 def check_against_plain(handler):
     async def main():
         async with Server(handler) as server:
-            check = build_check("cert", TlsCheck(type="tls", port=server.port, server_name=SERVICE_NAME))
+            check = build_check(
+                "cert", TlsCheck(type="tls", port=server.port, server_name=SERVICE_NAME)
+            )
             return await run_check(check, 1.0)
 
     return asyncio.run(main())
@@ -118,6 +122,6 @@ def test_closed_port_is_hard():
 )
 def test_assess_expiry_threshold(days_after_now, minimum, health):
     now = 1_700_000_000.0
-    not_after = dt.datetime.fromtimestamp(now + days_after_now * 86400, dt.timezone.utc)
+    not_after = dt.datetime.fromtimestamp(now + days_after_now * 86400, dt.UTC)
     assert days_left(not_after, now) == pytest.approx(days_after_now)
     assert assess_expiry(not_after, now, minimum).health is health

@@ -9,10 +9,10 @@ import threading
 import time
 
 import pytest
+from cli_support import run_cli
 
 from anycast_ctl.agent.control import serve_control
 from anycast_ctl.cli.status_table import format_status
-from cli_support import run_cli
 
 NOW = 1_700_000_000.0
 
@@ -20,16 +20,43 @@ NOW = 1_700_000_000.0
 def status_payload(now: float) -> dict:
     return {
         "node": "lb1",
-        "exabgp": {"alive": True, "last_line_at": now - 2, "peers": {"10.0.0.1": True, "10.0.0.5": False}},
+        "exabgp": {
+            "alive": True,
+            "last_line_at": now - 2,
+            "peers": {"10.0.0.1": True, "10.0.0.5": False},
+        },
         "vips": [
             {
-                "address": "192.0.2.10/32", "state": "up", "since": now - 300, "announced": True, "drain": None,
-                "checks": [{"name": "web", "health": "ok", "detail": "connected", "latency_ms": 0.4, "since": now - 300}],
+                "address": "192.0.2.10/32",
+                "state": "up",
+                "since": now - 300,
+                "announced": True,
+                "drain": None,
+                "checks": [
+                    {
+                        "name": "web",
+                        "health": "ok",
+                        "detail": "connected",
+                        "latency_ms": 0.4,
+                        "since": now - 300,
+                    }
+                ],
             },
             {
-                "address": "2001:db8::10/128", "state": "drained", "since": now - 60, "announced": False,
+                "address": "2001:db8::10/128",
+                "state": "drained",
+                "since": now - 60,
+                "announced": False,
                 "drain": {"by": "alice", "uid": 1000, "reason": "kernel upgrade", "at": now - 60},
-                "checks": [{"name": "web", "health": "soft", "detail": "timeout", "latency_ms": None, "since": None}],
+                "checks": [
+                    {
+                        "name": "web",
+                        "health": "soft",
+                        "detail": "timeout",
+                        "latency_ms": None,
+                        "since": None,
+                    }
+                ],
             },
         ],
     }
@@ -56,8 +83,13 @@ class Agent:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        start = serve_control(self.path, self.allow_uids, [], self.handle,
-                              known_vips=lambda: {"192.0.2.10/32", "2001:db8::10/128"})
+        start = serve_control(
+            self.path,
+            self.allow_uids,
+            [],
+            self.handle,
+            known_vips=lambda: {"192.0.2.10/32", "2001:db8::10/128"},
+        )
         self.server = asyncio.run_coroutine_threadsafe(start, self.loop).result(5)
         return self
 
@@ -72,8 +104,6 @@ class Agent:
         self.loop.close()
 
 
-
-
 @pytest.fixture
 def sock(tmp_path):
     return tmp_path / "agent.sock"
@@ -86,7 +116,9 @@ def test_status_table_for_people(sock):
     assert "node lb1   exabgp: alive, last line" in out
     assert "peers: 10.0.0.1 up, 10.0.0.5 DOWN" in out
     up = next(line for line in out.splitlines() if line.startswith("192.0.2.10/32"))
-    assert re.search(r"192\.0\.2\.10/32\s+up\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(5m0\ds ago\)\s+yes\s+-$", up)
+    assert re.search(
+        r"192\.0\.2\.10/32\s+up\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(5m0\ds ago\)\s+yes\s+-$", up
+    )
     drained = next(line for line in out.splitlines() if line.startswith("2001:db8::10/128"))
     assert re.search(r"drained .* no\s+by alice \(uid 1000\) 1m0\ds ago: kernel upgrade$", drained)
     assert re.search(r"^    check web\s+ok\s+0\.4 ms\s+since 5m0\ds ago\s+connected$", out, re.M)
@@ -106,7 +138,15 @@ def test_status_json_is_the_raw_response(sock):
 
 def test_drain_normalizes_vips_and_sends_the_reason(sock):
     with Agent(sock) as agent:
-        code, out, err = run_cli("drain", "192.0.2.10", "2001:db8::10", "--reason", "kernel upgrade", "--socket", str(sock))
+        code, out, err = run_cli(
+            "drain",
+            "192.0.2.10",
+            "2001:db8::10",
+            "--reason",
+            "kernel upgrade",
+            "--socket",
+            str(sock),
+        )
     assert code == 0, err
     assert agent.requests[0].vips == ("192.0.2.10/32", "2001:db8::10/128")
     assert agent.requests[0].reason == "kernel upgrade"
@@ -123,7 +163,8 @@ def test_undrain_whole_node(sock):
 
 def test_socket_path_comes_from_the_node_config(tmp_path, sock):
     config = tmp_path / "node.yaml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         node: lb1
         bgp:
           local_as: 65101
@@ -135,7 +176,8 @@ def test_socket_path_comes_from_the_node_config(tmp_path, sock):
           - {{address: 192.0.2.10, checks: [web]}}
         control:
           socket: {sock}
-        """))
+        """)
+    )
     with Agent(sock) as agent:
         code, _, err = run_cli("undrain", "192.0.2.10/32", "--config", str(config))
     assert code == 0, err
@@ -165,7 +207,9 @@ def test_unknown_vip_exits_2_naming_it(sock):
 
 def test_bad_vip_argument_exits_2_without_contacting_the_agent(sock):
     with Agent(sock) as agent:
-        code, _, err = run_cli("drain", "192.0.2.300", "192.0.2.0/24", "--reason", "x", "--socket", str(sock))
+        code, _, err = run_cli(
+            "drain", "192.0.2.300", "192.0.2.0/24", "--reason", "x", "--socket", str(sock)
+        )
     assert code == 2
     assert err.count("error: <argument>:") == 2
     assert agent.requests == []
@@ -187,6 +231,8 @@ def test_format_status_is_pure_and_tolerates_missing_fields():
     text = format_status({"node": "lb2", "vips": [{"address": "192.0.2.10/32"}]}, now=NOW)
     assert "exabgp: unknown, last line -" in text
     assert re.search(r"^192\.0\.2\.10/32\s+\?\s+-\s+no\s+-$", text, re.M)
-    dead = format_status({"node": "lb2", "exabgp": {"alive": False, "last_line_at": NOW - 7200}}, now=NOW)
+    dead = format_status(
+        {"node": "lb2", "exabgp": {"alive": False, "last_line_at": NOW - 7200}}, now=NOW
+    )
     assert dead.startswith("node lb2   exabgp: NOT alive, last line 2h00m ago")
     assert dead.endswith("no VIPs configured")

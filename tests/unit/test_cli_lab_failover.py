@@ -17,12 +17,16 @@ DEFAULT = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
 def test_the_cli_knows_exactly_the_scenarios_the_lab_runs():
     from anycast_ctl.lab.scenarios import Scenario
 
-    assert ALL_SCENARIOS == [s.value for s in Scenario]
+    assert [s.value for s in Scenario] == ALL_SCENARIOS
 
 
 def test_scenarios_default_to_all_and_keep_the_order_given():
     assert parse_scenarios(()) == ALL_SCENARIOS
-    assert parse_scenarios(("drain,steady", "drain", " link-down ")) == ["drain", "steady", "link-down"]
+    assert parse_scenarios(("drain,steady", "drain", " link-down ")) == [
+        "drain",
+        "steady",
+        "link-down",
+    ]
 
 
 def test_unknown_scenarios_are_named():

@@ -28,8 +28,19 @@ def render() -> click.Group:
 
 
 def test_render_haproxy_writes_the_nodes_config(render, tmp_path: Path) -> None:
-    result = CliRunner().invoke(render, ["haproxy", str(TOPOLOGY), "--node", "lb3", "--out", str(tmp_path / "o"),
-                                         "--run-dir", "/run/x"])
+    result = CliRunner().invoke(
+        render,
+        [
+            "haproxy",
+            str(TOPOLOGY),
+            "--node",
+            "lb3",
+            "--out",
+            str(tmp_path / "o"),
+            "--run-dir",
+            "/run/x",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.output.strip() == str(tmp_path / "o" / "haproxy.cfg")
     expected = render_haproxy(load_topology(TOPOLOGY), "lb3", run_dir=Path("/run/x"))
@@ -37,10 +48,23 @@ def test_render_haproxy_writes_the_nodes_config(render, tmp_path: Path) -> None:
 
 
 def test_render_node_writes_yaml_the_agent_loads(render, tmp_path: Path) -> None:
-    result = CliRunner().invoke(render, ["node", str(TOPOLOGY), "--node", "lb1", "--out", str(tmp_path),
-                                         "--profile", "conservative"])
+    result = CliRunner().invoke(
+        render,
+        [
+            "node",
+            str(TOPOLOGY),
+            "--node",
+            "lb1",
+            "--out",
+            str(tmp_path),
+            "--profile",
+            "conservative",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    expected = node_config(load_topology(TOPOLOGY), "lb1", run_dir=Path("/run/anycast-ctl"), profile="conservative")
+    expected = node_config(
+        load_topology(TOPOLOGY), "lb1", run_dir=Path("/run/anycast-ctl"), profile="conservative"
+    )
     assert load_node_config(tmp_path / "node.yaml") == expected
 
 
@@ -50,10 +74,13 @@ def test_render_frr_to_stdout(render) -> None:
     assert result.output == render_frr(router_plans(load_topology(TOPOLOGY))["r2"])
 
 
-@pytest.mark.parametrize("args, field", [
-    (["haproxy", str(TOPOLOGY), "--node", "r1", "--out", "-"], "--node"),
-    (["frr", str(TOPOLOGY), "--router", "lb1", "--out", "-"], "--router"),
-])
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["haproxy", str(TOPOLOGY), "--node", "r1", "--out", "-"], "--node"),
+        (["frr", str(TOPOLOGY), "--router", "lb1", "--out", "-"], "--router"),
+    ],
+)
 def test_an_unknown_node_is_a_user_error_naming_the_option(render, args, field) -> None:
     result = CliRunner().invoke(render, args)
     assert isinstance(result.exception, UserError)

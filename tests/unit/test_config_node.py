@@ -43,14 +43,20 @@ def test_good_config_normalizes_vips_to_host_prefixes(tmp_path):
 
 
 def test_bad_timeout_names_file_and_field_path(tmp_path):
-    text = GOOD.replace("checks: [web]\n    communities", "checks: [web]\n    timing: {interval: 1, timeout: -1}\n    communities")
+    text = GOOD.replace(
+        "checks: [web]\n    communities",
+        "checks: [web]\n    timing: {interval: 1, timeout: -1}\n    communities",
+    )
     path = write(tmp_path, text)
     lines = errors_of(path)
     assert lines == [f"{path}: vips[0].timing.timeout: Input should be greater than 0"]
 
 
 def test_unknown_check_reference_is_reported_at_its_index(tmp_path):
-    path = write(tmp_path, GOOD.replace("checks: [web]\n    communities", "checks: [web, nope]\n    communities"))
+    path = write(
+        tmp_path,
+        GOOD.replace("checks: [web]\n    communities", "checks: [web, nope]\n    communities"),
+    )
     assert errors_of(path) == [f"{path}: vips[0].checks[1]: no check named 'nope' (known: web)"]
 
 
@@ -74,7 +80,9 @@ def test_newline_in_an_attribute_is_refused(tmp_path):
 
 
 def test_misspelt_key_is_an_error(tmp_path):
-    lines = errors_of(write(tmp_path, GOOD.replace("combine", "x").replace("node: lb1", "node: lb1\ntimming: {}")))
+    lines = errors_of(
+        write(tmp_path, GOOD.replace("combine", "x").replace("node: lb1", "node: lb1\ntimming: {}"))
+    )
     assert lines == [f"{tmp_path / 'node.yaml'}: timming: unknown field (check its spelling)"]
 
 
@@ -90,7 +98,9 @@ def test_missing_file(tmp_path):
 def test_check_timeout_longer_than_a_users_interval_is_refused(tmp_path):
     text = GOOD.replace("web: {type: tcp, port: 443}", "web: {type: tcp, port: 443, timeout: 5}")
     lines = errors_of(write(tmp_path, text))
-    assert lines[0].endswith("checks.web.timeout: 5.0s exceeds the interval of vips[0] (1.0s): runs would overlap")
+    assert lines[0].endswith(
+        "checks.web.timeout: 5.0s exceeds the interval of vips[0] (1.0s): runs would overlap"
+    )
 
 
 def test_config_check_cli_reports_an_unloadable_ca_file_with_exit_2(tmp_path):
@@ -98,7 +108,10 @@ def test_config_check_cli_reports_an_unloadable_ca_file_with_exit_2(tmp_path):
 
     from anycast_ctl.cli import cli
 
-    text = GOOD.replace("web: {type: tcp, port: 443}", "web: {type: tls, server_name: w.test, ca_file: /nonexistent/ca.pem}")
+    text = GOOD.replace(
+        "web: {type: tcp, port: 443}",
+        "web: {type: tls, server_name: w.test, ca_file: /nonexistent/ca.pem}",
+    )
     path = write(tmp_path, text)
     result = CliRunner().invoke(cli, ["config", "check", str(path)], standalone_mode=False)
     assert result.exception is not None

@@ -25,17 +25,38 @@ def req(**fields) -> bytes:
 
 
 GOOD = [
-    ("drain whole node", req(op="drain", reason="kernel upgrade"), ControlRequest(Op.DRAIN, (), "kernel upgrade")),
-    ("drain with empty vip list", req(op="drain", vips=[], reason="x"), ControlRequest(Op.DRAIN, (), "x")),
-    ("drain two vips", req(op="drain", vips=["192.0.2.10/32", "2001:db8::10/128"], reason="r"),
-     ControlRequest(Op.DRAIN, ("192.0.2.10/32", "2001:db8::10/128"), "r")),
-    ("bare address is normalized", req(op="drain", vips=["192.0.2.10", "2001:DB8::10"], reason="r"),
-     ControlRequest(Op.DRAIN, ("192.0.2.10/32", "2001:db8::10/128"), "r")),
-    ("duplicates collapse", req(op="undrain", vips=["192.0.2.10", "192.0.2.10/32"]),
-     ControlRequest(Op.UNDRAIN, ("192.0.2.10/32",), "")),
+    (
+        "drain whole node",
+        req(op="drain", reason="kernel upgrade"),
+        ControlRequest(Op.DRAIN, (), "kernel upgrade"),
+    ),
+    (
+        "drain with empty vip list",
+        req(op="drain", vips=[], reason="x"),
+        ControlRequest(Op.DRAIN, (), "x"),
+    ),
+    (
+        "drain two vips",
+        req(op="drain", vips=["192.0.2.10/32", "2001:db8::10/128"], reason="r"),
+        ControlRequest(Op.DRAIN, ("192.0.2.10/32", "2001:db8::10/128"), "r"),
+    ),
+    (
+        "bare address is normalized",
+        req(op="drain", vips=["192.0.2.10", "2001:DB8::10"], reason="r"),
+        ControlRequest(Op.DRAIN, ("192.0.2.10/32", "2001:db8::10/128"), "r"),
+    ),
+    (
+        "duplicates collapse",
+        req(op="undrain", vips=["192.0.2.10", "192.0.2.10/32"]),
+        ControlRequest(Op.UNDRAIN, ("192.0.2.10/32",), ""),
+    ),
     ("undrain needs no reason", req(op="undrain"), ControlRequest(Op.UNDRAIN, (), "")),
     ("status", req(op="status"), ControlRequest(Op.STATUS, (), "")),
-    ("reason is trimmed", req(op="drain", reason="  upgrade  "), ControlRequest(Op.DRAIN, (), "upgrade")),
+    (
+        "reason is trimmed",
+        req(op="drain", reason="  upgrade  "),
+        ControlRequest(Op.DRAIN, (), "upgrade"),
+    ),
     ("trailing newline is fine", req(op="status") + b"\n", ControlRequest(Op.STATUS, (), "")),
 ]
 
@@ -55,16 +76,36 @@ BAD = [
     ("op wrong type", req(op=3), "op", "must be one of"),
     ("vips not a list", req(op="drain", vips="192.0.2.10", reason="r"), "vips", "must be a list"),
     ("vip not a string", req(op="drain", vips=[10], reason="r"), "vips[0]", "must be a string"),
-    ("vip not an address", req(op="drain", vips=["192.0.2.10/32", "lb1"], reason="r"), "vips[1]", "not an IP address"),
-    ("vip not a host route", req(op="drain", vips=["192.0.2.0/24"], reason="r"), "vips[0]", "host route"),
-    ("vip not configured", req(op="drain", vips=["198.51.100.1"], reason="r"), "vips[0]", "not a VIP of this node"),
+    (
+        "vip not an address",
+        req(op="drain", vips=["192.0.2.10/32", "lb1"], reason="r"),
+        "vips[1]",
+        "not an IP address",
+    ),
+    (
+        "vip not a host route",
+        req(op="drain", vips=["192.0.2.0/24"], reason="r"),
+        "vips[0]",
+        "host route",
+    ),
+    (
+        "vip not configured",
+        req(op="drain", vips=["198.51.100.1"], reason="r"),
+        "vips[0]",
+        "not a VIP of this node",
+    ),
     ("drain without reason", req(op="drain"), "reason", "required for drain"),
     ("drain with blank reason", req(op="drain", reason="   "), "reason", "required for drain"),
     ("reason wrong type", req(op="drain", reason=["x"]), "reason", "must be a string"),
     ("reason with newline", req(op="drain", reason="a\nb"), "reason", "control characters"),
     ("reason too long", req(op="drain", reason="x" * 501), "reason", "too long"),
     ("unknown field", req(op="status", force=True), "force", "unknown field"),
-    ("oversized", b'{"op": "drain", "reason": "' + b"x" * MAX_REQUEST_BYTES + b'"}', "", "too large"),
+    (
+        "oversized",
+        b'{"op": "drain", "reason": "' + b"x" * MAX_REQUEST_BYTES + b'"}',
+        "",
+        "too large",
+    ),
 ]
 
 
@@ -97,7 +138,9 @@ def test_describe_for_the_audit_log():
 
 
 def peer(uid=1000, user="alice", gids=(1000,), groups=("alice",)) -> PeerCred:
-    return PeerCred(pid=42, uid=uid, gid=gids[0], user=user, gids=frozenset(gids), groups=frozenset(groups))
+    return PeerCred(
+        pid=42, uid=uid, gid=gids[0], user=user, gids=frozenset(gids), groups=frozenset(groups)
+    )
 
 
 ALLOW = [
@@ -106,7 +149,13 @@ ALLOW = [
     ("uid not listed, no groups", peer(), [0], [], False),
     ("group by name", peer(gids=(1000, 990), groups=("alice", "lbops")), [0], ["lbops"], True),
     ("group by gid", peer(gids=(1000, 990), groups=("alice", "lbops")), [0], [990], True),
-    ("other groups only", peer(gids=(1000, 990), groups=("alice", "lbops")), [0], ["wheel", 27], False),
+    (
+        "other groups only",
+        peer(gids=(1000, 990), groups=("alice", "lbops")),
+        [0],
+        ["wheel", 27],
+        False,
+    ),
     ("root by uid", peer(uid=0, user="root", gids=(0,), groups=("root",)), [0], [], True),
     ("a gid number is not a name", peer(gids=(1000,), groups=("alice",)), [], ["1000"], False),
 ]
@@ -133,4 +182,6 @@ def test_peek_op_only_returns_known_ops():
 
 
 def test_without_known_vips_any_host_prefix_passes():
-    assert parse_request(req(op="undrain", vips=["198.51.100.1"]), None).vips == ("198.51.100.1/32",)
+    assert parse_request(req(op="undrain", vips=["198.51.100.1"]), None).vips == (
+        "198.51.100.1/32",
+    )

@@ -34,7 +34,13 @@ class FakeHandler:
         self.calls.append((req, peer))
         if self.fail and len(self.calls) == 1:
             raise RuntimeError("boom")
-        return {"op": req.op.value, "vips": list(req.vips), "by": peer.user, "uid": peer.uid, "pid": peer.pid}
+        return {
+            "op": req.op.value,
+            "vips": list(req.vips),
+            "by": peer.user,
+            "uid": peer.uid,
+            "pid": peer.pid,
+        }
 
 
 def serve(path, scenario, handler=None, allow_uids=(0,), allow_groups=(), **kw):
@@ -42,7 +48,9 @@ def serve(path, scenario, handler=None, allow_uids=(0,), allow_groups=(), **kw):
     handler = handler or FakeHandler()
 
     async def main():
-        server = await serve_control(path, allow_uids, allow_groups, handler, known_vips=lambda: KNOWN, **kw)
+        server = await serve_control(
+            path, allow_uids, allow_groups, handler, known_vips=lambda: KNOWN, **kw
+        )
         try:
             return await scenario(server, handler)
         finally:
@@ -79,7 +87,14 @@ def test_allowed_uid_reaches_the_handler_and_is_audited(tmp_path, caplog):
 
     uid = os.geteuid()
     response = serve(path, scenario, allow_uids=(uid,))
-    assert response == {"ok": True, "op": "drain", "vips": ["192.0.2.10/32"], "by": response["by"], "uid": uid, "pid": os.getpid()}
+    assert response == {
+        "ok": True,
+        "op": "drain",
+        "vips": ["192.0.2.10/32"],
+        "by": response["by"],
+        "uid": uid,
+        "pid": os.getpid(),
+    }
     line = audit_lines(caplog)[-1]
     assert line.startswith(f"accepted op=drain vips=192.0.2.10/32 reason='upgrade' by uid {uid} (")
     assert f"pid {os.getpid()} -> ok" in line
@@ -99,7 +114,10 @@ def test_several_requests_on_one_connection(tmp_path):
 BAD = [
     (b"not json\n", "not JSON"),
     (b'{"op": "explode"}\n', "op: must be one of"),
-    (b'{"op": "drain", "vips": ["198.51.100.1"], "reason": "r"}\n', "vips[0]: 198.51.100.1/32 is not a VIP"),
+    (
+        b'{"op": "drain", "vips": ["198.51.100.1"], "reason": "r"}\n',
+        "vips[0]: 198.51.100.1/32 is not a VIP",
+    ),
     (b'{"op": "drain", "vips": "192.0.2.10", "reason": "r"}\n', "vips: must be a list"),
 ]
 
@@ -139,7 +157,9 @@ def test_handler_exception_is_an_answer_not_a_crash(tmp_path):
     async def scenario(server, handler):
         return await ask(path, {"op": "status"}), await ask(path, {"op": "status"})
 
-    failed, recovered = serve(path, scenario, handler=FakeHandler(fail=True), allow_uids=(os.geteuid(),))
+    failed, recovered = serve(
+        path, scenario, handler=FakeHandler(fail=True), allow_uids=(os.geteuid(),)
+    )
     assert failed == {"ok": False, "error": "internal error: boom", "kind": "failed"}
     assert recovered["ok"] is True
 
@@ -194,7 +214,10 @@ def test_a_second_agent_on_the_same_socket_is_refused(tmp_path):
 def test_client_says_when_no_agent_is_running(tmp_path):
     with pytest.raises(UserError) as caught:
         request(tmp_path / "agent.sock", {"op": "status"})
-    assert str(caught.value) == f"<socket>: no agent listening on {tmp_path / 'agent.sock'}: is it running?"
+    assert (
+        str(caught.value)
+        == f"<socket>: no agent listening on {tmp_path / 'agent.sock'}: is it running?"
+    )
 
 
 # ---------------------------------------------------------------- other users (root only)
@@ -211,9 +234,17 @@ def shared_dir():
 
 async def ask_as_nobody(path, payload) -> tuple[int, dict | None, str]:
     proc = await asyncio.create_subprocess_exec(
-        "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-        "/usr/bin/python3", "-c", RAW_CLIENT, str(path), json.dumps(payload),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "setpriv",
+        f"--reuid={NOBODY}",
+        f"--regid={NOBODY}",
+        "--clear-groups",
+        "/usr/bin/python3",
+        "-c",
+        RAW_CLIENT,
+        str(path),
+        json.dumps(payload),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 20)
     return proc.returncode, (json.loads(out) if out.strip() else None), err.decode()

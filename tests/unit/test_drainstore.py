@@ -64,7 +64,9 @@ def test_node_drain_wins_over_vip_undrain():
 
 
 def test_redrain_replaces_who_and_why():
-    state = DrainState().drain([A], "alice", 1000, "first", 1.0).drain([A], "bob", 1001, "second", 2.0)
+    state = (
+        DrainState().drain([A], "alice", 1000, "first", 1.0).drain([A], "bob", 1001, "second", 2.0)
+    )
     assert state.is_drained(A) == DrainRecord("bob", 1001, "second", 2.0)
 
 
@@ -78,7 +80,11 @@ def test_state_is_immutable():
 
 def test_save_then_load_round_trips(tmp_path):
     path = tmp_path / "sub" / "drain.json"
-    state = DrainState().drain([A], "alice", 1000, "backend fix", 10.5).drain(None, "bob", 0, "upgrade", 11.0)
+    state = (
+        DrainState()
+        .drain([A], "alice", 1000, "backend fix", 10.5)
+        .drain(None, "bob", 0, "upgrade", 11.0)
+    )
     save_drain_state(path, state)
     assert load_drain_state(path) == state
     assert json.loads(path.read_text())["vips"][A]["by"] == "alice"
@@ -116,7 +122,9 @@ def test_corrupt_file_names_the_file_and_position(tmp_path):
 
 def test_wrong_shape_names_every_bad_field(tmp_path):
     path = tmp_path / "drain.json"
-    path.write_text(json.dumps({"node": {"by": "x", "uid": "zero", "at": 1}, "vips": {A: []}, "extra": 1}))
+    path.write_text(
+        json.dumps({"node": {"by": "x", "uid": "zero", "at": 1}, "vips": {A: []}, "extra": 1})
+    )
     with pytest.raises(UserError) as caught:
         load_drain_state(path)
     wheres = {p.where for p in caught.value.problems}
@@ -141,4 +149,6 @@ def test_load_or_drain_all_passes_a_good_file_through(tmp_path):
 
 def test_drain_all_is_the_agent_draining_the_node():
     state = DrainState.drain_all("unreadable drain file", now=5.0)
-    assert state.is_drained(A) == DrainRecord("anycast-ctl", AGENT_UID, "unreadable drain file", 5.0)
+    assert state.is_drained(A) == DrainRecord(
+        "anycast-ctl", AGENT_UID, "unreadable drain file", 5.0
+    )

@@ -197,7 +197,9 @@ def test_step_does_not_mutate_its_input() -> None:
 
 
 @pytest.mark.parametrize(
-    "rise, fall, graceful", [(0, 2, 0), (3, 0, 0), (3, 2, -1)], ids=["rise=0", "fall=0", "graceful<0"]
+    "rise, fall, graceful",
+    [(0, 2, 0), (3, 0, 0), (3, 2, -1)],
+    ids=["rise=0", "fall=0", "graceful<0"],
 )
 def test_step_rejects_bad_parameters(rise: int, fall: int, graceful: float) -> None:
     with pytest.raises(ValueError):
@@ -209,7 +211,9 @@ def test_step_rejects_bad_parameters(rise: int, fall: int, graceful: float) -> N
     [(S.UP, -1, None), (S.DRAINING, 0, None), (S.UP, 0, 10.0)],
     ids=["negative streak", "draining without deadline", "deadline outside draining"],
 )
-def test_status_rejects_inconsistent_fields(state: VipState, streak: int, until: float | None) -> None:
+def test_status_rejects_inconsistent_fields(
+    state: VipState, streak: int, until: float | None
+) -> None:
     with pytest.raises(ValueError):
         VipStatus(state, streak, SINCE, until)
 

@@ -34,9 +34,15 @@ def options(text: str) -> dict[str, list[str]]:
 
 
 def test_default_preset_is_the_healthchecks_own_defaults_plus_withdraw():
-    opts = options(healthcheck_config("lb1", [WEB], SETTINGS[Implementation.EXABGP_DEFAULT], Path("/d/off")))
+    opts = options(
+        healthcheck_config("lb1", [WEB], SETTINGS[Implementation.EXABGP_DEFAULT], Path("/d/off"))
+    )
     assert {k: opts[k] for k in ("interval", "fast-interval", "rise", "fall", "timeout")} == {
-        "interval": ["5"], "fast-interval": ["1"], "rise": ["3"], "fall": ["3"], "timeout": ["5"],
+        "interval": ["5"],
+        "fast-interval": ["1"],
+        "rise": ["3"],
+        "fall": ["3"],
+        "timeout": ["5"],
     }
     assert opts["withdraw-on-down"] == [""] and opts["disable"] == ["/d/off"]
     assert opts["ip"] == ["192.0.2.10/32"]
@@ -44,14 +50,18 @@ def test_default_preset_is_the_healthchecks_own_defaults_plus_withdraw():
 
 
 def test_fast_preset_bounds_its_probe_below_the_one_second_floor():
-    opts = options(healthcheck_config("lb1", [WEB], SETTINGS[Implementation.EXABGP_FAST], Path("/d/off")))
+    opts = options(
+        healthcheck_config("lb1", [WEB], SETTINGS[Implementation.EXABGP_FAST], Path("/d/off"))
+    )
     assert opts["interval"] == ["0.1"] and opts["fall"] == ["2"] and opts["timeout"] == ["1"]
     assert opts["command"] == ["timeout 0.08 bash -c '</dev/tcp/192.0.2.10/443'"]
 
 
 def test_every_vip_of_the_node_is_probed_and_announced():
     v6 = Target("fd00::10/128", "fd00::10", 8443)
-    opts = options(healthcheck_config("lb1", [WEB, v6], SETTINGS[Implementation.EXABGP_FAST], Path("/x")))
+    opts = options(
+        healthcheck_config("lb1", [WEB, v6], SETTINGS[Implementation.EXABGP_FAST], Path("/x"))
+    )
     assert opts["ip"] == ["192.0.2.10/32", "fd00::10/128"]
     assert opts["command"][0].count("/dev/tcp/") == 2 and " && " in opts["command"][0]
 
@@ -73,10 +83,14 @@ def test_api_command_is_none_for_our_agent_and_writes_the_config_for_a_baseline(
     argv = api_command("exabgp-fast", topo)("lb2", tmp_path / "node.yaml")
     assert argv[1:5] == ["-m", "exabgp", "healthcheck", "--config"]
     written = options(Path(argv[5]).read_text())
-    assert written["name"] == ["lb2"] and written["ip"] == [t.address for t in lb_targets(topo, "lb2")]
+    assert written["name"] == ["lb2"] and written["ip"] == [
+        t.address for t in lb_targets(topo, "lb2")
+    ]
     assert written["disable"] == [str(tmp_path / "healthcheck.disable")]
 
 
 def test_detection_bound():
     assert detection_bound(SETTINGS[Implementation.EXABGP_DEFAULT]) == 5 + 2 * 1 + 3 * 5
-    assert detection_bound(SETTINGS[Implementation.EXABGP_FAST]) == pytest.approx(0.1 + 0.1 + 2 * 0.08)
+    assert detection_bound(SETTINGS[Implementation.EXABGP_FAST]) == pytest.approx(
+        0.1 + 0.1 + 2 * 0.08
+    )

@@ -23,18 +23,31 @@ from anycast_ctl.lab.fibstate import (
 VIP = ipaddress.ip_network("192.0.2.10/32")
 
 
-def wire(kind=RTM_NEWROUTE, dst="192.0.2.10", dst_len=32, table=254, metric=20, hops=(), gateway=None,
-         family=socket.AF_INET) -> rtmsg:
+def wire(
+    kind=RTM_NEWROUTE,
+    dst="192.0.2.10",
+    dst_len=32,
+    table=254,
+    metric=20,
+    hops=(),
+    gateway=None,
+    family=socket.AF_INET,
+) -> rtmsg:
     """Encode a route message as the kernel would send it, then parse it back."""
     m = rtmsg()
     m["header"]["type"] = kind
     m["family"], m["dst_len"], m["table"] = family, dst_len, table
     attrs = [("RTA_DST", dst), ("RTA_PRIORITY", metric)]
     if hops:
-        attrs.append(("RTA_MULTIPATH", [
-            {"oif": oif, "hops": weight - 1, "flags": flags, "attrs": [("RTA_GATEWAY", gw)]}
-            for gw, oif, flags, weight in hops
-        ]))
+        attrs.append(
+            (
+                "RTA_MULTIPATH",
+                [
+                    {"oif": oif, "hops": weight - 1, "flags": flags, "attrs": [("RTA_GATEWAY", gw)]}
+                    for gw, oif, flags, weight in hops
+                ],
+            )
+        )
     if gateway:
         attrs += [("RTA_GATEWAY", gateway), ("RTA_OIF", 2)]
     m["attrs"] = attrs
@@ -46,8 +59,11 @@ def wire(kind=RTM_NEWROUTE, dst="192.0.2.10", dst_len=32, table=254, metric=20, 
 
 def test_multipath_message_decodes_every_nexthop():
     update = decode_route(wire(hops=[("10.0.0.1", 3, 0, 1), ("10.0.0.3", 4, RTNH_F_DEAD, 2)]), VIP)
-    assert update == RouteUpdate(RTM_NEWROUTE, (20, 0), frozenset({
-        Hop("10.0.0.1", 3, 0, 1), Hop("10.0.0.3", 4, RTNH_F_DEAD, 2)}))
+    assert update == RouteUpdate(
+        RTM_NEWROUTE,
+        (20, 0),
+        frozenset({Hop("10.0.0.1", 3, 0, 1), Hop("10.0.0.3", 4, RTNH_F_DEAD, 2)}),
+    )
 
 
 def test_single_path_message():
@@ -91,7 +107,11 @@ def test_dead_nexthops_are_not_in_use():
     assert sample.gateways == {"a"}
 
 
-TIMELINE = [FibSample(1.0, hops("a", "b")), FibSample(2.0, hops("b")), FibSample(3.0, hops("a", "b"))]
+TIMELINE = [
+    FibSample(1.0, hops("a", "b")),
+    FibSample(2.0, hops("b")),
+    FibSample(3.0, hops("a", "b")),
+]
 
 
 def test_state_at_is_the_last_sample_not_after():

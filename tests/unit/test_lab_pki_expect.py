@@ -12,11 +12,14 @@ from anycast_ctl.lab.expect import RouterView, expected_nexthops, router_problem
 from anycast_ctl.lab.pki import backend_names, write_pki
 
 TWO = load_topology("topologies/two-routers.yaml")
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def test_each_backend_is_named_for_every_vip_it_serves():
-    assert backend_names(TWO) == {"be1": ["web.anycast.test"], "be2": ["api.anycast.test", "web.anycast.test"]}
+    assert backend_names(TWO) == {
+        "be1": ["web.anycast.test"],
+        "be2": ["api.anycast.test", "web.anycast.test"],
+    }
 
 
 def test_backend_certificates_chain_to_the_lab_ca(tmp_path):
@@ -26,7 +29,10 @@ def test_backend_certificates_chain_to_the_lab_ca(tmp_path):
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     cert.verify_directly_issued_by(ca)
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sorted(sans.get_values_for_type(x509.DNSName)) == ["api.anycast.test", "web.anycast.test"]
+    assert sorted(sans.get_values_for_type(x509.DNSName)) == [
+        "api.anycast.test",
+        "web.anycast.test",
+    ]
     assert key_path.stat().st_mode & 0o077 == 0
     assert not (tmp_path / "pki" / "ca.key").exists()  # the CA key never reaches the disk
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -16,8 +16,15 @@ from anycast_ctl.render.frr import Neighbor, RouterPlan, render_frr
 
 # ---------------------------------------------------------------- FRR config split
 def _rendered() -> str:
-    lb = Neighbor(name="lb1", address="10.1.1.2", remote_as=65101, password="k",
-                  accept=("192.0.2.10/32",), max_prefix=1, is_lb=True)
+    lb = Neighbor(
+        name="lb1",
+        address="10.1.1.2",
+        remote_as=65101,
+        password="k",
+        accept=("192.0.2.10/32",),
+        max_prefix=1,
+        is_lb=True,
+    )
     return render_frr(RouterPlan(name="r1", asn=65000, router_id="10.255.0.1", neighbors=(lb,)))
 
 
@@ -59,7 +66,9 @@ def test_wait_for_returns_first_truthy_value() -> None:
 
 def test_wait_for_times_out_quoting_last_value() -> None:
     start = time.monotonic()
-    with pytest.raises(TimeoutError, match=r"route: not satisfied within 0.05s; last observed: \[\]"):
+    with pytest.raises(
+        TimeoutError, match=r"route: not satisfied within 0.05s; last observed: \[\]"
+    ):
         wait_for(lambda: [], 0.05, interval=0.01, what="route")
     assert time.monotonic() - start < 1.0
 
@@ -74,8 +83,12 @@ def test_wait_for_treats_ignored_exceptions_as_not_yet() -> None:
 
     assert wait_for(flaky, timeout=5, interval=0.001, ignore=(ConnectionRefusedError,)) == "ok"
     with pytest.raises(TimeoutError, match="vty not up"):
-        wait_for(lambda: (_ for _ in ()).throw(ConnectionRefusedError("vty not up")),
-                 0.02, interval=0.005, ignore=(ConnectionRefusedError,))
+        wait_for(
+            lambda: (_ for _ in ()).throw(ConnectionRefusedError("vty not up")),
+            0.02,
+            interval=0.005,
+            ignore=(ConnectionRefusedError,),
+        )
 
 
 def test_wait_for_propagates_other_exceptions() -> None:
@@ -87,8 +100,11 @@ def test_wait_for_propagates_other_exceptions() -> None:
     "expected, actual, reason",
     [
         ({"a": {"state": "Established"}}, {"a": {"state": "Established", "x": 1}, "b": 2}, None),
-        ({"a": {"state": "Established"}}, {"a": {"state": "Active"}},
-         "a.state: expected 'Established', got 'Active'"),
+        (
+            {"a": {"state": "Established"}},
+            {"a": {"state": "Active"}},
+            "a.state: expected 'Established', got 'Active'",
+        ),
         ({"peers": {"10.0.0.2": {}}}, {"peers": {}}, "peers: missing key '10.0.0.2'"),
         ([{"ip": "10.0.0.2"}], [{"ip": "10.0.0.2", "x": 1}], None),
         ({"n": [1, 2]}, {"n": [1]}, "n: expected a list of 2, got [1]"),

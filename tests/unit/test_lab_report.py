@@ -20,7 +20,9 @@ from anycast_ctl.lab.report import (
 )
 
 
-def runs(impl: str, scenario: str, withdraw: list[float | None], bound: float = 2.0, **extra) -> list[Measurement]:
+def runs(
+    impl: str, scenario: str, withdraw: list[float | None], bound: float = 2.0, **extra
+) -> list[Measurement]:
     return [
         Measurement(impl, scenario, i, "lb1", withdraw_s=w, withdraw_bound_s=bound, **extra)
         for i, w in enumerate(withdraw)
@@ -68,8 +70,26 @@ def test_summary_groups_by_scenario_then_implementation_in_report_order():
 
 
 def test_counts_are_summed_and_moved_flows_compared():
-    ms = runs("anycast", "drain", [0.1, 0.1], connections=100, failed=1, moved=30, predicted_moved=30, moved_mismatch=0)
-    ms += runs("anycast", "link-down", [0.1], connections=50, failed=7, moved=20, predicted_moved=22, moved_mismatch=2)
+    ms = runs(
+        "anycast",
+        "drain",
+        [0.1, 0.1],
+        connections=100,
+        failed=1,
+        moved=30,
+        predicted_moved=30,
+        moved_mismatch=0,
+    )
+    ms += runs(
+        "anycast",
+        "link-down",
+        [0.1],
+        connections=50,
+        failed=7,
+        moved=20,
+        predicted_moved=22,
+        moved_mismatch=2,
+    )
     rows = {r.scenario: r for r in summarize(ms)}
     assert (rows["drain"].connections, rows["drain"].failed, rows["drain"].moved) == (200, 2, 60)
     table = format_table(list(rows.values()))
@@ -93,7 +113,9 @@ def test_table_shows_misses_with_their_bound():
     ],
 )
 def test_goals(times, spurious, expect):
-    ms = runs("anycast", "haproxy-kill", times, spurious=spurious) + runs("anycast", "steady", [None], bound=None)
+    ms = runs("anycast", "haproxy-kill", times, spurious=spurious) + runs(
+        "anycast", "steady", [None], bound=None
+    )
     result = goals(summarize(ms))
     assert tuple(g.ok for g in result) == expect
     assert ("FAIL" in format_goals(result)) == (False in expect)

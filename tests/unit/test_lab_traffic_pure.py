@@ -10,7 +10,14 @@ from anycast_ctl.config.topology import load_topology
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab.backend import answer_line, parse_answer, parse_listen
 from anycast_ctl.lab.expect import address_owners
-from anycast_ctl.lab.traffic import FlowResult, TrafficResult, kernel_fabric, lb_of_peer, plan_flows, predict
+from anycast_ctl.lab.traffic import (
+    FlowResult,
+    TrafficResult,
+    kernel_fabric,
+    lb_of_peer,
+    plan_flows,
+    predict,
+)
 from anycast_ctl.sim.flowarrays import FlowArrays
 from anycast_ctl.sim.predict import predict_lbs
 
@@ -58,7 +65,10 @@ def test_peer_address_maps_to_the_lb_holding_it():
 
 
 def test_backend_answer_round_trips():
-    assert parse_answer(answer_line("be1", ("100.64.0.8", 4242)).decode()) == {"backend": "be1", "peer": "100.64.0.8:4242"}
+    assert parse_answer(answer_line("be1", ("100.64.0.8", 4242)).decode()) == {
+        "backend": "be1",
+        "peer": "100.64.0.8:4242",
+    }
     assert parse_answer("garbage") == {}
     assert parse_listen("[fd00::1]:443") == ("fd00::1", 443)
     with pytest.raises(ValueError):
@@ -92,8 +102,10 @@ def test_prediction_uses_only_the_nexthops_the_kernel_holds():
 
 def test_prediction_is_per_vip():
     flows = plan_flows(TWO, 400)
-    orders = {v: {r: list(kernel_fabric(TWO, {}).candidates(r, i)) for r in ("r1", "r2")}
-              for i, v in enumerate(("web", "api"))}
+    orders = {
+        v: {r: list(kernel_fabric(TWO, {}).candidates(r, i)) for r in ("r1", "r2")}
+        for i, v in enumerate(("web", "api"))
+    }
     predicted = predict(TWO, flows, orders)
     assert {p for f, p in zip(flows, predicted) if f.vip == "api"} == {"lb3", "lb4"}
     assert {p for f, p in zip(flows, predicted) if f.vip == "web"} == {"lb1", "lb2", "lb3", "lb4"}
@@ -101,10 +113,22 @@ def test_prediction_is_per_vip():
 
 def test_traffic_result_counts():
     def flow(lb, predicted, ok=True):
-        return FlowResult("c1", "web", "198.18.1.1", 1, "192.0.2.10", 443, ok, lb=lb, predicted=predicted,
-                          error=None if ok else "timeout")
+        return FlowResult(
+            "c1",
+            "web",
+            "198.18.1.1",
+            1,
+            "192.0.2.10",
+            443,
+            ok,
+            lb=lb,
+            predicted=predicted,
+            error=None if ok else "timeout",
+        )
 
-    result = TrafficResult([flow("lb1", "lb1"), flow("lb2", "lb1"), flow(None, "lb3", ok=False), flow("lb1", "lb1")])
+    result = TrafficResult(
+        [flow("lb1", "lb1"), flow("lb2", "lb1"), flow(None, "lb3", ok=False), flow("lb1", "lb1")]
+    )
     assert result.shares() == {"lb1": 2, "lb2": 1}
     assert result.agreement() == (2, 4)
     assert [f.lb for f in result.mismatches()] == ["lb2"]

@@ -29,8 +29,14 @@ def random_rows(family: int, n: int, seed: int = 0):
         if family == 4:
             src, dst = (str(ipaddress.IPv4Address(int(x))) for x in rng.integers(0, 1 << 32, 2))
         else:
-            src, dst = (str(ipaddress.IPv6Address(int(rng.integers(0, 1 << 63)) << 65 | int(rng.integers(0, 1 << 62))))
-                        for _ in range(2))
+            src, dst = (
+                str(
+                    ipaddress.IPv6Address(
+                        int(rng.integers(0, 1 << 63)) << 65 | int(rng.integers(0, 1 << 62))
+                    )
+                )
+                for _ in range(2)
+            )
         if i % 25 == 0:
             dst = src  # equal addresses: consistentify must leave them be
         sport, dport = (int(x) for x in rng.integers(0, 65536, 2))
@@ -40,7 +46,16 @@ def random_rows(family: int, n: int, seed: int = 0):
 
 SETTINGS = [
     (policy, fields, forwarded)
-    for policy, fields in [(0, 0x37), (1, 0x37), (3, 0x37), (3, 0x03), (3, 0x13), (3, 0x24), (3, 0x40), (3, 0xFFF)]
+    for policy, fields in [
+        (0, 0x37),
+        (1, 0x37),
+        (3, 0x37),
+        (3, 0x03),
+        (3, 0x13),
+        (3, 0x24),
+        (3, 0x40),
+        (3, 0xFFF),
+    ]
     for forwarded in (True, False)
 ]
 
@@ -134,9 +149,19 @@ def test_upper_bounds_follow_fib_rebalance():
 def test_weights_share_the_flows_in_proportion():
     rng = np.random.default_rng(8)
     n = 200_000
-    flows = FlowArrays(rng.integers(0, 1 << 32, n), rng.integers(0, 1 << 32, n), np.full(n, 6),
-                       rng.integers(0, 65536, n), rng.integers(0, 65536, n))
-    share = np.bincount(select_nexthops(flows, [1, 3, 2, 5], LinuxHashSettings(3, seed=SEED)), minlength=4) / n
+    flows = FlowArrays(
+        rng.integers(0, 1 << 32, n),
+        rng.integers(0, 1 << 32, n),
+        np.full(n, 6),
+        rng.integers(0, 65536, n),
+        rng.integers(0, 65536, n),
+    )
+    share = (
+        np.bincount(
+            select_nexthops(flows, [1, 3, 2, 5], LinuxHashSettings(3, seed=SEED)), minlength=4
+        )
+        / n
+    )
     assert np.allclose(share, np.array([1, 3, 2, 5]) / 11, atol=0.005)
 
 
@@ -192,7 +217,10 @@ def test_flow_arrays_from_tuples_and_back():
     "rows,words",
     [
         ([("10.0.0.1", "2001:db8::1", 6, 1, 1)], "row 0: src is IPv4"),
-        ([("10.0.0.1", "10.0.0.2", 6, 1, 1), ("::1", "::2", 6, 1, 1)], "row 1: IPv6 flow among IPv4"),
+        (
+            [("10.0.0.1", "10.0.0.2", 6, 1, 1), ("::1", "::2", 6, 1, 1)],
+            "row 1: IPv6 flow among IPv4",
+        ),
         ([("10.0.0.1", "10.0.0.300", 6, 1, 1)], "row 0"),
         ([("10.0.0.1", "10.0.0.2", 6, 70000, 1)], "row 0: sport"),
     ],

@@ -16,6 +16,9 @@ def test_vip_state_is_one_hot_and_transitions_count():
     assert 'anycast_vip_state{state="up",vip="192.0.2.10/32"} 1.0' in text
     assert 'anycast_vip_state{state="down",vip="192.0.2.10/32"} 0.0' in text
     assert 'anycast_vip_announced{vip="192.0.2.10/32"} 1.0' in text
-    assert 'anycast_vip_transitions_total{from_state="rising",to_state="up",vip="192.0.2.10/32"} 1.0' in text
+    assert (
+        'anycast_vip_transitions_total{from_state="rising",to_state="up",vip="192.0.2.10/32"} 1.0'
+        in text
+    )
     assert 'anycast_check_results_total{check="web",health="hard"} 1.0' in text
     assert 'anycast_check_latency_seconds_count{check="web"} 1.0' in text

@@ -12,7 +12,13 @@ import yaml
 
 from anycast_ctl.config.topology import load_topology
 from anycast_ctl.render.containerlab import (
-    CONF_DIR, RUN_DIR, clab_file_name, containerlab_files, image_for, main, render_containerlab,
+    CONF_DIR,
+    RUN_DIR,
+    clab_file_name,
+    containerlab_files,
+    image_for,
+    main,
+    render_containerlab,
 )
 from anycast_ctl.render.exabgp import render_exabgp
 from anycast_ctl.render.frr import render_frr
@@ -37,7 +43,8 @@ def test_every_node_and_link_of_the_plan_is_in_the_clab_file(topo) -> None:
     assert list(clab["topology"]["nodes"]) == list(plan.nodes)
     endpoints = [tuple(link["endpoints"]) for link in clab["topology"]["links"]]
     assert endpoints == [
-        (f"{l.a}:{plan.interface(l.a, l.b).name}", f"{l.b}:{plan.interface(l.b, l.a).name}") for l in topo.links
+        (f"{l.a}:{plan.interface(l.a, l.b).name}", f"{l.b}:{plan.interface(l.b, l.a).name}")
+        for l in topo.links
     ]
     for name, spec in clab["topology"]["nodes"].items():
         assert spec["kind"] == "linux"
@@ -66,7 +73,10 @@ def test_configs_are_the_other_renderers_output_with_container_paths(topo) -> No
         assert files[f"{lb}/node.yaml"] == node_config_yaml(cfg, topology_name=topo.name)
         assert files[f"{lb}/haproxy.cfg"] == haproxy_configs(topo, run_dir=run_dir)[lb]
         exabgp = render_exabgp(cfg, Path(str(CONF_DIR / "node.yaml")), ["anycast-ctl"])
-        assert (files[f"{lb}/exabgp.conf"], files[f"{lb}/exabgp.env"]) == (exabgp["exabgp.conf"], exabgp["exabgp.env"])
+        assert (files[f"{lb}/exabgp.conf"], files[f"{lb}/exabgp.env"]) == (
+            exabgp["exabgp.conf"],
+            exabgp["exabgp.env"],
+        )
         for name in ("haproxy.cfg", "exabgp.env", "exabgp.conf"):
             assert f"{CONF_DIR}/{name}" in files[f"{lb}/start.sh"]
 

@@ -9,14 +9,22 @@ from anycast_ctl.render.frr import Neighbor, RouterPlan, render_frr
 
 
 def lb(**over) -> Neighbor:
-    fields = dict(name="lb1", address="10.1.1.2", remote_as=65101, password="k", is_lb=True,
-                  accept=("192.0.2.10/32",), max_prefix=1)
+    fields = dict(
+        name="lb1",
+        address="10.1.1.2",
+        remote_as=65101,
+        password="k",
+        is_lb=True,
+        accept=("192.0.2.10/32",),
+        max_prefix=1,
+    )
     return Neighbor(**{**fields, **over})
 
 
 def plan(*neighbors: Neighbor, **over) -> RouterPlan:
-    return RouterPlan(**{"name": "r1", "asn": 65000, "router_id": "10.255.0.1",
-                         "neighbors": neighbors, **over})
+    return RouterPlan(
+        **{"name": "r1", "asn": 65000, "router_id": "10.255.0.1", "neighbors": neighbors, **over}
+    )
 
 
 @pytest.mark.parametrize(
@@ -43,8 +51,16 @@ def test_neighbor_rejects_unsafe_or_inconsistent_policy(over, message) -> None:
         ((lb(), lb(address="10.1.1.3")), {}, "neighbor names must be unique; repeated: lb1"),
         ((lb(), lb(name="lb2")), {}, "neighbor addresses must be unique; repeated: 10.1.1.2"),
         ((), {"keepalive": 2, "hold": 5}, "at least 3 x keepalive"),
-        ((), {"router_id": "300.1.1.1"}, "router_id\n  Value error, Octet 300 (> 255) not permitted"),
-        ((), {"networks": ("10.0.0.1/24",)}, "networks.0\n  Value error, 10.0.0.1/24 has host bits set"),
+        (
+            (),
+            {"router_id": "300.1.1.1"},
+            "router_id\n  Value error, Octet 300 (> 255) not permitted",
+        ),
+        (
+            (),
+            {"networks": ("10.0.0.1/24",)},
+            "networks.0\n  Value error, 10.0.0.1/24 has host bits set",
+        ),
     ],
 )
 def test_router_plan_rejects_inconsistent_settings(neighbors, over, message) -> None:
@@ -67,8 +83,9 @@ def test_lb_peer_gets_exact_match_prefix_list_and_sends_nothing() -> None:
 
 
 def test_router_peer_accepts_and_exports_everything() -> None:
-    core = Neighbor(name="r2", address="10.0.12.2", remote_as=65001, password="k",
-                    accept="any", max_prefix=100)
+    core = Neighbor(
+        name="r2", address="10.0.12.2", remote_as=65001, password="k", accept="any", max_prefix=100
+    )
     text = render_frr(plan(core))
     assert "route-map RM-r2-IN permit 10\nexit" in text
     assert "route-map RM-r2-OUT permit 10\nexit" in text

@@ -6,7 +6,13 @@ import ipaddress
 from pathlib import Path
 
 from anycast_ctl.config.topology import load_topology
-from anycast_ctl.render.hostnet import NextHop, addresses, router_sysctls, setup_commands, static_routes
+from anycast_ctl.render.hostnet import (
+    NextHop,
+    addresses,
+    router_sysctls,
+    setup_commands,
+    static_routes,
+)
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
@@ -50,10 +56,15 @@ def test_routers_get_their_own_hashing_sysctls() -> None:
     topo = load_topology(TOPOLOGIES / "two-routers.yaml")  # r2 overrides only the seed
     r1, r2 = router_sysctls(topo, "r1"), router_sysctls(topo, "r2")
     assert r1["net.ipv4.fib_multipath_hash_seed"] == topo.hashing.seed
-    assert r2["net.ipv4.fib_multipath_hash_seed"] == topo.hashing_for("r2").seed != topo.hashing.seed
+    assert (
+        r2["net.ipv4.fib_multipath_hash_seed"] == topo.hashing_for("r2").seed != topo.hashing.seed
+    )
     assert r1["net.ipv4.fib_multipath_hash_policy"] == r2["net.ipv4.fib_multipath_hash_policy"] == 3
     assert r1["net.ipv4.fib_multipath_hash_fields"] == 0x37
-    assert f"sysctl -w net.ipv4.fib_multipath_hash_seed={topo.hashing_for('r2').seed}" in setup_commands(topo, "r2")
+    assert (
+        f"sysctl -w net.ipv4.fib_multipath_hash_seed={topo.hashing_for('r2').seed}"
+        in setup_commands(topo, "r2")
+    )
 
 
 def test_every_planned_address_is_configured_once() -> None:

@@ -33,7 +33,12 @@ def topology(**over) -> Topology:
             {"name": "web", "address": "192.0.2.10", "backends": ["be1"]},
             {"name": "web6", "address": "2001:db8:f::10", "port": 8443, "backends": ["be1"]},
         ],
-        "links": [{"a": "c1", "b": "r1"}, {"a": "r1", "b": "lb1"}, {"a": "r1", "b": "lb2"}, {"a": "lb1", "b": "be1"}],
+        "links": [
+            {"a": "c1", "b": "r1"},
+            {"a": "r1", "b": "lb1"},
+            {"a": "r1", "b": "lb2"},
+            {"a": "lb1", "b": "be1"},
+        ],
     }
     data.update(over)
     return validate(Topology, data, "<test>")
@@ -54,7 +59,11 @@ def test_ipv6_vip_gets_an_ipv6_session_and_a_bracketed_bind() -> None:
 
 def test_an_lb_without_vips_runs_neither_agent_nor_haproxy() -> None:
     topo = topology()
-    assert sorted(node_configs(topo, run_dir=RUN)) == sorted(haproxy_configs(topo, run_dir=RUN)) == ["lb1"]
+    assert (
+        sorted(node_configs(topo, run_dir=RUN))
+        == sorted(haproxy_configs(topo, run_dir=RUN))
+        == ["lb1"]
+    )
 
 
 def test_the_profile_sets_agent_timing_and_haproxy_check_pace() -> None:
@@ -62,7 +71,9 @@ def test_the_profile_sets_agent_timing_and_haproxy_check_pace() -> None:
     for name, profile in CHECK_PROFILES.items():
         cfg = node_configs(topo, run_dir=RUN, profile=name)["lb1"]
         assert cfg.timing == profile.agent
-        assert f"inter {profile.haproxy_inter_ms}ms " in render_haproxy(topo, "lb1", run_dir=RUN, profile=name)
+        assert f"inter {profile.haproxy_inter_ms}ms " in render_haproxy(
+            topo, "lb1", run_dir=RUN, profile=name
+        )
 
 
 def test_unknown_profile_is_a_user_error() -> None:
@@ -80,5 +91,7 @@ def test_a_run_dir_too_long_for_a_unix_socket_is_a_user_error() -> None:
 def test_haproxy_accepts_the_dual_stack_config(tmp_path: Path) -> None:
     path = tmp_path / "lb1.cfg"
     path.write_text(render_haproxy(topology(), "lb1", run_dir=tmp_path))
-    done = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["haproxy", "-c", "-f", str(path)], capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -39,8 +39,10 @@ def test_each_lb_may_announce_only_its_own_vips() -> None:
     r2 = router_plans(load_topology(TOPOLOGIES / "two-routers.yaml"))["r2"]
     accepts = {n.name: n.accept for n in r2.neighbors}
     assert accepts == {
-        "lb1": ("192.0.2.10/32",), "lb2": ("192.0.2.10/32",),
-        "lb3": ("192.0.2.10/32", "192.0.2.20/32"), "lb4": ("192.0.2.10/32", "192.0.2.20/32"),
+        "lb1": ("192.0.2.10/32",),
+        "lb2": ("192.0.2.10/32",),
+        "lb3": ("192.0.2.10/32", "192.0.2.20/32"),
+        "lb4": ("192.0.2.10/32", "192.0.2.20/32"),
     }
 
 
@@ -49,7 +51,10 @@ def test_router_router_sessions_accept_anything_and_limits_are_per_lb() -> None:
     raw["lbs"][0]["maximum_prefix"] = 3
     plans = router_plans(Topology.model_validate(raw))
     l1 = plans["l1"]
-    assert [(n.name, n.accept, n.is_lb) for n in l1.neighbors] == [("s1", ANY, False), ("s2", ANY, False)]
+    assert [(n.name, n.accept, n.is_lb) for n in l1.neighbors] == [
+        ("s1", ANY, False),
+        ("s2", ANY, False),
+    ]
     assert all(n.max_prefix == ROUTER_PEER_MAX_PREFIX for n in l1.neighbors)
     s1 = {n.name: n for n in plans["s1"].neighbors}
     assert s1["l1"].remote_as == 65001 and s1["l1"].accept == ANY
@@ -72,7 +77,10 @@ def test_missing_md5_password_names_the_link() -> None:
     raw["links"][2]["md5_password"] = "only-this-one"
     with pytest.raises(UserError) as err:
         router_plans(Topology.model_validate(raw))
-    assert [p.where for p in err.value.problems] == ["links[1].md5_password", "links[3].md5_password"]
+    assert [p.where for p in err.value.problems] == [
+        "links[1].md5_password",
+        "links[3].md5_password",
+    ]
 
 
 def test_md5_password_frr_cannot_take_is_a_user_error_on_the_link() -> None:

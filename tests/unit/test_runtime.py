@@ -163,7 +163,9 @@ async def test_drain_survives_an_agent_restart(tmp_path, service):
     runtime.stopping.set()
     await task
     runtime, exabgp, task, _ = await start_agent(tmp_path, service.port)
-    await poll(lambda: runtime.results.get("lb") is not None and runtime.statuses[VIP].state == "drained")
+    await poll(
+        lambda: runtime.results.get("lb") is not None and runtime.statuses[VIP].state == "drained"
+    )
     await poll(lambda: runtime.results["lb"].at > runtime.statuses[VIP].since + 0.2)
     assert not any("announce" in line and "withdraw" not in line for line in exabgp.lines)
     runtime.stopping.set()
@@ -178,7 +180,14 @@ async def test_reload_with_a_bad_config_keeps_the_running_one(tmp_path, service)
     path.write_text(path.read_text().replace("rise: 2", "rise: 0"))
     assert await runtime.reload() is False
     assert runtime.config.timing.rise == 2 and announced(exabgp)
-    path.write_text(path.read_text().replace("rise: 0", "rise: 2").replace("- {address: 192.0.2.10, checks: [lb]}", "- {address: 192.0.2.10, checks: [lb], med: 50}"))
+    path.write_text(
+        path.read_text()
+        .replace("rise: 0", "rise: 2")
+        .replace(
+            "- {address: 192.0.2.10, checks: [lb]}",
+            "- {address: 192.0.2.10, checks: [lb], med: 50}",
+        )
+    )
     assert await runtime.reload() is True
     assert "med 50" in exabgp.lines[-1]  # changed attributes re-announced once
     runtime.stopping.set()
@@ -218,10 +227,13 @@ async def test_metrics_endpoint_serves_vip_state_on_localhost_when_enabled(tmp_p
 
     await service.start()
     port = free_port()
-    path = write_config(tmp_path, service.port, extra=f"metrics: {{enabled: true, listen_port: {port}}}")
+    path = write_config(
+        tmp_path, service.port, extra=f"metrics: {{enabled: true, listen_port: {port}}}"
+    )
     exabgp = FakeExabgp()
-    runtime = AgentRuntime(load_node_config(path), path, Speaker(exabgp.to_agent, exabgp),
-                           metrics=AgentMetrics("lb1"))
+    runtime = AgentRuntime(
+        load_node_config(path), path, Speaker(exabgp.to_agent, exabgp), metrics=AgentMetrics("lb1")
+    )
     task = asyncio.create_task(runtime.run())
     await poll(lambda: announced(exabgp))
     url = f"http://127.0.0.1:{port}/metrics"
@@ -238,8 +250,10 @@ async def test_a_session_coming_back_up_reannounces_what_is_up(tmp_path, service
     runtime, exabgp, task, _ = await start_agent(tmp_path, service.port)
     await poll(lambda: announced(exabgp))
     announces = sum(line.startswith("announce") for line in exabgp.lines)
-    up = ('{ "exabgp": "5.0.0", "type": "state", "neighbor": { "address": { "local": "10.0.0.2", '
-          '"peer": "10.0.0.1" }, "asn": { "local": 65101, "peer": 65000 }, "state": "up" } }\n')
+    up = (
+        '{ "exabgp": "5.0.0", "type": "state", "neighbor": { "address": { "local": "10.0.0.2", '
+        '"peer": "10.0.0.1" }, "asn": { "local": 65101, "peer": 65000 }, "state": "up" } }\n'
+    )
     exabgp.to_agent.feed_data(up.encode())
     await poll(lambda: sum(line.startswith("announce") for line in exabgp.lines) == announces + 1)
     assert runtime.speaker.peers == {"10.0.0.1": True}

@@ -111,7 +111,9 @@ def test_maglev_weights_give_proportional_slots():
     assert np.bincount(table) / 4099 == pytest.approx([0.25, 0.5, 0.25], abs=0.001)
 
 
-@pytest.mark.parametrize("cls", [ModuloSelector, HashThresholdSelector, RendezvousSelector, MaglevSelector])
+@pytest.mark.parametrize(
+    "cls", [ModuloSelector, HashThresholdSelector, RendezvousSelector, MaglevSelector]
+)
 def test_weights_are_honoured(cls):
     sel = cls(["a", "b", "c"], [1, 3, 4])
     assert shares(sel, RANDOM) == pytest.approx([1 / 8, 3 / 8, 4 / 8], abs=0.01)
@@ -123,8 +125,10 @@ def test_resilient_bucket_counts_follow_the_kernel_rebalance():
     assert np.bincount(sel.table).tolist() == [43, 42, 43]
     fewer = sel.evolve(["a", "c"], [1, 1])
     assert np.bincount(fewer.table).tolist() == [64, 64]
-    kept = (sel.table != 1)
-    assert (np.array(["a", "b", "c"])[sel.table[kept]] == np.array(["a", "c"])[fewer.table[kept]]).all()
+    kept = sel.table != 1
+    assert (
+        np.array(["a", "b", "c"])[sel.table[kept]] == np.array(["a", "c"])[fewer.table[kept]]
+    ).all()
 
 
 def test_resilient_refuses_fewer_buckets_than_next_hops():
@@ -135,7 +139,11 @@ def test_resilient_refuses_fewer_buckets_than_next_hops():
 def test_linux_selector_agrees_with_the_kernel_model():
     n = 5000
     flows = FlowArrays(
-        RNG.integers(0, 1 << 32, n), RNG.integers(0, 1 << 32, n), np.full(n, 6), RNG.integers(1024, 65536, n), np.full(n, 443)
+        RNG.integers(0, 1 << 32, n),
+        RNG.integers(0, 1 << 32, n),
+        np.full(n, 6),
+        RNG.integers(1024, 65536, n),
+        np.full(n, 443),
     )
     settings = LinuxHashSettings(policy=3, fields=0x37, seed=7)
     sel = LinuxSelector(["a", "b", "c"], [1, 2, 1], settings)

@@ -59,7 +59,9 @@ def test_default_withdraw_with_linux_hash_threshold_moves_half_the_flows():
     e = r.events[0]
     share_lb1 = r.lbs[0].flow_share
     assert e.own == pytest.approx(share_lb1)  # every flow of lb1 moves ...
-    assert e.moved == pytest.approx(0.5, abs=0.01)  # ... and hash-threshold moves 1/2 in all (first region)
+    assert e.moved == pytest.approx(
+        0.5, abs=0.01
+    )  # ... and hash-threshold moves 1/2 in all (first region)
     assert e.collateral == pytest.approx(e.moved - e.own)
 
 

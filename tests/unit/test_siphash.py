@@ -9,10 +9,22 @@ KEY = bytes(range(16))
 K0, K1 = int.from_bytes(KEY[:8], "little"), int.from_bytes(KEY[8:], "little")
 # vectors_sip64 of the reference implementation: key 00..0f, message 00 01 .. (len-1).
 PAPER_VECTORS = [
-    0x726FDB47DD0E0E31, 0x74F839C593DC67FD, 0x0D6C8009D9A94F5A, 0x85676696D7FB7E2D,
-    0xCF2794E0277187B7, 0x18765564CD99A68D, 0xCBC9466E58FEE3CE, 0xAB0200F58B01D137,
-    0x93F5F5799A932462, 0x9E0082DF0BA9E4B0, 0x7A5DBBC594DDB9F3, 0xF4B32F46226BADA7,
-    0x751E8FBC860EE5FB, 0x14EA5627C0843D90, 0xF723CA908E7AF2EE, 0xA129CA6149BE45E5,
+    0x726FDB47DD0E0E31,
+    0x74F839C593DC67FD,
+    0x0D6C8009D9A94F5A,
+    0x85676696D7FB7E2D,
+    0xCF2794E0277187B7,
+    0x18765564CD99A68D,
+    0xCBC9466E58FEE3CE,
+    0xAB0200F58B01D137,
+    0x93F5F5799A932462,
+    0x9E0082DF0BA9E4B0,
+    0x7A5DBBC594DDB9F3,
+    0xF4B32F46226BADA7,
+    0x751E8FBC860EE5FB,
+    0x14EA5627C0843D90,
+    0xF723CA908E7AF2EE,
+    0xA129CA6149BE45E5,
 ]
 
 
@@ -47,7 +59,9 @@ def test_vectorized_agrees_with_scalar_on_random_messages():
 def test_scalar_words_broadcast_like_arrays():
     # A word the same for every message may be given as a plain int (zeroed padding).
     data = bytes(8) + bytes(range(8))
-    as_arrays = siphash24_words(K0, K1, [np.zeros(3, np.uint64), np.full(3, le_words(data)[1], np.uint64)], 16, 3)
+    as_arrays = siphash24_words(
+        K0, K1, [np.zeros(3, np.uint64), np.full(3, le_words(data)[1], np.uint64)], 16, 3
+    )
     as_ints = siphash24_words(K0, K1, [0, np.full(3, le_words(data)[1], np.uint64)], 16, 3)
     assert as_arrays.tolist() == as_ints.tolist() == [siphash24(KEY, data)] * 3
 

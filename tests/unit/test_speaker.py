@@ -71,7 +71,9 @@ async def test_send_writes_one_line_and_returns_the_ack():
 async def test_concurrent_sends_get_their_own_acks_in_order():
     pipe = Pipe()
     speaker, reader = await started(pipe)
-    sends = [asyncio.create_task(speaker.send(f"withdraw route 192.0.2.{i}/32")) for i in range(1, 4)]
+    sends = [
+        asyncio.create_task(speaker.send(f"withdraw route 192.0.2.{i}/32")) for i in range(1, 4)
+    ]
     for i, answer in enumerate(["done", "error", "done"], start=1):
         await until(lambda: len(pipe.sent) == i)  # one command in flight at a time
         pipe.feed(answer)
@@ -128,7 +130,9 @@ async def test_eof_means_exabgp_is_gone():
     await asyncio.wait_for(reader, 1)  # the reader returns on EOF
     assert speaker.alive is False
     assert await waiting is False  # a command in flight fails
-    assert await speaker.send("withdraw route 192.0.2.10/32") is False  # and nothing more is written
+    assert (
+        await speaker.send("withdraw route 192.0.2.10/32") is False
+    )  # and nothing more is written
     assert pipe.sent == ["announce route 192.0.2.10/32 next-hop self"]
 
 

@@ -54,14 +54,25 @@ def test_router_hashing_overrides_only_the_fields_it_sets():
     data["hashing"] = {"algorithm": "linux", "seed": 7, "fields": "0x13"}
     data["routers"][0]["hashing"] = {"seed": "0x10", "weights": {"lb2": 3}}
     h = build(data).hashing_for("r1")
-    assert (h.algorithm, h.seed, h.fields, h.policy, h.weights) == ("linux", 16, 0x13, 3, {"lb2": 3})
+    assert (h.algorithm, h.seed, h.fields, h.policy, h.weights) == (
+        "linux",
+        16,
+        0x13,
+        3,
+        {"lb2": 3},
+    )
 
 
 def test_defaults_are_predictable_linux_hashing():
     data = default_data()
     del data["hashing"]
     h = build(data).hashing_for("r1")
-    assert (h.algorithm, h.policy, h.fields, h.table_size) == ("linux", 3, 0x37, 65537) and h.seed != 0
+    assert (h.algorithm, h.policy, h.fields, h.table_size) == (
+        "linux",
+        3,
+        0x37,
+        65537,
+    ) and h.seed != 0
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
@@ -90,7 +101,11 @@ def test_address_plan_is_stable_and_follows_link_order():
     again = load_topology(TOPOLOGIES / "default.yaml").address_plan()
     assert first == again
     link1 = first.interface("r1", "lb1")
-    assert (str(link1.ipv4), str(first.interface("lb1", "r1").ipv4), link1.name) == ("100.64.0.2/31", "100.64.0.3/31", "eth-lb1")
+    assert (str(link1.ipv4), str(first.interface("lb1", "r1").ipv4), link1.name) == (
+        "100.64.0.2/31",
+        "100.64.0.3/31",
+        "eth-lb1",
+    )
     assert first.nodes["r1"].router_id == "100.64.255.1"
 
 
@@ -110,7 +125,10 @@ def test_custom_pool_and_ipv6_vip_give_v6_link_and_loopback_addresses():
 
 def test_no_ipv6_addresses_without_an_ipv6_vip():
     plan = load_topology(TOPOLOGIES / "default.yaml").address_plan()
-    assert all(n.loopback_v6 is None and all(i.ipv6 is None for i in n.interfaces) for n in plan.nodes.values())
+    assert all(
+        n.loopback_v6 is None and all(i.ipv6 is None for i in n.interfaces)
+        for n in plan.nodes.values()
+    )
 
 
 def test_bgp_sessions_carry_lb_prefixes_limits_and_md5_override():
@@ -118,9 +136,17 @@ def test_bgp_sessions_carry_lb_prefixes_limits_and_md5_override():
     data["links"][2]["md5_password"] = "other"
     data["lbs"][1]["maximum_prefix"] = 3
     plan = build(data).address_plan()
-    assert [(s.upstream.node, s.lb) for s in plan.sessions] == [("r1", "lb1"), ("r1", "lb2"), ("r1", "lb3")]
+    assert [(s.upstream.node, s.lb) for s in plan.sessions] == [
+        ("r1", "lb1"),
+        ("r1", "lb2"),
+        ("r1", "lb3"),
+    ]
     lb2 = plan.sessions_of("lb2")[0]
-    assert (lb2.md5_password, lb2.maximum_prefix, lb2.lb_prefixes) == ("other", 3, ("192.0.2.10/32",))
+    assert (lb2.md5_password, lb2.maximum_prefix, lb2.lb_prefixes) == (
+        "other",
+        3,
+        ("192.0.2.10/32",),
+    )
     assert (lb2.upstream.asn, lb2.downstream.asn) == (65000, 65102)
     assert plan.sessions_of("lb1")[0].md5_password == "anycast-lab"
 
@@ -145,17 +171,24 @@ def test_every_problem_is_reported_at_once():
 def test_too_small_pool_is_refused_at_load():
     data = default_data()
     data["addressing"] = {"ipv4": "100.64.0.0/24"}
-    assert problems(data) == ["t.yaml: addressing.ipv4: /24 is too small: the pool must be /23 or larger"]
+    assert problems(data) == [
+        "t.yaml: addressing.ipv4: /24 is too small: the pool must be /23 or larger"
+    ]
 
 
 def test_node_names_must_fit_interface_names():
     data = default_data()
     data["lbs"][0]["name"] = "a-very-long-name"
-    assert any(line.startswith("t.yaml: lbs[0].name: String should match pattern") for line in problems(data))
+    assert any(
+        line.startswith("t.yaml: lbs[0].name: String should match pattern")
+        for line in problems(data)
+    )
 
 
 def test_client_with_two_links_is_refused():
     data = default_data()
     data["routers"].append({"name": "r2", "asn": 65001, "tier": "edge"})
     data["links"] += [{"a": "c1", "b": "r2"}, {"a": "r2", "b": "lb1"}]
-    assert problems(data) == ["t.yaml: clients[0]: client c1 must have exactly one link (to a first-tier router), has 2"]
+    assert problems(data) == [
+        "t.yaml: clients[0]: client c1 must have exactly one link (to a first-tier router), has 2"
+    ]

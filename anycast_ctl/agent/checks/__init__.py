@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from anycast_ctl.agent.checks.exec_ import ExecChecker
 from anycast_ctl.agent.checks.haproxy import HaproxyChecker
@@ -79,4 +80,6 @@ async def run_check(
                 raise
             outcome = classified
     latency = time.monotonic() - started
-    return CheckResult(check.name, outcome.health, outcome.detail, latency, now(), dict(outcome.extra))
+    return CheckResult(
+        check.name, outcome.health, outcome.detail, latency, now(), dict(outcome.extra)
+    )

@@ -40,7 +40,11 @@ class _Output(asyncio.Protocol):
             self.closed.set_result(None)
 
     def last_line(self) -> str:
-        lines = [line for line in self.data.decode("utf-8", errors="replace").splitlines() if line.strip()]
+        lines = [
+            line
+            for line in self.data.decode("utf-8", errors="replace").splitlines()
+            if line.strip()
+        ]
         return one_line(lines[-1]) if lines else ""
 
 

@@ -21,7 +21,8 @@ class HaproxyChecker:
         for field, value in (("frontend", spec.frontend), ("backend", spec.backend)):
             if not haproxy_stat.valid_proxy_name(value):
                 raise UserError.single(
-                    "node config", f"checks.{name}.{field}",
+                    "node config",
+                    f"checks.{name}.{field}",
                     f"{value!r} is not an HAProxy proxy name (letters, digits, '_', '.', ':', '-')",
                 )
         self.name = name
@@ -43,7 +44,9 @@ class HaproxyChecker:
             writer.transport.abort()
         answers = haproxy_stat.split_responses(data.decode("utf-8", errors="replace"))
         if len(answers) != 2:
-            raise UserError.single("<haproxy show stat>", "", f"expected 2 answers, got {len(answers)}")
+            raise UserError.single(
+                "<haproxy show stat>", "", f"expected 2 answers, got {len(answers)}"
+            )
         rows = haproxy_stat.rows_of_answer(answers[0]) + haproxy_stat.rows_of_answer(answers[1])
         return haproxy_stat.assess(rows, self.frontend, self.backend, self.min_servers_up)
 

@@ -61,18 +61,27 @@ def parse_stat_csv(text: str) -> list[StatRow]:
             columns = {name: i for i, name in enumerate(names)}
             missing = [name for name in _REQUIRED if name not in columns]
             if missing:
-                raise UserError.single(_SOURCE, f"line {number}", f"header lacks {', '.join(missing)}")
+                raise UserError.single(
+                    _SOURCE, f"line {number}", f"header lacks {', '.join(missing)}"
+                )
             continue
         if columns is None:
             # An error message instead of CSV, e.g. "Unknown command" or "Permission denied".
-            raise UserError.single(_SOURCE, f"line {number}", f"haproxy said: {one_line(','.join(fields))}")
+            raise UserError.single(
+                _SOURCE, f"line {number}", f"haproxy said: {one_line(','.join(fields))}"
+            )
         if len(fields) <= max(columns[name] for name in _REQUIRED):
             raise UserError.single(_SOURCE, f"line {number}", f"only {len(fields)} fields")
         kind = fields[columns["type"]]
         if not kind.isdigit():
             raise UserError.single(_SOURCE, f"line {number}", f"type {kind!r} is not a number")
         rows.append(
-            StatRow(fields[columns["pxname"]], fields[columns["svname"]], int(kind), fields[columns["status"]])
+            StatRow(
+                fields[columns["pxname"]],
+                fields[columns["svname"]],
+                int(kind),
+                fields[columns["status"]],
+            )
         )
     return rows
 
@@ -105,4 +114,6 @@ def assess(rows: list[StatRow], frontend: str, backend: str, min_servers_up: int
     extra = {"servers_up": up, "servers_total": len(servers)}
     if problems:
         return Outcome.soft("; ".join(problems), **extra)
-    return Outcome.ok(f"frontend {frontend} OPEN, {backend}: {up}/{len(servers)} servers UP", **extra)
+    return Outcome.ok(
+        f"frontend {frontend} OPEN, {backend}: {up}/{len(servers)} servers UP", **extra
+    )

@@ -74,7 +74,8 @@ class HttpChecker:
         if self.body_regex.search(http_wire.decode_body(head, raw)):
             return Outcome.ok(f"HTTP {head.status}, body matches", status=head.status)
         return Outcome.soft(
-            f"HTTP {head.status}, body does not match /{self.body_regex.pattern}/", status=head.status
+            f"HTTP {head.status}, body does not match /{self.body_regex.pattern}/",
+            status=head.status,
         )
 
 
@@ -82,17 +83,23 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[http_wire.ResponseHe
     buffer = b""
     while (parts := http_wire.split_head(buffer)) is None:
         if len(buffer) > http_wire.HEAD_CAP:
-            raise UserError.single("<http response>", "", f"headers longer than {http_wire.HEAD_CAP} bytes")
+            raise UserError.single(
+                "<http response>", "", f"headers longer than {http_wire.HEAD_CAP} bytes"
+            )
         chunk = await reader.read(4096)
         if not chunk:
-            what = "connection closed before a response" if not buffer else "response head cut short"
+            what = (
+                "connection closed before a response" if not buffer else "response head cut short"
+            )
             raise UserError.single("<http response>", "", what)
         buffer += chunk
     head, rest = parts
     return http_wire.parse_head(head), rest
 
 
-async def _read_body(reader: asyncio.StreamReader, head: http_wire.ResponseHead, raw: bytes) -> bytes:
+async def _read_body(
+    reader: asyncio.StreamReader, head: http_wire.ResponseHead, raw: bytes
+) -> bytes:
     # Chunk framing costs a few bytes; allow a little over the cap so it keeps a full BODY_CAP of data.
     limit = http_wire.BODY_CAP + 4096
     while len(raw) < limit and not http_wire.body_complete(head, raw):

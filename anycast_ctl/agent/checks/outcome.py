@@ -27,15 +27,15 @@ class Outcome:
     extra: dict[str, float | int | str] = field(default_factory=dict)
 
     @classmethod
-    def ok(cls, detail: str, **extra: float | int | str) -> "Outcome":
+    def ok(cls, detail: str, **extra: float | int | str) -> Outcome:
         return cls(Health.OK, detail, extra)
 
     @classmethod
-    def soft(cls, detail: str, **extra: float | int | str) -> "Outcome":
+    def soft(cls, detail: str, **extra: float | int | str) -> Outcome:
         return cls(Health.SOFT_FAIL, detail, extra)
 
     @classmethod
-    def hard(cls, detail: str, **extra: float | int | str) -> "Outcome":
+    def hard(cls, detail: str, **extra: float | int | str) -> Outcome:
         return cls(Health.HARD_FAIL, detail, extra)
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from cryptography import x509
 
@@ -25,7 +25,9 @@ from anycast_ctl.errors import UserError
 SECONDS_PER_DAY = 86400.0
 
 
-def make_ssl_context(check_name: str, ca_file: Path | None, insecure: bool = False) -> ssl.SSLContext:
+def make_ssl_context(
+    check_name: str, ca_file: Path | None, insecure: bool = False
+) -> ssl.SSLContext:
     """A client context; built once per check because loading a CA bundle reads files."""
     try:
         context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)

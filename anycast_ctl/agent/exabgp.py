@@ -1,6 +1,8 @@
-"""ExaBGP's text API, both ways, as pure functions: typed VIPs in, command lines out; lines in, events out.
+"""ExaBGP's text API, both ways, as pure functions: typed VIPs in, command lines out; lines in,
+events out.
 
-Facts this module relies on (measured against ExaBGP 4.2.25 and 5.0.15 with FRR 8.4; see docs/exabgp.md):
+Facts this module relies on (measured against ExaBGP 4.2.25 and 5.0.15 with FRR 8.4; see
+docs/exabgp.md):
 
 - Route commands are the same text in the 4.2 and 5.0 dialects. A line without a `neighbor`
   selector goes to every neighbor whose session carries the route's family; the others skip it.
@@ -157,11 +159,10 @@ def _path_information(vip: Vip) -> list[str]:
     return ["path-information", str(vip.path_id)] if vip.path_id is not None else []
 
 
-def announce_line(vip: Vip, bgp: Bgp, dialect: str, *, graceful_shutdown: bool = False) -> str:
-    """The ExaBGP command that announces `vip` to every neighbor carrying its family."""
-    _require_dialect(dialect)
+def _attribute_words(vip: Vip, bgp: Bgp, graceful_shutdown: bool) -> list[str]:
+    """Everything after the prefix in `announce route PREFIX ...`, in ExaBGP's word order."""
     next_hop = "self" if vip.next_hop == "self" else str(ipaddress.ip_address(vip.next_hop))
-    words = ["announce", "route", _route_target(vip), "next-hop", next_hop]
+    words = ["next-hop", next_hop]
     if vip.med is not None:
         words += ["med", str(int(vip.med))]
     if vip.local_preference is not None:
@@ -183,7 +184,18 @@ def announce_line(vip: Vip, bgp: Bgp, dialect: str, *, graceful_shutdown: bool =
             "extended-community",
             _bracket([_extended_community(c) for c in vip.extended_communities]),
         ]
-    words += _path_information(vip)
+    return words + _path_information(vip)
+
+
+def announce_line(vip: Vip, bgp: Bgp, dialect: str, *, graceful_shutdown: bool = False) -> str:
+    """The ExaBGP command that announces `vip` to every neighbor carrying its family."""
+    _require_dialect(dialect)
+    words = [
+        "announce",
+        "route",
+        _route_target(vip),
+        *_attribute_words(vip, bgp, graceful_shutdown),
+    ]
     return _finish(" ".join(words))
 
 
@@ -191,6 +203,62 @@ def withdraw_line(vip: Vip, bgp: Bgp, dialect: str) -> str:
     """The ExaBGP command that withdraws `vip`; the NLRI (prefix and path-id) is what matches."""
     _require_dialect(dialect)
     return _finish(" ".join(["withdraw", "route", _route_target(vip), *_path_information(vip)]))
+
+
+# At most this many prefixes in one `... attributes ... nlri` line (about 10 KB for IPv4):
+# ExaBGP splits them into UPDATE messages itself; the cap only keeps one line reasonable.
+NLRI_PER_LINE = 500
+
+
+def _batchable(vip: Vip, dialect: str) -> bool:
+    # 4.2's `attributes ... nlri` parser sets path-information on a template NLRI it never
+    # copies to the prefixes it lists, so a VIP with a path-id would lose it (5.0 copies it).
+    return vip.path_id is None or dialect != "4.2"
+
+
+def _batched(verb: str, groups: dict[tuple[int, tuple[str, ...]], list[Vip]]) -> list[str]:
+    lines = []
+    for (_, words), members in groups.items():
+        for start in range(0, len(members), NLRI_PER_LINE):
+            chunk = members[start : start + NLRI_PER_LINE]
+            if len(chunk) == 1:  # one prefix: the plain form, as 4.2 and 5.0 both document
+                head = [verb, "route", _route_target(chunk[0]), *words]
+            else:
+                head = [verb, "attributes", *words, "nlri", *map(_route_target, chunk)]
+            lines.append(_finish(" ".join(head)))
+    return lines
+
+
+def announce_lines(
+    vips: list[Vip], bgp: Bgp, dialect: str, *, graceful_shutdown: bool = False
+) -> list[str]:
+    """As few commands as announce `vips`: one `announce attributes ... nlri P1 P2 ...` per
+    family and set of identical attributes (ExaBGP takes one family per line), in first-seen
+    order; a VIP alone in its group gets the plain `announce route` line."""
+    _require_dialect(dialect)
+    groups: dict[tuple[int, tuple[str, ...]], list[Vip]] = {}
+    single: list[str] = []
+    for vip in vips:
+        if not _batchable(vip, dialect):
+            single.append(announce_line(vip, bgp, dialect, graceful_shutdown=graceful_shutdown))
+            continue
+        key = (_ip_version(vip.address), tuple(_attribute_words(vip, bgp, graceful_shutdown)))
+        groups.setdefault(key, []).append(vip)
+    return _batched("announce", groups) + single
+
+
+def withdraw_lines(vips: list[Vip], bgp: Bgp, dialect: str) -> list[str]:
+    """As few commands as withdraw `vips`: only the NLRI matters, so one line per family and
+    path-id (`withdraw attributes [path-information N] nlri P1 P2 ...`)."""
+    _require_dialect(dialect)
+    groups: dict[tuple[int, tuple[str, ...]], list[Vip]] = {}
+    single: list[str] = []
+    for vip in vips:
+        if not _batchable(vip, dialect):
+            single.append(withdraw_line(vip, bgp, dialect))
+            continue
+        groups.setdefault((_ip_version(vip.address), tuple(_path_information(vip))), []).append(vip)
+    return _batched("withdraw", groups) + single
 
 
 class RouteWriter:
@@ -230,6 +298,16 @@ class RouteWriter:
 
     def withdraw(self, prefix: str) -> str:
         return withdraw_line(self._vip(prefix), self._config.bgp, self._config.exabgp.dialect)
+
+    def announce_many(self, prefixes: list[str], *, graceful_shutdown: bool = False) -> list[str]:
+        vips = [self._vip(p) for p in prefixes]
+        return announce_lines(
+            vips, self._config.bgp, self._config.exabgp.dialect, graceful_shutdown=graceful_shutdown
+        )
+
+    def withdraw_many(self, prefixes: list[str]) -> list[str]:
+        vips = [self._vip(p) for p in prefixes]
+        return withdraw_lines(vips, self._config.bgp, self._config.exabgp.dialect)
 
 
 # ---------------------------------------------------------------- what ExaBGP writes to us

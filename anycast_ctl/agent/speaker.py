@@ -48,7 +48,7 @@ class _Pending:
 class Speaker:
     """Writes commands to ExaBGP and reads everything it writes back.
 
-    `send()` serialises commands: ExaBGP acks in order, one `done`/`error` per command.
+    Commands are pipelined: ExaBGP acks in order, one `done`/`error` per command.
     An ack that never comes (ExaBGP 4.2 stays silent on some malformed lines) makes that
     send and every later one time out: treat a False from `send()` as "ExaBGP is not doing
     what we say" and fail closed.
@@ -71,7 +71,6 @@ class Speaker:
         self._ack_timeout = ack_timeout
         self._clock = clock
         self._pending: collections.deque[_Pending] = collections.deque()
-        self._send_lock = asyncio.Lock()
         self.alive = True  # False once ExaBGP's side of the pipe is gone
         self.shutting_down = False  # ExaBGP announced that it is stopping
         self.last_line_at: float | None = None  # clock() when ExaBGP last wrote to us
@@ -81,32 +80,48 @@ class Speaker:
     # ------------------------------------------------------------ writing
     async def send(self, line: str) -> bool:
         """Write one command; with acks on, wait for ExaBGP's answer. True means `done`."""
-        if "\n" in line or "\r" in line or any(ord(c) < 0x20 or ord(c) == 0x7F for c in line):
-            raise ValueError(f"refusing to send control characters to ExaBGP: {line!r}")
-        async with self._send_lock:
-            if not self.alive:
-                return False
-            pending = None
-            if self._ack:
-                pending = _Pending(asyncio.get_running_loop().create_future())
-                self._pending.append(pending)
-            try:
-                self._writer.write(line + "\n")
-                self._writer.flush()
-            except (BrokenPipeError, ConnectionError, ValueError, OSError) as exc:
-                # ValueError: the stream was closed under us. Either way ExaBGP cannot hear us.
-                log.error("cannot write to ExaBGP (%s); treating it as gone", exc)
-                self._gone()
-                return False
-            if pending is None:
-                return True
-            try:
-                return await asyncio.wait_for(asyncio.shield(pending.future), self._ack_timeout)
-            except TimeoutError:
-                pending.abandoned = True
-                self.ack_timeouts += 1
-                log.error("no ack from ExaBGP within %.1fs for: %s", self._ack_timeout, line)
-                return False
+        return (await self.send_many([line]))[0]
+
+    async def send_many(self, lines: list[str]) -> list[bool]:
+        """Write `lines` in one write, then wait for their acks: one result per line, in order.
+
+        Pipelined: nothing waits for an earlier command's ack before writing, so a burst of
+        commands costs one round trip, not one per command. ExaBGP answers in order, and the
+        acks are matched to commands by position (see `_Pending`).
+        """
+        for line in lines:
+            if "\n" in line or "\r" in line or any(ord(c) < 0x20 or ord(c) == 0x7F for c in line):
+                raise ValueError(f"refusing to send control characters to ExaBGP: {line!r}")
+        if not lines:
+            return []
+        if not self.alive:
+            return [False] * len(lines)
+        # No await between queueing the acks and writing: concurrent senders cannot interleave.
+        pendings: list[_Pending] = []
+        if self._ack:
+            loop = asyncio.get_running_loop()
+            pendings = [_Pending(loop.create_future()) for _ in lines]
+            self._pending.extend(pendings)
+        try:
+            self._writer.write("".join(line + "\n" for line in lines))
+            self._writer.flush()
+        except (BrokenPipeError, ConnectionError, ValueError, OSError) as exc:
+            # ValueError: the stream was closed under us. Either way ExaBGP cannot hear us.
+            log.error("cannot write to ExaBGP (%s); treating it as gone", exc)
+            self._gone()
+            return [False] * len(lines)
+        if not pendings:
+            return [True] * len(lines)
+        return list(await asyncio.gather(*map(self._answer, pendings, lines)))
+
+    async def _answer(self, pending: _Pending, line: str) -> bool:
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.future), self._ack_timeout)
+        except TimeoutError:
+            pending.abandoned = True
+            self.ack_timeouts += 1
+            log.error("no ack from ExaBGP within %.1fs for: %.200s", self._ack_timeout, line)
+            return False
 
     # ------------------------------------------------------------ reading
     async def run_reader(self) -> None:

@@ -133,3 +133,26 @@ def test_cli_bad_config_exits_2_with_the_field_path(tmp_path):
         main(["render", "exabgp", str(bad), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert not (tmp_path / "out").exists()
+
+
+def _many_vips_config(dialect: str) -> NodeConfig:
+    """node.yaml's VIPs plus VIPs that share their attributes: what batching must group."""
+    data = load_node_config(NODE).model_dump(mode="json", exclude_unset=True)
+    data["exabgp"] = {"dialect": dialect}
+    vips = data["vips"]
+    with_path_id = next(v for v in vips if v.get("path_id") is not None)
+    vips += [{"address": f"192.0.2.{20 + i}/32", "checks": ["haproxy"]} for i in range(4)]
+    vips += [{**with_path_id, "address": f"192.0.2.{30 + i}/32"} for i in range(2)]
+    vips += [{"address": "2001:db8::20/128", "checks": ["haproxy"], "med": 5}]
+    return NodeConfig.model_validate(data)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_batched_api_lines_match_golden(dialect):
+    writer = RouteWriter(_many_vips_config(dialect))
+    lines = [
+        *writer.announce_many(writer.prefixes),
+        *writer.announce_many(writer.prefixes, graceful_shutdown=True),
+        *writer.withdraw_many(writer.prefixes),
+    ]
+    check_golden(f"lines-batch-{dialect}.txt", "\n".join(lines) + "\n")

@@ -3,7 +3,8 @@
 
 ExaBGP runs it as `python exabgp_api_helper.py agent run CONFIG`. It reads commands, one per
 line, from the FIFO CONFIG.cmd ("announce PREFIX", "withdraw PREFIX") and appends what happened
-to CONFIG.log ("ready ...", "announce PREFIX done|error|refused", "peer ADDRESS up|down").
+to CONFIG.log ("ready ...", "announce PREFIX done|error|refused", "peer ADDRESS up|down");
+"announce-many P1,P2,..." / "withdraw-many ..." send the batched lines, pipelined.
 """
 
 from __future__ import annotations
@@ -58,6 +59,22 @@ def main() -> int:
         async def serve() -> None:
             while True:
                 verb, _, prefix = (await commands.get()).partition(" ")
+                if verb in ("announce-many", "withdraw-many"):
+                    # "VERB-many P1,P2,...": the batched lines, written at once (pipelined)
+                    prefixes = prefix.split(",")
+                    try:
+                        lines = (
+                            writer.announce_many(prefixes)
+                            if verb == "announce-many"
+                            else writer.withdraw_many(prefixes)
+                        )
+                    except UndeclaredPrefix:
+                        report(f"{verb} {prefix} refused")
+                        continue
+                    answers = await speaker.send_many(lines)
+                    verdict = "done" if all(answers) else "error"
+                    report(f"{verb} {prefix} {verdict} lines={len(lines)}")
+                    continue
                 try:
                     line = (
                         writer.announce(prefix) if verb == "announce" else writer.withdraw(prefix)

@@ -51,6 +51,20 @@ vips:
     path_id: 7
   - address: 2001:db8::10/128
     checks: [lb]
+  - address: 192.0.2.12/32
+    checks: [lb]
+  - address: 192.0.2.13/32
+    checks: [lb]
+  - address: 192.0.2.14/32
+    checks: [lb]
+    med: 100
+    communities: ["65001:1", graceful-shutdown]
+    large_communities: ["65001:1:2"]
+    extended_communities: ["target:65000:100", "origin:192.0.2.1:7", "target:4200000000:5"]
+    as_path_prepend: 1
+    path_id: 7
+  - address: 2001:db8::12/128
+    checks: [lb]
 """
 
 FRR_CONF = f"""\
@@ -284,6 +298,27 @@ def test_announce_and_withdraw_reach_the_router_fib(node, router):
     for prefix in ("192.0.2.10/32", "192.0.2.11/32", "2001:db8::10/128"):
         assert node.result(f"withdraw {prefix}") == "done"
         poll(lambda: not router.in_fib(prefix), 5)
+
+
+@pytest.mark.root
+def test_batched_pipelined_announces_and_withdraws_reach_the_router_fib(node, router):
+    # two attribute sets and two families: 3 lines for 7 VIPs, written before any ack
+    v4 = ["192.0.2.10/32", "192.0.2.12/32", "192.0.2.13/32", "192.0.2.11/32", "192.0.2.14/32"]
+    v6 = ["2001:db8::10/128", "2001:db8::12/128"]
+    every = ",".join(v4 + v6)
+    assert node.result(f"announce-many {every}") == "done lines=3"
+    for prefix in v4 + v6:
+        poll(lambda p=prefix: router.in_fib(p), 5)
+    for prefix in ("192.0.2.11/32", "192.0.2.14/32"):  # each VIP keeps its own attributes
+        path = router.bgp(prefix)["paths"][0]
+        assert path["aspath"]["string"] == "65001 65001"
+        assert path["community"]["string"] == "65001:1 graceful-shutdown"
+        assert path["metric"] == 100 and path["addpathRxId"] == 7
+    assert "metric" not in router.bgp("192.0.2.12/32")["paths"][0]
+    assert node.result(f"withdraw-many {every}") == "done lines=3"
+    for prefix in v4 + v6:
+        poll(lambda p=prefix: not router.in_fib(p), 5)
+    assert router.bgp("192.0.2.14/32") == {}
 
 
 @pytest.mark.root

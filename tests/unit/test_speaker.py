@@ -68,17 +68,44 @@ async def test_send_writes_one_line_and_returns_the_ack():
 
 
 @in_loop
-async def test_concurrent_sends_get_their_own_acks_in_order():
+async def test_concurrent_sends_are_pipelined_and_get_their_own_acks_in_order():
     pipe = Pipe()
     speaker, reader = await started(pipe)
     sends = [
         asyncio.create_task(speaker.send(f"withdraw route 192.0.2.{i}/32")) for i in range(1, 4)
     ]
-    for i, answer in enumerate(["done", "error", "done"], start=1):
-        await until(lambda: len(pipe.sent) == i)  # one command in flight at a time
-        pipe.feed(answer)
+    # every command is written before ExaBGP has answered the first one
+    await until(lambda: len(pipe.sent) == 3)
+    assert not any(s.done() for s in sends)
+    pipe.feed("done", "error", "done")
     assert [await s for s in sends] == [True, False, True]
     assert pipe.sent == [f"withdraw route 192.0.2.{i}/32" for i in range(1, 4)]
+    reader.cancel()
+
+
+@in_loop
+async def test_send_many_writes_a_burst_at_once_and_answers_per_line():
+    pipe = Pipe()
+    speaker, reader = await started(pipe)
+    lines = [f"withdraw route 192.0.2.{i}/32" for i in range(1, 5)]
+    burst = asyncio.create_task(speaker.send_many(lines))
+    await until(lambda: len(pipe.sent) == 4)
+    later = asyncio.create_task(speaker.send("announce route 192.0.2.9/32 next-hop self"))
+    await until(lambda: len(pipe.sent) == 5)  # not held back by the burst's missing acks
+    pipe.feed("done", "done", "error", "done", "done")
+    assert await burst == [True, True, False, True]
+    assert await later is True
+    assert await speaker.send_many([]) == []
+    reader.cancel()
+
+
+@in_loop
+async def test_send_many_refuses_the_whole_burst_if_one_line_has_control_characters():
+    pipe = Pipe()
+    speaker, reader = await started(pipe)
+    with pytest.raises(ValueError):
+        await speaker.send_many(["withdraw route 192.0.2.1/32", "withdraw route 1\nshutdown"])
+    assert pipe.sent == []
     reader.cancel()
 
 

@@ -1,7 +1,8 @@
 """One router's frr.conf (zebra + bgpd, integrated) from a small typed plan. Pure.
 
 The plan says everything a router's policy depends on: which VIPs each LB peer may announce
-(exact host routes; anything else is denied), the maximum-prefix guard, the TCP-MD5 password
+(exact host routes, as the fewest `ge/le` ranges that accept exactly them: prefix_ranges.py;
+anything else is denied), the maximum-prefix guard, the TCP-MD5 password
 of every session, ECMP width and the BGP timers. FRR 8.4 eBGP sends and accepts nothing
 without route-maps, so every neighbor gets an explicit route-map in and out.
 The per-router hashing sysctls are not FRR's business: the lab sets them on the namespace.
@@ -17,6 +18,7 @@ import jinja2
 from pydantic import AfterValidator, Field, model_validator
 
 from anycast_ctl.config.common import ASN, HostPrefix, IPAddr, Name, SafeStr, StrictModel
+from anycast_ctl.render.prefix_ranges import host_ranges
 from anycast_ctl.render.templating import template
 
 ANY: Literal["any"] = "any"
@@ -81,6 +83,11 @@ class Neighbor(StrictModel):
     @property
     def family(self) -> int:
         return _family(self.address)
+
+    @property
+    def accept_entries(self) -> list[str]:
+        """The prefix-list permits: the fewest ranges that accept exactly `accept`."""
+        return [r.entry() for r in host_ranges(() if self.accept == ANY else self.accept)]
 
     @property
     def exports(self) -> bool:

@@ -69,14 +69,15 @@ def test_router_plan_rejects_inconsistent_settings(neighbors, over, message) -> 
     assert message in str(err.value)
 
 
-def test_lb_peer_gets_exact_match_prefix_list_and_sends_nothing() -> None:
+def test_lb_peer_gets_a_host_routes_only_prefix_list_and_sends_nothing() -> None:
     text = render_frr(plan(lb(accept=("192.0.2.10/32", "192.0.2.11/32"), max_prefix=2)))
     lines = text.splitlines()
-    assert "ip prefix-list PL4-lb1-IN seq 5 permit 192.0.2.10/32" in lines
-    assert "ip prefix-list PL4-lb1-IN seq 10 permit 192.0.2.11/32" in lines
+    # two adjacent VIPs: one range entry that accepts exactly their two host routes
+    assert "ip prefix-list PL4-lb1-IN seq 5 permit 192.0.2.10/31 ge 32 le 32" in lines
     assert "ip prefix-list PL4-lb1-IN seq 100000 deny 0.0.0.0/0 le 32" in lines
-    # exact match: no ge/le on the permits, or an LB could announce more-specifics
-    assert not [ln for ln in lines if " permit " in ln and (" le " in ln or " ge " in ln)]
+    # host routes only: a range permits no other length, so no more-specific or aggregate
+    permits = [ln for ln in lines if " permit " in ln and "prefix-list" in ln]
+    assert permits == ["ip prefix-list PL4-lb1-IN seq 5 permit 192.0.2.10/31 ge 32 le 32"]
     assert "route-map RM-lb1-OUT deny 10" in lines
     assert "  neighbor 10.1.1.2 maximum-prefix 2" in lines
     assert " neighbor 10.1.1.2 password k" in lines

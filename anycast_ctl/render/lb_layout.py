@@ -26,7 +26,7 @@ class CheckProfile:
     """How fast the agent and HAProxy notice a failure."""
 
     agent: Timing
-    # HAProxy's server checks (`inter`, `fastinter`, `downinter` all equal: one pace to reason about).
+    # HAProxy's server checks (`inter`, `fastinter`, `downinter` all equal: one pace).
     haproxy_inter_ms: int
     haproxy_rise: int
     haproxy_fall: int
@@ -102,3 +102,41 @@ def frontend_name(vip: str) -> str:
 def backend_name(vip: str) -> str:
     """HAProxy backend (server pool) of a VIP."""
     return f"pool-{vip}"
+
+
+@dataclass(frozen=True)
+class ProxyGroup:
+    """VIPs of one LB node served by one HAProxy frontend and one server pool.
+
+    VIPs share a group when they share the port, the address family and the exact list of
+    backends: one frontend binds all their addresses, one backend holds the pool. So 1,000
+    VIPs of one service cost one frontend, one pool and one set of server checks, and the
+    agent checks the group once for all its VIPs. Named after the group's first VIP, so a
+    node with one VIP per service keeps the names `vip-<name>` / `pool-<name>`.
+    """
+
+    name: str  # the first VIP's name
+    frontend: str
+    backend: str
+    port: int
+    backends: tuple[str, ...]
+    vips: tuple  # config.topology.Vip, in the LB's order
+
+
+def proxy_groups(topology, lb: str) -> list[ProxyGroup]:
+    """The LB's VIPs grouped by (port, family, backends), groups in order of first VIP."""
+    members: dict[tuple, list] = {}
+    for name in topology.lb(lb).vips:
+        vip = topology.vip(name)
+        members.setdefault((vip.port, vip.version, tuple(vip.backends)), []).append(vip)
+    return [
+        ProxyGroup(
+            name=vips[0].name,
+            frontend=frontend_name(vips[0].name),
+            backend=backend_name(vips[0].name),
+            port=port,
+            backends=backends,
+            vips=tuple(vips),
+        )
+        for (port, _, backends), vips in members.items()
+    ]

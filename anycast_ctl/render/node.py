@@ -5,10 +5,14 @@ prefix-lists are rendered from, so an agent can never announce what its routers 
 miss what they expect. Its BGP neighbors are the upstream ends of the LB's sessions in the
 address plan, with the same ASNs, MD5 passwords and hold time the routers are given.
 
-Every VIP is guarded by two checks, both required (`combine: all`):
-- `<vip>-haproxy`: HAProxy's runtime API says the VIP's frontend is open and at least one
+Every VIP is guarded by two checks of its proxy group (VIPs sharing port, family and
+backends share one HAProxy frontend and pool: lb_layout.proxy_groups), both required:
+- `<group>-haproxy`: HAProxy's runtime API says the group's frontend is open and at least one
   server of its pool is up (a refused socket, i.e. HAProxy dead, is a hard failure);
-- `<vip>-tcp`: a TCP connect to VIP:port on this node, the path a client's packets take.
+- `<group>-tcp`: a TCP connect to the group's first VIP:port on this node, the path a client's
+  packets take. One probe stands for the group: its VIPs are bound by the same frontend of the
+  same process (`transparent` binds cannot fail one address alone), and each address being on
+  lo is the agent's own doing. So the checks per tick grow with groups, not with VIPs.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from anycast_ctl.config.address_plan import AddressPlan, BgpSession
 from anycast_ctl.config.loading import validate
 from anycast_ctl.config.node import NodeConfig
 from anycast_ctl.config.topology import Topology
-from anycast_ctl.render.lb_layout import backend_name, check_profile, frontend_name, lb_paths
+from anycast_ctl.render.lb_layout import check_profile, lb_paths, proxy_groups
 
 EXABGP_DIALECT = "5.0"  # the ExaBGP in our venv and lab
 
@@ -73,15 +77,23 @@ def node_config_data(
     paths = lb_paths(run_dir, lb)
     vips = [topology.vip(name) for name in node.vips]
     checks: dict[str, dict] = {}
-    for vip in vips:
-        checks[haproxy_check_name(vip.name)] = {
+    checks_of: dict[str, list[str]] = {}  # VIP name -> its group's checks
+    for group in proxy_groups(topology, lb):
+        first = group.vips[0]
+        checks[haproxy_check_name(group.name)] = {
             "type": "haproxy",
             "socket": str(paths.haproxy_socket),
-            "frontend": frontend_name(vip.name),
-            "backend": backend_name(vip.name),
+            "frontend": group.frontend,
+            "backend": group.backend,
             "min_servers_up": 1,
         }
-        checks[tcp_check_name(vip.name)] = {"type": "tcp", "host": str(vip.ip), "port": vip.port}
+        checks[tcp_check_name(group.name)] = {
+            "type": "tcp",
+            "host": str(first.ip),
+            "port": first.port,
+        }
+        for vip in group.vips:
+            checks_of[vip.name] = [haproxy_check_name(group.name), tcp_check_name(group.name)]
     families = sorted({vip.version for vip in vips})
     return {
         "node": lb,
@@ -100,7 +112,7 @@ def node_config_data(
         "vips": [
             {
                 "address": vip.address,
-                "checks": [haproxy_check_name(vip.name), tcp_check_name(vip.name)],
+                "checks": checks_of[vip.name],
                 "combine": "all",
             }
             for vip in vips

@@ -17,10 +17,17 @@ docs/exabgp.md):
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
-from dataclasses import dataclass
 
+# What ExaBGP writes back lives in exabgp_events; re-exported: one adapter to import.
+from anycast_ctl.agent.exabgp_events import (  # noqa: F401
+    Ack,
+    Event,
+    PeerState,
+    Shutdown,
+    Unknown,
+    parse_line,
+)
 from anycast_ctl.config.node import Bgp, Neighbor, NodeConfig, Vip
 
 DIALECTS = ("4.2", "5.0")
@@ -305,93 +312,12 @@ class RouteWriter:
             vips, self._config.bgp, self._config.exabgp.dialect, graceful_shutdown=graceful_shutdown
         )
 
+    def announce_each(self, announces: list[tuple[str, bool]]) -> list[str]:
+        """(prefix, with GRACEFUL_SHUTDOWN) pairs -> the batched lines, plain ones first."""
+        plain = [prefix for prefix, graceful in announces if not graceful]
+        graceful = [prefix for prefix, graceful in announces if graceful]
+        return self.announce_many(plain) + self.announce_many(graceful, graceful_shutdown=True)
+
     def withdraw_many(self, prefixes: list[str]) -> list[str]:
         vips = [self._vip(p) for p in prefixes]
         return withdraw_lines(vips, self._config.bgp, self._config.exabgp.dialect)
-
-
-# ---------------------------------------------------------------- what ExaBGP writes to us
-@dataclass(frozen=True)
-class Ack:
-    ok: bool  # "done" or "error": one per command while exabgp.api.ack is on
-
-
-@dataclass(frozen=True)
-class Shutdown:
-    """ExaBGP is stopping; its next act is to terminate us."""
-
-
-@dataclass(frozen=True)
-class PeerState:
-    address: str
-    up: bool  # True only once the session is established
-
-
-@dataclass(frozen=True)
-class Unknown:
-    line: str
-
-
-Event = Ack | Shutdown | PeerState | Unknown
-
-_ANSWERS = {"done": True, "error": False}
-
-
-def _peer_address(text: object) -> str | None:
-    try:
-        return str(ipaddress.ip_address(str(text)))
-    except ValueError:
-        return None
-
-
-def _parse_json(line: str) -> Event:
-    try:
-        data = json.loads(line)
-    except (ValueError, RecursionError):
-        return Unknown(line)
-    if not isinstance(data, dict):
-        return Unknown(line)
-    answer = data.get("answer")  # newer ExaBGP can send its acks as JSON
-    if answer in _ANSWERS:
-        return Ack(_ANSWERS[answer])
-    if (
-        answer == "shutdown"
-        or data.get("type") == "notification"
-        and data.get("notification") == "shutdown"
-    ):
-        return Shutdown()
-    if data.get("type") == "state":
-        neighbor = data.get("neighbor")
-        if isinstance(neighbor, dict):
-            address = neighbor.get("address")
-            peer = _peer_address(address.get("peer")) if isinstance(address, dict) else None
-            state = neighbor.get("state")
-            if peer and isinstance(state, str):
-                return PeerState(peer, state == "up")
-    return Unknown(line)
-
-
-def _parse_text(line: str) -> Event:
-    words = line.split()
-    if words[0] == "shutdown":  # "shutdown PID PPID" from the text encoder
-        return Shutdown()
-    # "neighbor 10.0.0.1 up" / "... connected" / "... down - reason"
-    if len(words) >= 3 and words[0] == "neighbor" and words[2] in ("up", "down", "connected"):
-        peer = _peer_address(words[1])
-        if peer:
-            return PeerState(peer, words[2] == "up")
-    return Unknown(line)
-
-
-def parse_line(line: str) -> Event:
-    """One line ExaBGP wrote to our stdin -> an event. Never raises; junk becomes `Unknown`."""
-    if not isinstance(line, str):
-        return Unknown(repr(line))
-    line = line.rstrip("\r\n")
-    text = line.strip()
-    if text in _ANSWERS:
-        return Ack(_ANSWERS[text])
-    if not text:
-        return Unknown(line)
-    event = _parse_json(text) if text.startswith("{") else _parse_text(text)
-    return Unknown(line) if isinstance(event, Unknown) else event

@@ -1,8 +1,11 @@
 """The agent's asyncio runtime: checks -> state machine -> ExaBGP lines and loopback VIPs.
 
-One loop drives everything. Each tick runs every check that a due VIP needs, once even when
-several VIPs share it, then steps each due VIP's state machine with the combined health.
-Actions go to exactly two executors: the ExaBGP speaker and the loopback reconciler.
+One loop drives everything. Each tick runs every check that a due VIP needs, each distinct
+probe once however many VIPs and check names share it (anycast_ctl/agent/observe.py), then
+steps each due VIP's state machine with the combined health. A dead HAProxy is an event, not
+a poll: its stats socket's watcher steps the VIPs that depend on it at once.
+Actions go to exactly two executors: the ExaBGP speaker and the loopback reconciler. All the
+route changes of one step go out together, batched and pipelined (one write, few lines).
 
 Fail closed, everywhere:
 - at start, every configured VIP is withdrawn before anything is checked, so a restart never
@@ -20,16 +23,17 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from anycast_ctl.agent import fsm
-from anycast_ctl.agent.checks import build_check, run_check
+from anycast_ctl.agent.checks.outcome import Outcome
 from anycast_ctl.agent.control import serve_control
 from anycast_ctl.agent.drainstore import DrainState, load_or_drain_all, save_drain_state
 from anycast_ctl.agent.exabgp import PeerState, RouteWriter, Shutdown
 from anycast_ctl.agent.health import CheckResult, Health
 from anycast_ctl.agent.metrics import AgentMetrics
+from anycast_ctl.agent.observe import CheckCrashed, Observer
 from anycast_ctl.agent.speaker import Speaker
 from anycast_ctl.agent.status import status_payload
 from anycast_ctl.agent.vips import desired_for
@@ -40,9 +44,7 @@ log = logging.getLogger("anycast_ctl.agent")
 LIFELINE_BEAT = 0.1  # seconds between heartbeats; the guardian's stall limit is many beats
 audit = logging.getLogger("anycast_ctl.audit")
 
-
-class CheckCrashed(RuntimeError):
-    """A check raised something it should have reported as a result: a bug, and fatal."""
+__all__ = ["AgentRuntime", "CheckCrashed"]
 
 
 class AgentRuntime:
@@ -79,7 +81,8 @@ class AgentRuntime:
         self.config = config
         self.vips = {vip.address: vip for vip in config.vips}
         self.writer = RouteWriter(config)
-        self.checks = {name: build_check(name, spec) for name, spec in config.checks.items()}
+        self.observer = Observer(config)
+        self.checks = self.observer.checks
         for address in self.vips:
             self.statuses.setdefault(address, fsm.VipStatus.initial(now))
             self.next_due.setdefault(address, now)
@@ -91,7 +94,7 @@ class AgentRuntime:
         return state
 
     async def reload(self) -> bool:
-        """SIGHUP: take the new config if it is valid; otherwise keep the running one and say why."""
+        """SIGHUP: take the new config if it is valid; else keep the running one and say why."""
         try:
             new = load_node_config(self.config_path)
         except UserError as exc:
@@ -99,22 +102,23 @@ class AgentRuntime:
                 log.error("reload refused, keeping the running config: %s", line)
             return False
         removed = [a for a in self.vips if a not in {v.address for v in new.vips}]
+        await self._send_all(
+            self.writer.withdraw_many([a for a in removed if self.statuses[a].announced])
+        )
         for address in removed:
-            if self.statuses[address].announced:
-                await self._send(self.writer.withdraw(address))
             del self.statuses[address], self.next_due[address]
-        old_vips = self.vips
+        old_vips, old_observer = self.vips, self.observer
         self._apply(new)
-        for address, vip in self.vips.items():
-            if (
-                address in old_vips
-                and old_vips[address] != vip
-                and self.statuses[address].announced
-            ):
-                # Attributes changed (MED, communities...): announce the new ones once.
-                await self._send(
-                    self.writer.announce(address, graceful_shutdown=self.statuses[address].graceful)
-                )
+        if old_observer.watching:
+            old_observer.stop()
+            self._watch()
+        # Attributes changed (MED, communities...): announce the new ones once.
+        changed = [
+            (address, self.statuses[address].graceful)
+            for address, vip in self.vips.items()
+            if address in old_vips and old_vips[address] != vip and self.statuses[address].announced
+        ]
+        await self._send_all(self.writer.announce_each(changed))
         await self._reconcile_loopback()
         log.info(
             "reloaded %s: %d VIPs (%d removed)", self.config_path, len(self.vips), len(removed)
@@ -141,6 +145,7 @@ class AgentRuntime:
                     asyncio.create_task(self.lifeline.heartbeat(LIFELINE_BEAT), name="lifeline")
                 )
             await self._startup()
+            self._watch()
             tasks += [
                 asyncio.create_task(self._check_loop(), name="checks"),
                 asyncio.create_task(self.stopping.wait(), name="stop"),
@@ -165,6 +170,7 @@ class AgentRuntime:
                     self.exit_code = 1
         finally:
             # Keep reading ExaBGP while withdrawing: the withdraws wait for their acks.
+            self.observer.stop()
             for task in tasks[1:]:
                 task.cancel()
             await self._shutdown()
@@ -174,12 +180,13 @@ class AgentRuntime:
                 if self.exit_code == 0:
                     self.lifeline.stand_down()  # withdrawn on purpose: ExaBGP may stay
                 else:
-                    self.lifeline.close()  # a failure: the guardian stops ExaBGP, systemd restarts it
+                    # a failure: the guardian stops ExaBGP, systemd restarts it
+                    self.lifeline.close()
         return self.exit_code
 
     async def _startup(self) -> None:
-        for address in self.vips:
-            await self._send(self.writer.withdraw(address))  # fail closed: clear anything stale
+        # Fail closed: clear anything stale, in a few lines however many VIPs there are.
+        await self._send_all(self.writer.withdraw_many(list(self.vips)))
         await self._reconcile_loopback()
         self._control = await serve_control(
             self.config.control.socket,
@@ -202,9 +209,9 @@ class AgentRuntime:
     async def _shutdown(self) -> None:
         if self._control is not None:
             self._control.close()
-        for address, status in self.statuses.items():
-            if status.announced and self.speaker.alive:
-                await self._send(self.writer.withdraw(address))
+        if self.speaker.alive:
+            announced = [a for a, s in self.statuses.items() if s.announced]
+            await self._send_all(self.writer.withdraw_many(announced))
         if self.loopback is not None and self.config.loopback.manage:
             await self.loopback.reconcile_async(set())  # removes exactly the addresses we added
         log.info("agent stopped: everything withdrawn, VIP addresses removed")
@@ -216,11 +223,8 @@ class AgentRuntime:
             due = [vip for vip in self.vips.values() if self.next_due[vip.address] <= now]
             if due:
                 await self._run_checks(due)
+                await self._step_all([(vip, self._health(vip)) for vip in due])
                 for vip in due:
-                    health = fsm.combine(
-                        [self.results[name].health for name in vip.checks], vip.combine
-                    )
-                    await self._step(vip, health)
                     self.next_due[vip.address] = now + self.config.timing_for(vip).interval
             await self._expire_graceful()
             wake = min([*self.next_due.values(), *self._graceful_deadlines()], default=now + 1)
@@ -228,70 +232,95 @@ class AgentRuntime:
                 max(0.0, wake - self.clock())
             )  # scheduler wait until the next due tick
 
+    def _health(self, vip: Vip) -> Health:
+        return fsm.combine([self.results[name].health for name in vip.checks], vip.combine)
+
     async def _run_checks(self, due: list[Vip]) -> None:
         timeouts: dict[str, float] = {}
         for vip in due:
             for name in vip.checks:
                 t = self.config.check_timeout(name, vip)
                 timeouts[name] = min(t, timeouts.get(name, t))
-        names = list(timeouts)
-        results = await asyncio.gather(
-            *(run_check(self.checks[n], timeouts[n]) for n in names), return_exceptions=True
-        )
-        for name, result in zip(names, results):
-            if isinstance(result, BaseException):
-                raise CheckCrashed(f"check {name!r} crashed: {result!r}") from result
-            previous = self.results.get(name)
-            if previous is None or previous.health is not result.health:
-                self.result_since[name] = result.at
-            self.results[name] = result
-            if self.metrics:
-                self.metrics.observe_check(result)
+        for result in (await self.observer.run(timeouts)).values():
+            self._record(result)
+
+    def _record(self, result: CheckResult) -> None:
+        previous = self.results.get(result.check)
+        if previous is None or previous.health is not result.health:
+            self.result_since[result.check] = result.at
+        self.results[result.check] = result
+        if self.metrics:
+            self.metrics.observe_check(result)
+
+    def _watch(self) -> None:
+        retry = min(self.config.timing_for(v).interval for v in self.vips.values())
+        self.observer.watch(self._haproxy_down, retry)
+
+    def _haproxy_down(self, names: list[str], outcome: Outcome) -> None:
+        """HAProxy died between ticks: its checks fail now, and the VIPs that use them step now."""
+        for name in names:
+            self._record(CheckResult(name, outcome.health, outcome.detail, 0.0, self.clock()))
+        hit = [v for v in self.vips.values() if set(names) & set(v.checks)]
+        hit = [v for v in hit if all(n in self.results for n in v.checks)]
+        if hit:
+            self._spawn(self._step_all([(vip, self._health(vip)) for vip in hit]))
 
     def _graceful_deadlines(self) -> list[float]:
         return [s.graceful_until for s in self.statuses.values() if s.graceful_until is not None]
 
     async def _expire_graceful(self) -> None:
         now = self.clock()
-        for address, status in list(self.statuses.items()):
-            if status.graceful_until is not None and now >= status.graceful_until:
-                await self._step(self.vips[address], None)
+        expired = [
+            (self.vips[address], None)
+            for address, status in self.statuses.items()
+            if status.graceful_until is not None and now >= status.graceful_until
+        ]
+        if expired:
+            await self._step_all(expired)
 
     # ------------------------------------------------------------------ state machine
-    async def _step(self, vip: Vip, health: Health | None) -> None:
-        timing = self.config.timing_for(vip)
-        old = self.statuses[vip.address]
-        new, actions = fsm.step(
-            old,
-            health,
-            self.drains.is_drained(vip.address) is not None,
-            self.clock(),
-            rise=timing.rise,
-            fall=timing.fall,
-            graceful_seconds=self.config.drain.graceful_shutdown_seconds,
+    async def _step_all(self, updates: Sequence[tuple[Vip, Health | None]]) -> None:
+        """Step each VIP's state machine, then send all their route changes at once."""
+        announce: list[tuple[str, bool]] = []
+        withdraw: list[str] = []
+        now = self.clock()
+        for vip, health in updates:
+            timing = self.config.timing_for(vip)
+            new, actions = fsm.step(
+                self.statuses[vip.address],
+                health,
+                self.drains.is_drained(vip.address) is not None,
+                now,
+                rise=timing.rise,
+                fall=timing.fall,
+                graceful_seconds=self.config.drain.graceful_shutdown_seconds,
+            )
+            self.statuses[vip.address] = new
+            for action in actions:
+                if isinstance(action, fsm.Transition):
+                    audit.info(
+                        "vip %s: %s -> %s (%s)", vip.address, action.old, action.new, action.reason
+                    )
+                    if self.metrics:
+                        self.metrics.transition(vip.address, action.old, action.new)
+                elif isinstance(action, fsm.Announce):
+                    announce.append((vip.address, action.graceful_shutdown))
+                elif isinstance(action, fsm.Withdraw):
+                    withdraw.append(vip.address)
+        if announce:
+            await self._reconcile_loopback()  # the address must be there before traffic arrives
+        await self._send_all(
+            self.writer.withdraw_many(withdraw) + self.writer.announce_each(announce)
         )
-        self.statuses[vip.address] = new
-        await self._execute(vip.address, actions)
+        if withdraw:
+            await self._reconcile_loopback()
+        for vip, _ in updates:
+            self._publish(vip.address, self.statuses[vip.address])
 
-    async def _execute(self, address: str, actions: list) -> None:
-        for action in actions:
-            if isinstance(action, fsm.Transition):
-                audit.info("vip %s: %s -> %s (%s)", address, action.old, action.new, action.reason)
-                if self.metrics:
-                    self.metrics.transition(address, action.old, action.new)
-            elif isinstance(action, fsm.Announce):
-                await self._reconcile_loopback()  # the address must be there before traffic arrives
-                await self._send(
-                    self.writer.announce(address, graceful_shutdown=action.graceful_shutdown)
-                )
-            elif isinstance(action, fsm.Withdraw):
-                await self._send(self.writer.withdraw(address))
-                await self._reconcile_loopback()
-        self._publish(address, self.statuses[address])
-
-    async def _send(self, line: str) -> None:
-        if not await self.speaker.send(line):
-            log.error("ExaBGP did not accept: %s", line)
+    async def _send_all(self, lines: list[str]) -> None:
+        for line, ok in zip(lines, await self.speaker.send_many(lines), strict=True):
+            if not ok:
+                log.error("ExaBGP did not accept: %.300s", line)
 
     def _publish(self, address: str, status: fsm.VipStatus) -> None:
         if self.metrics:
@@ -321,10 +350,10 @@ class AgentRuntime:
 
     # ------------------------------------------------------------------ ExaBGP events
     async def _resync(self) -> None:
-        for address, announce in fsm.resync(self.statuses):
-            await self._send(
-                self.writer.announce(address, graceful_shutdown=announce.graceful_shutdown)
-            )
+        announce = fsm.resync(self.statuses)
+        await self._send_all(
+            self.writer.announce_each([(a, x.graceful_shutdown) for a, x in announce])
+        )
 
     def _on_event(self, event) -> None:
         if isinstance(event, PeerState):
@@ -348,8 +377,7 @@ class AgentRuntime:
         else:
             self.drains = self.drains.undrain(request.vips or None)
         save_drain_state(self.config.drain.state_file, self.drains)
-        for address in targets:
-            await self._step(self.vips[address], None)
+        await self._step_all([(self.vips[address], None) for address in targets])
         return self.status()
 
     def status(self) -> dict:

@@ -214,7 +214,7 @@ def check_with_fake_haproxy(tmp_path, answer: bytes, minimum=1):
 def test_answer_over_the_socket(tmp_path):
     answer = captured("filtered.csv").replace("PAUSED", "OPEN").encode()
     result, commands = check_with_fake_haproxy(tmp_path, answer)
-    assert commands == [b"show stat fe_vip 1 -1; show stat be_app 6 -1\n"]
+    assert commands == [b"show stat be_app 7 -1; show stat fe_vip 7 -1\n"]
     assert (result.health, result.detail) == (
         Health.OK,
         "frontend fe_vip OPEN, be_app: 1/5 servers UP",

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from anycast_ctl.agent.checks.exec_ import ExecChecker
-from anycast_ctl.agent.checks.haproxy import HaproxyChecker
+from anycast_ctl.agent.checks.haproxy import HaproxyChecker, HaproxySource
 from anycast_ctl.agent.checks.http import HttpChecker
 from anycast_ctl.agent.checks.outcome import Outcome, classify_error
 from anycast_ctl.agent.checks.plan import CheckSchedule, schedule_checks
@@ -28,9 +29,11 @@ from anycast_ctl.config import node
 __all__ = [
     "Check",
     "CheckSchedule",
+    "HaproxySource",
     "Outcome",
     "build_check",
     "checks_by_name",
+    "probe_key",
     "run_check",
     "schedule_checks",
 ]
@@ -52,14 +55,32 @@ _CHECKERS = {
 }
 
 
-def build_check(name: str, spec: node.Check) -> Check:
-    """One runnable check from its config. May read CA files; raises UserError for bad ones."""
+def build_check(
+    name: str, spec: node.Check, sources: dict[Path, HaproxySource] | None = None
+) -> Check:
+    """One runnable check from its config. May read CA files; raises UserError for bad ones.
+
+    HAProxy checks on the same stats socket share the `HaproxySource` kept in `sources`.
+    """
+    if isinstance(spec, node.HaproxyCheck):
+        source = None
+        if sources is not None:
+            source = sources.setdefault(spec.socket, HaproxySource(spec.socket))
+        return HaproxyChecker(name, spec, source)
     return _CHECKERS[type(spec)](name, spec)
 
 
 def checks_by_name(config: node.NodeConfig) -> dict[str, Check]:
     """Each check some VIP uses, built once, so VIPs that share a check share its runs."""
-    return {name: build_check(name, config.checks[name]) for name in schedule_checks(config)}
+    sources: dict[Path, HaproxySource] = {}
+    return {
+        name: build_check(name, config.checks[name], sources) for name in schedule_checks(config)
+    }
+
+
+def probe_key(spec: node.Check) -> str:
+    """Equal for checks that probe the same thing the same way (the timeout aside)."""
+    return spec.model_dump_json(exclude={"timeout"})
 
 
 async def run_check(

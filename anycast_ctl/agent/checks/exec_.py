@@ -10,6 +10,7 @@ executable is hard (the check can never pass).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 
@@ -49,10 +50,8 @@ class _Output(asyncio.Protocol):
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # the group may already be empty
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # the group is already empty
 
 
 def describe_exit(returncode: int) -> str:

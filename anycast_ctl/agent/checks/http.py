@@ -100,7 +100,7 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[http_wire.ResponseHe
 async def _read_body(
     reader: asyncio.StreamReader, head: http_wire.ResponseHead, raw: bytes
 ) -> bytes:
-    # Chunk framing costs a few bytes; allow a little over the cap so it keeps a full BODY_CAP of data.
+    # Chunk framing costs a few bytes: allow a little over the cap to keep a full BODY_CAP of data.
     limit = http_wire.BODY_CAP + 4096
     while len(raw) < limit and not http_wire.body_complete(head, raw):
         chunk = await reader.read(limit - len(raw))

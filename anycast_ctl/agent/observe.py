@@ -1,0 +1,92 @@
+"""One observation per source per tick: the checks a tick needs, each distinct probe once.
+
+Check names that probe the same thing the same way (`checks.probe_key`) share one run, and
+HAProxy checks on one stats socket share one read of it (`checks.haproxy.HaproxySource`), so
+the cost of a tick grows with distinct sources, not with VIPs or check names.
+Between ticks, every HAProxy socket is watched: a dead HAProxy is reported the moment its
+connection closes (`on_down`), not at the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from anycast_ctl.agent.checks import Check, HaproxySource, build_check, probe_key, run_check
+from anycast_ctl.agent.checks.haproxy import HaproxyChecker
+from anycast_ctl.agent.checks.outcome import Outcome
+from anycast_ctl.agent.health import CheckResult
+from anycast_ctl.config.node import NodeConfig
+
+
+class CheckCrashed(RuntimeError):
+    """A check raised something it should have reported as a result: a bug, and fatal."""
+
+
+class Observer:
+    def __init__(self, config: NodeConfig) -> None:
+        used = {name for vip in config.vips for name in vip.checks}
+        self.sources: dict[Path, HaproxySource] = {}
+        self.checks: dict[str, Check] = {
+            name: build_check(name, spec, self.sources)
+            for name, spec in config.checks.items()
+            if name in used
+        }
+        self._keys = {name: probe_key(config.checks[name]) for name in self.checks}
+        self.probes = 0  # probes run, for tests and benchmarks
+        self._watches: list[asyncio.Task] = []  # one per HAProxy socket
+
+    async def run(self, timeouts: dict[str, float]) -> dict[str, CheckResult]:
+        """Results for the check names in `timeouts` (name -> the tightest timeout wanted)."""
+        sharing: dict[str, list[str]] = {}
+        for name in timeouts:
+            sharing.setdefault(self._keys[name], []).append(name)
+        groups = list(sharing.values())
+        self.probes += len(groups)
+        outcomes = await asyncio.gather(
+            *(run_check(self.checks[g[0]], min(timeouts[n] for n in g)) for g in groups),
+            return_exceptions=True,
+        )
+        results: dict[str, CheckResult] = {}
+        for names, result in zip(groups, outcomes, strict=True):
+            if isinstance(result, BaseException):
+                raise CheckCrashed(f"check {names[0]!r} crashed: {result!r}") from result
+            for name in names:
+                results[name] = result if name == result.check else _renamed(result, name)
+        return results
+
+    def using(self, source: HaproxySource) -> list[str]:
+        """The check names that read `source`."""
+        return [
+            name
+            for name, check in self.checks.items()
+            if isinstance(check, HaproxyChecker) and check.source is source
+        ]
+
+    def watch(self, on_down: Callable[[list[str], Outcome], object], retry: float) -> None:
+        """Watch each HAProxy socket until `stop()`; a death calls `on_down(names, outcome)`."""
+        self.stop()
+        loop = asyncio.get_running_loop()
+
+        def reporter(source: HaproxySource) -> Callable[[Outcome], object]:
+            return lambda outcome: on_down(self.using(source), outcome)
+
+        self._watches = [
+            loop.create_task(source.watch(reporter(source), retry), name="haproxy-watch")
+            for source in self.sources.values()
+        ]
+
+    @property
+    def watching(self) -> bool:
+        return bool(self._watches)
+
+    def stop(self) -> None:
+        for task in self._watches:
+            task.cancel()
+        self._watches = []
+
+
+def _renamed(result: CheckResult, name: str) -> CheckResult:
+    return dataclasses.replace(result, check=name, extra=dict(result.extra))

@@ -1,0 +1,150 @@
+"""A dead HAProxy is an event: the agent withdraws within tens of ms, not at its next tick.
+
+A real HAProxy 2.6 (foreground, its stats socket in tmp_path) and the agent runtime in this
+process with ExaBGP replaced by an in-memory pipe that acks every line. The check interval is
+2 s, so a poll could take up to 2 s to notice; the death watch on the stats socket must do it
+in well under one interval. HAProxy is killed by its pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import textwrap
+import time
+
+import pytest
+
+from anycast_ctl.agent.runtime import AgentRuntime
+from anycast_ctl.agent.speaker import Speaker
+from anycast_ctl.config.node import load_node_config
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+pytestmark = pytest.mark.skipif(not os.access(HAPROXY, os.X_OK), reason=f"{HAPROXY} not installed")
+
+INTERVAL = 2.0
+N_VIPS = 300
+BOUND = 0.25  # s from SIGKILL to the withdraw written; a poll would take up to INTERVAL
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class FakeExabgp:
+    def __init__(self):
+        self.to_agent = asyncio.StreamReader()
+        self.lines: list[tuple[float, str]] = []
+
+    def write(self, text: str):
+        for line in text.splitlines():
+            self.lines.append((time.monotonic(), line))
+            self.to_agent.feed_data(b"done\n")
+
+    def flush(self):
+        pass
+
+
+async def until(predicate, within: float):
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+async def scenario(tmp_path) -> dict:
+    stats = tmp_path / "admin.sock"
+    live = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    front = free_port()
+    (tmp_path / "haproxy.cfg").write_text(
+        textwrap.dedent(f"""\
+        global
+            stats socket {stats} mode 600 level admin
+        defaults
+            mode tcp
+            timeout connect 500ms
+            timeout client 5s
+            timeout server 5s
+        frontend fe
+            bind 127.0.0.1:{front}
+            default_backend be
+        backend be
+            server live 127.0.0.1:{live.sockets[0].getsockname()[1]} check inter 1s
+        """)
+    )
+    vips = "\n".join(
+        f"  - {{address: 10.77.{i // 250}.{i % 250 + 1}, checks: [haproxy, tcp]}}"
+        for i in range(N_VIPS)
+    )
+    (tmp_path / "node.yaml").write_text(
+        textwrap.dedent(f"""\
+        node: lb1
+        bgp:
+          local_as: 65101
+          router_id: 10.0.0.2
+          neighbors: [{{address: 10.0.0.1, local_address: 10.0.0.2, peer_as: 65000}}]
+        timing: {{interval: {INTERVAL}, timeout: 0.5, rise: 1, fall: 2}}
+        checks:
+          haproxy: {{type: haproxy, socket: {stats}, frontend: fe, backend: be}}
+          tcp: {{type: tcp, port: {front}}}
+        vips:
+        """)
+        + vips
+        + textwrap.dedent(f"""
+        loopback: {{manage: false}}
+        control: {{socket: {tmp_path}/agent.sock, allow_uids: [0]}}
+        drain: {{state_file: {tmp_path}/drain.json}}
+        """)
+    )
+    log = (tmp_path / "haproxy.log").open("w")
+    env = {**os.environ, "ANYCAST_CTL_LAB": f"acx-hev{os.getpid()}"}  # tagged, like lab daemons
+    haproxy = subprocess.Popen(
+        [HAPROXY, "-db", "-f", str(tmp_path / "haproxy.cfg")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    exabgp = FakeExabgp()
+    path = tmp_path / "node.yaml"
+    runtime = AgentRuntime(load_node_config(path), path, Speaker(exabgp.to_agent, exabgp))
+    agent = asyncio.create_task(runtime.run())
+    try:
+        await until(lambda: any(ln.startswith("announce") for _, ln in exabgp.lines), 10)
+        announced = [ln for _, ln in exabgp.lines if ln.startswith("announce")]
+        # one tick, one line for all VIPs: they share their attributes
+        assert len(announced) == 1 and len(announced[0].split(" nlri ")[1].split()) == N_VIPS
+        fetches = runtime.observer.sources[stats].fetches
+        assert fetches == 1  # every VIP's check read the socket once, together
+        await asyncio.sleep(0.3)  # well inside the tick: the next poll is ~1.7 s away
+        seen = len(exabgp.lines)
+        killed = time.monotonic()
+        haproxy.send_signal(signal.SIGKILL)
+        await until(lambda: len(exabgp.lines) > seen, INTERVAL)
+        at, line = exabgp.lines[seen]
+        assert line.startswith("withdraw attributes nlri ")
+        assert len(line.split(" nlri ")[1].split()) == N_VIPS
+        assert runtime.observer.sources[stats].fetches == fetches  # no tick ran in between
+        detail = runtime.results["haproxy"].detail
+        return {"ms": (at - killed) * 1000, "detail": detail}
+    finally:
+        runtime.stopping.set()
+        await asyncio.wait_for(agent, 10)
+        if haproxy.poll() is None:
+            haproxy.kill()  # by its pid, never by name
+        haproxy.wait(timeout=5)
+        log.close()
+        live.close()
+
+
+@pytest.mark.root
+def test_a_killed_haproxy_is_withdrawn_at_once_not_at_the_next_tick(tmp_path):
+    outcome = asyncio.run(scenario(tmp_path))
+    print(f"\nHAProxy SIGKILL -> withdraw of {N_VIPS} VIPs written in {outcome['ms']:.1f} ms")
+    assert outcome["ms"] < BOUND * 1000, outcome
+    assert outcome["detail"].startswith("connection refused: "), outcome

@@ -1,0 +1,229 @@
+"""Shared observations: one read per HAProxy socket per tick, one probe per distinct check,
+and the death watch on the stats socket. Fake HAProxy sockets (asyncio unix servers) only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from anycast_ctl.agent.checks import HaproxySource, probe_key
+from anycast_ctl.agent.health import Health
+from anycast_ctl.agent.observe import Observer
+from anycast_ctl.config.loading import validate
+from anycast_ctl.config.node import NodeConfig
+
+DATA = Path(__file__).parent / "data" / "haproxy"
+HEALTHY = (DATA / "healthy.csv").read_text()
+
+
+def in_loop(test):
+    import functools
+
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(asyncio.wait_for(test(*args, **kwargs), 10))
+
+    return wrapper
+
+
+class FakeHaproxy:
+    """Answers each command line with `answer` (one CSV block per `;`), counting connections."""
+
+    def __init__(self, path: Path, answer: str = HEALTHY):
+        self.path = path
+        self.answer = answer
+        self.commands: list[bytes] = []
+        self.held: list[asyncio.StreamWriter] = []  # interactive (watch) connections
+        self.server = None
+
+    async def start(self):
+        self.server = await asyncio.start_unix_server(self._serve, str(self.path))
+
+    async def _serve(self, reader, writer):
+        line = await reader.readline()
+        if line == b"prompt\n":
+            writer.write(b"\n> ")
+            self.held.append(writer)
+            return
+        self.commands.append(line)
+        writer.write(("\n\n".join(map(self._block, line.decode().split(";"))) + "\n\n").encode())
+        await writer.drain()
+        writer.close()
+
+    def _block(self, command: str) -> str:
+        """`show stat NAME 7 -1` -> the header and NAME's rows, as HAProxy filters them."""
+        name = command.split()[2]
+        header, *rows = self.answer.strip().splitlines()
+        if name == "-1":
+            return "\n".join([header, *rows])
+        mine = [row for row in rows if row.startswith(name + ",")]
+        return "\n".join([header, *mine]) if mine else "No such proxy."
+
+    def die(self):
+        """What the kernel does when HAProxy is killed: the listener and every connection go."""
+        self.server.close()
+        for writer in self.held:
+            writer.transport.abort()
+
+
+def config(tmp_path: Path, checks: dict, vips: list[dict]) -> NodeConfig:
+    return validate(
+        NodeConfig,
+        {
+            "node": "lb1",
+            "bgp": {
+                "local_as": 65101,
+                "router_id": "10.0.0.2",
+                "neighbors": [
+                    {"address": "10.0.0.1", "local_address": "10.0.0.2", "peer_as": 65000}
+                ],
+            },
+            "checks": checks,
+            "vips": vips,
+            "loopback": {"manage": False},
+        },
+        "<test>",
+    )
+
+
+def haproxy_check(sock: Path, frontend="fe_vip", backend="be_app", minimum=1) -> dict:
+    return {
+        "type": "haproxy",
+        "socket": str(sock),
+        "frontend": frontend,
+        "backend": backend,
+        "min_servers_up": minimum,
+    }
+
+
+@in_loop
+async def test_every_check_on_one_socket_shares_one_read_per_tick(tmp_path):
+    haproxy = FakeHaproxy(tmp_path / "s.sock")
+    await haproxy.start()
+    checks = {f"c{i}": haproxy_check(haproxy.path, minimum=1 + i % 4) for i in range(50)}
+    checks["other-fe"] = haproxy_check(haproxy.path, frontend="both", backend="both")
+    vips = [{"address": f"10.0.0.{i + 1}", "checks": [f"c{i}"]} for i in range(50)]
+    vips.append({"address": "10.0.1.1", "checks": ["other-fe"]})
+    observer = Observer(config(tmp_path, checks, vips))
+    results = await observer.run({name: 0.5 for name in checks})
+    assert len(haproxy.commands) == 1  # 51 checks, one connection, one command line
+    assert haproxy.commands[0] == (
+        b"show stat be_app 7 -1; show stat both 7 -1; show stat fe_vip 7 -1\n"
+    )
+    # each check judges its own frontend/backend and minimum from the shared answer
+    assert results["c2"].health is Health.OK and results["c3"].health is Health.SOFT_FAIL
+    assert results["c3"].detail == "be_app: 3/5 servers UP, need 4"
+    assert results["other-fe"].detail == "frontend both OPEN, both: 1/1 servers UP"
+    await observer.run({name: 0.5 for name in checks})
+    assert len(haproxy.commands) == 2  # the next tick reads again, once
+    haproxy.server.close()
+
+
+@in_loop
+async def test_identical_checks_under_different_names_share_one_probe(tmp_path):
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    checks = {f"tcp{i}": {"type": "tcp", "port": port} for i in range(20)}
+    checks["slow"] = {"type": "tcp", "port": port, "timeout": 0.2}  # only the timeout differs
+    vips = [{"address": f"10.0.0.{i + 1}", "checks": [f"tcp{i}", "slow"]} for i in range(20)]
+    observer = Observer(config(tmp_path, checks, vips))
+    results = await observer.run({name: 0.5 for name in checks})
+    assert observer.probes == 1
+    assert sorted(results) == sorted(checks)
+    assert {r.check for r in results.values()} == set(checks)  # each result carries its name
+    assert all(r.health is Health.OK for r in results.values())
+    server.close()
+
+
+def test_probe_keys_differ_with_what_is_probed_and_ignore_the_timeout(tmp_path):
+    cfg = config(
+        tmp_path,
+        {
+            "a": {"type": "tcp", "port": 1},
+            "b": {"type": "tcp", "port": 1, "timeout": 0.1},
+            "c": {"type": "tcp", "port": 2},
+        },
+        [{"address": "10.0.0.1", "checks": ["a", "b", "c"]}],
+    )
+    keys = {name: probe_key(spec) for name, spec in cfg.checks.items()}
+    assert keys["a"] == keys["b"] != keys["c"]
+
+
+@in_loop
+async def test_callers_at_the_same_time_share_one_fetch_and_a_later_one_fetches_again(tmp_path):
+    haproxy = FakeHaproxy(tmp_path / "s.sock")
+    await haproxy.start()
+    source = HaproxySource(haproxy.path)
+    source.proxies |= {"fe_vip", "be_app"}
+    first = await asyncio.gather(*(source.rows() for _ in range(10)))
+    assert source.fetches == 1 and all(rows is first[0] for rows in first)
+    await source.rows()
+    assert source.fetches == 2
+    haproxy.server.close()
+
+
+@in_loop
+async def test_many_proxies_are_one_full_dump_not_an_over_long_command_line(tmp_path):
+    source = HaproxySource(tmp_path / "s.sock")
+    source.proxies |= {f"vip-web{i}" for i in range(1000)}
+    assert source.command() == b"show stat -1 7 -1\n"
+    source.proxies = {"fe", "be"}
+    assert source.command() == b"show stat be 7 -1; show stat fe 7 -1\n"
+
+
+@in_loop
+async def test_the_watch_reports_a_dead_haproxy_at_once(tmp_path):
+    haproxy = FakeHaproxy(tmp_path / "s.sock")
+    await haproxy.start()
+    source = HaproxySource(haproxy.path)
+    downs = []
+    watch = asyncio.create_task(source.watch(downs.append, retry=5.0))
+    deadline = time.monotonic() + 2
+    while not haproxy.held:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.005)
+    started = time.monotonic()
+    haproxy.die()
+    while not downs:
+        assert time.monotonic() - started < 1.0, "not reported"
+        await asyncio.sleep(0.002)
+    assert downs[0].health is Health.HARD_FAIL
+    assert downs[0].detail == f"connection refused: {haproxy.path}"
+    watch.cancel()
+
+
+@in_loop
+async def test_an_idle_timeout_or_reload_closing_the_watch_is_not_a_death(tmp_path):
+    haproxy = FakeHaproxy(tmp_path / "s.sock")
+    await haproxy.start()
+    source = HaproxySource(haproxy.path)
+    downs = []
+    watch = asyncio.create_task(source.watch(downs.append, retry=5.0))
+    for round_ in range(1, 4):
+        deadline = time.monotonic() + 2
+        while len(haproxy.held) < round_:
+            assert time.monotonic() < deadline, "the watch did not reconnect"
+            await asyncio.sleep(0.005)
+        haproxy.held[-1].transport.abort()  # HAProxy's `stats timeout`: alive, just closing
+    assert downs == []
+    watch.cancel()
+    haproxy.server.close()
+
+
+@in_loop
+async def test_a_missing_socket_is_retried_quietly(tmp_path):
+    source = HaproxySource(tmp_path / "absent.sock")
+    downs = []
+    watch = asyncio.create_task(source.watch(downs.append, retry=0.01))
+    await asyncio.sleep(0.1)
+    assert downs == [] and not watch.done()  # the regular checks report a missing socket
+    haproxy = FakeHaproxy(tmp_path / "absent.sock")
+    await haproxy.start()
+    deadline = time.monotonic() + 2
+    while not haproxy.held:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.005)
+    watch.cancel()
+    haproxy.server.close()
+

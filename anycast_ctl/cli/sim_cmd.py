@@ -212,3 +212,7 @@ def compare_cmd(
 from anycast_ctl.cli.sim_predict_cmd import predict  # noqa: E402 -- its own module (helper-9), registered here
 
 sim.add_command(predict)
+
+from anycast_ctl.cli.sim_advise_cmd import advise  # noqa: E402 -- its own module, registered here
+
+sim.add_command(advise)

@@ -4,6 +4,8 @@ measured by the simulator, and the fix for each finding."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import cast
 
 import click
 
@@ -12,8 +14,8 @@ def _count(ctx: click.Context, param: click.Parameter, value: object) -> int:
     # The same count syntax and checks as `sim run --flows` (200000, 250k, 1M).
     from anycast_ctl.cli.sim_cmd import Count
 
-    number: int = Count().convert(value, param, ctx)
-    return number
+    convert = cast(Callable[[object, click.Parameter, click.Context], int], Count().convert)
+    return convert(value, param, ctx)
 
 
 @click.command("advise")

@@ -22,14 +22,17 @@ from dataclasses import dataclass
 
 from anycast_ctl.config.topology import Algorithm, Topology
 from anycast_ctl.sim.advise_findings import (
-    lb_facing,
-    lb_withdrawal_findings,
     nexthop_order_findings,
     polarization_findings,
     tier_hashing_findings,
 )
 from anycast_ctl.sim.advise_fixes import hashing_fix, order_fix
 from anycast_ctl.sim.advise_model import Finding, Runs
+from anycast_ctl.sim.advise_withdrawals import (
+    lb_facing,
+    lb_withdrawal_findings,
+    router_withdrawal_findings,
+)
 from anycast_ctl.sim.fabric import Event, Fabric
 from anycast_ctl.sim.flows import BLOCK, FlowBatch
 from anycast_ctl.sim.run import simulate_variants
@@ -56,6 +59,7 @@ def advise(topo: Topology, flows: FlowSource, chunk: int = BLOCK) -> Advice:
         *nexthop_order_findings(runs),
         *polarization_findings(runs),
         *lb_withdrawal_findings(runs),
+        *router_withdrawal_findings(runs),
     ]
     return Advice(topo.name, runs.results["now"].flows, findings)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from anycast_ctl.config.topology import Algorithm, Topology
 from anycast_ctl.sim.advise_fixes import differing_fields, reachable, show, signature
 from anycast_ctl.sim.advise_model import (
     INFO,
@@ -15,10 +14,6 @@ from anycast_ctl.sim.advise_model import (
     pct,
 )
 from anycast_ctl.sim.results import SimResult
-
-
-def lb_facing(topo: Topology) -> list[str]:
-    return topo.routers_in(topo.tiers[-1])
 
 
 def _failure_measures(runs: Runs, routers: list[str], fix_variant: str) -> list[Measure]:
@@ -255,78 +250,3 @@ def _flow_share(result: SimResult, routers: set[str]) -> float:
     """Fraction of all flows that cross one of `routers`."""
     crossing = sum(h.flows for h in result.nexthops if h.router in routers)
     return crossing / max(result.flows, 1)
-
-
-def lb_withdrawal_findings(runs: Runs) -> list[Finding]:
-    topo, out = runs.topo, []
-    for lb in topo.lbs:
-        label = f"withdraw {lb.name}"
-        now = runs.event("now", label)
-        if now is None:
-            continue
-        alt = (
-            next((e for e in runs.resilient.events if e.event == label), None)
-            if runs.resilient
-            else None
-        )
-        measures = [
-            Measure(
-                f"{label}: flows that change LB", "flows", now.moved, alt.moved if alt else None
-            ),
-            Measure(f"{label}: its own flows", "flows", now.own, alt.own if alt else None),
-            Measure(
-                f"{label}: flows moved between other LBs (collateral)",
-                "flows",
-                now.collateral,
-                alt.collateral if alt else None,
-            ),
-            Measure(f"{label}: busiest LB / mean after", "ratio", now.imbalance_after),
-        ]
-        if now.lost:
-            measures.append(Measure(f"{label}: flows left without a path", "flows", now.lost))
-        routers = [r for r in lb_facing(topo) if lb.name in topo.downstream(r)]
-        summary = (
-            f"withdrawing {lb.name} (failure, drain or maintenance) moves {pct(now.moved)} of all "
-            f"flows: its own {pct(now.own)} and {pct(now.collateral)} between LB nodes it does "
-            f"not touch"
-        )
-        if alt is None or now.collateral < MEASURABLE:
-            text = "nothing to fix: only its own flows move"
-        else:
-            text = (
-                f"its own {pct(now.own)} break whatever the hashing; the collateral comes from "
-                f"{_selection(topo, routers)}, and resilient next-hop groups would move "
-                f"{pct(alt.moved)} in all{_frr_caveat(topo, routers)}: plan the maintenance "
-                f"window for {pct(now.moved)} broken connections"
-            )
-        out.append(
-            Finding(
-                "lb-withdrawal",
-                INFO,
-                None,
-                routers,
-                [lb.name],
-                summary,
-                now.moved,
-                alt.moved if alt else None,
-                measures,
-                Fix(text),
-            )
-        )
-    return out
-
-
-THRESHOLD = {Algorithm.LINUX, Algorithm.HASH_THRESHOLD}
-
-
-def _selection(topo: Topology, routers: list[str]) -> str:
-    algorithms = {Algorithm(topo.hashing_for(r).algorithm) for r in routers}
-    if algorithms <= THRESHOLD:
-        return "hash-threshold ECMP (regions of the hash space shift when one goes)"
-    return "the routers' " + "/".join(sorted(a.value for a in algorithms)) + " selection"
-
-
-def _frr_caveat(topo: Topology, routers: list[str]) -> str:
-    if {Algorithm(topo.hashing_for(r).algorithm) for r in routers} <= THRESHOLD:
-        return ", but FRR 8.4 installs BGP routes only as hash-threshold groups"
-    return ""

@@ -73,6 +73,11 @@ class Runs:
     results: dict[str, SimResult]  # now, hashing, order, all (only the variants that differ)
     resilient: SimResult | None  # LB withdrawals with resilient next-hop groups
 
+    @property
+    def advised_variant(self) -> str | None:
+        """The variant with every proposed fix applied, if any fix changes the topology."""
+        return next((v for v in ("all", "hashing", "order") if v in self.results), None)
+
     def event(self, variant: str, label: str) -> EventResult | None:
         result = self.results.get(variant)
         return next((e for e in result.events if e.event == label), None) if result else None

@@ -48,12 +48,14 @@ def _with_all(f: Finding) -> float | None:
 
 def advise_table(topology: str, flows: int, findings: list[Finding]) -> str:
     """The hashing findings (numbered as in the JSON), then one table of LB withdrawals."""
-    hashing = [(i, f) for i, f in enumerate(findings, 1) if f.kind != "lb-withdrawal"]
+    planning = ("lb-withdrawal", "router-withdrawal")
+    hashing = [(i, f) for i, f in enumerate(findings, 1) if f.kind not in planning]
     withdrawals = [f for f in findings if f.kind == "lb-withdrawal"]
+    routers = [f for f in findings if f.kind == "router-withdrawal"]
     warnings = sum(f.severity == WARNING for f in findings)
     out = [
         f"topology {topology}: {flows} flows; {warnings} of {len(hashing)} hashing findings "
-        f"to fix; {len(withdrawals)} LB withdrawals to plan for",
+        f"to fix; {len(withdrawals) + len(routers)} withdrawals to plan for",
         "at stake: share of all flows that change LB node (each one a broken connection; for "
         "polarization, the flows crossing the polarized routers)",
     ]
@@ -88,6 +90,8 @@ def advise_table(topology: str, flows: int, findings: list[Finding]) -> str:
         out.append(f"   fix: {f.fix.text}")
     if withdrawals:
         out += ["", *_withdrawal_table(withdrawals)]
+    if routers:
+        out += ["", *_router_table(routers)]
     return "\n".join(out)
 
 
@@ -118,3 +122,22 @@ def _withdrawal_table(findings: list[Finding]) -> list[str]:
     worst = max(findings, key=lambda f: f.flows_at_stake)
     out.append(f"   {worst.lbs[0]}: {worst.fix.text}")
     return out
+
+
+def _router_table(findings: list[Finding]) -> list[str]:
+    rows = []
+    for f in findings:
+        m = {x.what.split(": ", 1)[1]: x for x in f.measures}
+        moved, lost = m["flows that change LB"], m.get("flows left without a path")
+        rows.append(
+            [
+                f"{f.routers[0]} ({f.tier})",
+                _pct(moved.now),
+                _pct(lost.now if lost else 0.0),
+                _pct(moved.with_fix),
+                f.fix.text,
+            ]
+        )
+    header = ["router", "moved", "lost", "advised", ""]
+    out = ["Router withdrawals (failure or maintenance of one router):"]
+    return out + ["   " + line for line in _table(header, rows)]

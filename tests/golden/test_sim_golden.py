@@ -21,6 +21,11 @@ CASES = {
     "leaf-spine": ["run", "topologies/leaf-spine.yaml"],
     "leaf-spine-same-seed": ["run", "topologies/leaf-spine.yaml", "--same-seed", "--no-events"],
     "default-compare": ["compare", "topologies/default.yaml"],
+    "leaf-spine-per-spine-seeds": ["run", "topologies/leaf-spine-per-spine-seeds.yaml"],
+    "hybrid": ["run", "topologies/hybrid.yaml"],
+    "advise-default": ["advise", "topologies/default.yaml"],
+    "advise-leaf-spine-per-spine-seeds": ["advise", "topologies/leaf-spine-per-spine-seeds.yaml"],
+    "advise-hybrid": ["advise", "topologies/hybrid.yaml"],
 }
 
 

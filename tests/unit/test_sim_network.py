@@ -40,7 +40,7 @@ def test_two_tiers_with_one_seed_polarize_and_different_seeds_do_not(algorithm):
     shared = simulate(t, flows(t), events=[], algorithm=algorithm, same_seed=True)
     assert {p.router for p in shared.polarized} == {"s1", "s2"}
     assert all(len(p.unused) >= 4 for p in shared.polarized)  # half of each spine's LB links idle
-    apart = simulate(t, flows(t), events=[], algorithm=algorithm)  # the file gives spines own seeds
+    apart = simulate(t, flows(t), events=[], algorithm=algorithm)  # the spines' seed is their own
     assert apart.polarized == []
     assert max(p.imbalance for p in apart.polarization) < 1.1
 
@@ -113,8 +113,8 @@ def test_results_do_not_depend_on_the_chunk_size():
 
 
 def test_every_algorithm_routes_every_flow_in_every_shipped_topology():
-    for name in ("default", "two-routers", "leaf-spine"):
-        t = topo(name)
+    for path in sorted(TOPOLOGIES.glob("*.yaml")):
+        t = topo(path.stem)
         for algorithm in ALGORITHMS:
             r = simulate(t, flows(t, 5_000), events=[], algorithm=algorithm)
             assert r.unroutable == 0 and sum(s.flows for s in r.lbs) == 5_000
@@ -160,3 +160,15 @@ def test_adding_an_lb_links_it_to_every_last_tier_router():
     t = topo("leaf-spine")
     after = apply(Fabric.from_topology(t), parse_event("add", t))
     assert after.candidates("s1", 0)[-1] == "lb9" and after.candidates("s2", 0)[-1] == "lb9"
+
+
+def test_hybrid_an_edge_router_going_moves_no_flow_and_loses_none():
+    t = topo("hybrid")
+    fl = flows(t)
+    r = simulate(t, fl, events=[parse_event("router:r1", t), parse_event("router:r2", t)])
+    assert {s.name for s in r.lbs} == {"lb1", "lb2", "lb3"} and r.imbalance < 1.05
+    assert r.polarized == []  # the edge seed is not the upstream router's
+    for e in r.events:
+        assert (e.moved, e.lost) == (0, 0)
+    split = {h.nexthop: h.share for h in r.nexthops if h.router == "u1"}
+    assert split == pytest.approx({"r1": 0.5, "r2": 0.5}, abs=0.01)

@@ -37,10 +37,35 @@ def test_shipped_topology_loads_and_plans(path):
 
 def test_shipped_topologies_have_the_promised_shapes():
     shapes = {}
-    for name in ("default", "two-routers", "leaf-spine"):
-        t = load_topology(TOPOLOGIES / f"{name}.yaml")
-        shapes[name] = (len(t.tiers), len(t.routers), len(t.lbs))
-    assert shapes == {"default": (1, 1, 3), "two-routers": (1, 2, 4), "leaf-spine": (2, 4, 8)}
+    for path in SHIPPED:
+        t = load_topology(path)
+        shapes[path.stem] = (len(t.tiers), len(t.routers), len(t.lbs))
+    assert shapes == {
+        "default": (1, 1, 3),
+        "two-routers": (1, 2, 4),
+        "leaf-spine": (2, 4, 8),
+        "leaf-spine-per-spine-seeds": (2, 4, 8),
+        "hybrid": (2, 3, 3),
+    }
+
+
+def test_the_leaf_spine_variants_differ_only_in_the_second_spines_seed():
+    shared = load_topology(TOPOLOGIES / "leaf-spine.yaml")
+    own = load_topology(TOPOLOGIES / "leaf-spine-per-spine-seeds.yaml")
+    assert shared.hashing_for("s1").seed == shared.hashing_for("s2").seed == 0x51E1
+    assert own.hashing_for("s2").seed == 0x51E2 != own.hashing_for("s1").seed
+    strip = {"name", "description", "routers"}
+    assert shared.model_dump(exclude=strip) == own.model_dump(exclude=strip)
+    assert [r.name for r in shared.routers] == [r.name for r in own.routers]
+
+
+def test_in_the_hybrid_topology_every_client_reaches_both_edge_routers():
+    t = load_topology(TOPOLOGIES / "hybrid.yaml")
+    assert t.tiers == ["upstream", "edge"]
+    for client in t.clients:
+        (upstream,) = t.neighbors(client.name)
+        assert t.downstream(upstream) == ["r1", "r2"]
+    assert t.downstream("r1") == t.downstream("r2") == ["lb1", "lb2", "lb3"]
 
 
 def test_downstream_next_hops_follow_link_order():

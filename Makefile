@@ -43,8 +43,9 @@ unit: venv
 demo: setup
 	$(BIN)/anycast-ctl demo
 
+# QUICK=1: every bench and failover scenario once, fewer flows (a few minutes, not twenty-odd).
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -22,6 +22,7 @@ from anycast_ctl.agent.checks import build_check, run_check
 from anycast_ctl.config import node
 
 RUNS = 200
+QUICK_RUNS = 40  # --quick: enough for a median, not for a p99 worth quoting
 STAT_ANSWER = (
     b"# pxname,svname,status,type\nfe,FRONTEND,OPEN,0\n\n"
     b"# pxname,svname,status,type\nbe,s1,UP,2\nbe,s2,UP,2\nbe,BACKEND,UP,1\n\n"
@@ -105,7 +106,7 @@ def report(label: str, latencies: list[float]) -> None:
     )
 
 
-async def run(directory: Path) -> None:
+async def run(directory: Path, runs: int = RUNS) -> None:
     import ssl
 
     cert, key = self_signed(directory)
@@ -141,7 +142,7 @@ async def run(directory: Path) -> None:
     }
     try:
         for label, spec in specs.items():
-            report(label, await measure(build_check("b", spec)))
+            report(label, await measure(build_check("b", spec), runs, warmup=min(20, runs)))
         print()
         for name, spec in {
             "exec sleep 10": node.ExecCheck(type="exec", command=["sleep", "10"]),
@@ -152,7 +153,7 @@ async def run(directory: Path) -> None:
             check = build_check("silent", spec)
             for timeout in (0.1, 0.5):
                 overshoots = []
-                for _ in range(10):
+                for _ in range(10 if runs == RUNS else 3):
                     result = await run_check(check, timeout)
                     assert not result.ok
                     overshoots.append(result.latency - timeout)
@@ -165,10 +166,10 @@ async def run(directory: Path) -> None:
             server.close()
 
 
-def main() -> None:
+def main(quick: bool = False) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-checks-") as directory:
         started = time.perf_counter()
-        asyncio.run(run(Path(directory)))
+        asyncio.run(run(Path(directory), QUICK_RUNS if quick else RUNS))
         print(f"(all checks on 127.0.0.1, one at a time, {time.perf_counter() - started:.1f}s)")
 
 

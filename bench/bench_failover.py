@@ -2,8 +2,10 @@
 default settings), every scenario N times, p50/p99; plus the issue's two goals.
 
 Root only (it brings up a lab in namespaces). Environment:
-    BENCH_FAILOVER_RUNS      runs per scenario for the agent and the fast baseline (default 20)
-    BENCH_FAILOVER_RUNS_DEFAULT  runs for the default-settings baseline (default 5: ~20 s each)
+    BENCH_FAILOVER_RUNS      runs per scenario for the agent and the fast baseline (default 20;
+                             --quick: 1)
+    BENCH_FAILOVER_RUNS_DEFAULT  runs for the default-settings baseline (default 5: ~20 s each;
+                             --quick: 1)
     BENCH_FAILOVER_OUT       directory for failover.json and failover.png (default /tmp/anycast-ctl-bench)
     BENCH_FAILOVER_TAG       the lab's tag (default acx-bench-failover)
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
+def main(quick: bool = False) -> None:
     if os.geteuid() != 0:
         print("bench_failover: skipped (needs root: network namespaces, FRR, HAProxy, ExaBGP)")
         return
@@ -28,8 +30,8 @@ def main() -> None:
     from anycast_ctl.lab.scenarios import Scenario
     from anycast_ctl.lab.topology_up import Lab
 
-    runs = int(os.environ.get("BENCH_FAILOVER_RUNS", "20"))
-    runs_default = int(os.environ.get("BENCH_FAILOVER_RUNS_DEFAULT", "5"))
+    runs = int(os.environ.get("BENCH_FAILOVER_RUNS", "1" if quick else "20"))
+    runs_default = int(os.environ.get("BENCH_FAILOVER_RUNS_DEFAULT", "1" if quick else "5"))
     out = Path(os.environ.get("BENCH_FAILOVER_OUT", "/tmp/anycast-ctl-bench"))
     out.mkdir(parents=True, exist_ok=True)
     scenarios = [s.value for s in Scenario]

@@ -40,11 +40,14 @@ def measure(flows: FlowArrays, settings: LinuxHashSettings, chunk: int) -> float
     return len(flows) / (time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, quick: bool = False) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--flows", type=int, default=10_000_000)
+    parser.add_argument("--flows", type=int, default=None, help="default 10M (--quick: 2M)")
     parser.add_argument("--chunk", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="2M flows unless --flows says")
     args = parser.parse_args([] if argv is None else argv)  # bench/__main__ calls main()
+    if args.flows is None:
+        args.flows = 2_000_000 if quick or args.quick else 10_000_000
     rng = np.random.default_rng(1)
     print(f"kernel-exact Linux model, {args.flows:,} flows in chunks of {args.chunk:,}, one core")
     for family in (4, 6):

@@ -55,16 +55,19 @@ def run_case(path: str, algorithm: str | None, with_events: bool, flows: int) ->
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, quick: bool = False) -> None:
     parser = argparse.ArgumentParser(prog="bench.bench_sim", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--flows",
         type=count,
-        default=2_000_000,
-        help="flows per case, e.g. 2M or 100M (default 2M)",
+        default=None,
+        help="flows per case, e.g. 2M or 100M (default 2M; --quick: 500k)",
     )
     parser.add_argument("--only", help="run only cases whose topology path contains this")
+    parser.add_argument("--quick", action="store_true", help="500k flows unless --flows says")
     args = parser.parse_args(argv if argv is not None else [])
+    if args.flows is None:
+        args.flows = 500_000 if quick or args.quick else 2_000_000
     print(f"flows generated and routed in chunks; RSS before: {peak_rss_mib():.0f} MiB")
     for path, algorithm, with_events in CASES:
         if args.only is None or args.only in path:

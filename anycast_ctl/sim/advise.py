@@ -9,7 +9,8 @@ and as the fix would make it, before and after the events the finding is about:
 - `nexthop-order`: routers of one tier list the same next hops in different orders, which does
   the same with equal seeds;
 - `polarization`: a tier hashes like an earlier one and leaves next hops unused;
-- `lb-withdrawal`: what withdrawing each LB node moves, its own flows and the collateral ones.
+- `lb-withdrawal`: what withdrawing each LB node moves, its own flows and the collateral ones;
+- `router-withdrawal`: what each router of a tier with several moves or loses when it goes.
 
 Figures are fractions of all flows. Pure: flows come from a callable (each call yields the same
 flows), nothing is read or printed here.
@@ -82,7 +83,10 @@ def measure(topo: Topology, flows: FlowSource, chunk: int = BLOCK) -> Runs:
         fabrics["all"] = Fabric.from_topology(hfix.topology, nexthop_order=ofix)
     results = simulate_variants(fabrics, flows(), [*withdrawals, *failures], chunk)
     resilient = None
-    if any(topo.hashing_for(r).algorithm not in MINIMAL_DISRUPTION for r in lb_facing(topo)):
+    facing = lb_facing(topo)
+    if any(topo.hashing_for(r).algorithm not in MINIMAL_DISRUPTION for r in facing) and all(
+        len(topo.downstream(r)) <= topo.hashing_for(r).buckets for r in facing
+    ):  # the comparison: resilient groups, where their bucket table can hold the next hops
         alt = {"resilient": Fabric.from_topology(topo, algorithm=Algorithm.RESILIENT.value)}
         resilient = simulate_variants(alt, flows(), withdrawals, chunk)["resilient"]
     return Runs(topo, hfix, ofix, results, resilient)

@@ -1,4 +1,4 @@
-"""The deterministic address plan of a topology: interfaces, link addresses, loopbacks, BGP sessions.
+"""The deterministic address plan of a topology: interfaces, link addresses, loopbacks, sessions.
 
 Everything is derived from the order of `links` and of the node lists, so the same file gives
 the same plan on every run and every machine:
@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from anycast_ctl.config.topology_model import NodeKind, TopologyModel
 from anycast_ctl.errors import Problem, UserError
-
-if TYPE_CHECKING:
-    from anycast_ctl.config.topology import NodeKind, Topology
 
 IPv4If = ipaddress.IPv4Interface
 IPv6If = ipaddress.IPv6Interface
@@ -88,7 +85,7 @@ class AddressPlan:
         return [s for s in self.sessions if node in (s.upstream.node, s.downstream.node)]
 
 
-def plan_addresses(topo: Topology) -> AddressPlan:
+def plan_addresses(topo: TopologyModel) -> AddressPlan:
     v4 = ipaddress.IPv4Network(topo.addressing.ipv4)
     v6 = ipaddress.IPv6Network(topo.addressing.ipv6) if topo.needs_ipv6 else None
     names = [
@@ -121,7 +118,7 @@ def plan_addresses(topo: Topology) -> AddressPlan:
     return AddressPlan(nodes, tuple(_sessions(topo, nodes)))
 
 
-def _sessions(topo: Topology, nodes: dict[str, Node]) -> list[BgpSession]:
+def _sessions(topo: TopologyModel, nodes: dict[str, Node]) -> list[BgpSession]:
     sessions = []
     for i, link in enumerate(topo.links):
         kinds = {topo.kind(link.a), topo.kind(link.b)}
@@ -145,7 +142,9 @@ def _sessions(topo: Topology, nodes: dict[str, Node]) -> list[BgpSession]:
     return sessions
 
 
-def _speaker(topo: Topology, nodes: dict[str, Node], node: str, peer: str, link: int) -> Speaker:
+def _speaker(
+    topo: TopologyModel, nodes: dict[str, Node], node: str, peer: str, link: int
+) -> Speaker:
     kind = topo.kind(node)
     asn = topo.router(node).asn if kind == "router" else topo.lb(node).asn
     iface = next(i for i in nodes[node].interfaces if i.link == link)
@@ -158,7 +157,7 @@ def _last_64(net: ipaddress.IPv6Network) -> ipaddress.IPv6Network:
     return ipaddress.IPv6Network((last, 64))
 
 
-def capacity_problems(topo: Topology) -> list[tuple[str, str]]:
+def capacity_problems(topo: TopologyModel) -> list[tuple[str, str]]:
     """Whether the pools hold every link and loopback (run by the topology checks)."""
     v4 = ipaddress.IPv4Network(topo.addressing.ipv4)
     nodes = len(topo.kinds)

@@ -35,6 +35,18 @@ def _clean_message(msg: str) -> str:
     return msg
 
 
+_ABSENT = object()
+
+
+def _child(node: object, part: int | str) -> object:
+    """`node[part]` when the input has that key or index, else `_ABSENT`."""
+    if isinstance(node, dict):
+        return node.get(part, _ABSENT)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return _ABSENT
+
+
 def user_path(loc: tuple[int | str, ...], data: object) -> tuple[int | str, ...]:
     """Keep only the parts of a pydantic location that the user wrote.
 
@@ -45,8 +57,9 @@ def user_path(loc: tuple[int | str, ...], data: object) -> tuple[int | str, ...]
     kept: list[int | str] = []
     node = data
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
+        child = _child(node, part)
+        if child is not _ABSENT:
+            node = child
         elif i == len(loc) - 1 and isinstance(node, dict) and isinstance(part, str):
             pass  # a missing or unknown key: the user's field name
         else:

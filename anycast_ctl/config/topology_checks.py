@@ -10,12 +10,9 @@ one mistake does not echo as ten.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
 
 from anycast_ctl.config.address_plan import capacity_problems
-
-if TYPE_CHECKING:
-    from anycast_ctl.config.topology import Topology
+from anycast_ctl.config.topology_model import TopologyModel
 
 Problems = list[tuple[str, str]]
 
@@ -29,7 +26,7 @@ _SEED_0 = (
 )
 
 
-def check_topology(topo: Topology) -> Problems:
+def check_topology(topo: TopologyModel) -> Problems:
     problems = _names(topo)
     if problems:
         return problems  # lookups by name below would be ambiguous
@@ -45,7 +42,7 @@ def check_topology(topo: Topology) -> Problems:
     return problems
 
 
-def _names(topo: Topology) -> Problems:
+def _names(topo: TopologyModel) -> Problems:
     problems: Problems = []
     seen: dict[str, str] = {}
     for section in ("routers", "lbs", "backends", "clients"):
@@ -82,7 +79,7 @@ def _known(names: list[str]) -> str:
     return ", ".join(names) if names else "none"
 
 
-def _references(topo: Topology) -> Problems:
+def _references(topo: TopologyModel) -> Problems:
     problems: Problems = []
     nodes = set(topo.kinds)
     vip_names = [v.name for v in topo.vips]
@@ -120,7 +117,7 @@ def _references(topo: Topology) -> Problems:
     return problems
 
 
-def _layers(topo: Topology) -> Problems:
+def _layers(topo: TopologyModel) -> Problems:
     problems: Problems = []
     pairs: dict[frozenset[str], int] = {}
     last = len(topo.tiers) - 1
@@ -142,16 +139,28 @@ def _layers(topo: Topology) -> Problems:
             continue  # neighbouring layers: the only legal shape
         if kl == kh == "router" and step == 0:
             tier = topo.router(low).tier
-            why = f"{low} and {high} are both in tier {tier!r}; a link inside a tier makes a loop possible (routers link only to the next tier)"
+            why = (
+                f"{low} and {high} are both in tier {tier!r}; a link inside a tier makes a loop"
+                " possible (routers link only to the next tier)"
+            )
         elif kl == kh:
             why = f"{low} and {high} are both {kl} nodes; they cannot be linked"
         elif kl == "client":
-            why = f"client {low} cannot link to {high}: clients link only to a first-tier router ({topo.tiers[0]})"
+            why = (
+                f"client {low} cannot link to {high}: clients link only to a first-tier router"
+                f" ({topo.tiers[0]})"
+            )
         elif kl == "router":
             also = " or to LB nodes" if topo.tier_index(low) == last else ""
-            why = f"{low} (tier {topo.router(low).tier!r}) cannot link to {high}: routers link only to the next tier{also}"
+            why = (
+                f"{low} (tier {topo.router(low).tier!r}) cannot link to {high}: routers link only"
+                f" to the next tier{also}"
+            )
         else:
-            why = f"LB {low} cannot link to {high}: LB nodes link only to last-tier routers ({topo.tiers[-1]}) and backends"
+            why = (
+                f"LB {low} cannot link to {high}: LB nodes link only to last-tier routers"
+                f" ({topo.tiers[-1]}) and backends"
+            )
         problems.append((f"links[{i}]", why))
     if problems:
         return problems
@@ -160,7 +169,8 @@ def _layers(topo: Topology) -> Problems:
             problems.append(
                 (
                     f"clients[{i}]",
-                    f"client {c.name} must have exactly one link (to a first-tier router), has {len(topo.neighbors(c.name))}",
+                    f"client {c.name} must have exactly one link (to a first-tier router),"
+                    f" has {len(topo.neighbors(c.name))}",
                 )
             )
     for i, r in enumerate(topo.routers):
@@ -178,24 +188,26 @@ def _layers(topo: Topology) -> Problems:
             )
     for i, vip in enumerate(topo.vips):
         for j, backend in enumerate(vip.backends):
-            for lb in topo.announcers(vip.name):
-                if backend not in topo.neighbors(lb):
+            for announcer in topo.announcers(vip.name):
+                if backend not in topo.neighbors(announcer):
                     problems.append(
                         (
                             f"vips[{i}].backends[{j}]",
-                            f"backend {backend} has no link to {lb}, which announces {vip.name!r}",
+                            f"backend {backend} has no link to {announcer}, "
+                            f"which announces {vip.name!r}",
                         )
                     )
     return problems
 
 
-def _hashing(topo: Topology) -> Problems:
+def _hashing(topo: TopologyModel) -> Problems:
     problems: Problems = []
     for i, r in enumerate(topo.routers):
         h = topo.hashing_for(r.name)
         own = r.hashing.model_fields_set if r.hashing else set()
 
-        def at(field: str) -> str:
+        # Bound per router: a field the router sets is reported under the router.
+        def at(field: str, i: int = i, own: set[str] = own) -> str:
             return f"routers[{i}].hashing.{field}" if field in own else f"hashing.{field}"
 
         nexthops = topo.downstream(r.name)
@@ -222,7 +234,7 @@ def _hashing(topo: Topology) -> Problems:
     return problems
 
 
-def _bgp(topo: Topology) -> Problems:
+def _bgp(topo: TopologyModel) -> Problems:
     problems: Problems = []
     for i, lb in enumerate(topo.lbs):
         limit = topo.maximum_prefix_for(lb.name)
@@ -231,13 +243,14 @@ def _bgp(topo: Topology) -> Problems:
             problems.append(
                 (
                     where,
-                    f"{lb.name} announces {len(lb.vips)} VIPs but the limit is {limit}: its sessions would be torn down",
+                    f"{lb.name} announces {len(lb.vips)} VIPs but the limit is {limit}:"
+                    " its sessions would be torn down",
                 )
             )
     return problems
 
 
-def _reachability(topo: Topology) -> Problems:
+def _reachability(topo: TopologyModel) -> Problems:
     """Every VIP must be reachable: some client of its IP version gets to an LB announcing it."""
     problems: Problems = []
     for i, vip in enumerate(topo.vips):
@@ -260,7 +273,8 @@ def _reachability(topo: Topology) -> Problems:
             problems.append(
                 (
                     f"vips[{i}]",
-                    f"unreachable: no client has a path to an LB announcing {vip.name!r} ({_known(announcers)})",
+                    f"unreachable: no client has a path to an LB announcing {vip.name!r}"
+                    f" ({_known(announcers)})",
                 )
             )
     for i, c in enumerate(topo.clients):
@@ -276,7 +290,7 @@ def _reachability(topo: Topology) -> Problems:
     return problems
 
 
-def _reaching(topo: Topology, targets: set[str]) -> set[str]:
+def _reaching(topo: TopologyModel, targets: set[str]) -> set[str]:
     """Routers with a downstream path to any of `targets` (walk the DAG from the LBs upward)."""
     reach = set(targets)
     for tier in reversed(topo.tiers):

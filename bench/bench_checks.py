@@ -7,6 +7,7 @@ and the overshoot of run_check past its timeout against a peer that never answer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import statistics
 import tempfile
@@ -64,15 +65,13 @@ async def _http(reader, writer):
 
 
 async def _hold(reader, writer):
-    try:
+    with contextlib.suppress(ConnectionError):
         await reader.read()
-    except ConnectionError:
-        pass
     writer.close()
 
 
 def quiet(handler):
-    """A plain connection callback that makes its own task: asyncio.run cancels leftovers quietly."""
+    """A plain connection callback that makes its own task: asyncio.run cancels leftovers."""
 
     def accept(reader, writer):
         asyncio.get_running_loop().create_task(handler(reader, writer))
@@ -101,8 +100,9 @@ async def measure(check, runs=RUNS, warmup=20) -> list[float]:
 def report(label: str, latencies: list[float]) -> None:
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    median = statistics.median(ordered)
     print(
-        f"{label:<34} median {statistics.median(ordered) * 1e3:7.3f} ms   p99 {p99 * 1e3:7.3f} ms   (n={len(ordered)})"
+        f"{label:<34} median {median * 1e3:7.3f} ms   p99 {p99 * 1e3:7.3f} ms   (n={len(ordered)})"
     )
 
 
@@ -158,7 +158,8 @@ async def run(directory: Path, runs: int = RUNS) -> None:
                     assert not result.ok
                     overshoots.append(result.latency - timeout)
                 print(
-                    f"timeout {timeout:.1f}s, {name:<18} overshoot median {statistics.median(overshoots) * 1e3:6.2f} ms"
+                    f"timeout {timeout:.1f}s, {name:<18} overshoot median"
+                    f" {statistics.median(overshoots) * 1e3:6.2f} ms"
                     f"   max {max(overshoots) * 1e3:6.2f} ms"
                 )
     finally:

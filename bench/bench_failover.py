@@ -6,7 +6,8 @@ Root only (it brings up a lab in namespaces). Environment:
                              --quick: 1)
     BENCH_FAILOVER_RUNS_DEFAULT  runs for the default-settings baseline (default 5: ~20 s each;
                              --quick: 1)
-    BENCH_FAILOVER_OUT       directory for failover.json and failover.png (default /tmp/anycast-ctl-bench)
+    BENCH_FAILOVER_OUT       directory for failover.json and failover.png
+                             (default /tmp/anycast-ctl-bench)
     BENCH_FAILOVER_TAG       the lab's tag (default acx-bench-failover)
 """
 

@@ -58,9 +58,8 @@ def main(argv: list[str] | None = None, quick: bool = False) -> None:
             measure(flows.chunk(0, min(n, 100_000)), settings, args.chunk)  # warm-up
             rate = measure(flows, settings, args.chunk)
             path = "forwarded" if forwarded else "local"
-            print(
-                f"  IPv{family} policy {policy} {path:9}  {n:>11,} flows  {rate / 1e6:6.2f} M flows/s"
-            )
+            speed = f"{rate / 1e6:6.2f} M flows/s"
+            print(f"  IPv{family} policy {policy} {path:9}  {n:>11,} flows  {speed}")
 
 
 if __name__ == "__main__":

@@ -46,11 +46,13 @@ def run_case(path: str, algorithm: str | None, with_events: bool, flows: int) ->
         topo, flow_batches(topo, flows=flows, seed=1), events=events, algorithm=algorithm
     )
     elapsed = time.perf_counter() - start
-    label = f"{topo.name} ({algorithm or 'as configured'}{', ' + str(len(events)) + ' events' if events else ''})"
+    with_events = f", {len(events)} events" if events else ""
+    label = f"{topo.name} ({algorithm or 'as configured'}{with_events})"
     walks = 1 + len(events)  # each event routes every flow once more
     print(
         f"{label:42s} {result.flows:>11,} flows  {result.flows / elapsed / 1e6:6.2f} M flows/s"
-        f"  ({result.flows * walks / elapsed / 1e6:5.2f} M walks/s)  peak RSS {peak_rss_mib():6.0f} MiB  imbalance {result.imbalance:.4f}",
+        f"  ({result.flows * walks / elapsed / 1e6:5.2f} M walks/s)"
+        f"  peak RSS {peak_rss_mib():6.0f} MiB  imbalance {result.imbalance:.4f}",
         flush=True,
     )
 

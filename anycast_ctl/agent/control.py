@@ -13,6 +13,7 @@ The protocol itself (pure) is in `control_protocol.py`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import grp
 import json
 import logging
@@ -62,10 +63,8 @@ def peer_identity(pid: int, uid: int, gid: int) -> PeerCred:
         gids.update(os.getgrouplist(user, gid))
     names = set()
     for g in gids:
-        try:
+        with contextlib.suppress(KeyError):
             names.add(grp.getgrgid(g).gr_name)
-        except KeyError:
-            pass
     return PeerCred(
         pid=pid,
         uid=uid,
@@ -303,7 +302,8 @@ def request(path: str | Path, payload: dict, timeout: float = 5.0) -> dict:
             raise UserError.single(
                 source,
                 "",
-                f"permission denied on {path}: it is for root and the groups in control.allow_groups",
+                f"permission denied on {path}: it is for root and the groups in"
+                " control.allow_groups",
             ) from None
         sock.sendall(json.dumps(payload).encode() + b"\n")
         data = b""

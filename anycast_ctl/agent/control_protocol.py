@@ -1,7 +1,7 @@
 """The control socket's protocol, pure: request parsing, who may ask, the error replies.
 
 One JSON object per line in each direction.
-    request:  {"op": "drain" | "undrain" | "status", "vips": ["192.0.2.10/32", ...], "reason": "..."}
+    request:  {"op": "drain" | "undrain" | "status", "vips": ["192.0.2.10/32"], "reason": "..."}
               "vips" absent or empty = the whole node; "reason" is required for drain.
     response: {"ok": true, ...payload} or {"ok": false, "error": "...", "kind": KIND}
               KIND is "refused" (caller not allowed), "bad_request" (the request is wrong) or

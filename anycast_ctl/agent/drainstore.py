@@ -16,6 +16,7 @@ case (plus the problem, for the log), and an operator's `undrain` overwrites the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -53,7 +54,7 @@ class DrainState:
 
     @classmethod
     def drain_all(cls, reason: str, now: float) -> DrainState:
-        """The whole node drained by the agent itself (uid AGENT_UID), e.g. for an unreadable file."""
+        """The whole node drained by the agent itself (uid AGENT_UID), e.g. for a bad file."""
         return cls(node=DrainRecord(by="anycast-ctl", uid=AGENT_UID, reason=reason, at=now))
 
     def drain(
@@ -177,7 +178,10 @@ def load_or_drain_all(path: str | Path, now: float) -> tuple[DrainState, UserErr
     try:
         return load_drain_state(path), None
     except UserError as exc:
-        reason = f"drain file {path} is unreadable, draining everything until an operator undrains: {exc.lines()[0]}"
+        reason = (
+            f"drain file {path} is unreadable, draining everything until an operator undrains:"
+            f" {exc.lines()[0]}"
+        )
         return DrainState.drain_all(reason, now), exc
 
 
@@ -196,10 +200,8 @@ def save_drain_state(path: str | Path, state: DrainState) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:

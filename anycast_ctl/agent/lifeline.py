@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import select
@@ -110,10 +111,8 @@ class Lifeline:
 
     def stand_down(self) -> None:
         """We are exiting on purpose with nothing announced: the guardian must not stop ExaBGP."""
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._fd, STAND_DOWN)
-        except OSError:
-            pass
         self.close()
 
     def close(self) -> None:

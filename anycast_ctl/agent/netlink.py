@@ -240,7 +240,8 @@ class LoopbackAddresses:
             present, owned = self._dump(ipr, index)
             for prefix in sorted(foreign_desired(want, present, owned) - self._warned_foreign):
                 log.warning(
-                    "%s is already on %s but was not added by anycast-ctl: using it, and never removing it",
+                    "%s is already on %s but was not added by anycast-ctl: using it,"
+                    " and never removing it",
                     prefix,
                     self.interface,
                 )

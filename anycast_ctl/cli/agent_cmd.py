@@ -63,7 +63,8 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
             lifeline = Lifeline.start(parent, stall_after=stall_after)
         elif stall_after:
             logging.getLogger("anycast_ctl.agent").warning(
-                "not started by ExaBGP: no lifeline; if this agent dies its routes are not withdrawn"
+                "not started by ExaBGP: no lifeline; if this agent dies its routes are not"
+                " withdrawn"
             )
         loopback = LoopbackAddresses(config.loopback.interface) if config.loopback.manage else None
         runtime = AgentRuntime(

@@ -88,7 +88,10 @@ def _connection_options(func):
         "--socket",
         "socket_opt",
         type=click.Path(dir_okay=False),
-        help=f"The agent's control socket (default: control.socket of --config, else {DEFAULT_SOCKET}).",
+        help=(
+            "The agent's control socket"
+            f" (default: control.socket of --config, else {DEFAULT_SOCKET})."
+        ),
     )(func)
     func = click.option(
         "--config",

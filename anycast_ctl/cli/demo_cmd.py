@@ -48,7 +48,8 @@ def demo(topology_file: str, out_dir: str, connections: int) -> None:
             "in them (sudo make demo). Running the simulator part only."
         )
         _step(
-            f"Simulator: how {Path(topology_file).name} spreads flows, and what moves when a node leaves"
+            f"Simulator: how {Path(topology_file).name} spreads flows, and what moves when a node"
+            " leaves"
         )
         cli.main(["sim", "run", topology_file, "--plot", out_dir], standalone_mode=False)
         return
@@ -64,10 +65,13 @@ def _run_lab(topology_file: str, out: Path, connections: int) -> None:
     from anycast_ctl.lab.failover import Settings, run_experiments
     from anycast_ctl.lab.topology_up import Lab, LabUpError
 
-    say = lambda msg: click.echo(f"  {msg}")  # noqa: E731
+    def say(msg: str) -> None:
+        click.echo(f"  {msg}")
+
     started = time.monotonic()
     _step(
-        f"Bring-up: {topology_file} as network namespaces (FRR, HAProxy, ExaBGP + agent, TLS backends)"
+        f"Bring-up: {topology_file} as network namespaces"
+        " (FRR, HAProxy, ExaBGP + agent, TLS backends)"
     )
     try:
         lab = Lab.up(topology_file, "demo", log=say)
@@ -77,12 +81,12 @@ def _run_lab(topology_file: str, out: Path, connections: int) -> None:
         click.echo(f"  converged in {lab.bringup_seconds:.1f}s")
         for router in lab.topology.routers:
             for vip in lab.topology.vips:
-                click.echo(
-                    f"  {router.name} FIB: {vip.address} via {', '.join(lab.fib_nexthops(router.name, vip.name))}"
-                )
+                via = ", ".join(lab.fib_nexthops(router.name, vip.name))
+                click.echo(f"  {router.name} FIB: {vip.address} via {via}")
 
         _step(
-            f"Traffic: {connections} TLS connections through the VIP, each flow checked against the simulator"
+            f"Traffic: {connections} TLS connections through the VIP, each flow checked against"
+            " the simulator"
         )
         click.echo(traffic_text(lab.traffic(connections)))
 

@@ -9,7 +9,10 @@ import click
 
 from anycast_ctl.errors import UserError
 
-EVENT_HELP = "withdraw:LB, add[:NAME], router:R or link:A-B; repeat for several (default: a withdraw, an add, a link and a router failure)"
+EVENT_HELP = (
+    "withdraw:LB, add[:NAME], router:R or link:A-B; repeat for several"
+    " (default: a withdraw, an add, a link and a router failure)"
+)
 
 
 class Count(click.ParamType):

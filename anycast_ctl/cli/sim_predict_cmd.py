@@ -77,7 +77,8 @@ def parse_nexthop(text: str) -> NextHop:
             raise ValueError(f"weight {weight_text!r} is not a whole number") from None
         if not 1 <= weight <= WEIGHT_MAX:
             raise ValueError(
-                f"weight {weight} is outside 1..{WEIGHT_MAX} (the kernel's range for a route's next hops)"
+                f"weight {weight} is outside 1..{WEIGHT_MAX}"
+                " (the kernel's range for a route's next hops)"
             )
     return NextHop(str(ip), weight)
 
@@ -111,7 +112,8 @@ def _settings(policy: str, fields: str, seed: str | None, local: bool, problems:
                 Problem(
                     option,
                     "",
-                    f"is required ({why}; 0 means a random key per boot, which cannot be predicted)",
+                    f"is required ({why}; 0 means a random key per boot, which cannot be"
+                    " predicted)",
                 )
             )
             continue
@@ -125,7 +127,8 @@ def _settings(policy: str, fields: str, seed: str | None, local: bool, problems:
                 Problem(
                     option,
                     "",
-                    "policy 2 hashes the inner headers of tunnelled packets; not modelled (use 0, 1 or 3)",
+                    "policy 2 hashes the inner headers of tunnelled packets; not modelled"
+                    " (use 0, 1 or 3)",
                 )
             )
         elif option == "--seed" and value == 0:
@@ -133,7 +136,8 @@ def _settings(policy: str, fields: str, seed: str | None, local: bool, problems:
                 Problem(
                     option,
                     "",
-                    "seed 0 makes the kernel use a random key chosen at boot, so nothing can be predicted; set the sysctl to a non-zero value and pass it here",
+                    "seed 0 makes the kernel use a random key chosen at boot, so nothing can be"
+                    " predicted; set the sysctl to a non-zero value and pass it here",
                 )
             )
         elif not low <= value <= high:
@@ -153,7 +157,8 @@ def _nexthops(texts: tuple[str, ...], problems: list[Problem]) -> list[NextHop]:
             Problem(
                 "--nexthop",
                 "",
-                "at least one is required: ADDR[:WEIGHT], repeated in the kernel's order (as `ip route show` lists them)",
+                "at least one is required: ADDR[:WEIGHT], repeated in the kernel's order"
+                " (as `ip route show` lists them)",
             )
         )
     hops = []
@@ -247,7 +252,7 @@ def _emit_json(text: str, prediction: Prediction, hops: list[NextHop]) -> None:
     batch: list[str] = []
     click.echo("[", nl=False)
     for n, (cells, choice) in enumerate(iter_rows(text, prediction)):
-        item = json.dumps({**dict(zip(keys, cells)), "nexthop": hops[choice].address})
+        item = json.dumps({**dict(zip(keys, cells, strict=True)), "nexthop": hops[choice].address})
         batch.append(("\n" if n == 0 else ",\n") + item)
         if len(batch) == OUTPUT_BATCH:
             click.echo("".join(batch), nl=False)
@@ -263,10 +268,11 @@ def summary_table(choices: np.ndarray, hops: list[NextHop]) -> str:
     total_weight, total = sum(h.weight for h in hops), len(choices)
     width = max(len("nexthop"), *(len(h.address) for h in hops))
     lines = [f"{'nexthop':<{width}}  weight  by weight   flows   share"]
-    for hop, count in zip(hops, counts):
+    for hop, count in zip(hops, counts, strict=True):
         share = f"{100 * count / total:6.1f}%" if total else "      -"
+        by_weight = 100 * hop.weight / total_weight
         lines.append(
-            f"{hop.address:<{width}}  {hop.weight:>6}  {100 * hop.weight / total_weight:8.1f}%  {count:>6}  {share}"
+            f"{hop.address:<{width}}  {hop.weight:>6}  {by_weight:8.1f}%  {count:>6}  {share}"
         )
     lines.append(f"{'total':<{width}}  {total_weight:>6}  {100.0:8.1f}%  {total:>6}")
     return "\n".join(lines)
@@ -304,7 +310,10 @@ def summary_table(choices: np.ndarray, hops: list[NextHop]) -> str:
     "--flows",
     "flows_path",
     metavar="FILE",
-    help="CSV with the header src,dst,proto,sport,dport; proto a number or tcp/udp/...; '-' reads stdin.",
+    help=(
+        "CSV with the header src,dst,proto,sport,dport; proto a number or tcp/udp/...;"
+        " '-' reads stdin."
+    ),
 )
 @click.option(
     "--json",
@@ -331,7 +340,8 @@ def predict(nexthops, policy, fields, seed, local, flows_path, as_json, summary)
             Problem(
                 "--flows",
                 "",
-                "is required: a CSV file with the header src,dst,proto,sport,dport ('-' reads stdin)",
+                "is required: a CSV file with the header src,dst,proto,sport,dport"
+                " ('-' reads stdin)",
             )
         )
     if problems:

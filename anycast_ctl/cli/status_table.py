@@ -33,7 +33,8 @@ def moment(then: float | None, now: float) -> str:
 def columns(rows: list[list[str]], indent: str = "") -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [
-        indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows
+        indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
     ]
 
 
@@ -91,7 +92,7 @@ def format_status(payload: dict, now: float) -> str:
     ]
     check_lines = iter(columns(check_rows, indent="    ") if check_rows else [])
     lines.append(vip_lines[0])
-    for vip, vip_line in zip(vips, vip_lines[1:]):
+    for vip, vip_line in zip(vips, vip_lines[1:], strict=True):
         lines.append(vip_line)
         lines.extend(next(check_lines) for _ in vip.get("checks") or [])
     return "\n".join(lines)

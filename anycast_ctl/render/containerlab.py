@@ -32,11 +32,13 @@ from anycast_ctl.render.templating import environment
 FRR_IMAGE = (
     "quay.io/frrouting/frr:8.4.4"  # the FRR release the namespace lab runs (Debian bookworm)
 )
-NODE_IMAGE = "anycast-ctl-node:latest"  # HAProxy 2.6 + ExaBGP 5.0 + Python with anycast-ctl; build it yourself
+# HAProxy 2.6 + ExaBGP 5.0 + Python with anycast-ctl; build it yourself.
+NODE_IMAGE = "anycast-ctl-node:latest"
 CONF_DIR = PurePosixPath("/etc/anycast-ctl")  # where an LB node's directory is mounted
 RUN_DIR = PurePosixPath("/run/anycast-ctl")  # sockets and drain state inside LB containers
 LOG_DIR = PurePosixPath("/var/log/anycast-ctl")
-AGENT_PROGRAM = "anycast-ctl"  # ExaBGP finds it in the LB image's PATH and runs `anycast-ctl agent run node.yaml`
+# ExaBGP finds it in the LB image's PATH and runs `anycast-ctl agent run node.yaml`.
+AGENT_PROGRAM = "anycast-ctl"
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,10 @@ def _clab_yaml(topology: Topology, plan, routes, files: dict[str, str]) -> str:
         nodes[name] = spec
     body = {"name": topology.name, "topology": {"nodes": nodes}}
     header = (
-        f'# containerlab topology of anycast-ctl topology "{topology.name}"; rendered, do not edit (see README.md).\n'
-        "# Images: set ANYCAST_FRR_IMAGE, ANYCAST_LB_IMAGE, ANYCAST_HOST_IMAGE to override the defaults.\n"
+        f'# containerlab topology of anycast-ctl topology "{topology.name}"; rendered, do not edit'
+        " (see README.md).\n"
+        "# Images: set ANYCAST_FRR_IMAGE, ANYCAST_LB_IMAGE, ANYCAST_HOST_IMAGE to override the"
+        " defaults.\n"
     )
     # One link a line, as people write them; node and interface names need no quoting rules
     # beyond JSON's (NodeName is [A-Za-z][A-Za-z0-9_-]*).

@@ -123,7 +123,10 @@ def _neighbors(config: NodeConfig) -> list[dict]:
 def render_exabgp(
     config: NodeConfig, config_path: Path, agent_command: list[str]
 ) -> dict[str, str]:
-    """{'exabgp.conf': ..., 'exabgp.env': ...} for this node; ExaBGP runs `AGENT agent run CONFIG`."""
+    """{'exabgp.conf': ..., 'exabgp.env': ...} for this node.
+
+    ExaBGP runs `AGENT agent run CONFIG`.
+    """
     problems = exabgp_problems(config)
     if problems:
         raise UserError([Problem(str(config_path), where, what) for where, what in problems])

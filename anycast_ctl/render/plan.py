@@ -85,12 +85,13 @@ def _neighbors(topo: Topology, me: str, session: BgpSession) -> list[Neighbor]:
         )
         if is_lb and family == 6 and not accept and not _lb_has_v6(topo, peer.node):
             continue  # an IPv4-only LB in a dual-stack topology needs no IPv6 session
+        role = "LB node" if is_lb else f"{topo.router(peer.node).tier} router"
         out.append(
             Neighbor(
                 name=peer.node if family == 4 else f"{peer.node}-v6",
                 address=str(address.ip),
                 remote_as=peer.asn,
-                description=f"{peer.node} ({'LB node' if is_lb else topo.router(peer.node).tier + ' router'})",
+                description=f"{peer.node} ({role})",
                 password=session.md5_password,
                 accept=accept,
                 max_prefix=session.maximum_prefix if is_lb else ROUTER_PEER_MAX_PREFIX,

@@ -70,7 +70,7 @@ def _region_bounds(weights: Sequence[int], space: int) -> np.ndarray:
 
 
 class HashThresholdSelector(Selector):
-    """RFC 2992: the hash space is cut into consecutive regions, one per next hop (sized by weight)."""
+    """RFC 2992: the hash space is cut into consecutive regions, one per next hop (by weight)."""
 
     def __init__(self, members: Sequence[str], weights: Sequence[int]):
         super().__init__(members, weights)

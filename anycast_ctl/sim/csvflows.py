@@ -69,10 +69,15 @@ def _number(text: str, low: int, high: int) -> int:
 
 
 def read_flows_csv(path: str | Path, stream: TextIO | None = None) -> CsvFlows:
-    """`stream`: read this open text (closed when done) instead of `path`, which then only names it (e.g. stdin)."""
+    """Read the flows of `path`.
+
+    `stream`: read this open text (closed when done) instead; `path` then only names it
+    (e.g. stdin).
+    """
     source = str(path)
     try:
-        handle = stream if stream is not None else open(path, newline="", encoding="utf-8")
+        # Either way the handle is closed by the `with handle:` below.
+        handle = stream if stream is not None else open(path, newline="", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
         raise UserError.single(source, "", f"cannot read: {exc.strerror or exc}") from None
     with handle:

@@ -60,9 +60,8 @@ class Fabric:
         nexthops = {r: tuple(topo.downstream(r)) for r in routers}
         for router, order in (nexthop_order or {}).items():
             if router not in nexthops or sorted(order) != sorted(nexthops[router]):
-                raise ValueError(
-                    f"next-hop order for {router} must list exactly {', '.join(nexthops.get(router, ()))}"
-                )
+                expected = ", ".join(nexthops.get(router, ()))
+                raise ValueError(f"next-hop order for {router} must list exactly {expected}")
             nexthops[router] = tuple(order)
         hashing = {
             r: _override(topo.hashing_for(r), topo.hashing, algorithm, same_seed) for r in routers
@@ -107,7 +106,7 @@ def _override(h: Hashing, default: Hashing, algorithm: str | None, same_seed: bo
 
 
 def parse_event(text: str, topo: Topology) -> Event:
-    """'withdraw:LB', 'add[:NAME]', 'router:R', 'link:A-B' -> Event; ValueError says what is wrong."""
+    """'withdraw:LB', 'add[:NAME]', 'router:R', 'link:A-B' -> Event; a ValueError says why not."""
     kind, _, target = text.partition(":")
     lbs = [lb.name for lb in topo.lbs]
     if kind == "withdraw":
@@ -135,7 +134,8 @@ def parse_event(text: str, topo: Topology) -> Event:
             ):
                 return Event("link", target, (a, b))
         raise ValueError(
-            f"link needs two linked nodes on the forwarding path, as A-B (e.g. {_example_link(topo)})"
+            "link needs two linked nodes on the forwarding path, as A-B"
+            f" (e.g. {_example_link(topo)})"
         )
     raise ValueError(f"unknown event {text!r}: use withdraw:LB, add[:NAME], router:R or link:A-B")
 

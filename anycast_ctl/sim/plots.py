@@ -73,7 +73,7 @@ def plot_disruption(results: dict[str, SimResult], out_dir: Path) -> list[Path]:
 
 
 def plot_nexthops(result: SimResult, out_dir: Path, stem: str = "nexthops") -> list[Path]:
-    """One bar per router next hop; a polarized router's bars are red, the line is its fair share."""
+    """One bar per router next hop; a polarized router's bars are red, the line its fair share."""
     polarized = {(p.router, p.vip) for p in result.polarized}
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(result.nexthops)), 4))
     x, ticks, labels, previous = 0.0, [], [], None

@@ -13,11 +13,14 @@ def _pct(x: float) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    line = lambda cells: "  ".join(
-        str(c).ljust(w) if i == 0 else str(c).rjust(w)
-        for i, (c, w) in enumerate(zip(cells, widths))
-    )  # noqa: E731
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
     return [line(header), *(line(r) for r in rows)]
 
 
@@ -34,7 +37,8 @@ def run_table(r: SimResult) -> str:
     out.append("")
     for v in r.vips:
         out.append(
-            f"VIP {v.name}: {v.flows} flows over {len(v.lbs)} LBs, imbalance (max/mean) {v.imbalance:.3f} by flows, {v.byte_imbalance:.3f} by bytes"
+            f"VIP {v.name}: {v.flows} flows over {len(v.lbs)} LBs, imbalance (max/mean)"
+            f" {v.imbalance:.3f} by flows, {v.byte_imbalance:.3f} by bytes"
         )
     out += ["", *polarization_lines(r)]
     if r.events:
@@ -52,7 +56,8 @@ def run_table(r: SimResult) -> str:
         ]
         out += _table(["event", "moved", "own", "collateral", "lost", "imbalance after"], rows)
         out.append(
-            "own: flows of the removed LB/router/link (or taken by the added LB); collateral: moved between untouched LBs"
+            "own: flows of the removed LB/router/link (or taken by the added LB);"
+            " collateral: moved between untouched LBs"
         )
     return "\n".join(out)
 
@@ -62,7 +67,8 @@ def polarization_lines(r: SimResult) -> list[str]:
     if not bad:
         return ["polarization: none (every router spreads its flows over all its next hops)"]
     out = [
-        "POLARIZATION: routers whose flows were already sorted by an upstream router with the same hash:"
+        "POLARIZATION: routers whose flows were already sorted by an upstream router with the"
+        " same hash:"
     ]
     for p in bad:
         unused = f"unused next hops {', '.join(p.unused)}" if p.unused else "no unused next hop"
@@ -88,7 +94,8 @@ def compare_table(results: dict[str, SimResult]) -> str:
     out += _table(header, rows)
     out += [
         "",
-        "imbalance: max/mean flows per LB (worst VIP); events: flows that change LB (collateral in brackets)",
+        "imbalance: max/mean flows per LB (worst VIP); events: flows that change LB"
+        " (collateral in brackets)",
     ]
     return "\n".join(out)
 

@@ -141,7 +141,7 @@ class Tally:
             step = (a >= 0) & (b >= 0)
             key = (batch.vip[step] * self.size + a[step]) * self.size + b[step]
             self.edges += np.bincount(key, minlength=len(self.edges))
-        for i, ((event, plan), after) in enumerate(zip(self.events, event_hops)):
+        for i, ((event, plan), after) in enumerate(zip(self.events, event_hops, strict=True)):
             new = after[-1]
             moved = ok & (new >= 0) & (new != lb)
             lost = ok & (new < 0)
@@ -248,13 +248,15 @@ class Tally:
                 fair = weights / weights.sum()
                 got = counts / max(flows, 1)
                 vip = self.base.fabric.topology.vips[v].name
-                for m, c, g, f in zip(hop.selector.members, counts, got, fair):
+                for m, c, g, f in zip(hop.selector.members, counts, got, fair, strict=True):
                     shares.append(NextHopShare(router, vip, m, int(c), float(g), float(f)))
                 if len(counts) < 2:
                     continue
                 enough = flows >= MIN_FLOWS_PER_NEXTHOP * len(counts)
                 unused = (
-                    [m for m, c in zip(hop.selector.members, counts) if c == 0] if enough else []
+                    [m for m, c in zip(hop.selector.members, counts, strict=True) if c == 0]
+                    if enough
+                    else []
                 )
                 worst = float((got / fair).max()) if flows else 0.0
                 polar.append(

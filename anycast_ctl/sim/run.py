@@ -120,7 +120,7 @@ def compare(
 
 
 def _check_linux(fabric: Fabric) -> None:
-    """Linux settings the topology allowed for another algorithm may not suit `linux` (--algorithm)."""
+    """Linux settings the topology allowed for another algorithm may not suit `linux`."""
     problems = []
     for router, h in fabric.hashing.items():
         if h.algorithm == "linux":

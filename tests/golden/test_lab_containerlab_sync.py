@@ -10,8 +10,10 @@ from anycast_ctl.render.containerlab import render_containerlab
 REPO = Path(__file__).resolve().parents[2]
 SYNCED = ("default",)  # topologies whose rendering is committed under lab/
 REGENERATE = (
-    "regenerate it: rm -rf lab/{name} && python -m anycast_ctl.render.containerlab topologies/{name}.yaml lab/ "
-    "(or: anycast-ctl lab render topologies/{name}.yaml --format containerlab --out lab/), then commit lab/{name}"
+    "regenerate it: rm -rf lab/{name} && "
+    "python -m anycast_ctl.render.containerlab topologies/{name}.yaml lab/ "
+    "(or: anycast-ctl lab render topologies/{name}.yaml --format containerlab --out lab/), "
+    "then commit lab/{name}"
 )
 
 

@@ -106,7 +106,8 @@ def test_a_prefix_not_in_the_node_config_cannot_be_announced(lab):
     node_yaml.write_text(
         original.replace(
             "address: 192.0.2.10/32",
-            'address: 192.0.2.10/32\n  communities: ["65000:1\\nannounce route 203.0.113.0/24 next-hop self"]',
+            "address: 192.0.2.10/32\n"
+            '  communities: ["65000:1\\nannounce route 203.0.113.0/24 next-hop self"]',
             1,
         )
     )

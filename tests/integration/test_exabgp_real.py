@@ -34,7 +34,8 @@ bgp:
   local_as: 65001
   router_id: 10.99.1.2
   neighbors:
-    - {{address: 10.99.1.1, local_address: 10.99.1.2, peer_as: 65000, md5_password: "{PASSWORD}", hold_time: 9}}
+    - {{address: 10.99.1.1, local_address: 10.99.1.2, peer_as: 65000, hold_time: 9,
+        md5_password: "{PASSWORD}"}}
     - {{address: "fd00:99:1::1", local_address: "fd00:99:1::2", peer_as: 65000, hold_time: 9}}
 checks:
   lb: {{type: tcp, port: 443}}
@@ -193,7 +194,7 @@ def router():
                 "-i",
                 str(pidfile),
             )
-            pids.append(int(poll(lambda: pidfile.exists() and pidfile.read_text().strip(), 10)))
+            pids.append(int(poll(lambda p=pidfile: p.exists() and p.read_text().strip(), 10)))
         yield Router(r, workdir, pids)
     finally:
         for pid in pids:
@@ -287,7 +288,7 @@ def test_announce_and_withdraw_reach_the_router_fib(node, router):
     for prefix in ("192.0.2.10/32", "192.0.2.11/32", "2001:db8::10/128"):
         assert router.in_fib(prefix) is False
         assert node.result(f"announce {prefix}") == "done"
-        poll(lambda: router.in_fib(prefix), 5)
+        poll(lambda prefix=prefix: router.in_fib(prefix), 5)
     path = router.bgp("192.0.2.11/32")["paths"][0]
     assert path["aspath"]["string"] == "65001 65001"  # prepended once
     assert path["community"]["string"] == "65001:1 graceful-shutdown"
@@ -297,7 +298,7 @@ def test_announce_and_withdraw_reach_the_router_fib(node, router):
     assert path["addpathRxId"] == 7
     for prefix in ("192.0.2.10/32", "192.0.2.11/32", "2001:db8::10/128"):
         assert node.result(f"withdraw {prefix}") == "done"
-        poll(lambda: not router.in_fib(prefix), 5)
+        poll(lambda prefix=prefix: not router.in_fib(prefix), 5)
 
 
 @pytest.mark.root
@@ -333,13 +334,12 @@ def test_a_prefix_not_in_the_node_config_cannot_be_announced(node, router):
 def test_agent_sigkill_withdraws_every_vip(node, router):
     for prefix in ("192.0.2.10/32", "2001:db8::10/128"):
         assert node.result(f"announce {prefix}") == "done"
-        poll(lambda: router.in_fib(prefix), 5)
+        poll(lambda prefix=prefix: router.in_fib(prefix), 5)
     started = time.monotonic()
     os.kill(node.agent_pid(), signal.SIGKILL)
     poll(lambda: not router.in_fib("192.0.2.10/32") and not router.in_fib("2001:db8::10/128"), 3)
-    print(
-        f"\nagent SIGKILL -> VIPs gone from the router's FIB in {(time.monotonic() - started) * 1000:.0f} ms"
-    )
+    elapsed_ms = (time.monotonic() - started) * 1000
+    print(f"\nagent SIGKILL -> VIPs gone from the router's FIB in {elapsed_ms:.0f} ms")
     node.exabgp.wait(5)  # the lifeline stopped ExaBGP
 
 
@@ -351,9 +351,8 @@ def test_a_hung_agent_withdraws_every_vip(node, router):
     started = time.monotonic()
     os.kill(agent, signal.SIGSTOP)  # a frozen agent: its heartbeats stop
     poll(lambda: not router.in_fib("192.0.2.10/32"), 1.0 + 3)  # stall_after=1.0 in the helper
-    print(
-        f"\nagent SIGSTOP -> VIP gone from the router's FIB in {(time.monotonic() - started) * 1000:.0f} ms"
-    )
+    elapsed_ms = (time.monotonic() - started) * 1000
+    print(f"\nagent SIGSTOP -> VIP gone from the router's FIB in {elapsed_ms:.0f} ms")
     poll(lambda: not pid_alive(agent), 3)  # and the guardian killed it
 
 

@@ -199,11 +199,11 @@ def route_get(lab, flows: FlowArrays, iif: str | None) -> list[int]:
         flows.proto,
         flows.sport,
         flows.dport,
+        strict=True,
     ):
         proto = names.get(flows.family) if p in (1, 58) else int(p)
-        lines.append(
-            f"route get {d} from {s}{f' iif {iif}' if iif else ''} ipproto {proto} sport {sp} dport {dp}"
-        )
+        via = f" iif {iif}" if iif else ""
+        lines.append(f"route get {d} from {s}{via} ipproto {proto} sport {sp} dport {dp}")
     family = "-4" if flows.family == 4 else "-6"
     out = sh("ip", "-n", lab["ns"], family, "-j", "-batch", "-", stdin="\n".join(lines) + "\n")
     decoder, pos, devs = json.JSONDecoder(), 0, []
@@ -356,7 +356,7 @@ def observe(lab, flows: FlowArrays, send) -> list[int]:
     seen = [-1] * len(flows)
     wire = [
         (ipaddress.ip_address(a).packed, ipaddress.ip_address(b).packed)
-        for a, b in zip(flows.address_strings("src"), flows.address_strings("dst"))
+        for a, b in zip(flows.address_strings("src"), flows.address_strings("dst"), strict=True)
     ]
 
     def drain(timeout: float) -> None:

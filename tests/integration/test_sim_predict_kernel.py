@@ -41,7 +41,10 @@ PROTO_NAMES = {6: "tcp", 17: "udp"}  # the CSV spells these by name, the rest by
 
 @pytest.fixture(scope="module")
 def router():
-    """The router namespace with weighted IPv4 and IPv6 multipath default routes; removed even on failure."""
+    """The router namespace with weighted IPv4 and IPv6 multipath default routes.
+
+    Removed even on failure.
+    """
     ns = f"acx-h9-{uuid.uuid4().hex[:8]}"
     sh("ip", "netns", "add", ns)
     try:
@@ -74,7 +77,7 @@ def router():
         sh(*ip, "link", "set", "cpeer", "up")
         for family, hops in (("-4", HOPS4), ("-6", HOPS6)):
             spec = []
-            for i, (gw, weight) in enumerate(zip(hops, WEIGHTS)):
+            for i, (gw, weight) in enumerate(zip(hops, WEIGHTS, strict=True)):
                 spec += ["nexthop", "via", gw, "dev", f"r{i}", "weight", str(weight)]
             sh(*ip, family, "route", "add", "default", *spec)
         yield {"ns": ns}
@@ -84,7 +87,7 @@ def router():
 
 def nexthop_args(hops: list[str]) -> list[str]:
     args = []
-    for gw, weight in zip(hops, WEIGHTS):
+    for gw, weight in zip(hops, WEIGHTS, strict=True):
         args += ["--nexthop", f"[{gw}]:{weight}" if ":" in gw else f"{gw}:{weight}"]
     return args
 
@@ -98,6 +101,7 @@ def csv_rows(flows: FlowArrays) -> list[list[str]]:
             flows.proto,
             flows.sport,
             flows.dport,
+            strict=True,
         )
     ]
 
@@ -129,7 +133,7 @@ def run_predict(
 def mismatches(rows: list[list[str]], predicted: list[str], kernel: list[str]) -> list[str]:
     return [
         f"{' '.join(r)}: predicted {p}, kernel {k}"
-        for r, p, k in zip(rows, predicted, kernel)
+        for r, p, k in zip(rows, predicted, kernel, strict=True)
         if p != k
     ]
 

@@ -119,7 +119,12 @@ def test_local_flag_changes_policy_3_answers(tmp_path):
 
 
 def test_stdin_keeps_header_spelling_quotes_bytes_and_skips_blank_lines():
-    text = 'Src, DST ,proto,sport,dport,bytes\n"198.51.100.7",203.0.113.1,tcp,40000,443,1500\n\n2001:db8::1,2001:db8::2,17,53,53,10\n'
+    text = (
+        "Src, DST ,proto,sport,dport,bytes\n"
+        '"198.51.100.7",203.0.113.1,tcp,40000,443,1500\n'
+        "\n"
+        "2001:db8::1,2001:db8::2,17,53,53,10\n"
+    )
     code, out, err = run_cli(
         "sim",
         "predict",
@@ -158,7 +163,7 @@ def test_json_is_a_list_of_the_rows_with_their_nexthop(tmp_path):
     assert code == 0, err
     objects = json.loads(as_json)
     assert objects == [
-        dict(zip(HEADER.split(",") + ["nexthop"], r)) for r in parse_output(as_csv)[1:]
+        dict(zip(HEADER.split(",") + ["nexthop"], r, strict=True)) for r in parse_output(as_csv)[1:]
     ]
 
 
@@ -180,7 +185,7 @@ def test_summary_counts_flows_per_nexthop_on_stderr(tmp_path):
     assert code == 0, err
     counts = Counter(r[5] for r in parse_output(out)[1:])
     table = {line.split()[0]: line.split() for line in err.splitlines()[1:]}
-    for hop, weight in zip(HOPS, WEIGHTS):
+    for hop, weight in zip(HOPS, WEIGHTS, strict=True):
         assert table[hop][1] == str(weight)
         assert int(table[hop][3]) == counts[hop]
     assert table["total"][3] == "400"

@@ -168,7 +168,8 @@ def test_allow_list(name, who, uids, groups, allowed):
 
 def test_refusal_message_says_who_and_how_to_fix():
     assert refusal(peer(), "drain") == (
-        "uid 1000 (alice) is not allowed to drain: add it to control.allow_uids or a group in control.allow_groups"
+        "uid 1000 (alice) is not allowed to drain: add it to control.allow_uids or a group in"
+        " control.allow_groups"
     )
     assert "uid 4242 (no such user) is not allowed to use the control socket" in refusal(
         PeerCred(1, 4242, 4242, "4242", frozenset({4242}), frozenset(), user_known=False), None

@@ -98,23 +98,28 @@ ANNOUNCE_CASES = [
             ]
         },
         EBGP,
-        "announce route 192.0.2.10/32 next-hop self community [ 65535:65281 65535:65282 65535:65283 65535:666 65535:0 ]",
+        "announce route 192.0.2.10/32 next-hop self community"
+        " [ 65535:65281 65535:65282 65535:65283 65535:666 65535:0 ]",
     ),
     (
         {"large_communities": ["65101:1:2", "4294967295:0:4294967295"]},
         EBGP,
-        "announce route 192.0.2.10/32 next-hop self large-community [ 65101:1:2 4294967295:0:4294967295 ]",
+        "announce route 192.0.2.10/32 next-hop self large-community"
+        " [ 65101:1:2 4294967295:0:4294967295 ]",
     ),
-    # RFC 4360 two-octet AS (type 0x00), IPv4 (0x01), RFC 5668 four-octet AS (0x02); RT 0x02, SoO 0x03
+    # RFC 4360 two-octet AS (type 0x00), IPv4 (0x01), RFC 5668 four-octet AS (0x02);
+    # subtypes: RT 0x02, SoO 0x03
     (
         {"extended_communities": ["target:65000:100", "origin:65000:7"]},
         EBGP,
-        "announce route 192.0.2.10/32 next-hop self extended-community [ 0x0002fde800000064 0x0003fde800000007 ]",
+        "announce route 192.0.2.10/32 next-hop self extended-community"
+        " [ 0x0002fde800000064 0x0003fde800000007 ]",
     ),
     (
         {"extended_communities": ["target:192.0.2.1:9", "target:4200000000:5"]},
         EBGP,
-        "announce route 192.0.2.10/32 next-hop self extended-community [ 0x0102c00002010009 0x0202fa56ea000005 ]",
+        "announce route 192.0.2.10/32 next-hop self extended-community"
+        " [ 0x0102c00002010009 0x0202fa56ea000005 ]",
     ),
     ({"path_id": 7}, EBGP, "announce route 192.0.2.10/32 next-hop self path-information 7"),
     ({"path_id": 0}, EBGP, "announce route 192.0.2.10/32 next-hop self path-information 0"),
@@ -129,8 +134,9 @@ ANNOUNCE_CASES = [
             "path_id": 3,
         },
         EBGP,
-        "announce route 192.0.2.10/32 next-hop self med 1 local-preference 2 as-path [ 65101 65101 ] "
-        "community [ 1:2 ] large-community [ 1:2:3 ] extended-community [ 0x0002000100000002 ] path-information 3",
+        "announce route 192.0.2.10/32 next-hop self med 1 local-preference 2"
+        " as-path [ 65101 65101 ] community [ 1:2 ] large-community [ 1:2:3 ]"
+        " extended-community [ 0x0002000100000002 ] path-information 3",
     ),
 ]
 
@@ -292,7 +298,10 @@ def test_route_writer_fails_at_start_when_a_vip_has_no_neighbor_of_its_family():
 
 # ---------------------------------------------------------------- ExaBGP's command dispatch
 def _exabgp_dispatch(command: str) -> str | None:
-    """Which registered command ExaBGP 5.0.15 runs for a line (its rule in reactor/api/__init__.py)."""
+    """Which registered command ExaBGP 5.0.15 runs for a line.
+
+    The rule is ExaBGP's, in reactor/api/__init__.py.
+    """
     functions = pytest.importorskip("exabgp.reactor.api.command").Command.functions
     for registered in functions:
         if (
@@ -325,12 +334,14 @@ def test_every_rendered_line_dispatches_to_the_route_command(fields):
 
 # ---------------------------------------------------------------- parsing what ExaBGP writes
 J50 = (
-    '{ "exabgp": "5.0.0", "time": 1795290541.36, "host" : "vm", "pid" : 14850, "ppid" : 14849, "counter": 2, '
+    '{ "exabgp": "5.0.0", "time": 1795290541.36, "host" : "vm", '
+    '"pid" : 14850, "ppid" : 14849, "counter": 2, '
     '"type": "state", "neighbor": { "address": { "local": "10.99.0.2", "peer": "10.99.0.1" }, '
     '"asn": { "local": 65001, "peer": 65000 }, "router-id": "10.99.0.2" , "state": "%s"%s } }'
 )
 J42 = (
-    '{ "exabgp": "4.0.1", "time": 1795290578.36, "host" : "vm", "pid" : 16113, "ppid" : 16112, "counter": 1, '
+    '{ "exabgp": "4.0.1", "time": 1795290578.36, "host" : "vm", '
+    '"pid" : 16113, "ppid" : 16112, "counter": 1, '
     '"type": "state", "neighbor": { "address": { "local": "fd00:99::2", "peer": "fd00:99::1" }, '
     '"asn": { "local": 65001, "peer": 65000 } , "state": "%s"%s } }'
 )

@@ -43,8 +43,8 @@ def test_every_node_and_link_of_the_plan_is_in_the_clab_file(topo) -> None:
     assert list(clab["topology"]["nodes"]) == list(plan.nodes)
     endpoints = [tuple(link["endpoints"]) for link in clab["topology"]["links"]]
     assert endpoints == [
-        (f"{l.a}:{plan.interface(l.a, l.b).name}", f"{l.b}:{plan.interface(l.b, l.a).name}")
-        for l in topo.links
+        (f"{k.a}:{plan.interface(k.a, k.b).name}", f"{k.b}:{plan.interface(k.b, k.a).name}")
+        for k in topo.links
     ]
     for name, spec in clab["topology"]["nodes"].items():
         assert spec["kind"] == "linux"

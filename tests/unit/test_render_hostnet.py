@@ -48,7 +48,8 @@ def test_a_client_owns_its_prefix_and_sources_its_default_route_from_it() -> Non
     assert ipaddress.ip_address(default.source) in ipaddress.ip_network("198.18.1.0/24")
     cmds = setup_commands(topo, "c1")
     assert cmds.index("ip route replace local 198.18.1.0/24 dev lo") < cmds.index(
-        f"ip route replace 0.0.0.0/0 src {default.source} via {default.nexthops[0].gateway} dev eth-r1"
+        f"ip route replace 0.0.0.0/0 src {default.source} via {default.nexthops[0].gateway}"
+        " dev eth-r1"
     )
 
 

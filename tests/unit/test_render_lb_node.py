@@ -1,4 +1,4 @@
-"""Agent config and haproxy.cfg from small inline topologies: IPv6, an LB without VIPs, bad arguments."""
+"""Agent config and haproxy.cfg from small inline topologies: IPv6, an LB with no VIPs, bad args."""
 
 from __future__ import annotations
 

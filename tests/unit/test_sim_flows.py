@@ -34,7 +34,7 @@ def test_generated_flows_come_from_client_prefixes_to_vips():
     batches = list(generate(t, 5_000, seed=9))
     assert sum(len(b) for b in batches) == 5_000
     for b in batches:
-        for src, client in zip(b.flows.address_strings("src"), b.client):
+        for src, client in zip(b.flows.address_strings("src"), b.client, strict=True):
             assert ipaddress.ip_address(src) in t.clients[client].prefix(4)
         vips = [str(t.vips[v].ip) for v in b.vip]
         assert b.flows.address_strings("dst") == vips
@@ -121,7 +121,8 @@ def test_csv_with_mixed_families_protocol_names_and_bytes(tmp_path):
         (
             "src,dst,proto,sport,dport\n1.2.3.4,192.0.2.10,tcp,1,443\n1.2.3.4,192.0.2.10,bogus,1,x\n",
             [
-                "row 3, field proto: 'bogus' is not a protocol number 0-255 or a name (tcp, udp, ...)",
+                "row 3, field proto: 'bogus' is not a protocol number 0-255"
+                " or a name (tcp, udp, ...)",
                 "row 3, field dport: 'x' is not a port 0-65535",
             ],
         ),

@@ -137,7 +137,7 @@ def test_prediction_follows_the_given_next_hop_order_and_events():
     after = predict_lbs(t, batch.flows, events=["withdraw:lb1"])
     assert "lb1" not in after
     # hash-threshold: the last region only grows when the first is removed, so lb3 keeps its flows
-    assert all(b == "lb3" for a, b in zip(base, after) if a == "lb3")
+    assert all(b == "lb3" for a, b in zip(base, after, strict=True) if a == "lb3")
 
 
 def test_predicted_paths_cross_one_router_per_tier():

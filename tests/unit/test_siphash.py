@@ -48,7 +48,7 @@ def test_vectorized_agrees_with_scalar_on_random_messages():
     rng = np.random.default_rng(3)
     for length in (8, 48, 72, 13):
         messages = [rng.bytes(length) for _ in range(200)]
-        columns = list(zip(*(le_words(m) for m in messages)))
+        columns = list(zip(*(le_words(m) for m in messages), strict=True))
         words = [np.array(c, dtype=np.uint64) for c in columns]
         key = rng.bytes(16)
         k0, k1 = int.from_bytes(key[:8], "little"), int.from_bytes(key[8:], "little")

@@ -121,7 +121,7 @@ async def run(directory: Path, runs: int = RUNS) -> None:
         name: s.sockets[0].getsockname()[1]
         for name, s in {"http": http, "https": https, "tls": tls, "silent": silent}.items()
     }
-    specs = {
+    specs: dict[str, node.Check] = {
         "tcp connect": node.TcpCheck(type="tcp", port=port["silent"]),
         "http GET": node.HttpCheck(
             type="http", url=f"http://127.0.0.1:{port['http']}/", body_regex="ok"
@@ -144,12 +144,13 @@ async def run(directory: Path, runs: int = RUNS) -> None:
         for label, spec in specs.items():
             report(label, await measure(build_check("b", spec), runs, warmup=min(20, runs)))
         print()
-        for name, spec in {
+        hanging: dict[str, node.Check] = {
             "exec sleep 10": node.ExecCheck(type="exec", command=["sleep", "10"]),
             "http, peer silent": node.HttpCheck(
                 type="http", url=f"http://127.0.0.1:{port['silent']}/"
             ),
-        }.items():
+        }
+        for name, spec in hanging.items():
             check = build_check("silent", spec)
             for timeout in (0.1, 0.5):
                 overshoots = []

@@ -46,8 +46,8 @@ def run_case(path: str, algorithm: str | None, with_events: bool, flows: int) ->
         topo, flow_batches(topo, flows=flows, seed=1), events=events, algorithm=algorithm
     )
     elapsed = time.perf_counter() - start
-    with_events = f", {len(events)} events" if events else ""
-    label = f"{topo.name} ({algorithm or 'as configured'}{with_events})"
+    suffix = f", {len(events)} events" if events else ""
+    label = f"{topo.name} ({algorithm or 'as configured'}{suffix})"
     walks = 1 + len(events)  # each event routes every flow once more
     print(
         f"{label:42s} {result.flows:>11,} flows  {result.flows / elapsed / 1e6:6.2f} M flows/s"

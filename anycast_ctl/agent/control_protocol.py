@@ -94,7 +94,7 @@ def refusal(peer: PeerCred, op: str | None) -> str:
     )
 
 
-def error_response(kind: ErrorKind, message: str) -> dict:
+def error_response(kind: ErrorKind, message: str) -> dict[str, object]:
     return {"ok": False, "error": message, "kind": kind.value}
 
 
@@ -205,6 +205,7 @@ def parse_request(raw: bytes, known_vips: Collection[str] | None) -> ControlRequ
         )
     if problems:
         raise UserError(problems)
+    assert op is not None  # a missing or unknown op is one of the problems
     return ControlRequest(op=op, vips=vips, reason=reason)
 
 

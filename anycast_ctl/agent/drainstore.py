@@ -124,7 +124,12 @@ class DrainState:
         return cls(node=node, vips=_frozen(vips))
 
 
-_FIELDS = {"by": str, "uid": int, "reason": str, "at": (int, float)}
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "by": str,
+    "uid": int,
+    "reason": str,
+    "at": (int, float),
+}
 
 
 def _record(raw: object, where: str, source: str, problems: list[Problem]) -> DrainRecord | None:

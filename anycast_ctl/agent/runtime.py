@@ -25,10 +25,11 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from anycast_ctl.agent import fsm
 from anycast_ctl.agent.checks.outcome import Outcome
-from anycast_ctl.agent.control import serve_control
+from anycast_ctl.agent.control import ControlServer, serve_control
 from anycast_ctl.agent.drainstore import DrainState, load_or_drain_all, save_drain_state
 from anycast_ctl.agent.exabgp import PeerState, RouteWriter, Shutdown
 from anycast_ctl.agent.health import CheckResult, Health
@@ -70,7 +71,7 @@ class AgentRuntime:
         self.next_due: dict[str, float] = {}
         self.stopping = asyncio.Event()
         self.exit_code = 0
-        self._control = None
+        self._control: ControlServer | None = None
         self._background: set[asyncio.Task] = set()  # held so the loop cannot drop them mid-run
         self._apply(config)
         self.drains = self._load_drains()
@@ -134,7 +135,7 @@ class AgentRuntime:
             (signal.SIGHUP, lambda: self._spawn(self.reload())),
         ):
             loop.add_signal_handler(sig, handler)
-        tasks = []
+        tasks: list[asyncio.Task[Any]] = []
         try:
             # The reader must run before the first command: every send waits for its ack.
             self.speaker.on_event = self._on_event
@@ -385,7 +386,7 @@ class AgentRuntime:
         for address in self.vips:
             record = self.drains.is_drained(address)
             drains[address] = record.as_dict() if record is not None else None
-        exabgp = {
+        exabgp: dict[str, object] = {
             "alive": self.speaker.alive,
             "last_line_at": self.speaker.last_line_at,
             "peers": dict(self.speaker.peers),

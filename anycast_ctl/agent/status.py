@@ -14,9 +14,9 @@ def status_payload(
     statuses: Mapping[str, VipStatus],
     results: Mapping[str, CheckResult],
     result_since: Mapping[str, float],
-    drains: Mapping[str, dict | None],
-    exabgp: dict,
-) -> dict:
+    drains: Mapping[str, dict[str, object] | None],
+    exabgp: dict[str, object],
+) -> dict[str, object]:
     vips = []
     for vip in config.vips:
         st = statuses[vip.address]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from anycast_ctl.cli.sim_predict_cmd import predict
 from anycast_ctl.errors import UserError
 
 EVENT_HELP = (
@@ -211,8 +212,6 @@ def compare_cmd(
     parameters = _parameters(count, seed, zipf, flows_file, same_seed)
     _write_outputs(results, as_json, csv_out, plot_dir, report.compare_table(results), parameters)
 
-
-from anycast_ctl.cli.sim_predict_cmd import predict  # noqa: E402 -- its own module (helper-9), registered here
 
 sim.add_command(predict)
 

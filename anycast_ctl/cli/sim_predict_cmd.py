@@ -26,6 +26,8 @@ from anycast_ctl.errors import Problem, UserError
 if TYPE_CHECKING:  # numpy is imported when a command runs, not for `--help`
     import numpy as np
 
+    from anycast_ctl.sim.linux import LinuxHashSettings
+
 WEIGHT_MAX = 256  # `ip route ... nexthop ... weight W` accepts 1..256
 STDIN = "-"
 STDIN_NAME = "<stdin>"
@@ -92,7 +94,13 @@ def parse_int(text: str) -> int:
         return int(cleaned, 10)  # "007"; raises ValueError for anything that is not a number
 
 
-def _settings(policy: str, fields: str, seed: str | None, local: bool, problems: list[Problem]):
+def _settings(
+    policy: str | None,
+    fields: str | None,
+    seed: str | None,
+    local: bool,
+    problems: list[Problem],
+) -> LinuxHashSettings | None:
     from anycast_ctl.sim.linux import ALL_MASK, LinuxHashSettings
 
     values = {}
@@ -322,7 +330,16 @@ def summary_table(choices: np.ndarray, hops: list[NextHop]) -> str:
     help="Print a JSON list of objects (the row's values and nexthop) instead of CSV.",
 )
 @click.option("--summary", is_flag=True, help="Also print flows per next hop to stderr.")
-def predict(nexthops, policy, fields, seed, local, flows_path, as_json, summary):
+def predict(
+    nexthops: tuple[str, ...],
+    policy: str | None,
+    fields: str | None,
+    seed: str | None,
+    local: bool,
+    flows_path: str | None,
+    as_json: bool,
+    summary: bool,
+) -> None:
     """Which next hop a Linux router picks for each flow, exactly as its kernel does.
 
     Prints the flows CSV with a `nexthop` column added. Errors name the CSV row as the
@@ -346,6 +363,7 @@ def predict(nexthops, policy, fields, seed, local, flows_path, as_json, summary)
         )
     if problems:
         raise UserError(problems)
+    assert flows_path is not None  # a missing --flows is one of the problems
     source, text = _read_text(flows_path)
     prediction = predict_text(text, source, [h.weight for h in hops], settings)
     (_emit_json if as_json else _emit_csv)(text, prediction, hops)

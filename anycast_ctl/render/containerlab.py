@@ -18,12 +18,13 @@ from pathlib import Path, PurePosixPath
 import jinja2
 import yaml
 
+from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.errors import EXIT_USAGE, UserError
 from anycast_ctl.render.exabgp import render_exabgp
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import haproxy_configs
-from anycast_ctl.render.hostnet import setup_commands, static_routes
+from anycast_ctl.render.hostnet import Route, setup_commands, static_routes
 from anycast_ctl.render.lb_layout import lb_paths
 from anycast_ctl.render.node import node_config_yaml, node_configs
 from anycast_ctl.render.plan import router_plans
@@ -126,10 +127,15 @@ def containerlab_files(topology: Topology, *, profile: str = "recommended") -> d
     return dict(sorted(files.items()))
 
 
-def _clab_yaml(topology: Topology, plan, routes, files: dict[str, str]) -> str:
-    nodes: dict[str, dict] = {}
+def _clab_yaml(
+    topology: Topology,
+    plan: AddressPlan,
+    routes: dict[str, tuple[Route, ...]],
+    files: dict[str, str],
+) -> str:
+    nodes: dict[str, dict[str, object]] = {}
     for name, kind in topology.kinds.items():
-        spec: dict = {"kind": "linux", "image": image_for(kind).reference}
+        spec: dict[str, object] = {"kind": "linux", "image": image_for(kind).reference}
         if kind == "router":
             spec["binds"] = [
                 f"{name}/frr.conf:/etc/frr/frr.conf",
@@ -137,9 +143,10 @@ def _clab_yaml(topology: Topology, plan, routes, files: dict[str, str]) -> str:
             ]
         elif kind == "lb" and f"{name}/start.sh" in files:
             spec["binds"] = [f"{name}:{CONF_DIR}:ro"]
-        spec["exec"] = setup_commands(topology, name, plan, routes)
+        commands = setup_commands(topology, name, plan, routes)
         if f"{name}/start.sh" in files:
-            spec["exec"].append(f"sh {CONF_DIR}/start.sh")
+            commands.append(f"sh {CONF_DIR}/start.sh")
+        spec["exec"] = commands
         nodes[name] = spec
     body = {"name": topology.name, "topology": {"nodes": nodes}}
     header = (
@@ -162,7 +169,7 @@ def _clab_yaml(topology: Topology, plan, routes, files: dict[str, str]) -> str:
     )
 
 
-def _readme(topology: Topology, plan) -> str:
+def _readme(topology: Topology, plan: AddressPlan) -> str:
     backends = []
     for be in topology.backends:
         names = [v.tls_name for v in topology.vips if be.name in v.backends]

@@ -100,7 +100,7 @@ def _run_line(agent_command: list[str], config_path: Path) -> str:
     return " ".join(words)
 
 
-def _neighbors(config: NodeConfig) -> list[dict]:
+def _neighbors(config: NodeConfig) -> list[dict[str, object]]:
     rendered = []
     for neighbor in config.bgp.neighbors:
         carried = [vip for vip in config.vips if neighbor in carriers(vip, config.bgp)]

@@ -114,7 +114,9 @@ def _client_routes(topology: Topology, plan: AddressPlan, client: str) -> list[R
     routes = []
     for version, default in ((4, "0.0.0.0/0"), (6, "::/0")):
         prefix = topology.client(client).prefix(version)
-        for route in _via(plan, client, [router], [default]) if prefix is not None else []:
+        if prefix is None:
+            continue
+        for route in _via(plan, client, [router], [default]):
             routes.append(Route(route.prefix, route.nexthops, str(prefix.network_address + 1)))
     return routes
 

@@ -70,13 +70,13 @@ def node_config(
 
 def node_config_data(
     topology: Topology, lb: str, *, run_dir: Path, profile: str, plan: AddressPlan
-) -> dict:
+) -> dict[str, object]:
     """The NodeConfig as plain data: exactly the fields the rendering decides."""
     node = topology.lb(lb)
     timing = check_profile(profile).agent
     paths = lb_paths(run_dir, lb)
     vips = [topology.vip(name) for name in node.vips]
-    checks: dict[str, dict] = {}
+    checks: dict[str, dict[str, object]] = {}
     checks_of: dict[str, list[str]] = {}  # VIP name -> its group's checks
     for group in proxy_groups(topology, lb):
         first = group.vips[0]
@@ -125,11 +125,12 @@ def node_config_data(
     }
 
 
-def _neighbor(session: BgpSession, family: int) -> dict:
+def _neighbor(session: BgpSession, family: int) -> dict[str, object]:
     # The LB is always the downstream side of its sessions; its peer is the router above.
     router, here = session.upstream.interface, session.downstream.interface
     address, local = (router.ipv4, here.ipv4) if family == 4 else (router.ipv6, here.ipv6)
-    out: dict = {
+    assert address is not None and local is not None  # IPv6 links exist once a VIP is IPv6
+    out: dict[str, object] = {
         "address": str(address.ip),
         "local_address": str(local.ip),
         "peer_as": session.upstream.asn,

@@ -75,6 +75,9 @@ def router_plans(topo: Topology) -> dict[str, RouterPlan]:
 def _neighbors(topo: Topology, me: str, session: BgpSession) -> list[Neighbor]:
     peer: Speaker = session.downstream if session.upstream.node == me else session.upstream
     is_lb = peer.kind == "lb"
+    assert session.md5_password is not None  # plan_routers refuses unkeyed sessions first
+    max_prefix = session.maximum_prefix if is_lb else ROUTER_PEER_MAX_PREFIX
+    assert max_prefix is not None  # the address plan sets it on every router-LB session
     out = []
     for family in (4, 6):
         address = peer.interface.ipv4 if family == 4 else peer.interface.ipv6
@@ -94,7 +97,7 @@ def _neighbors(topo: Topology, me: str, session: BgpSession) -> list[Neighbor]:
                 description=f"{peer.node} ({role})",
                 password=session.md5_password,
                 accept=accept,
-                max_prefix=session.maximum_prefix if is_lb else ROUTER_PEER_MAX_PREFIX,
+                max_prefix=max_prefix,
                 is_lb=is_lb,
             )
         )

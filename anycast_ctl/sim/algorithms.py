@@ -43,7 +43,7 @@ class Selector(ABC):
         """The selector once the next hops are `members` (stateless schemes just rebuild)."""
         return type(self)(members, weights, **self._params())
 
-    def _params(self) -> dict:
+    def _params(self) -> dict[str, object]:
         return {}
 
     def __repr__(self) -> str:
@@ -145,7 +145,7 @@ class ResilientSelector(Selector):
         start = np.full(buckets, -1, dtype=np.int64) if table is None else table
         self.table = self._settle(start)
 
-    def _params(self) -> dict:
+    def _params(self) -> dict[str, object]:
         return {"buckets": self.buckets}
 
     def _settle(self, table: np.ndarray) -> np.ndarray:
@@ -214,7 +214,7 @@ class MaglevSelector(Selector):
         self.table_size = table_size
         self.table = maglev_table(self.members, self.weights, table_size)
 
-    def _params(self) -> dict:
+    def _params(self) -> dict[str, object]:
         return {"table_size": self.table_size}
 
     def pick(self, hashes: np.ndarray) -> np.ndarray:
@@ -231,7 +231,7 @@ class LinuxSelector(Selector):
         self.settings = settings
         self._bounds = upper_bounds(self.weights)
 
-    def _params(self) -> dict:
+    def _params(self) -> dict[str, object]:
         return {"settings": self.settings}
 
     def pick(self, hashes: np.ndarray) -> np.ndarray:

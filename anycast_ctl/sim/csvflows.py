@@ -13,7 +13,7 @@ import csv
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO, TypeAlias
 
 import numpy as np
 
@@ -35,6 +35,8 @@ PROTOCOLS = {
     "udplite": 136,
 }
 MAX_PROBLEMS = 20
+# One parsed row: src and dst as integers, proto, sport, dport, bytes, its line number.
+Row: TypeAlias = tuple[int, int, int, int, int, float, int]
 _MASK64 = (1 << 64) - 1
 
 
@@ -85,7 +87,7 @@ def read_flows_csv(path: str | Path, stream: TextIO | None = None) -> CsvFlows:
         header = [h.strip().lower() for h in next(reader, [])]
         _check_header(source, header)
         col = {name: header.index(name) for name in REQUIRED + OPTIONAL if name in header}
-        rows: dict[int, list] = {4: [], 6: []}
+        rows: dict[int, list[Row]] = {4: [], 6: []}
         problems: list[Problem] = []
         try:
             for row in reader:
@@ -124,13 +126,21 @@ def _check_header(source: str, header: list[str]) -> None:
         raise UserError(list(dict.fromkeys(problems)))
 
 
-def _parse_row(source, line, row, col, width, problems):
+def _parse_row(
+    source: str,
+    line: int,
+    row: list[str],
+    col: dict[str, int],
+    width: int,
+    problems: list[Problem],
+) -> tuple[int, int, int, int, int, int, float, int] | None:
+    """(IP version, *Row) of a CSV row, or None after adding its problems."""
     where = f"row {line}"
     if len(row) != width:
         problems.append(Problem(source, where, f"{len(row)} fields, the header has {width}"))
         return None
     bad = len(problems)
-    values = {}
+    values: dict[str, Any] = {}  # the converters' results: addresses, ints, a float
     for name, convert, what in (
         ("src", lambda t: ipaddress.ip_address(t.strip()), "an IP address"),
         ("dst", lambda t: ipaddress.ip_address(t.strip()), "an IP address"),
@@ -176,7 +186,7 @@ def _bytes(text: str) -> float:
     return value
 
 
-def _part(rows: list[tuple], family: int, has_bytes: bool) -> CsvPart:
+def _part(rows: list[Row], family: int, has_bytes: bool) -> CsvPart:
     src = [r[0] for r in rows]
     dst = [r[1] for r in rows]
     if family == 4:

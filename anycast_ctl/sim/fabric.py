@@ -94,7 +94,7 @@ class Fabric:
 
 
 def _override(h: Hashing, default: Hashing, algorithm: str | None, same_seed: bool) -> Hashing:
-    update = {}
+    update: dict[str, object] = {}
     if algorithm is not None:
         update["algorithm"] = Algorithm(algorithm)
     if same_seed:

@@ -81,7 +81,15 @@ def generate(topo: Topology, count: int, seed: int = 1, zipf: float = 1.5) -> It
                 yield _batch(topo, pairs, pick[rows], sport[rows], sizes[rows], family, rng)
 
 
-def _batch(topo, pairs, pick, sport, sizes, family, rng) -> FlowBatch:
+def _batch(
+    topo: Topology,
+    pairs: list[tuple[int, int]],
+    pick: np.ndarray,
+    sport: np.ndarray,
+    sizes: np.ndarray,
+    family: int,
+    rng: np.random.Generator,
+) -> FlowBatch:
     n = len(pick)
     client = np.array([c for c, _ in pairs], dtype=np.int64)[pick]
     vip = np.array([v for _, v in pairs], dtype=np.int64)[pick]

@@ -155,7 +155,7 @@ def _prefix_states(key: int) -> SipState:
     return sip_compress(sip_init(key, key, 256), [first, 0, 0])
 
 
-def _bswap(a: np.ndarray, dtype) -> np.ndarray:
+def _bswap(a: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:
     return a.astype(dtype, copy=False).byteswap()
 
 
@@ -230,20 +230,16 @@ def _jhash_2words_zero(a: np.ndarray) -> np.ndarray:
     a = a + init
     b = np.full_like(a, init)
     c = np.full_like(a, init)
-    c ^= b
-    c -= _rol32(b, 14)  # noqa: E702 -- mirrors __jhash_final line by line
-    a ^= c
-    a -= _rol32(c, 11)  # noqa: E702
-    b ^= a
-    b -= _rol32(a, 25)  # noqa: E702
-    c ^= b
-    c -= _rol32(b, 16)  # noqa: E702
-    a ^= c
-    a -= _rol32(c, 4)  # noqa: E702
-    b ^= a
-    b -= _rol32(a, 14)  # noqa: E702
-    c ^= b
-    c -= _rol32(b, 24)  # noqa: E702
+    # One line per line of the kernel's __jhash_final, so the two read side by side.
+    # fmt: off
+    c ^= b; c -= _rol32(b, 14)  # noqa: E702 -- as __jhash_final writes it
+    a ^= c; a -= _rol32(c, 11)  # noqa: E702 -- as __jhash_final writes it
+    b ^= a; b -= _rol32(a, 25)  # noqa: E702 -- as __jhash_final writes it
+    c ^= b; c -= _rol32(b, 16)  # noqa: E702 -- as __jhash_final writes it
+    a ^= c; a -= _rol32(c, 4)  # noqa: E702 -- as __jhash_final writes it
+    b ^= a; b -= _rol32(a, 14)  # noqa: E702 -- as __jhash_final writes it
+    c ^= b; c -= _rol32(b, 24)  # noqa: E702 -- as __jhash_final writes it
+    # fmt: on
     return c
 
 

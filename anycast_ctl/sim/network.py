@@ -13,6 +13,7 @@ so ids mean the same node before and after.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 
@@ -21,9 +22,12 @@ from anycast_ctl.sim.fabric import Fabric
 from anycast_ctl.sim.flowarrays import FlowArrays
 from anycast_ctl.sim.flowhash import flow_hash32
 from anycast_ctl.sim.flows import FlowBatch
+from anycast_ctl.sim.linux import LinuxHashSettings
 from anycast_ctl.sim.linux import flow_hash as linux_flow_hash
 
 NO_PATH = -1
+# ("generic", seed) or ("linux", LinuxHashSettings): routers with equal keys hash alike.
+HashKey: TypeAlias = tuple[str, int | LinuxHashSettings]
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class Hop:
     """One router's ECMP set for one VIP."""
 
     selector: Selector
-    hash_key: tuple  # ("generic", seed) or ("linux", LinuxHashSettings)
+    hash_key: HashKey
     member_ids: np.ndarray  # node id of each selector member
 
 
@@ -81,15 +85,15 @@ class HashCache:
 
     def __init__(self, flows: FlowArrays):
         self.flows = flows
-        self._values: dict[tuple, np.ndarray] = {}
+        self._values: dict[HashKey, np.ndarray] = {}
 
-    def get(self, key: tuple) -> np.ndarray:
+    def get(self, key: HashKey) -> np.ndarray:
         if key not in self._values:
-            kind, param = key
+            _, param = key
             self._values[key] = (
-                flow_hash32(self.flows, param)
-                if kind == "generic"
-                else linux_flow_hash(self.flows, param)
+                linux_flow_hash(self.flows, param)
+                if isinstance(param, LinuxHashSettings)
+                else flow_hash32(self.flows, param)
             )
         return self._values[key]
 

@@ -12,15 +12,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # no display: plots are files
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-from anycast_ctl.sim.results import SimResult  # noqa: E402
+from anycast_ctl.sim.results import SimResult
 
 FORMATS = ("png", "svg")
 
 
-def _save(fig, out_dir: Path, stem: str) -> list[Path]:
+def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in FORMATS:

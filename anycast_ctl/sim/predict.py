@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.sim.fabric import Event, Fabric, apply, parse_event
 from anycast_ctl.sim.flowarrays import FlowArrays
@@ -22,7 +24,12 @@ from anycast_ctl.sim.flows import attach
 from anycast_ctl.sim.network import NO_PATH, Plan, route
 
 
-def _route(topo: Topology, flows: FlowArrays, nexthop_order, events):
+def _route(
+    topo: Topology,
+    flows: FlowArrays,
+    nexthop_order: dict[str, list[str]] | None,
+    events: Sequence[str | Event],
+) -> tuple[Plan, np.ndarray]:
     fabric = Fabric.from_topology(topo, nexthop_order=nexthop_order)
     plan = Plan(fabric)
     for event in events:

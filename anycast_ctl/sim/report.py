@@ -100,7 +100,7 @@ def compare_table(results: dict[str, SimResult]) -> str:
     return "\n".join(out)
 
 
-def to_json(results: dict[str, SimResult] | SimResult) -> dict:
+def to_json(results: dict[str, SimResult] | SimResult) -> dict[str, object]:
     if isinstance(results, SimResult):
         return results.to_dict()
     first = next(iter(results.values()))

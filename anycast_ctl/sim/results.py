@@ -14,6 +14,7 @@ length needs the memory of one chunk. `Tally.result()` turns them into `SimResul
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -95,11 +96,12 @@ class SimResult:
     def polarized(self) -> list[Polarization]:
         return [p for p in self.polarization if p.polarized]
 
-    def to_dict(self) -> dict:
-        return _rounded(asdict(self))
+    def to_dict(self) -> dict[str, object]:
+        rounded: dict[str, object] = _rounded(asdict(self))
+        return rounded
 
 
-def _rounded(value):
+def _rounded(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 6)
     if isinstance(value, dict):
@@ -165,18 +167,18 @@ class Tally:
         """Flows the event takes away from their path (or, for an added LB, gives to it)."""
         ids = plan.node_id
         if event.kind == "withdraw":
-            return hops[-1] == ids[event.target]
+            return np.asarray(hops[-1] == ids[event.target])
         if event.kind == "add":
-            return new_lb == ids[event.target]
+            return np.asarray(new_lb == ids[event.target])
         if event.kind == "router":
-            return (hops == ids[event.target]).any(axis=0)
+            return np.asarray((hops == ids[event.target]).any(axis=0))
         clients = [c.name for c in plan.fabric.topology.clients]
         client = next((x for x in event.ends if x in clients), None)
         if client is not None:  # a client's access link: all its flows
-            return batch.client == clients.index(client)
+            return np.asarray(batch.client == clients.index(client))
         a, b = (ids[x] for x in event.ends)
         pairs = ((hops[:-1] == a) & (hops[1:] == b)) | ((hops[:-1] == b) & (hops[1:] == a))
-        return pairs.any(axis=0)
+        return np.asarray(pairs.any(axis=0))
 
     # ------------------------------------------------------------ result
     def result(self) -> SimResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.errors import Problem, UserError
@@ -80,7 +81,7 @@ def simulate_variants(
     return {name: tally.result() for name, tally in tallies.items()}
 
 
-def _fabric(topo: Topology, **overrides) -> Fabric:
+def _fabric(topo: Topology, **overrides: Any) -> Fabric:
     try:
         return Fabric.from_topology(topo, **overrides)
     except ValueError as exc:

@@ -16,6 +16,7 @@ buffers to keep the inner loop free of allocations (this is what makes it fast).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def siphash24(key: bytes, data: bytes) -> int:
 
 # ---------------------------------------------------------------- vectorized
 
-Word = "np.ndarray | int"
+Word: TypeAlias = "np.ndarray | int"
 
 
 class SipState:
@@ -129,8 +130,9 @@ def _xor_word(lane: np.ndarray, word: Word) -> None:
     if isinstance(word, (int, np.integer)):
         if int(word) == 0:
             return
-        word = np.uint64(int(word) & MASK64)
-    np.bitwise_xor(lane, word, out=lane)
+        np.bitwise_xor(lane, np.uint64(int(word) & MASK64), out=lane)
+    else:
+        np.bitwise_xor(lane, word, out=lane)
 
 
 def sip_compress(s: SipState, words: Sequence[Word]) -> SipState:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from anycast_ctl.config.node import load_node_config
+from anycast_ctl.config.node import HaproxyCheck, TcpCheck, load_node_config
 from anycast_ctl.config.topology import load_topology
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import haproxy_configs
@@ -91,15 +91,21 @@ def test_haproxy_passes_tls_through_without_keys_or_proxy_protocol(topo) -> None
         assert "mode tcp" in lines and "daemon" not in lines
 
 
+def _first_group(pattern: str, text: str, flags: int = 0) -> str:
+    match = re.search(pattern, text, flags)
+    assert match is not None, pattern
+    return match.group(1)
+
+
 def _prefix_list_accepts(frr_conf: str, neighbor: str) -> set[str]:
     """Prefixes permitted, by exact match, on what `neighbor` announces to this router."""
-    route_map = re.search(
+    route_map = _first_group(
         rf"^\s+neighbor {re.escape(neighbor)} route-map (\S+) in$", frr_conf, re.M
-    ).group(1)
-    block = re.search(
+    )
+    block = _first_group(
         rf"^route-map {re.escape(route_map)} permit 10\n(.*?)^exit$", frr_conf, re.M | re.S
-    ).group(1)
-    prefix_list = re.search(r"match ipv?6? ?address prefix-list (\S+)", block).group(1)
+    )
+    prefix_list = _first_group(r"match ipv?6? ?address prefix-list (\S+)", block)
     permits = re.findall(
         rf"^ipv?6? ?prefix-list {re.escape(prefix_list)} seq \d+ permit (\S+)$", frr_conf, re.M
     )
@@ -158,11 +164,12 @@ def test_agent_checks_name_what_haproxy_defines(topo) -> None:
         (socket,) = re.findall(r"^\s*stats socket (\S+) ", text, re.M)
         binds = set(re.findall(r"^\s*bind (\S+) ", text, re.M))
         for name, check in configs[lb].checks.items():
-            if check.type == "haproxy":
+            if isinstance(check, HaproxyCheck):
                 assert {check.frontend, check.backend} <= proxies and str(check.socket) == socket, (
                     name
                 )
             else:
+                assert isinstance(check, TcpCheck), name  # the rendering writes only these two
                 host = f"[{check.host}]" if ":" in check.host else check.host
                 assert f"{host}:{check.port}" in binds, name
 

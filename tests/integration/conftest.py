@@ -5,7 +5,7 @@
         ...
 
     def test_two_labs(make_lab_tag):        # several tags, or your own prefix
-        a, b = make_lab_tag("acx-h7-"), make_lab_tag()
+        a, b = make_lab_tag("acx-fw-"), make_lab_tag()
 
 Teardown, whatever happened in the test: the daemons' logs are printed when the test failed
 (pytest shows them under "Captured stdout teardown"), then `cleanup(tag)`, then an assertion

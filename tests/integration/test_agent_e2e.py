@@ -1,4 +1,4 @@
-"""The agent end to end (issue 2): a real FRR router, real ExaBGP running our agent, real
+"""The agent end to end: a real FRR router, real ExaBGP running our agent, real
 HAProxy, each in its own namespace; every assertion is on the router's kernel FIB or its BGP
 tables. Runs on the default topology (r1 spreading the VIP over lb1..lb3); lb1 is the subject.
 """

@@ -2,7 +2,7 @@
 
 The API process is tests/integration/exabgp_api_helper.py: the agent's ExaBGP side (RouteWriter,
 Speaker, Lifeline) driven through a FIFO. Assertions are on the router's kernel FIB, polled with
-a deadline. Namespaces are named acx-h2-<pid>-{r,lb}; everything is removed by recorded pid.
+a deadline. Namespaces are named acx-ex-<pid>-{r,lb}; everything is removed by recorded pid.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from anycast_ctl.render.exabgp import render_exabgp
 HELPER = Path(__file__).with_name("exabgp_api_helper.py")
 EXABGP = Path(sys.executable).with_name("exabgp")
 PASSWORD = "s3cret;pw{x}"  # characters that would end an unquoted ExaBGP statement
-TAG = f"acx-h2-{os.getpid()}"
+TAG = f"acx-ex-{os.getpid()}"
 
 NODE_YAML = f"""\
 node: lbt
@@ -140,7 +141,7 @@ class Router:
 
 
 @pytest.fixture(scope="module")
-def router():
+def router() -> Iterator[Router]:
     r, lb = f"{TAG}-r", f"{TAG}-lb"
     workdir = Path(tempfile.mkdtemp(prefix=f"{TAG}-"))
     workdir.chmod(0o755)

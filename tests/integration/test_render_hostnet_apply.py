@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def _run(*argv: str) -> str:
 
 
 @pytest.fixture
-def namespaces():
+def namespaces() -> Iterator[list[str]]:
     made: list[str] = []
     try:
         yield made

@@ -1,14 +1,14 @@
 """`anycast-ctl sim predict`, run as the console script, against the running kernel (root only).
 
-A namespace ``acx-h9-*`` gets a default route over four weighted next hops (veths whose
+A namespace ``acx-sp-*`` gets a default route over four weighted next hops (veths whose
 peers stay in the namespace; no ``dummy`` module here), a hash seed and a policy. 1000
 random flows go through the CLI as CSV, and every row's ``nexthop`` must be the next hop
 ``ip route get ... iif`` answers for it (via ``ip -batch``). IPv4 ``ip route get`` answers
 like a forwarded packet; ``ip -6 route get`` like a locally generated one (see
 test_kernel_prediction.py), so IPv6 rows are predicted with ``--local``.
 
-The flow generator and the ``ip -batch`` reader are helper-1's, imported from
-test_kernel_prediction (this directory is on sys.path under pytest's rootdir imports).
+The flow generator and the ``ip -batch`` reader are imported from test_kernel_prediction
+(this directory is on sys.path under pytest's rootdir imports).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def router():
 
     Removed even on failure.
     """
-    ns = f"acx-h9-{uuid.uuid4().hex[:8]}"
+    ns = f"acx-sp-{uuid.uuid4().hex[:8]}"
     sh("ip", "netns", "add", ns)
     try:
         ip = ("ip", "-n", ns)

@@ -144,6 +144,7 @@ class Server:
         return self
 
     async def __aexit__(self, *exc) -> None:
+        assert self.server is not None  # set by __aenter__
         self.server.close()
         for writer, _ in self.connections:
             writer.transport.abort()  # a handler parked on a read sees EOF and ends

@@ -14,5 +14,6 @@ def run_cli(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
             main(list(args))
             code = 0
         except SystemExit as exc:
-            code = exc.code
+            # As the interpreter maps it: None is 0, a message is 1.
+            code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
         return code, out.getvalue().decode(), err.getvalue().decode()

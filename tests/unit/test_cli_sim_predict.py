@@ -55,7 +55,7 @@ def expected_hops(
     names = {"tcp": 6, "udp": 17, "icmp": 1, "gre": 47}
     out = []
     for src, dst, proto, sport, dport in rows:
-        number = names.get(proto.lower()) if proto.lower() in names else int(proto)
+        number = names[proto.lower()] if proto.lower() in names else int(proto)
         flow = (src, dst, number, int(sport), int(dport))
         out.append(hops[select_nexthop_scalar(flow, weights, settings)])
     return out

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from anycast_ctl.agent.control import request, serve_control
-from anycast_ctl.agent.control_protocol import MAX_REQUEST_BYTES
+from anycast_ctl.agent.control_protocol import MAX_REQUEST_BYTES, ControlRequest, PeerCred
 from anycast_ctl.errors import UserError
 
 KNOWN = {"192.0.2.10/32", "2001:db8::10/128"}
@@ -27,7 +27,7 @@ RAW_CLIENT = (
 
 class FakeHandler:
     def __init__(self, fail: bool = False):
-        self.calls = []
+        self.calls: list[tuple[ControlRequest, PeerCred]] = []
         self.fail = fail
 
     async def __call__(self, req, peer):
@@ -247,6 +247,7 @@ async def ask_as_nobody(path, payload) -> tuple[int, dict | None, str]:
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode is not None  # communicate() waits for the exit
     return proc.returncode, (json.loads(out) if out.strip() else None), err.decode()
 
 

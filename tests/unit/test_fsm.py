@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 
@@ -266,7 +267,7 @@ def test_resync_reannounces_exactly_what_is_announced_in_order() -> None:
     ],
     ids=lambda v: "+".join(h.value for h in v) or "none" if isinstance(v, list) else str(v),
 )
-def test_combine(results: list[Health], mode: str, expected: Health) -> None:
+def test_combine(results: list[Health], mode: Literal["all", "any"], expected: Health) -> None:
     assert combine(results, mode) is expected
 
 

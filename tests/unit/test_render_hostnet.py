@@ -45,6 +45,7 @@ def test_a_client_owns_its_prefix_and_sources_its_default_route_from_it() -> Non
     plan = topo.address_plan()
     (default,) = static_routes(topo)["c1"]
     assert default.prefix == "0.0.0.0/0" and default.nexthops == (_hop(plan, "c1", "r1"),)
+    assert default.source is not None
     assert ipaddress.ip_address(default.source) in ipaddress.ip_network("198.18.1.0/24")
     cmds = setup_commands(topo, "c1")
     assert cmds.index("ip route replace local 198.18.1.0/24 dev lo") < cmds.index(

@@ -48,9 +48,11 @@ def test_ipv6_vip_gets_an_ipv6_session_and_a_bracketed_bind() -> None:
     topo = topology()
     cfg = node_configs(topo, run_dir=RUN)["lb1"]
     plan = topo.address_plan()
+    router, lb = plan.interface("r1", "lb1"), plan.interface("lb1", "r1")
+    assert router.ipv6 is not None and lb.ipv6 is not None
     assert [(n.address, n.local_address) for n in cfg.bgp.neighbors] == [
-        (str(plan.interface("r1", "lb1").ipv4.ip), str(plan.interface("lb1", "r1").ipv4.ip)),
-        (str(plan.interface("r1", "lb1").ipv6.ip), str(plan.interface("lb1", "r1").ipv6.ip)),
+        (str(router.ipv4.ip), str(lb.ipv4.ip)),
+        (str(router.ipv6.ip), str(lb.ipv6.ip)),
     ]
     text = render_haproxy(topo, "lb1", run_dir=RUN)
     assert "bind [2001:db8:f::10]:8443 transparent" in text

@@ -32,7 +32,7 @@ def in_loop(test):
 class FakeExabgp:
     """ExaBGP's side of the pipe: records our lines and answers `done` to each."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.to_agent = asyncio.StreamReader()
         self.lines: list[str] = []
 

@@ -48,7 +48,10 @@ def days_left(not_after: datetime, now: float) -> float:
 
 def assess_expiry(not_after: datetime, now: float, min_days_valid: int) -> Outcome:
     days = days_left(not_after, now)
-    extra = {"days_left": round(days, 3), "not_after": not_after.isoformat()}
+    extra: dict[str, float | int | str] = {
+        "days_left": round(days, 3),
+        "not_after": not_after.isoformat(),
+    }
     if days < min_days_valid:
         return Outcome.soft(
             f"certificate expires in {days:.1f} days ({not_after:%Y-%m-%d}), "

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := frr haproxy iproute2 procps openssl
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: all setup venv sysdeps test unit integration demo bench clean
+.PHONY: all setup venv sysdeps lint test unit integration demo bench clean
 
 all: test
 
@@ -34,7 +34,13 @@ endif
 
 setup: venv sysdeps
 
-test: setup
+# Style, import boundaries and types; `make test` runs it first, so a finding fails CI.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup lint
 	$(BIN)/pytest -q -ra
 
 unit: venv

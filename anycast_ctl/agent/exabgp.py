@@ -19,14 +19,14 @@ from __future__ import annotations
 import ipaddress
 import re
 
-# What ExaBGP writes back lives in exabgp_events; re-exported: one adapter to import.
-from anycast_ctl.agent.exabgp_events import (  # noqa: F401
-    Ack,
-    Event,
-    PeerState,
-    Shutdown,
-    Unknown,
-    parse_line,
+# What ExaBGP writes back lives in exabgp_events; re-exported (`X as X`): one adapter to import.
+from anycast_ctl.agent.exabgp_events import (
+    Ack as Ack,
+    Event as Event,
+    PeerState as PeerState,
+    Shutdown as Shutdown,
+    Unknown as Unknown,
+    parse_line as parse_line,
 )
 from anycast_ctl.config.node import Bgp, Neighbor, NodeConfig, Vip
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from anycast_ctl.config.node import Timing
+from anycast_ctl.config.topology import Topology, Vip
 from anycast_ctl.errors import UserError
 
 Profile = Literal["recommended", "conservative"]
@@ -120,12 +121,12 @@ class ProxyGroup:
     backend: str
     port: int
     backends: tuple[str, ...]
-    vips: tuple  # config.topology.Vip, in the LB's order
+    vips: tuple[Vip, ...]  # in the LB's order
 
 
-def proxy_groups(topology, lb: str) -> list[ProxyGroup]:
+def proxy_groups(topology: Topology, lb: str) -> list[ProxyGroup]:
     """The LB's VIPs grouped by (port, family, backends), groups in order of first VIP."""
-    members: dict[tuple, list] = {}
+    members: dict[tuple[int, int, tuple[str, ...]], list[Vip]] = {}
     for name in topology.lb(lb).vips:
         vip = topology.vip(name)
         members.setdefault((vip.port, vip.version, tuple(vip.backends)), []).append(vip)

@@ -36,14 +36,18 @@ class PrefixRange:
 
 def host_ranges(prefixes: Iterable[str]) -> list[PrefixRange]:
     """Host routes (one family or both) -> the fewest ranges accepting exactly them, sorted."""
-    by_family: dict[int, list] = {4: [], 6: []}
+    v4: list[ipaddress.IPv4Network] = []
+    v6: list[ipaddress.IPv6Network] = []
     for prefix in prefixes:
         net = ipaddress.ip_network(prefix, strict=True)
         if net.prefixlen != net.max_prefixlen:
             raise ValueError(f"{prefix} is not a host route")
-        by_family[net.version].append(net)
-    return [
-        PrefixRange(str(block), block.max_prefixlen)
-        for version in (4, 6)
-        for block in ipaddress.collapse_addresses(by_family[version])
+        if isinstance(net, ipaddress.IPv4Network):
+            v4.append(net)
+        else:
+            v6.append(net)
+    blocks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
+        *ipaddress.collapse_addresses(v4),
+        *ipaddress.collapse_addresses(v6),
     ]
+    return [PrefixRange(str(block), block.max_prefixlen) for block in blocks]

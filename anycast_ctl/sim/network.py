@@ -22,8 +22,7 @@ from anycast_ctl.sim.fabric import Fabric
 from anycast_ctl.sim.flowarrays import FlowArrays
 from anycast_ctl.sim.flowhash import flow_hash32
 from anycast_ctl.sim.flows import FlowBatch
-from anycast_ctl.sim.linux import LinuxHashSettings
-from anycast_ctl.sim.linux import flow_hash as linux_flow_hash
+from anycast_ctl.sim.linux import LinuxHashSettings, flow_hash as linux_flow_hash
 
 NO_PATH = -1
 # ("generic", seed) or ("linux", LinuxHashSettings): routers with equal keys hash alike.

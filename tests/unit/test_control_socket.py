@@ -224,7 +224,7 @@ def test_client_says_when_no_agent_is_running(tmp_path):
 @pytest.fixture
 def shared_dir():
     """A directory another user can reach (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="acx-h4-"))
+    path = Path(tempfile.mkdtemp(prefix="acx-ctl-"))
     os.chmod(path, 0o755)
     try:
         yield path

@@ -226,4 +226,3 @@ async def test_a_missing_socket_is_retried_quietly(tmp_path):
         await asyncio.sleep(0.005)
     watch.cancel()
     haproxy.server.close()
-

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ RUN = Path("/run/t")
 
 
 def topology(n_web: int, *, api_backends=("be2",)) -> Topology:
-    web = [
+    web: list[dict[str, Any]] = [
         {
             "name": f"w{i}",
             "address": f"10.20.{i // 256}.{i % 256}",
@@ -29,7 +30,7 @@ def topology(n_web: int, *, api_backends=("be2",)) -> Topology:
         }
         for i in range(n_web)
     ]
-    other = [
+    other: list[dict[str, Any]] = [
         {"name": "api", "address": "192.0.2.50", "backends": list(api_backends)},
         {"name": "alt", "address": "192.0.2.51", "port": 8443, "backends": ["be1", "be2"]},
         {"name": "web6", "address": "2001:db8:f::10", "backends": ["be1", "be2"]},

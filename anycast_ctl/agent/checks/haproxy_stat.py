@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from anycast_ctl.agent.checks.outcome import Outcome, one_line
@@ -49,7 +50,7 @@ def split_responses(text: str) -> list[str]:
     return [block.strip("\n") for block in text.split("\n\n") if block.strip()]
 
 
-def _fields(lines: list[str]):
+def _fields(lines: list[str]) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of CSV lines; plain `split` unless a line has a quoted field.
 
     HAProxy quotes only fields that need it (a check description with a comma); a full dump

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from anycast_ctl.config.loading import validate
-from anycast_ctl.config.topology import Hashing, Topology, load_topology
+from anycast_ctl.config.topology import Algorithm, Hashing, Topology, load_topology
 from anycast_ctl.sim.advise import Advice, advise
 from anycast_ctl.sim.advise_fixes import hashing_fix, order_fix, signature
 from anycast_ctl.sim.advise_model import Finding
@@ -65,11 +65,19 @@ def kinds(advice: Advice, kind: str) -> list[Finding]:
         (Hashing(fields=0x37), Hashing(fields=0x07), False),
         (Hashing(policy=3), Hashing(policy=1), False),
         (Hashing(weights={"lb1": 2}), Hashing(), True),  # weights are capacity, not hashing
-        (Hashing(algorithm="maglev", policy=1), Hashing(algorithm="maglev", policy=3), True),
-        (Hashing(algorithm="maglev", table_size=251), Hashing(algorithm="maglev"), False),
         (
-            Hashing(algorithm="resilient", seed=1),
-            Hashing(algorithm="hash-threshold", seed=1),
+            Hashing(algorithm=Algorithm.MAGLEV, policy=1),
+            Hashing(algorithm=Algorithm.MAGLEV, policy=3),
+            True,
+        ),
+        (
+            Hashing(algorithm=Algorithm.MAGLEV, table_size=251),
+            Hashing(algorithm=Algorithm.MAGLEV),
+            False,
+        ),
+        (
+            Hashing(algorithm=Algorithm.RESILIENT, seed=1),
+            Hashing(algorithm=Algorithm.HASH_THRESHOLD, seed=1),
             False,
         ),
     ],

@@ -158,7 +158,11 @@ def nexthop_order_findings(runs: Runs) -> list[Finding]:
         text = "; ".join(
             f"list {r}'s links in the order {', '.join(o)}" for r, o in reordered.items()
         )
-        fix = Fix(text + " (the address plan numbers links in file order)", nexthop_order=reordered)
+        fix = Fix(
+            text + " (links are numbered in file order, and a router's kernel lists its next "
+            "hops in that order: `anycast-ctl lab status` shows it)",
+            nexthop_order=reordered,
+        )
         out.append(
             Finding(
                 "nexthop-order",

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := frr haproxy iproute2 procps openssl
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: all setup venv sysdeps lint test unit integration demo bench clean
+.PHONY: all setup venv sysdeps lint test unit integration demo bench images images-sysdeps clean
 
 all: test
 
@@ -52,6 +52,29 @@ demo: setup
 # QUICK=1: every bench and failover scenario once, fewer flows (a few minutes, not twenty-odd).
 bench: setup
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
+
+# Container images for the containerlab rendering (lab/default) and the podman deployment test:
+# anycast-ctl-{host,lb,router}:$(IMAGE_TAG), from a debootstrapped bookworm base (cached in
+# build/images/base.tar) and a wheelhouse; no container registry. Not part of `make test`
+# (minutes, not seconds); the deployment test uses the images when they exist.
+IMAGE_APT := podman runc debootstrap
+IMAGE_TAG ?= latest
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+export CONTAINERS_CONF := $(CURDIR)/images/containers.conf
+
+images-sysdeps:
+ifeq ($(IS_ROOT),yes)
+	@missing=""; for p in $(IMAGE_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+else
+	@echo "make images needs root (debootstrap, rootful podman)"; exit 2
+endif
+
+images: venv images-sysdeps
+	time images/build.sh build/images $(BIN)/pip $(IMAGE_TAG) $(DEBIAN_MIRROR)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -26,10 +26,10 @@ def main(quick: bool = False) -> None:
     if os.geteuid() != 0:
         print("bench_failover: skipped (needs root: network namespaces, FRR, HAProxy, ExaBGP)")
         return
-    from anycast_ctl.lab import report
-    from anycast_ctl.lab.baseline import Implementation
-    from anycast_ctl.lab.failover import Settings, run_experiments
-    from anycast_ctl.lab.scenarios import Scenario
+    from anycast_ctl.lab.experiments import failover_report as report
+    from anycast_ctl.lab.experiments.baseline import Implementation
+    from anycast_ctl.lab.experiments.failover import Settings, run_experiments
+    from anycast_ctl.lab.experiments.scenarios import Scenario
     from anycast_ctl.lab.topology_up import Lab
 
     runs = int(os.environ.get("BENCH_FAILOVER_RUNS", "1" if quick else "20"))

@@ -8,7 +8,9 @@ import sys
 import click
 
 from anycast_ctl import __version__
+from anycast_ctl.cli.lab_support import EXIT_FAILED
 from anycast_ctl.errors import EXIT_USAGE, UserError
+from anycast_ctl.lab.state import LabError
 
 # name -> (module, attribute) of every top-level command or group, in help order. Modules are
 # imported only when their command runs: `anycast-ctl drain` must not pay for numpy, pyroute2
@@ -47,7 +49,8 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: bad input of any kind ends with its problems on stderr and exit 2."""
+    """Entry point: bad input of any kind ends with its problems on stderr and exit 2; a lab
+    that could not do what it must (LabError) with its reason and exit 1."""
     try:
         # standalone_mode=False returns ctx.exit()'s code instead of exiting; keep it.
         code = cli.main(args=argv, prog_name="anycast-ctl", standalone_mode=False)
@@ -55,6 +58,9 @@ def main(argv: list[str] | None = None) -> None:
         for line in exc.lines():
             click.echo(f"error: {line}", err=True)
         sys.exit(EXIT_USAGE)
+    except LabError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

@@ -59,11 +59,11 @@ def demo(topology_file: str, out_dir: str, connections: int) -> None:
 def _run_lab(topology_file: str, out: Path, connections: int) -> None:
     import json
 
-    from anycast_ctl.cli.lab_cmd import LabFailed
     from anycast_ctl.cli.lab_format import traffic_text
-    from anycast_ctl.lab import report
-    from anycast_ctl.lab.failover import Settings, run_experiments
-    from anycast_ctl.lab.topology_up import Lab, LabUpError
+    from anycast_ctl.lab.experiments import failover_report as report
+    from anycast_ctl.lab.experiments.failover import Settings, run_experiments
+    from anycast_ctl.lab.state import LabError
+    from anycast_ctl.lab.topology_up import Lab
 
     def say(msg: str) -> None:
         click.echo(f"  {msg}")
@@ -73,10 +73,7 @@ def _run_lab(topology_file: str, out: Path, connections: int) -> None:
         f"Bring-up: {topology_file} as network namespaces"
         " (FRR, HAProxy, ExaBGP + agent, TLS backends)"
     )
-    try:
-        lab = Lab.up(topology_file, "demo", log=say)
-    except LabUpError as exc:
-        raise LabFailed(str(exc)) from None
+    lab = Lab.up(topology_file, "demo", log=say)
     try:
         click.echo(f"  converged in {lab.bringup_seconds:.1f}s")
         for router in lab.topology.routers:
@@ -115,4 +112,4 @@ def _run_lab(topology_file: str, out: Path, connections: int) -> None:
         click.echo(f"  removed everything the lab started{'' if not left else f'; LEFT: {left}'}")
         click.echo(f"  demo took {time.monotonic() - started:.0f}s")
     if left:
-        raise LabFailed(f"teardown left things behind: {left}")
+        raise LabError(f"teardown left things behind: {left}")

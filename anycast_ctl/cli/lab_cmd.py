@@ -7,7 +7,6 @@ Exit codes: 0 done; 2 bad input (topology, arguments, no such lab); 1 the lab fa
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,20 +14,13 @@ from pathlib import Path
 import click
 
 from anycast_ctl.cli import lab_format
-
-EXIT_FAILED = 1
-
-
-class LabFailed(click.ClickException):
-    exit_code = EXIT_FAILED
-
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.message}", err=True)
+from anycast_ctl.cli.lab_failover_cmd import failover
+from anycast_ctl.cli.lab_support import EXIT_FAILED, need_root
+from anycast_ctl.lab.state import LabError
 
 
-def _need_root() -> None:
-    if os.geteuid() != 0:
-        raise LabFailed("the lab needs root (network namespaces, FRR, HAProxy, ExaBGP); try sudo")
+def _say(msg: str) -> None:
+    click.echo(f"  {msg}", err=True)
 
 
 @click.group()
@@ -57,14 +49,10 @@ def lab() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON when up.")
 def up(topology: str, name: str | None, timeout: float, profile: str, as_json: bool) -> None:
     """Build TOPOLOGY and start every daemon; wait until every router has converged."""
-    from anycast_ctl.lab.topology_up import Lab, LabUpError
+    from anycast_ctl.lab.topology_up import Lab
 
-    _need_root()
-    say = lambda msg: click.echo(f"  {msg}", err=True)
-    try:
-        started = Lab.up(topology, name, timeout=timeout, profile=profile, log=say)
-    except LabUpError as exc:
-        raise LabFailed(str(exc)) from None
+    need_root()
+    started = Lab.up(topology, name, timeout=timeout, profile=profile, log=_say)
     status = started.status()
     if as_json:
         click.echo(
@@ -82,10 +70,10 @@ def up(topology: str, name: str | None, timeout: float, profile: str, as_json: b
 @click.argument("name", required=False)
 def down(name: str | None) -> None:
     """Stop and remove everything lab NAME created (the only running lab when NAME is omitted)."""
-    from anycast_ctl.lab.cleanup import cleanup, leftovers
+    from anycast_ctl.lab.net.cleanup import cleanup, leftovers
     from anycast_ctl.lab.topology_up import Lab, tag_for
 
-    _need_root()
+    need_root()
     if not name:
         name = Lab.attach().name
     tag = tag_for(name)
@@ -93,7 +81,7 @@ def down(name: str | None) -> None:
     click.echo(lab_format.cleanup_text(name, report))
     left = leftovers(tag)
     if left:
-        raise LabFailed(str(left))
+        raise LabError(str(left))
 
 
 @lab.command("status")
@@ -103,7 +91,7 @@ def status(name: str | None, as_json: bool) -> None:
     """Namespaces, daemons, BGP sessions and FIB next hops per router, agent state per LB node."""
     from anycast_ctl.lab.topology_up import Lab
 
-    _need_root()
+    need_root()
     info = Lab.attach(name).status()
     click.echo(json.dumps(info, indent=2) if as_json else lab_format.status_text(info))
     if not info["converged"]:
@@ -115,12 +103,14 @@ def status(name: str | None, as_json: bool) -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--name", help="The lab (default: the only running one).")
 def exec_(node: str, command: tuple[str, ...], name: str | None) -> None:
-    """Run COMMAND inside NODE's namespace: `anycast-ctl lab exec r1 -- vtysh -c 'show bgp summary'`."""
+    """Run COMMAND inside NODE's namespace.
+
+    Example: anycast-ctl lab exec r1 -- vtysh -c 'show bgp summary'
+    """
     from anycast_ctl.errors import UserError
-    from anycast_ctl.lab.state import LabError
     from anycast_ctl.lab.topology_up import Lab
 
-    _need_root()
+    need_root()
     running = Lab.attach(name)
     if node not in running.topology.kinds:
         raise UserError.single(
@@ -138,10 +128,7 @@ def exec_(node: str, command: tuple[str, ...], name: str | None) -> None:
             running.namespace(node),
             *argv[1:],
         ]  # FRR's vty sockets are per namespace
-    try:
-        result = running.exec(node, argv, timeout=None, capture=False)
-    except LabError as exc:
-        raise LabFailed(str(exc)) from None
+    result = running.exec(node, argv, timeout=None, capture=False)
     sys.exit(result.returncode)
 
 
@@ -176,18 +163,13 @@ def traffic(
     concurrency: int,
     as_json: bool,
 ) -> None:
-    """TLS connections from the clients; which LB carried each, against the simulator's prediction."""
-    from anycast_ctl.lab.state import LabError
+    """TLS connections from the clients; which LB carried each, vs the simulator's prediction."""
     from anycast_ctl.lab.topology_up import Lab
 
-    _need_root()
-    running = Lab.attach(name)
-    try:
-        result = running.traffic(
-            connections, first_port=first_port, sources=sources, concurrency=concurrency
-        )
-    except LabError as exc:
-        raise LabFailed(str(exc)) from None
+    need_root()
+    result = Lab.attach(name).traffic(
+        connections, first_port=first_port, sources=sources, concurrency=concurrency
+    )
     click.echo(
         json.dumps(result.to_json(), indent=2) if as_json else lab_format.traffic_text(result)
     )
@@ -229,7 +211,5 @@ def render(topology: str, fmt: str, out_dir: str, profile: str) -> None:
         f"wrote {len(written)} files under {Path(out_dir)} in {time.monotonic() - started:.2f}s"
     )
 
-
-from anycast_ctl.cli.lab_failover_cmd import failover  # noqa: E402  (helper-11's experiments)
 
 lab.add_command(failover)

@@ -7,17 +7,19 @@ Exit codes: 0 the experiments ran (the goals are reported, not enforced); 2 bad 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import click
 
+from anycast_ctl.cli.lab_support import need_root
+from anycast_ctl.config.topology import Topology
 from anycast_ctl.errors import UserError
-from anycast_ctl.lab.baseline import Implementation
-from anycast_ctl.lab.report import SCENARIO_ORDER
+from anycast_ctl.lab.experiments import failover_report
+from anycast_ctl.lab.experiments.baseline import Implementation
+from anycast_ctl.lab.experiments.failover_report import SCENARIO_ORDER
 
-# The names, not lab.scenarios itself: every `anycast-ctl` run (a `drain` too) imports this module.
+# The names only (pure modules): `anycast-ctl lab --help` need not import the experiments.
 ALL_SCENARIOS = list(SCENARIO_ORDER)
 BASELINES = [Implementation.EXABGP_FAST.value, Implementation.EXABGP_DEFAULT.value]
 
@@ -35,7 +37,7 @@ def parse_scenarios(values: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def pick_node(topology, node: str | None) -> str:
+def pick_node(topology: Topology, node: str | None) -> str:
     candidates = [lb.name for lb in topology.lbs if lb.vips]
     if node is None:
         if not candidates:
@@ -50,6 +52,10 @@ def pick_node(topology, node: str | None) -> str:
             f"{node!r} is not an LB node announcing a VIP ({', '.join(candidates)})",
         )
     return node
+
+
+def _say(msg: str) -> None:
+    click.echo(f"  {msg}", err=True)
 
 
 @click.command("failover")
@@ -74,7 +80,8 @@ def pick_node(topology, node: str | None) -> str:
 @click.option(
     "--baseline",
     is_flag=True,
-    help="Also run everything with ExaBGP's healthcheck (fastest and default settings) instead of the agent.",
+    help="Also run everything with ExaBGP's healthcheck (fastest and default settings) "
+    "instead of the agent.",
 )
 @click.option(
     "--rate",
@@ -93,36 +100,23 @@ def failover(
     """Kill/hang HAProxy, kill the agent or ExaBGP, drain/undrain, take the link down on one
     LB node; time until every router's FIB drops it (and takes it back), count failed
     connections, compare the flows that moved with the simulator's prediction."""
-    from anycast_ctl.cli.lab_cmd import LabFailed
-    from anycast_ctl.lab import report
-    from anycast_ctl.lab.failover import Settings, run_experiments
-    from anycast_ctl.lab.state import LabError
-    from anycast_ctl.lab.topology_up import Lab, LabUpError
+    from anycast_ctl.lab.experiments.failover import Settings, run_experiments
+    from anycast_ctl.lab.topology_up import Lab
 
     if name and topology_file:
         raise UserError.single(
             "<argument>", "NAME", "give either a running lab's NAME or --topology, not both"
         )
     scenarios = parse_scenarios(scenario_opts)
-    if os.geteuid() != 0:
-        raise LabFailed("the lab needs root (network namespaces, FRR, HAProxy, ExaBGP); try sudo")
+    need_root()
     implementations = [Implementation.ANYCAST.value] + (BASELINES if baseline else [])
-    say = lambda msg: click.echo(f"  {msg}", err=True)
     started = time.monotonic()
-    try:
-        if topology_file:
-            lab = Lab.up(topology_file, "failover", log=say)
-        else:
-            lab = Lab.attach(name)
-    except LabUpError as exc:
-        raise LabFailed(str(exc)) from None
+    lab = Lab.up(topology_file, "failover", log=_say) if topology_file else Lab.attach(name)
     lb = pick_node(lab.topology, node)
     try:
         measurements = run_experiments(
-            lab, implementations, scenarios, lb, Settings(runs=runs, rate=rate), say=say
+            lab, implementations, scenarios, lb, Settings(runs=runs, rate=rate), say=_say
         )
-    except (LabError, TimeoutError) as exc:
-        raise LabFailed(f"lab {lab.name}: {exc}") from None
     finally:
         if topology_file:
             lab.down()
@@ -136,15 +130,16 @@ def failover(
         "implementations": implementations,
         "seconds": round(time.monotonic() - started, 1),
     }
-    rows = report.summarize(measurements)
-    click.echo(report.format_table(rows))
+    rows = failover_report.summarize(measurements)
+    click.echo(failover_report.format_table(rows))
     click.echo()
     for impl in implementations:
-        click.echo(report.format_goals(report.goals(rows, impl), impl))
+        click.echo(failover_report.format_goals(failover_report.goals(rows, impl), impl))
     if json_file:
-        Path(json_file).write_text(json.dumps(report.to_json(measurements, meta), indent=2) + "\n")
+        report = failover_report.to_json(measurements, meta)
+        Path(json_file).write_text(json.dumps(report, indent=2) + "\n")
         click.echo(f"wrote {json_file}", err=True)
     if plot_file:
         title = f"lab failover: topology {lab.topology.name}, node {lb}, {runs} runs per scenario"
-        report.write_plot(measurements, plot_file, title=title)
+        failover_report.write_plot(measurements, plot_file, title=title)
         click.echo(f"wrote {plot_file}", err=True)

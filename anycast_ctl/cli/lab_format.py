@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from anycast_ctl.lab.cleanup import CleanupReport
-from anycast_ctl.lab.traffic import TrafficResult
+from anycast_ctl.lab.experiments.traffic import TrafficResult
+from anycast_ctl.lab.net.cleanup import CleanupReport
 
 MAX_LISTED = 20
 
@@ -11,7 +11,8 @@ MAX_LISTED = 20
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = [
-        "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
     ]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 

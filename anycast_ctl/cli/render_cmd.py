@@ -42,7 +42,7 @@ def render() -> None:
 def exabgp_cmd(config_path: str, out_dir: str, agent_command: str) -> None:
     """Write exabgp.conf and exabgp.env for the node config CONFIG into DIR."""
     from anycast_ctl.config.node import load_node_config
-    from anycast_ctl.render.exabgp import render_exabgp
+    from anycast_ctl.render.exabgp import agent_argv, render_exabgp
 
     config = load_node_config(config_path)
     try:
@@ -50,7 +50,8 @@ def exabgp_cmd(config_path: str, out_dir: str, agent_command: str) -> None:
     except ValueError as exc:
         raise UserError.single("<argument>", "--agent-command", f"cannot split: {exc}") from None
     # ExaBGP may run from any directory: give it the config's absolute path.
-    files = render_exabgp(config, Path(config_path).resolve(), command)
+    config_file = Path(config_path).resolve()
+    files = render_exabgp(config, config_file, agent_argv(command, config_file))
     out = Path(out_dir)
     for name, text in files.items():
         path = out / name

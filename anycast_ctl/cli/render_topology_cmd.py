@@ -87,7 +87,7 @@ def haproxy_cmd(topology_path: str, node: str, out_dir: str, run_dir: str, profi
 @_profile_opt
 def node_cmd(topology_path: str, node: str, out_dir: str, run_dir: str, profile: str) -> None:
     """Write the LB node's agent config (node.yaml)."""
-    from anycast_ctl.render.node import node_config, node_config_yaml
+    from anycast_ctl.render.node_config import node_config, node_config_yaml
 
     topology = load_topology(topology_path)
     config = node_config(topology, _lb(topology, node), run_dir=Path(run_dir), profile=profile)

@@ -1,12 +1,18 @@
-"""The lab: a topology run as a real network in Linux network namespaces.
+"""The lab: a topology run as a real network in Linux network namespaces (I/O shell).
 
-I/O shell only. One chokepoint per side effect:
-  netns.py   - the one place that talks netlink (pyroute2): namespaces, veths, addresses,
-               routes, sysctls, FIB dumps.
-  daemons.py - the one place that spawns processes; every child carries ANYCAST_CTL_LAB=<tag>.
-  state.py   - the lab's bookkeeping under /run/anycast-ctl/lab/<tag>/ (state.json).
-  cleanup.py - remove everything a tag owns, and prove nothing is left.
-  frr.py     - FRR (zebra + bgpd) per router namespace, and vtysh queries.
-  poll.py    - bounded polling for assertions (no bare sleeps).
+`topology_up.Lab` is the entry point and the one handle the layers receive (typed as
+`handle.LabHandle`). The layers, lowest first:
+  net/          namespaces, links, addresses, routes, sysctls (net/netns.py: the lab's only
+                netlink user), processes (net/daemons.py: the only place that spawns and
+                signals them), build, cleanup by tag, log tails;
+  nodes/        what runs on each node: the rendered file map written (nodes/files.py), the lab
+                CA, FRR, HAProxy + ExaBGP, the TLS backends;
+  observe/      BGP sessions and FIBs, what "converged" means (pure), `lab status`, FIB changes
+                over time;
+  experiments/  traffic against the simulator's prediction, steady load, failure scenarios,
+                the ExaBGP-healthcheck baseline, failover timing and its report;
+  programs/     the `python -m` children run inside namespaces (backend, traffic clients).
+bringup.py turns a topology into a running lab; state.py keeps the bookkeeping under
+/run/anycast-ctl/lab/<tag>/ (and defines LabError); poll.py bounds every wait.
 Everything a lab creates carries its tag: namespaces are named `<tag>-<node>`.
 """

@@ -64,7 +64,7 @@ def json_mismatch(expected: Any, actual: Any, path: str = "") -> str | None:
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
             return f"{where}: expected a list of {len(expected)}, got {actual!r}"
-        for i, (exp, act) in enumerate(zip(expected, actual)):
+        for i, (exp, act) in enumerate(zip(expected, actual, strict=True)):
             reason = json_mismatch(exp, act, f"{path}[{i}]")
             if reason:
                 return reason

@@ -5,39 +5,37 @@
     lab.traffic(300).agreement()                      # (300, 300)
     lab.down()
 
-Everything `up` creates carries the tag "acx-<name>": namespaces `<tag>-<node>`, the daemons'
-ANYCAST_CTL_LAB environment, files under /run/anycast-ctl/lab/<tag>/. When `up` fails at any
-step it removes all of it (cleanup by tag) before it raises.
+`Lab` is the lab's one handle (it implements lab/handle.py's `LabHandle`, which is what the
+observation and experiment layers receive). Bring-up is lab/bringup.py: the topology is
+rendered once into a file map, written, and then the network and daemons are started. When
+`up` fails at any step it removes everything the tag owns (cleanup by tag) before it raises.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import time
-from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from anycast_ctl.agent import control
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.errors import UserError
-from anycast_ctl.lab import build, daemons, netns, nodes, observe, pki, state
-from anycast_ctl.lab.cleanup import (
-    CleanupReport,
-    Leftovers,
-    cleanup,
-    lab_pids,
-    leftovers,
-    tag_namespaces,
-)
-from anycast_ctl.lab.daemons import CommandResult, Daemon
-from anycast_ctl.lab.diagnose import descendants, readable_tail
-from anycast_ctl.lab.expect import (
+from anycast_ctl.lab import bringup, state
+from anycast_ctl.lab.bringup import LAB_FILE, TAG_PREFIX, TOPOLOGY_FILE, LabUpError, Say
+from anycast_ctl.lab.experiments.traffic import TrafficResult, run_traffic
+from anycast_ctl.lab.net import daemons, netns
+from anycast_ctl.lab.net.cleanup import CleanupReport, Leftovers, cleanup, leftovers
+from anycast_ctl.lab.net.daemons import CommandResult, Daemon
+from anycast_ctl.lab.net.diagnose import descendants, readable_tail
+from anycast_ctl.lab.nodes import lb as lb_node
+from anycast_ctl.lab.nodes.common import lab_agent_api
+from anycast_ctl.lab.nodes.files import write_files
+from anycast_ctl.lab.observe import routers, status
+from anycast_ctl.lab.observe.expect import (
     RouterView,
     address_owners,
     expected_nexthops,
@@ -46,36 +44,13 @@ from anycast_ctl.lab.expect import (
 )
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.state import LabError
-from anycast_ctl.lab.traffic import Flow, TrafficResult, kernel_orders, predict, run_traffic
-from anycast_ctl.render.frr import render_frr
-from anycast_ctl.render.haproxy import render_haproxy
 from anycast_ctl.render.lb_layout import LbPaths, lb_paths
-from anycast_ctl.render.node import node_configs
-from anycast_ctl.render.plan import router_plans
+from anycast_ctl.render.node_files import ApiFor, NodeFiles, node_files
 
-TAG_PREFIX = "acx-"
-LAB_FILE = "lab.json"
-TOPOLOGY_FILE = "topology.yaml"
+__all__ = ["Lab", "LabUpError", "running_labs", "tag_for"]
 
-
-class LabUpError(LabError):
-    """`lab up` failed; everything it had created is already removed."""
-
-
-def tag_for(name: str) -> str:
-    return state.check_name(TAG_PREFIX + state.check_name(name, "name"), "tag")
-
-
-def running_labs() -> list[str]:
-    """Tags of labs started by `Lab.up` whose state is still there."""
-    return [t for t in state.all_tags() if (state.state_dir(t) / LAB_FILE).exists()]
-
-
-def _topology_text(topology: Topology | str | Path) -> tuple[Topology, str]:
-    if isinstance(topology, Topology):
-        data = topology.model_dump(mode="json", exclude_unset=True)
-        return topology, yaml.safe_dump(data, sort_keys=False)
-    return load_topology(topology), Path(topology).read_text()
+tag_for = bringup.tag_for
+running_labs = bringup.running_labs
 
 
 class Lab:
@@ -85,10 +60,10 @@ class Lab:
         name: str,
         topology: Topology,
         profile: str = "recommended",
-        api_command: nodes.ApiCommand | None = None,
+        api: ApiFor | None = None,
     ):
         self.tag, self.name, self.topology, self.profile = tag, name, topology, profile
-        self.api_command = api_command
+        self.api = api or lab_agent_api()  # ExaBGP's API process on every LB node
         self.bringup_seconds: float | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -101,28 +76,29 @@ class Lab:
         tag: str | None = None,
         profile: str = "recommended",
         timeout: float = 60.0,
-        api_command: nodes.ApiCommand | None = None,
-        log: Callable[[str], None] | None = None,
+        api: ApiFor | None = None,
+        log: Say | None = None,
     ) -> Lab:
-        topo, text = _topology_text(topology)
+        topo, text = bringup.topology_text(topology)
         name = name or (tag.removeprefix(TAG_PREFIX) if tag else topo.name)
-        lab = cls(tag or tag_for(name), name, topo, profile, api_command)
-        lab._prerender()  # every UserError in the topology surfaces before anything exists
-        lab._refuse_if_running()
+        lab = cls(tag or tag_for(name), name, topo, profile, api)
+        rendered = lab.render()  # every UserError in the topology surfaces before anything exists
+        bringup.refuse_if_running(lab.tag, lab.name)
         say = log or (lambda _msg: None)
         started = time.monotonic()
         try:
-            lab._start(text, say)
+            bringup.start(lab.tag, lab.name, topo, lab.plan, rendered, lab._meta(), text, say)
             say("waiting for BGP sessions and FIBs")
             lab.wait_converged(timeout, require_alive=True)
         except BaseException as exc:
             report = cleanup(lab.tag)
-            removed = f" (removed {len(report.namespaces)} namespaces, {len(report.terminated) + len(report.killed)} processes)"
+            procs = len(report.terminated) + len(report.killed)
+            removed = f" (removed {len(report.namespaces)} namespaces, {procs} processes)"
             if isinstance(exc, (LabError, TimeoutError, OSError, UserError)):
                 raise LabUpError(f"lab {name} did not come up: {exc}{removed}") from exc
             raise
         lab.bringup_seconds = time.monotonic() - started
-        lab._write_meta({"up_seconds": round(lab.bringup_seconds, 3)})
+        bringup.write_meta(lab.tag, {"up_seconds": round(lab.bringup_seconds, 3)})
         return lab
 
     @classmethod
@@ -153,6 +129,11 @@ class Lab:
 
     def leftovers(self) -> Leftovers:
         return leftovers(self.tag)
+
+    def render(self, api: ApiFor | None = None) -> NodeFiles:
+        """Every node's files as this lab writes them (pure), with `api` (default: the lab's)
+        as ExaBGP's API process."""
+        return bringup.render(self.topology, self.tag, self.profile, api or self.api)
 
     # ------------------------------------------------------------ names and paths
     @cached_property
@@ -218,13 +199,20 @@ class Lab:
         return None
 
     def start_haproxy(self, lb: str) -> Daemon:
-        return nodes.start_haproxy(self.tag, lb, self.namespace(lb))
+        return lb_node.start_haproxy(self.tag, lb, self.namespace(lb))
 
-    def start_exabgp(self, lb: str, api_command: nodes.ApiCommand | None = None) -> Daemon:
-        nodes.write_exabgp_configs(
-            self.tag, self.topology, lb, self.profile, api_command or self.api_command
+    def start_exabgp(self, lb: str, api: ApiFor | None = None) -> Daemon:
+        rendered = node_files(
+            self.topology,
+            lb,
+            run_dir=self.dir,
+            conf_dir=state.node_dir(self.tag, lb),
+            api=api or self.api,
+            profile=self.profile,
+            plan=self.plan,
         )
-        return nodes.start_exabgp(self.tag, lb, self.namespace(lb))
+        write_files(self.dir, rendered.files)
+        return lb_node.start_exabgp(self.tag, lb, self.namespace(lb))
 
     def exec(
         self, node: str, argv: list[str], *, timeout: float | None = 30.0, capture: bool = True
@@ -233,7 +221,7 @@ class Lab:
             self.tag, argv, netns=self.namespace(node), timeout=timeout, capture=capture
         )
 
-    def agent_request(self, lb: str, payload: dict, timeout: float = 5.0) -> dict:
+    def agent_request(self, lb: str, payload: dict[str, Any], timeout: float = 5.0) -> Any:
         return control.request(self.lb_paths(lb).control_socket, payload, timeout=timeout)
 
     # ------------------------------------------------------------ routers
@@ -245,7 +233,7 @@ class Lab:
         return netns.fib_routes(self.namespace(router), self.topology.vip(vip).address)
 
     def fib_nexthops(self, router: str, vip: str) -> list[str]:
-        names, _unknown = observe.fib_nexthops(
+        names, _unknown = routers.fib_nexthops(
             self.namespace(router), self.topology.vip(vip).address, self._owners
         )
         return names
@@ -255,11 +243,11 @@ class Lab:
 
     def bgp_sessions(self, router: str) -> dict[str, str]:
         peers = session_peers(self.topology)[router]
-        return observe.bgp_states(self.tag, router, self.namespace(router), peers)
+        return routers.bgp_states(self.tag, router, self.namespace(router), peers)
 
     def router_view(self, router: str) -> RouterView:
         peers = session_peers(self.topology)[router]
-        return observe.router_view(
+        return routers.router_view(
             self.tag, self.topology, router, self.namespace(router), self._owners, peers
         )
 
@@ -297,77 +285,20 @@ class Lab:
                 + self._log_tails(last[0])
             ) from None
 
-    def traffic(self, connections: int = 300, **options) -> TrafficResult:
+    def traffic(self, connections: int = 300, **options: Any) -> TrafficResult:
         return run_traffic(self, connections, **options)
 
-    def predict(self, flows: list[Flow]) -> list[str | None]:
-        """The simulator's LB per flow, each router holding its next hops as its kernel does now."""
-        return predict(self.topology, flows, kernel_orders(self))
-
-    def status(self) -> dict:
-        return observe.lab_status(self)
+    def status(self) -> dict[str, Any]:
+        return status.lab_status(self)
 
     # ------------------------------------------------------------ internals
-    def _prerender(self) -> None:
-        for plan in router_plans(self.topology).values():
-            render_frr(plan)
-        for lb in node_configs(self.topology, run_dir=self.dir, profile=self.profile):
-            render_haproxy(self.topology, lb, run_dir=self.dir, profile=self.profile)
-
-    def _refuse_if_running(self) -> None:
-        found = tag_namespaces(self.tag)
-        pids = lab_pids(self.tag)
-        if found or pids or (self.dir / LAB_FILE).exists():
-            what = (
-                ", ".join(found[:3]) + (" ..." if len(found) > 3 else "")
-                if found
-                else f"{len(pids)} processes"
-            )
-            raise LabUpError(
-                f"lab {self.name!r} (tag {self.tag}) is already running ({what or 'state in ' + str(self.dir)}); "
-                f"take it down first: anycast-ctl lab down {self.name}"
-            )
-
-    def _write_meta(self, extra: dict | None = None) -> None:
-        path = self.dir / LAB_FILE
-        meta = json.loads(path.read_text()) if path.exists() else {}
-        meta.update(
-            {
-                "name": self.name,
-                "tag": self.tag,
-                "topology": self.topology.name,
-                "profile": self.profile,
-            },
-            **(extra or {}),
-        )
-        path.write_text(json.dumps(meta, indent=2) + "\n")
-
-    def _start(self, topology_text: str, say: Callable[[str], None]) -> None:
-        topo, tag = self.topology, self.tag
-        with state.updating(tag):
-            pass  # creates the state dir (and state.json) before anything else exists
-        (self.dir / TOPOLOGY_FILE).write_text(topology_text)
-        self._write_meta(
-            {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-        )
-        say(f"building {len(topo.kinds)} namespaces and {len(topo.links)} links")
-        namespaces = build.build_network(tag, topo, self.plan)
-        say("making the lab CA and backend certificates")
-        issued = pki.write_pki(topo, self.name, self.dir / "pki", dt.datetime.now(dt.UTC))
-        say(f"starting {len(topo.backends)} TLS backends")
-        ports = {b.name: b.port for b in topo.backends}
-        for backend in topo.backends:
-            cert, key = issued.certs[backend.name]
-            listen = f"{self.plan.nodes[backend.name].loopback_v4.ip}:{ports[backend.name]}"
-            nodes.start_backend(tag, backend.name, namespaces[backend.name], listen, cert, key)
-        say(f"starting FRR on {len(topo.routers)} routers")
-        nodes.start_routers(tag, topo, namespaces)
-        say(f"starting HAProxy, ExaBGP and the agent on {len(topo.lbs)} LB nodes")
-        for lb in node_configs(topo, run_dir=self.dir, profile=self.profile):
-            nodes.write_lb_configs(tag, topo, lb, self.profile)
-            nodes.start_haproxy(tag, lb, namespaces[lb])
-            nodes.write_exabgp_configs(tag, topo, lb, self.profile, self.api_command)
-            nodes.start_exabgp(tag, lb, namespaces[lb])
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "tag": self.tag,
+            "topology": self.topology.name,
+            "profile": self.profile,
+        }
 
     def _check_daemons_alive(self) -> None:
         dead = [
@@ -387,9 +318,8 @@ class Lab:
             if node in mentioned:
                 for d in ds.values():
                     if d.log_path:
-                        out.append(
-                            f"\n--- {d.log_path} (last {lines} lines)\n{readable_tail(d.log_path, lines)}"
-                        )
+                        tail = readable_tail(d.log_path, lines)
+                        out.append(f"\n--- {d.log_path} (last {lines} lines)\n{tail}")
         return "".join(out)
 
 

@@ -1,9 +1,10 @@
 """Topology -> a containerlab lab: `<name>.clab.yml` plus every node's rendered configs.
 
 `containerlab_files` is pure (relative path -> text); `render_containerlab` writes them under
-`<out_dir>/<topology name>/`. The configs are the ones the namespace lab uses (frr.conf from
-`router_plans`, the agent's node.yaml, haproxy.cfg, ExaBGP's files), with paths inside the
-containers, so a containerlab run and a namespace run cannot disagree. Output is deterministic:
+`<out_dir>/<topology name>/`. The configs come from `node_files.topology_files`, the function
+the namespace lab writes its nodes from (frr.conf, the agent's node.yaml, haproxy.cfg, ExaBGP's
+files), with paths inside the containers, so a containerlab run and a namespace run cannot
+disagree. Output is deterministic:
 topology order throughout, no timestamps.
 
     python -m anycast_ctl.render.containerlab TOPOLOGY OUT_DIR
@@ -21,13 +22,9 @@ import yaml
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.errors import EXIT_USAGE, UserError
-from anycast_ctl.render.exabgp import render_exabgp
-from anycast_ctl.render.frr import render_frr
-from anycast_ctl.render.haproxy import haproxy_configs
 from anycast_ctl.render.hostnet import Route, setup_commands, static_routes
 from anycast_ctl.render.lb_layout import lb_paths
-from anycast_ctl.render.node import node_config_yaml, node_configs
-from anycast_ctl.render.plan import router_plans
+from anycast_ctl.render.node_files import NODE_YAML, agent_api, topology_files
 from anycast_ctl.render.templating import environment
 
 FRR_IMAGE = (
@@ -97,31 +94,32 @@ def containerlab_files(topology: Topology, *, profile: str = "recommended") -> d
     """Every file of the lab directory, relative path -> text (the same wherever it is written)."""
     plan = topology.address_plan()
     routes = static_routes(topology, plan)
-    files: dict[str, str] = {}
-    for name, router_plan in router_plans(topology).items():
-        files[f"{name}/frr.conf"] = render_frr(router_plan)
-        files[f"{name}/daemons"] = (
-            _env().get_template("frr-daemons.j2").render(node=name, topology=topology.name)
-        )
     run_dir = Path(str(RUN_DIR))
-    haproxy = haproxy_configs(topology, run_dir=run_dir, profile=profile)
-    for name, config in node_configs(topology, run_dir=run_dir, profile=profile).items():
-        files[f"{name}/node.yaml"] = node_config_yaml(config, topology_name=topology.name)
-        exabgp = render_exabgp(config, Path(str(CONF_DIR / "node.yaml")), [AGENT_PROGRAM])
-        files[f"{name}/exabgp.conf"] = exabgp["exabgp.conf"]
-        files[f"{name}/exabgp.env"] = exabgp["exabgp.env"]
-        files[f"{name}/haproxy.cfg"] = haproxy[name]
-        files[f"{name}/start.sh"] = (
-            _env()
-            .get_template("lb-start.sh.j2")
-            .render(
-                node=name,
-                topology=topology.name,
-                paths=lb_paths(run_dir, name),
-                conf_dir=CONF_DIR,
-                log_dir=LOG_DIR,
+    # Backends' certificate requests are not rendered: containers bring their own TLS server.
+    files = topology_files(
+        topology,
+        run_dir=run_dir,
+        conf_dir=lambda _node: CONF_DIR,
+        api=agent_api([AGENT_PROGRAM]),
+        profile=profile,
+    ).files
+    for name in topology.kinds:
+        if f"{name}/frr.conf" in files:
+            files[f"{name}/daemons"] = (
+                _env().get_template("frr-daemons.j2").render(node=name, topology=topology.name)
             )
-        )
+        if f"{name}/{NODE_YAML}" in files:
+            files[f"{name}/start.sh"] = (
+                _env()
+                .get_template("lb-start.sh.j2")
+                .render(
+                    node=name,
+                    topology=topology.name,
+                    paths=lb_paths(run_dir, name),
+                    conf_dir=CONF_DIR,
+                    log_dir=LOG_DIR,
+                )
+            )
     files[clab_file_name(topology)] = _clab_yaml(topology, plan, routes, files)
     files["README.md"] = _readme(topology, plan)
     return dict(sorted(files.items()))

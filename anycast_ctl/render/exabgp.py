@@ -17,7 +17,8 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import PurePath
 
 import jinja2
 
@@ -88,16 +89,20 @@ def exabgp_problems(config: NodeConfig) -> list[tuple[str, str]]:
     return problems
 
 
-def _run_line(agent_command: list[str], config_path: Path) -> str:
-    words = [*agent_command, "agent", "run", str(config_path)]
-    bad = [w for w in words if not _RUN_WORD.match(w)]
-    if bad or not agent_command:
+def agent_argv(program: Sequence[str], config_path: PurePath) -> list[str]:
+    """The API process line that runs our agent: `PROGRAM... agent run CONFIG`."""
+    return [*program, "agent", "run", str(config_path)]
+
+
+def _run_line(api_argv: Sequence[str]) -> str:
+    bad = [w for w in api_argv if not _RUN_WORD.match(w)]
+    if bad or not api_argv:
         raise UserError.single(
             "<argument>",
-            "agent-command",
-            f"ExaBGP cannot run words with spaces or special characters: {bad or words}",
+            "api-command",
+            f"ExaBGP cannot run words with spaces or special characters: {bad or list(api_argv)}",
         )
-    return " ".join(words)
+    return " ".join(api_argv)
 
 
 def _neighbors(config: NodeConfig) -> list[dict[str, object]]:
@@ -121,11 +126,13 @@ def _neighbors(config: NodeConfig) -> list[dict[str, object]]:
 
 
 def render_exabgp(
-    config: NodeConfig, config_path: Path, agent_command: list[str]
+    config: NodeConfig, config_path: PurePath, api_argv: Sequence[str]
 ) -> dict[str, str]:
     """{'exabgp.conf': ..., 'exabgp.env': ...} for this node.
 
-    ExaBGP runs `AGENT agent run CONFIG`.
+    ExaBGP runs `api_argv` as its API process (our agent: `agent_argv(program, config_path)`;
+    the lab's baseline: ExaBGP's healthcheck). Each word must be plain: ExaBGP splits `run`
+    on whitespace.
     """
     problems = exabgp_problems(config)
     if problems:
@@ -137,7 +144,7 @@ def render_exabgp(
             node=config.node,
             config_path=config_path,
             process=PROCESS_NAME,
-            run=_run_line(agent_command, config_path),
+            run=_run_line(api_argv),
             router_id=config.bgp.router_id,
             local_as=config.bgp.local_as,
             neighbors=_neighbors(config),

@@ -16,13 +16,13 @@ from anycast_ctl.agent.exabgp import DIALECTS, RouteWriter
 from anycast_ctl.cli import cli
 from anycast_ctl.config.node import NodeConfig, load_node_config
 from anycast_ctl.errors import UserError
-from anycast_ctl.render.exabgp import render_exabgp
+from anycast_ctl.render.exabgp import agent_argv, render_exabgp
 
 HERE = Path(__file__).parent / "exabgp"
 NODE = HERE / "node.yaml"
 # Fixed paths, so the goldens do not depend on where the checkout lives.
 CONFIG_PATH = Path("/etc/anycast-ctl/lb1.yaml")
-AGENT = ["/usr/local/bin/anycast-ctl"]
+AGENT = agent_argv(["/usr/local/bin/anycast-ctl"], CONFIG_PATH)
 
 
 def check_golden(name: str, text: str) -> None:
@@ -92,10 +92,13 @@ def test_a_vip_no_neighbor_can_carry_is_a_user_error_naming_the_field():
     ]
 
 
-@pytest.mark.parametrize("command", [["/opt/my tools/anycast-ctl"], ["anycast-ctl;", "x"], []])
-def test_agent_commands_exabgp_cannot_run_are_refused(command):
-    with pytest.raises(UserError, match="agent-command"):
-        render_exabgp(load_node_config(NODE), CONFIG_PATH, command)
+@pytest.mark.parametrize(
+    "argv",
+    [agent_argv(["/opt/my tools/anycast-ctl"], CONFIG_PATH), ["anycast-ctl;", "x"], []],
+)
+def test_api_commands_exabgp_cannot_run_are_refused(argv):
+    with pytest.raises(UserError, match="api-command"):
+        render_exabgp(load_node_config(NODE), CONFIG_PATH, argv)
 
 
 def test_cli_writes_both_files_and_says_so(tmp_path):

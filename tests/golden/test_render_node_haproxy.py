@@ -19,7 +19,7 @@ from anycast_ctl.config.node import HaproxyCheck, TcpCheck, load_node_config
 from anycast_ctl.config.topology import load_topology
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import haproxy_configs
-from anycast_ctl.render.node import node_config_yaml, node_configs
+from anycast_ctl.render.node_config import node_config_yaml, node_configs
 from anycast_ctl.render.plan import router_plans
 
 REPO = Path(__file__).resolve().parents[2]

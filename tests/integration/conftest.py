@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from anycast_ctl.lab import state
-from anycast_ctl.lab.cleanup import cleanup, leftovers
-from anycast_ctl.lab.daemons import log_tail
-from anycast_ctl.lab.netns import list_namespaces
+from anycast_ctl.lab.net.cleanup import cleanup, leftovers
+from anycast_ctl.lab.net.daemons import log_tail
+from anycast_ctl.lab.net.netns import list_namespaces
 
 _serial = itertools.count()
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from anycast_ctl.lab import daemons, frr, netns
+from anycast_ctl.lab.net import daemons, netns
+from anycast_ctl.lab.nodes import frr
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.topology_up import Lab
 

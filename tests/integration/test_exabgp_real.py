@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from anycast_ctl.config.node import load_node_config
-from anycast_ctl.render.exabgp import render_exabgp
+from anycast_ctl.render.exabgp import agent_argv, render_exabgp
 
 HELPER = Path(__file__).with_name("exabgp_api_helper.py")
 EXABGP = Path(sys.executable).with_name("exabgp")
@@ -244,7 +244,11 @@ def node(router, tmp_path):
     config_path = tmp_path / "node.yaml"
     config_path.write_text(NODE_YAML)
     os.mkfifo(tmp_path / "node.cmd")
-    files = render_exabgp(load_node_config(config_path), config_path, [sys.executable, str(HELPER)])
+    files = render_exabgp(
+        load_node_config(config_path),
+        config_path,
+        agent_argv([sys.executable, str(HELPER)], config_path),
+    )
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     log = (tmp_path / "exabgp.log").open("w")
@@ -360,7 +364,11 @@ def test_a_hung_agent_withdraws_every_vip(node, router):
 def test_rendered_config_is_accepted_by_exabgp(tmp_path):
     config_path = tmp_path / "node.yaml"
     config_path.write_text(NODE_YAML)
-    files = render_exabgp(load_node_config(config_path), config_path, [sys.executable, str(HELPER)])
+    files = render_exabgp(
+        load_node_config(config_path),
+        config_path,
+        agent_argv([sys.executable, str(HELPER)], config_path),
+    )
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     result = subprocess.run(

@@ -18,10 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from anycast_ctl.lab import daemons, frr, netns, nodes, state
-from anycast_ctl.lab.cleanup import cleanup, leftovers
+from anycast_ctl.lab import state
+from anycast_ctl.lab.net import daemons, netns
+from anycast_ctl.lab.net.cleanup import cleanup, leftovers
+from anycast_ctl.lab.nodes import frr
+from anycast_ctl.lab.nodes import lb as lb_node
 from anycast_ctl.lab.poll import json_mismatch, wait_for
 from anycast_ctl.lab.topology_up import Lab, LabUpError
+from anycast_ctl.render.node_files import ApiProcess
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -56,10 +60,13 @@ def _assert_every_router_converged(lab: Lab) -> None:
         for vip in lab.topology.vips:
             want = lab.expected_nexthops(router.name, vip.name)
             assert want, f"{vip.name} has announcers reachable from {router.name}"
+
+            def in_fib(r: str = router.name, v: str = vip.name, w: set[str] = want) -> list[str]:
+                hops = lab.fib_nexthops(r, v)
+                return hops if set(hops) == w else []
+
             got = wait_for(
-                lambda r=router.name, v=vip.name, w=want: (
-                    set(lab.fib_nexthops(r, v)) == w and lab.fib_nexthops(r, v)
-                ),
+                in_fib,
                 15,
                 what=f"{router.name} FIB for {vip.name}",
             )
@@ -159,7 +166,7 @@ def test_rogue_announcement_is_refused_by_every_router(lab_tag, tmp_path):
     rogue = _script(tmp_path, "rogue_api.py", ROGUE_API)
     lab = Lab.up(TWO_ROUTERS, tag=lab_tag, timeout=UP_TIMEOUT)
     daemons.stop(lab.daemon("lb1", "exabgp"))
-    lab.start_exabgp("lb1", api_command=lambda lb, node_yaml: rogue)
+    lab.start_exabgp("lb1", api=lambda lb, conf_dir: ApiProcess(tuple(rogue)))
 
     for router in ("r1", "r2"):
         lb1 = str(lab.plan.interface("lb1", router).ipv4.ip)
@@ -240,13 +247,13 @@ def test_failed_up_removes_everything_it_created(lab_tag, monkeypatch, tmp_path)
     # An LB's API process that announces nothing: BGP comes up, the VIP never reaches a FIB.
     silent = _script(tmp_path, "silent_api.py", "import sys\nfor _ in sys.stdin:\n    pass\n")
     with pytest.raises(LabUpError) as failed:
-        Lab.up(DEFAULT, tag=lab_tag, timeout=4, api_command=lambda lb, node_yaml: silent)
+        Lab.up(DEFAULT, tag=lab_tag, timeout=4, api=lambda lb, conf_dir: ApiProcess(tuple(silent)))
     message = str(failed.value)
     assert "not converged" in message and "web (192.0.2.10/32) via nothing" in message
     assert "bgpd.log" in message  # the relevant daemon's log tail is quoted
     assert not leftovers(lab_tag), str(leftovers(lab_tag))
 
-    monkeypatch.setattr(nodes, "HAPROXY", "/bin/false")  # a daemon that dies at start
+    monkeypatch.setattr(lb_node, "HAPROXY", "/bin/false")  # a daemon that dies at start
     with pytest.raises(LabUpError, match=r"haproxy.* exited"):
         Lab.up(DEFAULT, tag=lab_tag, timeout=UP_TIMEOUT)
     assert not leftovers(lab_tag), str(leftovers(lab_tag))
@@ -255,7 +262,10 @@ def test_failed_up_removes_everything_it_created(lab_tag, monkeypatch, tmp_path)
 def test_cleanup_after_a_bringup_that_died_midway_leaves_nothing(lab_tag):
     """The process bringing the lab up is SIGKILLed once daemons run: no finally, no cleanup of
     its own. Cleanup by tag, as the test fixture does after any failed test, still finds all."""
-    code = f"from anycast_ctl.lab.topology_up import Lab; Lab.up({str(DEFAULT)!r}, tag={lab_tag!r}, timeout=60)"
+    code = (
+        "from anycast_ctl.lab.topology_up import Lab; "
+        f"Lab.up({str(DEFAULT)!r}, tag={lab_tag!r}, timeout=60)"
+    )
     child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, start_new_session=True)
     try:
         wait_for(

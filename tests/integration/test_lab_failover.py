@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from anycast_ctl.lab.baseline import Implementation, api_command
-from anycast_ctl.lab.failover import FibSet, Runner, Settings
-from anycast_ctl.lab.scenarios import Scenario, deploy
+from anycast_ctl.lab.experiments.baseline import Implementation, api_for
+from anycast_ctl.lab.experiments.failover import Runner, Settings
+from anycast_ctl.lab.experiments.scenarios import Scenario, deploy
+from anycast_ctl.lab.observe.fibset import FibSet
 
 pytestmark = pytest.mark.root
 DEFAULT = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
@@ -25,8 +26,8 @@ def run_once(
     from anycast_ctl.config.topology import load_topology
     from anycast_ctl.lab.topology_up import Lab
 
-    api = api_command(implementation, load_topology(DEFAULT))
-    lab = Lab.up(DEFAULT, tag=lab_tag, timeout=60, api_command=api)
+    api = api_for(implementation, load_topology(DEFAULT))
+    lab = Lab.up(DEFAULT, tag=lab_tag, timeout=60, api=api)
     try:
         dep = deploy(lab, implementation)  # already running it: nothing restarted
         runner = Runner(lab, Settings(runs=1, rate=20, probe_flows=60, **settings))

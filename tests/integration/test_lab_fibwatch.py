@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from anycast_ctl.lab import daemons, netns
-from anycast_ctl.lab.fibwatch import FibWatcher, with_any, without
+from anycast_ctl.lab.net import daemons, netns
+from anycast_ctl.lab.observe.fibwatch import FibWatcher, with_any, without
 
 pytestmark = pytest.mark.root
 

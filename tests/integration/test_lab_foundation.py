@@ -17,11 +17,14 @@ from pathlib import Path
 import pytest
 
 from anycast_ctl.errors import UserError
-from anycast_ctl.lab import daemons, netns, state
-from anycast_ctl.lab.cleanup import cleanup, leftovers
-from anycast_ctl.lab.frr import start_frr, vtysh_json
+from anycast_ctl.lab import state
+from anycast_ctl.lab.net import daemons, netns
+from anycast_ctl.lab.net.cleanup import cleanup, leftovers
+from anycast_ctl.lab.nodes.files import write_files
+from anycast_ctl.lab.nodes.frr import start_frr, vtysh_json
 from anycast_ctl.lab.poll import json_mismatch, wait_for
 from anycast_ctl.render.frr import Neighbor, RouterPlan, render_frr
+from anycast_ctl.render.node_files import frr_files
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +41,16 @@ def _link(tag: str, a: str, b: str, index: int) -> tuple[str, str]:
     netns.set_link_up(ns_a, f"eth-{b}")
     netns.set_link_up(ns_b, f"eth-{a}")
     return addr_a, addr_b
+
+
+def _start_frr(tag: str, node: str, config_text: str) -> None:
+    """Write the node's FRR files as the lab does, then start zebra and bgpd on them."""
+    write_files(
+        state.state_dir(tag),
+        frr_files(node, config_text, per_daemon=True),
+        frr_nodes=frozenset({node}),
+    )
+    start_frr(tag, node)
 
 
 def test_namespaces_veths_addresses_routes_and_sysctls(lab_tag) -> None:
@@ -84,7 +97,7 @@ def _tcp_ext(pid: int) -> dict[str, int]:
     """TcpExt counters of the network namespace `pid` lives in."""
     lines = [ln.split() for ln in Path(f"/proc/{pid}/net/netstat").read_text().splitlines()]
     names, values = [ln for ln in lines if ln[0] == "TcpExt:"]
-    return dict(zip(names[1:], map(int, values[1:])))
+    return dict(zip(names[1:], map(int, values[1:]), strict=True))
 
 
 def test_frr_router_learns_vip_from_md5_peers_as_ecmp_and_refuses_rogue_and_wrong_key(
@@ -119,7 +132,7 @@ def test_frr_router_learns_vip_from_md5_peers_as_ecmp_and_refuses_rogue_and_wron
             for lb in peers
         ),
     )
-    start_frr(tag, "r1", render_frr(r1))
+    _start_frr(tag, "r1", render_frr(r1))
     for lb in peers:
         own = RouterPlan(
             name=lb,
@@ -137,7 +150,7 @@ def test_frr_router_learns_vip_from_md5_peers_as_ecmp_and_refuses_rogue_and_wron
                 ),
             ),
         )
-        start_frr(tag, lb, render_frr(own))
+        _start_frr(tag, lb, render_frr(own))
 
     # Both good peers establish and the VIP is ECMP over them in r1's kernel FIB.
     expect = {
@@ -149,11 +162,12 @@ def test_frr_router_learns_vip_from_md5_peers_as_ecmp_and_refuses_rogue_and_wron
         what="sessions r1<->lba, r1<->lbb Established",
     )
 
-    def two_hops() -> list | None:
+    def two_hops() -> list[netns.NextHop] | None:
         hops = netns.fib_routes(f"{tag}-r1", VIP)
         return hops if len(hops) == 2 else None
 
     hops = wait_for(two_hops, 10, what=f"{VIP} ECMP over lba and lbb")
+    assert hops is not None
     assert sorted((h["gateway"], h["ifname"]) for h in hops) == [
         (peers["lba"][1], "eth-lba"),
         (peers["lbb"][1], "eth-lbb"),
@@ -243,13 +257,15 @@ def test_lab_tag_fixture_cleans_up_after_a_test_that_dies_midway(tmp_path) -> No
         textwrap.dedent("""
         import os
         from pathlib import Path
-        from anycast_ctl.lab import daemons, netns, state
+        from anycast_ctl.lab.net import daemons, netns
+        from anycast_ctl.lab import state
 
         def test_dies_midway(make_lab_tag):
             tag = make_lab_tag("acx-h7-in")
             ns = netns.create_namespace(tag, "r1").name
             sleeper = daemons.spawn(tag, "r1", ["sleep", "600"], netns=ns)
-            Path(os.environ["ACX_INNER_OUT"]).write_text(f"{tag} {sleeper.pid} {sleeper.start_time}")
+            out = Path(os.environ["ACX_INNER_OUT"])
+            out.write_text(f"{tag} {sleeper.pid} {sleeper.start_time}")
             raise RuntimeError("boom midway")
     """)
     )

@@ -6,8 +6,8 @@ from click.testing import CliRunner
 
 from anycast_ctl.cli import cli
 from anycast_ctl.cli.lab_format import cleanup_text, status_text, traffic_text
-from anycast_ctl.lab.cleanup import CleanupReport
-from anycast_ctl.lab.traffic import FlowResult, TrafficResult
+from anycast_ctl.lab.experiments.traffic import FlowResult, TrafficResult
+from anycast_ctl.lab.net.cleanup import CleanupReport
 
 
 def test_lab_render_writes_the_containerlab_lab(tmp_path):

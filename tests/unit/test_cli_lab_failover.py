@@ -15,7 +15,7 @@ DEFAULT = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
 
 
 def test_the_cli_knows_exactly_the_scenarios_the_lab_runs():
-    from anycast_ctl.lab.scenarios import Scenario
+    from anycast_ctl.lab.experiments.scenarios import Scenario
 
     assert [s.value for s in Scenario] == ALL_SCENARIOS
 
@@ -42,7 +42,7 @@ def test_node_defaults_to_the_first_lb_and_must_be_an_lb():
         pick_node(topo, "r1")
 
 
-def run(argv: list[str], capsys) -> tuple[int, str]:
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[object, str]:
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     return exit_info.value.code, capsys.readouterr().err

@@ -14,7 +14,7 @@ from anycast_ctl.config.topology import load_topology
 from anycast_ctl.errors import UserError
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import render_haproxy
-from anycast_ctl.render.node import node_config
+from anycast_ctl.render.node_config import node_config
 from anycast_ctl.render.plan import router_plans
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "two-routers.yaml"

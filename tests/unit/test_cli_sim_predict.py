@@ -11,7 +11,7 @@ import pytest
 from cli_support import run_cli
 
 from anycast_ctl.cli import sim_predict_cmd
-from anycast_ctl.cli.sim_predict_cmd import parse_nexthop
+from anycast_ctl.sim.router_predict import parse_nexthop
 from anycast_ctl.sim.linux import LinuxHashSettings, select_nexthop_scalar
 
 HEADER = "src,dst,proto,sport,dport"

@@ -1,4 +1,4 @@
-"""lab/baseline.py: the ExaBGP healthcheck's config file and process line (no root)."""
+"""lab/experiments/baseline.py: the ExaBGP healthcheck's config file and process line (no root)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 
 from anycast_ctl.config.topology import load_topology
 from anycast_ctl.errors import UserError
-from anycast_ctl.lab.baseline import (
+from anycast_ctl.lab.experiments.baseline import (
     SETTINGS,
     Implementation,
     Target,
-    api_command,
+    api_for,
     detection_bound,
     healthcheck_config,
     lb_targets,
@@ -77,12 +77,13 @@ def test_no_vip_is_refused():
         probe_command([], None)
 
 
-def test_api_command_is_none_for_our_agent_and_writes_the_config_for_a_baseline(tmp_path):
+def test_api_is_none_for_our_agent_and_renders_the_config_for_a_baseline(tmp_path):
     topo = load_topology(ROOT / "topologies" / "default.yaml")
-    assert api_command("anycast", topo) is None
-    argv = api_command("exabgp-fast", topo)("lb2", tmp_path / "node.yaml")
-    assert argv[1:5] == ["-m", "exabgp", "healthcheck", "--config"]
-    written = options(Path(argv[5]).read_text())
+    assert api_for("anycast", topo) is None
+    process = api_for("exabgp-fast", topo)("lb2", tmp_path)
+    assert process.argv[1:5] == ("-m", "exabgp", "healthcheck", "--config")
+    assert process.argv[5] == str(tmp_path / "healthcheck.conf")
+    written = options(process.files["healthcheck.conf"])
     assert written["name"] == ["lb2"] and written["ip"] == [
         t.address for t in lb_targets(topo, "lb2")
     ]

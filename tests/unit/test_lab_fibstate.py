@@ -1,4 +1,5 @@
-"""lab/fibstate.py: decoding route messages and questions about a next-hop timeline (no root)."""
+"""lab/observe/fibstate.py: decoding route messages, questions about a next-hop timeline (no
+root)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import socket
 from pyroute2.netlink.rtnl import RTM_DELROUTE, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.rtmsg import RTNH_F_DEAD, rtmsg
 
-from anycast_ctl.lab.fibstate import (
+from anycast_ctl.lab.observe.fibstate import (
     FibSample,
     Hop,
     RouteTable,

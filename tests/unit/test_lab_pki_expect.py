@@ -8,8 +8,14 @@ import ssl
 from cryptography import x509
 
 from anycast_ctl.config.topology import load_topology
-from anycast_ctl.lab.expect import RouterView, expected_nexthops, router_problems, session_peers
-from anycast_ctl.lab.pki import backend_names, write_pki
+from anycast_ctl.lab.nodes.files import write_certificates
+from anycast_ctl.lab.observe.expect import (
+    RouterView,
+    expected_nexthops,
+    router_problems,
+    session_peers,
+)
+from anycast_ctl.render.node_files import agent_api, backend_names, topology_files
 
 TWO = load_topology("topologies/two-routers.yaml")
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -23,9 +29,13 @@ def test_each_backend_is_named_for_every_vip_it_serves():
 
 
 def test_backend_certificates_chain_to_the_lab_ca(tmp_path):
-    issued = write_pki(TWO, "t", tmp_path / "pki", NOW)
-    ca = x509.load_pem_x509_certificate(issued.ca_file.read_bytes())
-    cert_path, key_path = issued.certs["be2"]
+    rendered = topology_files(
+        TWO, run_dir=tmp_path, conf_dir=lambda node: tmp_path / node, api=agent_api(["x"])
+    )
+    write_certificates(tmp_path, rendered, "t", NOW)
+    ca = x509.load_pem_x509_certificate((tmp_path / "pki" / "ca.pem").read_bytes())
+    request = rendered.certificates["be2"]
+    cert_path, key_path = tmp_path / request.cert, tmp_path / request.key
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     cert.verify_directly_issued_by(ca)
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

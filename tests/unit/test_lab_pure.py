@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from anycast_ctl.errors import UserError
-from anycast_ctl.lab import cleanup, state
-from anycast_ctl.lab.frr import daemon_configs
+from anycast_ctl.lab import state
+from anycast_ctl.lab.net import cleanup
 from anycast_ctl.lab.poll import json_mismatch, wait_for
 from anycast_ctl.render.frr import Neighbor, RouterPlan, render_frr
+from anycast_ctl.render.node_files import daemon_configs
 
 
 # ---------------------------------------------------------------- FRR config split
@@ -60,7 +62,7 @@ def test_daemon_configs_lose_no_line() -> None:
 
 # ---------------------------------------------------------------- polling
 def test_wait_for_returns_first_truthy_value() -> None:
-    values = iter([0, None, [], {"up": 1}, "later"])
+    values: Iterator[object] = iter([0, None, [], {"up": 1}, "later"])
     assert wait_for(lambda: next(values), timeout=5, interval=0.001) == {"up": 1}
 
 
@@ -133,6 +135,7 @@ def test_state_round_trips_and_records_once(tmp_path, monkeypatch) -> None:
     state.record_file("acx-u", "/run/frr/acx-u-r1")
     state.record_daemon("acx-u", state.DaemonRecord("r1", "zebra", 42, 7, ["zebra"], "acx-u-r1"))
     loaded = state.load("acx-u")
+    assert loaded is not None
     assert loaded.namespaces == ["acx-u-r1"]
     assert loaded.files == ["/run/frr/acx-u-r1"]
     assert loaded.daemons[0].pid == 42 and loaded.daemons[0].start_time == 7

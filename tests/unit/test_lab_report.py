@@ -1,4 +1,5 @@
-"""lab/report.py on synthetic measurements: percentiles, misses, table, goals, JSON, plot."""
+"""lab/experiments/failover_report.py on synthetic measurements: percentiles, misses, table,
+goals, JSON, plot."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from anycast_ctl.lab.report import (
+from anycast_ctl.lab.experiments.failover_report import (
     Measurement,
     format_goals,
     format_table,

@@ -1,4 +1,5 @@
-"""lab traffic's pure parts: flow planning, peer -> LB mapping, prediction with kernel orders."""
+"""lab traffic's pure parts: flow planning, peer -> LB mapping, results (the prediction is
+the simulator's: tests/unit/test_sim_predict_held.py)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,14 @@ import pytest
 
 from anycast_ctl.config.topology import load_topology
 from anycast_ctl.errors import UserError
-from anycast_ctl.lab.backend import answer_line, parse_answer, parse_listen
-from anycast_ctl.lab.expect import address_owners
-from anycast_ctl.lab.traffic import (
+from anycast_ctl.lab.experiments.traffic import (
     FlowResult,
     TrafficResult,
-    kernel_fabric,
     lb_of_peer,
     plan_flows,
-    predict,
 )
-from anycast_ctl.sim.flowarrays import FlowArrays
-from anycast_ctl.sim.predict import predict_lbs
+from anycast_ctl.lab.observe.expect import address_owners
+from anycast_ctl.lab.programs.backend import answer_line, parse_answer, parse_listen
 
 DEFAULT = load_topology("topologies/default.yaml")
 TWO = load_topology("topologies/two-routers.yaml")
@@ -73,42 +70,6 @@ def test_backend_answer_round_trips():
     assert parse_listen("[fd00::1]:443") == ("fd00::1", 443)
     with pytest.raises(ValueError):
         parse_listen("100.64.0.1")
-
-
-def _arrays(flows):
-    return FlowArrays.from_tuples((f.src, f.dst, 6, f.sport, f.dport) for f in flows)
-
-
-def test_prediction_in_topology_order_equals_the_simulators():
-    flows = plan_flows(DEFAULT, 200)
-    order = {"web": {"r1": ["lb1", "lb2", "lb3"]}}
-    assert predict(DEFAULT, flows, order) == predict_lbs(DEFAULT, _arrays(flows))
-
-
-def test_prediction_follows_the_kernels_nexthop_order():
-    flows = plan_flows(DEFAULT, 200)
-    reordered = predict(DEFAULT, flows, {"web": {"r1": ["lb3", "lb1", "lb2"]}})
-    expected = predict_lbs(DEFAULT, _arrays(flows), nexthop_order={"r1": ["lb3", "lb1", "lb2"]})
-    assert reordered == expected
-    assert reordered != predict(DEFAULT, flows, {"web": {"r1": ["lb1", "lb2", "lb3"]}})
-
-
-def test_prediction_uses_only_the_nexthops_the_kernel_holds():
-    flows = plan_flows(DEFAULT, 200)
-    predicted = predict(DEFAULT, flows, {"web": {"r1": ["lb2", "lb3"]}})  # lb1 withdrawn
-    assert set(predicted) == {"lb2", "lb3"}
-    assert predict(DEFAULT, flows, {"web": {"r1": []}}) == [None] * 200
-
-
-def test_prediction_is_per_vip():
-    flows = plan_flows(TWO, 400)
-    orders = {
-        v: {r: list(kernel_fabric(TWO, {}).candidates(r, i)) for r in ("r1", "r2")}
-        for i, v in enumerate(("web", "api"))
-    }
-    predicted = predict(TWO, flows, orders)
-    assert {p for f, p in zip(flows, predicted) if f.vip == "api"} == {"lb3", "lb4"}
-    assert {p for f, p in zip(flows, predicted) if f.vip == "web"} == {"lb1", "lb2", "lb3", "lb4"}
 
 
 def test_traffic_result_counts():

@@ -20,11 +20,11 @@ from anycast_ctl.render.containerlab import (
     main,
     render_containerlab,
 )
-from anycast_ctl.render.exabgp import render_exabgp
+from anycast_ctl.render.exabgp import agent_argv, render_exabgp
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import haproxy_configs
 from anycast_ctl.render.hostnet import addresses
-from anycast_ctl.render.node import node_config_yaml, node_configs
+from anycast_ctl.render.node_config import node_config_yaml, node_configs
 from anycast_ctl.render.plan import router_plans
 
 TOPOLOGIES = sorted((Path(__file__).resolve().parents[2] / "topologies").glob("*.yaml"))
@@ -72,7 +72,8 @@ def test_configs_are_the_other_renderers_output_with_container_paths(topo) -> No
     for lb, cfg in node_configs(topo, run_dir=run_dir).items():
         assert files[f"{lb}/node.yaml"] == node_config_yaml(cfg, topology_name=topo.name)
         assert files[f"{lb}/haproxy.cfg"] == haproxy_configs(topo, run_dir=run_dir)[lb]
-        exabgp = render_exabgp(cfg, Path(str(CONF_DIR / "node.yaml")), ["anycast-ctl"])
+        conf = CONF_DIR / "node.yaml"
+        exabgp = render_exabgp(cfg, conf, agent_argv(["anycast-ctl"], conf))
         assert (files[f"{lb}/exabgp.conf"], files[f"{lb}/exabgp.env"]) == (
             exabgp["exabgp.conf"],
             exabgp["exabgp.env"],

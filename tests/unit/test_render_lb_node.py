@@ -13,7 +13,7 @@ from anycast_ctl.config.topology import Topology
 from anycast_ctl.errors import UserError
 from anycast_ctl.render.haproxy import haproxy_configs, render_haproxy
 from anycast_ctl.render.lb_layout import CHECK_PROFILES, MAX_SOCKET_PATH
-from anycast_ctl.render.node import node_configs
+from anycast_ctl.render.node_config import node_configs
 
 RUN = Path("/run/t")
 

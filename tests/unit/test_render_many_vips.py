@@ -15,7 +15,7 @@ from anycast_ctl.config.loading import validate
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.render.haproxy import render_haproxy
 from anycast_ctl.render.lb_layout import proxy_groups
-from anycast_ctl.render.node import node_config
+from anycast_ctl.render.node_config import node_config
 from anycast_ctl.render.plan import router_plans
 
 RUN = Path("/run/t")

@@ -1,6 +1,6 @@
 """A prefix's next hops as the kernel reports them, and questions about them over time. Pure:
 decoding of rtnetlink route messages (already parsed by pyroute2) and timeline queries; the
-sockets and the reader thread are in lab/fibwatch.py.
+reader thread is lab/observe/fibwatch.py, its sockets come from lab/net/netns.py.
 
 How the kernel notifies (checked on this kernel, see tests/integration/test_lab_fibwatch.py):
 - IPv4: every RTM_NEWROUTE carries the whole route (all next hops); RTM_DELROUTE removes it.

@@ -4,8 +4,9 @@ Each backend's certificate names the TLS names of every VIP it serves (its SANs)
 that connects to a VIP and checks the certificate against the lab CA and the VIP's TLS name
 proves the whole path: the LB nodes pass the TLS stream through and never hold a key.
 
-Building the certificates is pure (`make_ca`, `issue`; time passed in); `write_pki` writes them
-under the lab's state dir, keys 0600.
+What to issue comes from the rendering (`render.node_files.CertRequest`); `issue_requests`
+makes the CA and the certificates in memory (time passed in, keys random) and the lab's file
+writer (lab/nodes/files.py) puts them under the state dir, keys 0600.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from anycast_ctl.config.topology import Topology
+from anycast_ctl.render.node_files import CA_FILE, CertRequest
 
 VALIDITY = dt.timedelta(days=2)  # a lab lives minutes; short validity leaves nothing worth stealing
 BACKDATE = dt.timedelta(minutes=5)  # tolerate a little clock skew between namespaces' readers
@@ -30,12 +30,6 @@ BACKDATE = dt.timedelta(minutes=5)  # tolerate a little clock skew between names
 class Issued:
     cert_pem: bytes
     key_pem: bytes
-
-
-@dataclass(frozen=True)
-class LabPki:
-    ca_file: Path
-    certs: dict[str, tuple[Path, Path]]  # backend -> (cert, key)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -122,30 +116,21 @@ def issue(
     return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def backend_names(topo: Topology) -> dict[str, list[str]]:
-    """backend -> the TLS names it must present: those of every VIP it serves (sorted, unique)."""
-    names: dict[str, set[str]] = {b.name: set() for b in topo.backends}
-    for vip in topo.vips:
-        for backend in vip.backends:
-            names[backend].add(vip.tls_name)
-    return {b: sorted(n) for b, n in names.items()}
-
-
-def write_pki(topo: Topology, lab: str, directory: Path, now: dt.datetime) -> LabPki:
-    """Make the CA and every backend's certificate under `directory` (created 0700)."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+def issue_requests(
+    requests: dict[str, CertRequest], lab: str, now: dt.datetime
+) -> dict[str, bytes]:
+    """A fresh CA and every requested certificate: map key -> PEM bytes (the CA certificate
+    under CA_FILE; the CA's key is dropped here, so nothing more can ever be issued)."""
     ca, ca_key, ca_cert = make_ca(lab, now)
-    ca_file = directory / "ca.pem"
-    ca_file.write_bytes(ca.cert_pem)  # the CA's key never touches the disk: nothing more is issued
-    plan = topo.address_plan()
-    certs = {}
-    for backend, dns in backend_names(topo).items():
+    out = {CA_FILE: ca.cert_pem}
+    for request in requests.values():
         issued = issue(
-            ca_key, ca_cert, backend, dns, [str(plan.nodes[backend].loopback_v4.ip)], now
+            ca_key,
+            ca_cert,
+            request.node,
+            list(request.dns_names),
+            list(request.ip_addresses),
+            now,
         )
-        cert_path, key_path = directory / f"{backend}.pem", directory / f"{backend}.key"
-        cert_path.write_bytes(issued.cert_pem)
-        key_path.touch(mode=0o600)
-        key_path.write_bytes(issued.key_pem)
-        certs[backend] = (cert_path, key_path)
-    return LabPki(ca_file, certs)
+        out[request.cert], out[request.key] = issued.cert_pem, issued.key_pem
+    return out

@@ -1,6 +1,6 @@
 """A lab backend: a tiny TLS server that tells each client who it is and who connected.
 
-    python -m anycast_ctl.lab.backend --name be1 --cert be1.pem --key be1.key \
+    python -m anycast_ctl.lab.programs.backend --name be1 --cert be1.pem --key be1.key \
         --listen 100.64.255.5:443 [--ready-file PATH]
 
 Per connection, after the TLS handshake, it writes one line and closes:
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import signal
 import ssl
@@ -70,10 +71,8 @@ async def serve(
                 pass
             finally:
                 writer.close()
-                try:
+                with contextlib.suppress(TimeoutError, OSError, ssl.SSLError):
                     await asyncio.wait_for(writer.wait_closed(), WRITE_TIMEOUT)
-                except (TimeoutError, OSError, ssl.SSLError):
-                    pass
 
     server = await asyncio.start_server(
         handle,
@@ -98,7 +97,7 @@ async def serve(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m anycast_ctl.lab.backend", description=__doc__.split("\n")[0]
+        prog="python -m anycast_ctl.lab.programs.backend", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--name", required=True)
     parser.add_argument("--cert", required=True, type=Path)

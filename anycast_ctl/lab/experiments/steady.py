@@ -1,4 +1,5 @@
-"""Steady client load during a failover experiment (the parent side of lab/steady_client.py).
+"""Steady client load during a failover experiment (the parent side of
+lab/programs/steady_client.py).
 
     load = SteadyLoad(lab, rate=50, first_port=30000).start()
     load.wait_flowing(5)          # bounded: at least 5 connections finished
@@ -13,19 +14,23 @@ TIME_WAIT from a timed-out connection is never reused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from anycast_ctl.lab import daemons
-from anycast_ctl.lab.backend import parse_answer
-from anycast_ctl.lab.expect import address_owners
+from anycast_ctl.config.topology import Topology
+from anycast_ctl.lab.experiments.traffic import lb_of_peer
+from anycast_ctl.lab.handle import LabHandle
+from anycast_ctl.lab.net import daemons
+from anycast_ctl.lab.observe.expect import address_owners
 from anycast_ctl.lab.poll import wait_for
+from anycast_ctl.lab.programs.backend import parse_answer
 from anycast_ctl.lab.state import LabError
-from anycast_ctl.lab.traffic import lb_of_peer
 
 SOURCES = 8  # source addresses per client: host 1..8 of its prefix
 
@@ -48,7 +53,9 @@ def ports_needed(rate: float, seconds: float, clients: int) -> int:
     return math.ceil(per_client / SOURCES)
 
 
-def plan_stream(topology, client: str, count: int, first_port: int) -> list[dict]:
+def plan_stream(
+    topology: Topology, client: str, count: int, first_port: int
+) -> list[dict[str, Any]]:
     """Flow i: source host (i % SOURCES) + 1, port first_port + i // SOURCES, VIPs in turn."""
     node = topology.client(client)
     vips = [v for v in topology.vips if node.prefix(v.version) is not None]
@@ -56,6 +63,7 @@ def plan_stream(topology, client: str, count: int, first_port: int) -> list[dict
     for i in range(count):
         vip = vips[i % len(vips)]
         prefix = node.prefix(vip.version)
+        assert prefix is not None  # `vips` holds only VIPs of the client's families
         src = prefix.network_address + 1 + (i % SOURCES)
         flows.append(
             {
@@ -73,7 +81,7 @@ def plan_stream(topology, client: str, count: int, first_port: int) -> list[dict
 class SteadyLoad:
     def __init__(
         self,
-        lab,
+        lab: LabHandle,
         *,
         rate: float = 50.0,
         max_seconds: float = 60.0,
@@ -118,7 +126,7 @@ class SteadyLoad:
             argv = [
                 sys.executable,
                 "-m",
-                "anycast_ctl.lab.steady_client",
+                "anycast_ctl.lab.programs.steady_client",
                 "--ca",
                 str(self.lab.ca_file),
                 "--flows",
@@ -157,10 +165,8 @@ class SteadyLoad:
         """Connections finished so far (all clients)."""
         total = 0
         for client in self.clients:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 total += self._out(client).read_text().count("\n")
-            except FileNotFoundError:
-                pass
         return total
 
     def wait_flowing(self, connections: int, timeout: float = 10.0) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from anycast_ctl.lab import daemons
+from anycast_ctl.lab.net import daemons
 
 _NOISE = re.compile(r"^\s*$|statistics for ")  # blank lines; ExaBGP's per-message counters
 _ALARM = re.compile(r"error|critical|fatal|too many death|exited|denied", re.IGNORECASE)

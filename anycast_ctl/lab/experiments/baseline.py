@@ -29,13 +29,16 @@ equivalent for (a SIGSTOPped HAProxy still completes TCP handshakes from its lis
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.errors import UserError
+from anycast_ctl.render.node_files import ApiFor, ApiProcess
+
+CONFIG_FILE = "healthcheck.conf"
+DISABLE_FILE = "healthcheck.disable"
 
 
 class Implementation(StrEnum):
@@ -100,7 +103,7 @@ def healthcheck_config(
     name: str,
     targets: list[Target],
     settings: HealthcheckSettings,
-    disable_file: Path,
+    disable_file: PurePath,
 ) -> str:
     """The healthcheck's config file (read with --config): announce every target's address
     while the probe succeeds, withdraw it otherwise or while `disable_file` exists."""
@@ -121,7 +124,7 @@ def healthcheck_config(
     return "\n".join(lines) + "\n"
 
 
-def healthcheck_argv(config_file: Path, python: str = sys.executable) -> list[str]:
+def healthcheck_argv(config_file: PurePath, python: str = sys.executable) -> list[str]:
     """ExaBGP's API process line: the healthcheck with its options from `config_file`."""
     return [python, "-m", "exabgp", "healthcheck", "--config", str(config_file)]
 
@@ -131,41 +134,36 @@ def lb_targets(topology: Topology, lb: str) -> list[Target]:
     return [Target(address=str(v.address), ip=str(v.ip), port=v.port) for v in vips]
 
 
-def config_path(node_dir: Path) -> Path:
-    return node_dir / "healthcheck.conf"
+def config_path(node_dir: PurePath) -> PurePath:
+    return node_dir / CONFIG_FILE
 
 
 def disable_path(node_dir: Path) -> Path:
     """Create it to drain the node, remove it to undrain (the healthcheck's --disable)."""
-    return node_dir / "healthcheck.disable"
+    return node_dir / DISABLE_FILE
 
 
-ApiCommand = Callable[[str, Path], list[str]]
-
-
-def api_command(implementation: Implementation, topology: Topology) -> ApiCommand | None:
-    """For `Lab.up(..., api_command=...)` and `lab.start_exabgp(lb, api_command=...)`:
-    None for our agent (the lab's default); for a baseline, a function that writes the LB's
-    healthcheck.conf next to its node.yaml and returns the healthcheck's argv."""
-    implementation = Implementation(implementation)
-    if implementation is Implementation.ANYCAST:
+def api_for(implementation: Implementation | str, topology: Topology) -> ApiFor | None:
+    """For `Lab.up(..., api=...)` and `lab.start_exabgp(lb, api)`: None for our agent (the
+    lab's default); for a baseline, the healthcheck as ExaBGP's API process, with the
+    healthcheck.conf it reads rendered into the LB's directory."""
+    impl = Implementation(implementation)
+    if impl is Implementation.ANYCAST:
         return None
 
-    def command(lb: str, node_yaml: Path) -> list[str]:
-        directory = Path(node_yaml).parent
-        path = config_path(directory)
-        path.write_text(lb_healthcheck_config(implementation, topology, lb, directory))
-        return healthcheck_argv(path)
+    def api(lb: str, conf_dir: PurePath) -> ApiProcess:
+        text = lb_healthcheck_config(impl, topology, lb, conf_dir)
+        return ApiProcess(tuple(healthcheck_argv(config_path(conf_dir))), {CONFIG_FILE: text})
 
-    return command
+    return api
 
 
 def lb_healthcheck_config(
-    implementation: Implementation, topology: Topology, lb: str, node_dir: Path
+    implementation: Implementation, topology: Topology, lb: str, node_dir: PurePath
 ) -> str:
     """The healthcheck.conf a baseline gives LB node `lb` (its files live in `node_dir`)."""
     settings = SETTINGS[Implementation(implementation)]
-    return healthcheck_config(lb, lb_targets(topology, lb), settings, disable_path(node_dir))
+    return healthcheck_config(lb, lb_targets(topology, lb), settings, node_dir / DISABLE_FILE)
 
 
 def detection_bound(settings: HealthcheckSettings) -> float:

@@ -26,7 +26,7 @@ SCENARIO_ORDER = (
     "drain",
     "link-down",
 )
-GOAL_WITHDRAW_S = 0.300  # issue 4: a HAProxy crash leaves every FIB in < 300 ms p99
+GOAL_WITHDRAW_S = 0.300  # the lab's aim: a HAProxy crash leaves every FIB in < 300 ms p99
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def nearest_rank(values: list[float], q: float) -> float:
 
 
 def timing(times: list[float | None], bounds: list[float | None]) -> Timing:
-    measured = [(t, b) for t, b in zip(times, bounds) if b is not None]
+    measured = [(t, b) for t, b in zip(times, bounds, strict=True) if b is not None]
     if not measured:
         return Timing(0, 0, None, None, None, None)
     ranked = [t if t is not None else math.inf for t, _ in measured]
@@ -196,9 +196,9 @@ def format_table(rows: list[SummaryRow]) -> str:
         max(len(h), *(len(line[i]) for line in body)) if body else len(h)
         for i, h in enumerate(HEADERS)
     ]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADERS, widths))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in body]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in body]
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -210,7 +210,7 @@ class Goal:
 
 
 def goals(rows: list[SummaryRow], implementation: str = "anycast") -> list[Goal]:
-    """Issue 4's aims, for one implementation: HAProxy crash out of every FIB in < 300 ms p99;
+    """The lab's aims, for one implementation: HAProxy crash out of every FIB in < 300 ms p99;
     no withdrawal a healthy service did not deserve (in any scenario, and with no event)."""
     mine = [r for r in rows if r.implementation == implementation]
     crash = next((r for r in mine if r.scenario == "haproxy-kill"), None)
@@ -287,6 +287,7 @@ def write_plot(
                 "recover: action -> back in every FIB (s)",
                 "failed connections per run; flows moved (predicted)",
             ),
+            strict=True,
         )
     ):
         for k, impl in enumerate(impls):

@@ -1,4 +1,4 @@
-"""The one place the lab (and the root tests) spawn processes.
+"""The one place the lab (and the root tests) spawn and signal processes.
 
 Every child gets ANYCAST_CTL_LAB=<tag> in its environment. The kernel keeps a process's initial
 environment in /proc/<pid>/environ, through fork, exec and self-daemonizing (zebra -d), so
@@ -146,8 +146,7 @@ def spawn(
     """
     name = name or Path(argv[0]).name
     spawned_at = time.time()
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    try:
+    with open(log_path or os.devnull, "ab") as log:  # the child keeps its own copy of the fd
         proc = subprocess.Popen(
             in_netns(netns, argv),
             stdin=subprocess.DEVNULL,
@@ -156,9 +155,6 @@ def spawn(
             env=child_env(tag, env),
             start_new_session=True,  # a Ctrl-C at the terminal must not kill the lab
         )
-    finally:
-        if log is not subprocess.DEVNULL:
-            log.close()
     _CHILDREN[proc.pid] = proc
     pid = proc.pid
     _record(tag, node, name, pid, argv, netns, log_path, pidfile)
@@ -219,9 +215,11 @@ def _await_pidfile(
         return None
 
     try:
-        return wait_for(named_pid, timeout, what=f"{name} pid file {pidfile}")
+        pid = wait_for(named_pid, timeout, what=f"{name} pid file {pidfile}")
     except TimeoutError as exc:
         raise LabError(f"{exc}{_log_hint(log_path)}") from None
+    assert pid is not None  # wait_for returns only a truthy value
+    return pid
 
 
 def _log_hint(log_path) -> str:
@@ -233,6 +231,12 @@ def log_tail(path: str | Path, lines: int = 20) -> str:
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log)"
+
+
+def signal_pid(pid: int, sig: int) -> None:
+    """Signal one process by pid: one the lab recorded, or found among a recorded daemon's
+    descendants (ExaBGP's API process). Never by name."""
+    os.kill(pid, sig)
 
 
 def send_signal(daemon: Daemon, sig: int) -> bool:

@@ -1,6 +1,7 @@
 """The lab's traffic generator, run inside a client's namespace by `lab traffic`.
 
-    python -m anycast_ctl.lab.traffic_client --ca ca.pem [--concurrency 64] [--timeout 5] < flows.json
+    python -m anycast_ctl.lab.programs.traffic_client --ca ca.pem [--concurrency 64] \
+        [--timeout 5] < flows.json
 
 stdin: a JSON list of flows, each {"src", "sport", "dst", "dport", "server_name"}.
 stdout: a JSON list, one result per flow in the same order:
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import socket
 import ssl
@@ -87,10 +89,8 @@ async def one_flow(flow: dict, ctx: ssl.SSLContext, timeout: float) -> dict:
     finally:
         if writer is not None:
             writer.close()
-            try:
+            with contextlib.suppress(TimeoutError, OSError, ssl.SSLError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
-            except (TimeoutError, OSError, ssl.SSLError):
-                pass
     result["seconds"] = round(time.monotonic() - started, 6)
     return result
 
@@ -108,7 +108,7 @@ async def run_flows(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m anycast_ctl.lab.traffic_client")
+    parser = argparse.ArgumentParser(prog="python -m anycast_ctl.lab.programs.traffic_client")
     parser.add_argument("--ca", required=True, type=Path)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=5.0)

@@ -1,9 +1,9 @@
-"""Run failover scenarios on a lab and measure them (lab/scenarios.py acts, this module times).
+"""Run failover scenarios on a lab and measure them (scenarios.py acts, this module times).
 
-One run, under steady client load (lab/steady.py):
+One run, under steady client load (lab/experiments/steady.py):
   1. the lab is converged; probe flows are sent and land where the simulator says;
-  2. the event (time T0); every adjacent router's FIB is watched (lab/fibwatch.py) until none
-     uses the node: withdraw time = the last router's moment - T0;
+  2. the event (time T0); every adjacent router's FIB is watched (lab/observe/fibset.py) until
+     none uses the node: withdraw time = the last router's moment - T0;
   3. the same probe flows again: which moved, against the simulator's prediction for the
      node leaving (the kernel's next-hop order before, minus the node);
   4. the recovery act (T1); withdraw's mirror: until every adjacent router uses it again;
@@ -17,13 +17,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from anycast_ctl.lab.baseline import Implementation
-from anycast_ctl.lab.fibwatch import FibWatcher, state_at, with_any, without
-from anycast_ctl.lab.report import Measurement
-from anycast_ctl.lab.scenarios import Deployment, Scenario, recover, restore, trigger
+from anycast_ctl.config.topology import Topology
+from anycast_ctl.lab.experiments.baseline import Implementation
+from anycast_ctl.lab.experiments.failover_report import Measurement
+from anycast_ctl.lab.experiments.scenarios import (
+    Deployment,
+    Scenario,
+    deploy,
+    recover,
+    restore,
+    trigger,
+)
+from anycast_ctl.lab.experiments.steady import SteadyLoad, ports_needed
+from anycast_ctl.lab.experiments.traffic import (
+    Flow,
+    FlowResult,
+    Orders,
+    kernel_orders,
+    plan_flows,
+    run_flows,
+)
+from anycast_ctl.lab.handle import LabHandle
+from anycast_ctl.lab.observe.fibset import FibSet
 from anycast_ctl.lab.state import LabError
-from anycast_ctl.lab.steady import SteadyLoad, ports_needed
-from anycast_ctl.lab.traffic import FlowResult, kernel_orders, plan_flows, predict, run_flows
+from anycast_ctl.sim.predict import predict_held
 
 Say = Callable[[str], None]
 
@@ -46,102 +63,23 @@ class Settings:
         return self.withdraw_bound[impl] + self.recover_bound[impl] + self.steady_seconds + 30
 
 
-class FibSet:
-    """A FibWatcher on every router for every VIP, for the whole session."""
-
-    def __init__(self, lab):
-        self.lab = lab
-        self.watchers: dict[tuple[str, str], FibWatcher] = {}
-
-    def __enter__(self) -> FibSet:
-        try:
-            for router in self.lab.topology.routers:
-                for vip in self.lab.topology.vips:
-                    self.watchers[(router.name, vip.name)] = FibWatcher(
-                        self.lab.namespace(router.name), vip.address
-                    ).start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for watcher in self.watchers.values():
-            watcher.close()
-        self.watchers.clear()
-
-    def gateways(self, router: str, vip: str, lb: str) -> set[str]:
-        """The addresses `router` would use as next hops toward `lb` for `vip`."""
-        topo, plan = self.lab.topology, self.lab.plan
-        if lb not in topo.neighbors(router):
-            return set()
-        iface = plan.interface(lb, router)
-        version = topo.vip(vip).version
-        address = iface.ipv4 if version == 4 else iface.ipv6
-        return {str(address.ip)} if address is not None else set()
-
-    def adjacent(self, lb: str) -> dict[tuple[str, str], set[str]]:
-        """(router, vip) -> the LB's gateways there, for every VIP it announces."""
-        vips = self.lab.topology.lb(lb).vips
-        out = {}
-        for router, vip in self.watchers:
-            gws = self.gateways(router, vip, lb) if vip in vips else set()
-            if gws:
-                out[(router, vip)] = gws
-        return out
-
-    def time_all(
-        self, lb: str, since: float, timeout: float, back: bool
-    ) -> tuple[float | None, dict[str, float | None]]:
-        """Seconds from `since` until every adjacent router (for every VIP) no longer uses
-        `lb` (back=False) or uses it again (back=True); None when that did not happen within
-        `timeout`. Also the per "router/vip" times."""
-        deadline = time.monotonic() + timeout
-        per: dict[str, float | None] = {}
-        for (router, vip), gws in self.adjacent(lb).items():
-            predicate = with_any(gws) if back else without(gws)
-            try:
-                at = self.watchers[(router, vip)].wait_for(
-                    predicate, since=since, timeout=max(0.0, deadline - time.monotonic())
-                )
-                per[f"{router}/{vip}"] = round(at - since, 6)
-            except TimeoutError:
-                per[f"{router}/{vip}"] = None
-        if not per or any(v is None for v in per.values()):
-            return None, per
-        return max(per.values()), per
-
-    def departures(self, start: float, end: float, healthy: set[str]) -> list[str]:
-        """Each (router, vip, lb) where a healthy LB's gateway, in use at `start`, was
-        missing at some moment before `end`."""
-        found = []
-        for (router, vip), watcher in self.watchers.items():
-            samples = watcher.samples()
-            first = state_at(samples, start)
-            if first is None:
-                continue
-            window = [first] + [s for s in samples if start < s.time <= end]
-            for lb in sorted(healthy):
-                gws = self.gateways(router, vip, lb) & first.gateways
-                if gws and any(not (gws <= s.gateways) for s in window):
-                    found.append(f"{router}/{vip}/{lb}")
-        return found
-
-
 def moved_flows(
-    topo, flows, before: list[FlowResult], after: list[FlowResult], orders: dict, lb: str
+    topo: Topology,
+    flows: list[Flow],
+    before: list[FlowResult],
+    after: list[FlowResult],
+    orders: Orders,
+    lb: str,
 ) -> tuple[int, int, int]:
     """(observed moved, predicted moved, size of the symmetric difference), over the flows
     that succeeded both times. The prediction: the kernel's order before, without `lb`."""
-    pred_before = predict(topo, flows, orders)
+    tuples = [f.five_tuple for f in flows]
+    pred_before = predict_held(topo, tuples, orders)
     without_lb = {
         vip: {r: [n for n in order if n != lb] for r, order in routers.items()}
         for vip, routers in orders.items()
     }
-    pred_after = predict(topo, flows, without_lb)
+    pred_after = predict_held(topo, tuples, without_lb)
     both = [i for i in range(len(flows)) if before[i].ok and after[i].ok]
     observed = {i for i in both if before[i].lb != after[i].lb}
     predicted = {i for i in both if pred_before[i] != pred_after[i]}
@@ -149,7 +87,7 @@ def moved_flows(
 
 
 class Runner:
-    def __init__(self, lab, settings: Settings, say: Say | None = None):
+    def __init__(self, lab: LabHandle, settings: Settings, say: Say | None = None):
         self.lab, self.settings = lab, settings
         self.say = say or (lambda _msg: None)
         self.flows = plan_flows(lab.topology, settings.probe_flows, first_port=20000)
@@ -200,7 +138,7 @@ class Runner:
         notes: list[str] = []
         withdraw = recovered = None
         per: dict[str, float | None] = {}
-        moved = (None, None, None)
+        moved: tuple[int | None, int | None, int | None] = (None, None, None)
         w_bound = r_bound = None
         try:
             load.wait_flowing(max(3, int(s.rate / 2)))
@@ -264,20 +202,35 @@ class Runner:
 
 
 def run_experiments(
-    lab,
+    lab: LabHandle,
     implementations: list[str],
     scenarios: list[str],
     lb: str,
     settings: Settings,
     say: Say | None = None,
-    deploy_fn=None,
+    deploy_fn: Callable[[LabHandle, Implementation], Deployment] = deploy,
     restore_to: str | None = Implementation.ANYCAST,
 ) -> list[Measurement]:
     """Every scenario `settings.runs` times for every implementation, deploying each in turn
-    on every LB node; at the end `restore_to` is deployed again (None: leave the last one)."""
-    from anycast_ctl.lab.scenarios import deploy
+    on every LB node; at the end `restore_to` is deployed again (None: leave the last one).
+    A bounded wait that runs out (the lab did not converge again, a daemon did not start) is
+    a LabError naming the lab, like every other failure of the lab."""
+    try:
+        return _run_all(lab, implementations, scenarios, lb, settings, say, deploy_fn, restore_to)
+    except TimeoutError as exc:
+        raise LabError(f"lab {lab.name}: {exc}") from exc
 
-    deploy_fn = deploy_fn or deploy
+
+def _run_all(
+    lab: LabHandle,
+    implementations: list[str],
+    scenarios: list[str],
+    lb: str,
+    settings: Settings,
+    say: Say | None,
+    deploy_fn: Callable[[LabHandle, Implementation], Deployment],
+    restore_to: str | None,
+) -> list[Measurement]:
     say = say or (lambda _msg: None)
     runner = Runner(lab, settings, say)
     out: list[Measurement] = []

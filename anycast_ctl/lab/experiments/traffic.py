@@ -2,11 +2,13 @@
 and the simulator's prediction for the very same flows.
 
 Flows are planned here (deterministic: each has its own source address and port), sent by
-lab/traffic_client.py running inside each client's namespace, and answered by a backend with
-the address its connection came from: the link address of the LB node whose HAProxy carried it.
+lab/programs/traffic_client.py running inside each client's namespace, and answered by a
+backend with the address its connection came from: the link address of the LB node whose
+HAProxy carried it.
 
-The prediction uses the kernel's own next-hop order, read per router and per VIP from the FIB:
-hash-threshold maps a hash to the i-th next hop, so the order decides the LB.
+The prediction is the simulator's (sim/predict.py `predict_held`), given the kernel's own
+next hops, read per router and per VIP from the FIB: hash-threshold maps a hash to the i-th
+next hop, so the members and their order decide the LB.
 """
 
 from __future__ import annotations
@@ -18,34 +20,19 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Protocol
+from dataclasses import asdict, dataclass, field
 
-from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.errors import Problem, UserError
-from anycast_ctl.lab import daemons
-from anycast_ctl.lab.backend import parse_answer
-from anycast_ctl.lab.expect import address_owners
+from anycast_ctl.lab.handle import LabHandle
+from anycast_ctl.lab.net import daemons
+from anycast_ctl.lab.observe.expect import address_owners
+from anycast_ctl.lab.programs.backend import parse_answer
 from anycast_ctl.lab.state import LabError
-from anycast_ctl.sim.fabric import Fabric
-from anycast_ctl.sim.flowarrays import FlowArrays
-from anycast_ctl.sim.flows import attach
-from anycast_ctl.sim.network import NO_PATH, Plan, route
+from anycast_ctl.sim.predict import FlowTuple, predict_held
 
 PROTO_TCP = 6
-
-
-class LabLike(Protocol):
-    tag: str
-    topology: Topology
-    plan: AddressPlan
-
-    ca_file: Path
-
-    def namespace(self, node: str) -> str: ...
-    def fib_nexthops(self, router: str, vip: str) -> list[str]: ...
+Orders = dict[str, dict[str, list[str]]]  # vip -> router -> next hops in the kernel's order
 
 
 @dataclass(frozen=True)
@@ -57,6 +44,10 @@ class Flow:
     dst: str
     dport: int
     server_name: str
+
+    @property
+    def five_tuple(self) -> FlowTuple:
+        return (self.src, self.dst, PROTO_TCP, self.sport, self.dport)
 
 
 @dataclass
@@ -149,6 +140,7 @@ def plan_flows(
     for i in range(connections):
         client, vip = pairs[i % len(pairs)]
         prefix = client.prefix(vip.version)
+        assert prefix is not None  # `pairs` holds only clients with a prefix of the VIP's family
         usable = max(1, prefix.num_addresses - 2)
         src = prefix.network_address + 1 + ((i // len(pairs)) % min(sources, usable))
         flows.append(
@@ -171,16 +163,9 @@ def lb_of_peer(peer: str | None, owners: dict[str, str], lbs: set[str]) -> str |
     return owner if owner in lbs else None
 
 
-def kernel_fabric(topo: Topology, orders: dict[str, list[str]]) -> Fabric:
-    """The converged fabric with each router's next hops exactly as its kernel holds them (for
-    one VIP): the members and their order. A router missing from `orders` keeps the topology's."""
-    fabric = Fabric.from_topology(topo)
-    return replace(fabric, nexthops={**fabric.nexthops, **{r: tuple(o) for r, o in orders.items()}})
-
-
 # ---------------------------------------------------------------- running (I/O)
 def run_flows(
-    lab: LabLike, flows: list[Flow], concurrency: int = 64, timeout: float = 5.0
+    lab: LabHandle, flows: list[Flow], concurrency: int = 64, timeout: float = 5.0
 ) -> list[FlowResult]:
     """Send the flows (each client's from inside its namespace, clients in parallel)."""
     owners = address_owners(lab.plan)
@@ -199,7 +184,7 @@ def run_flows(
             [
                 sys.executable,
                 "-m",
-                "anycast_ctl.lab.traffic_client",
+                "anycast_ctl.lab.programs.traffic_client",
                 "--ca",
                 str(lab.ca_file),
                 "--concurrency",
@@ -213,16 +198,18 @@ def run_flows(
         )
         if not result.ok:
             raise LabError(
-                f"traffic client in {client} failed ({result.returncode}): {result.stderr.strip()[-500:]}"
+                f"traffic client in {client} failed ({result.returncode}): "
+                + result.stderr.strip()[-500:]
             )
-        for i, answer in zip(indices, json.loads(result.stdout)):
+        # A client that answered fewer flows leaves the rest without a result ("no result").
+        for i, answer in zip(indices, json.loads(result.stdout), strict=False):
             raw[i] = answer
 
     with ThreadPoolExecutor(max_workers=max(1, len(by_client))) as pool:
         for done in [pool.submit(one_client, c) for c in by_client]:
             done.result()
     out = []
-    for flow, answer in zip(flows, raw):
+    for flow, answer in zip(flows, raw, strict=True):
         answer = answer or {"ok": False, "error": "no result"}
         fields = parse_answer(answer.get("line") or "")
         ok = bool(answer.get("ok")) and bool(fields)
@@ -246,7 +233,7 @@ def run_flows(
     return out
 
 
-def kernel_orders(lab: LabLike) -> dict[str, dict[str, list[str]]]:
+def kernel_orders(lab: LabHandle) -> dict[str, dict[str, list[str]]]:
     """vip -> router -> next hops in the kernel's order (node names)."""
     return {
         vip.name: {r.name: lab.fib_nexthops(r.name, vip.name) for r in lab.topology.routers}
@@ -254,28 +241,8 @@ def kernel_orders(lab: LabLike) -> dict[str, dict[str, list[str]]]:
     }
 
 
-def predict(
-    topo: Topology, flows: list[Flow], orders: dict[str, dict[str, list[str]]]
-) -> list[str | None]:
-    """The simulator's LB for each flow, VIP by VIP, each router holding that VIP's next hops
-    as its kernel does (None: the flow has no path)."""
-    predicted: list[str | None] = [None] * len(flows)
-    groups: dict[tuple[str, int], list[int]] = {}
-    for i, flow in enumerate(flows):
-        groups.setdefault((flow.vip, ipaddress.ip_address(flow.src).version), []).append(i)
-    for (vip, _family), indices in groups.items():
-        plan = Plan(kernel_fabric(topo, orders.get(vip, {})))
-        arrays = FlowArrays.from_tuples(
-            (flows[i].src, flows[i].dst, PROTO_TCP, flows[i].sport, flows[i].dport) for i in indices
-        )
-        last = route(plan, attach(topo, arrays))[-1].tolist()
-        for i, node in zip(indices, last):
-            predicted[i] = plan.nodes[node] if node != NO_PATH else None
-    return predicted
-
-
 def run_traffic(
-    lab: LabLike,
+    lab: LabHandle,
     connections: int = 300,
     *,
     first_port: int = 20000,
@@ -289,6 +256,7 @@ def run_traffic(
     started = clock()
     results = run_flows(lab, flows, concurrency, timeout)
     elapsed = clock() - started
-    for result, lb in zip(results, predict(lab.topology, flows, orders)):
+    predicted = predict_held(lab.topology, [f.five_tuple for f in flows], orders)
+    for result, lb in zip(results, predicted, strict=True):
         result.predicted = lb
     return TrafficResult(results, orders, elapsed)

@@ -1,6 +1,6 @@
 """Failure and maintenance events on one LB node of a running lab, and their recoveries.
 
-    dep = deploy(lab, Implementation.ANYCAST)      # lab/deployment.py: every LB runs it
+    dep = deploy(lab, Implementation.ANYCAST)      # deployment.py: every LB runs it
     ev = trigger(dep, Scenario.HAPROXY_KILL, "lb1")   # ev.at: monotonic time just before the act
     t1 = recover(dep, ev)                            # monotonic time just before the recovery act
     restore(dep, "lb1")                              # whatever is still broken, mend it; converge
@@ -10,16 +10,23 @@ Every act is on a recorded pid or a named interface: nothing is killed by name.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from anycast_ctl.errors import UserError
-from anycast_ctl.lab import daemons, netns, nodes
-from anycast_ctl.lab.baseline import Implementation, disable_path
-from anycast_ctl.lab.deployment import Deployment, deploy, gone, start_exabgp, stop_exabgp
+from anycast_ctl.lab.experiments.baseline import Implementation, disable_path
+from anycast_ctl.lab.experiments.deployment import (
+    Deployment,
+    deploy,
+    gone,
+    start_exabgp,
+    stop_exabgp,
+)
+from anycast_ctl.lab.handle import LabHandle
+from anycast_ctl.lab.net import daemons, netns
+from anycast_ctl.lab.nodes.common import venv_script
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.state import LabError
 from anycast_ctl.render import hostnet
@@ -60,13 +67,15 @@ class Event:
     detail: dict = field(default_factory=dict)  # e.g. the drain CLI's own duration
 
 
-def _kill(pid: int | None, sig: int) -> None:
+def _kill(pid: int | None, sig: int) -> int:
+    """Signal `pid`; return it. LabError when there is no process to signal."""
     if pid is None:
         raise LabError(f"nothing to signal ({signal.Signals(sig).name}): process not found")
-    os.kill(pid, sig)
+    daemons.signal_pid(pid, sig)
+    return pid
 
 
-def uplinks(lab, lb: str) -> list[str]:
+def uplinks(lab: LabHandle, lb: str) -> list[str]:
     """The LB's interfaces toward routers (its own end of each router link)."""
     return [
         lab.plan.interface(lb, peer).name
@@ -75,10 +84,10 @@ def uplinks(lab, lb: str) -> list[str]:
     ]
 
 
-def _cli(lab, *args: str) -> float:
+def _cli(lab: LabHandle, *args: str) -> float:
     """Run `anycast-ctl ARGS` (tagged); return how long it took. Raises on failure."""
     started = time.monotonic()
-    result = daemons.run(lab.tag, [nodes.venv_script("anycast-ctl"), *args], timeout=30)
+    result = daemons.run(lab.tag, [venv_script("anycast-ctl"), *args], timeout=30)
     if not result.ok:
         raise LabError(
             f"anycast-ctl {' '.join(args)}: exit {result.returncode}: {result.stderr.strip()}"
@@ -98,13 +107,13 @@ def trigger(dep: Deployment, scenario: Scenario | str, lb: str) -> Event:
             raise LabError(f"HAProxy on {lb} is not running")
         sig = signal.SIGKILL if scenario is Scenario.HAPROXY_KILL else signal.SIGSTOP
         at = time.monotonic()
-        os.kill(haproxy.pid, sig)
+        daemons.signal_pid(haproxy.pid, sig)
         return Event(scenario, lb, at, {"haproxy": haproxy.pid})
     if scenario is Scenario.AGENT_KILL:
         pid = dep.api_pid(lb)
         at = time.monotonic()
-        _kill(pid, signal.SIGKILL)
-        return Event(scenario, lb, at, {"api": pid})
+        killed = _kill(pid, signal.SIGKILL)
+        return Event(scenario, lb, at, {"api": killed})
     if scenario is Scenario.EXABGP_KILL:
         exabgp, api = lab.daemon(lb, "exabgp"), dep.api_pid(lb)
         at = time.monotonic()
@@ -147,7 +156,7 @@ def recover(dep: Deployment, event: Event, respawn_wait: float = 3.0) -> float |
         return at
     if s is Scenario.HAPROXY_HANG:
         at = time.monotonic()
-        os.kill(event.pids["haproxy"], signal.SIGCONT)
+        daemons.signal_pid(event.pids["haproxy"], signal.SIGCONT)
         return at
     if s is Scenario.AGENT_KILL:
         exabgp = lab.daemon(lb, "exabgp")
@@ -176,7 +185,7 @@ def recover(dep: Deployment, event: Event, respawn_wait: float = 3.0) -> float |
         gone(event.pids["exabgp"])
         orphan = event.pids.get("api")
         if orphan is not None and daemons.is_running(orphan):  # part of what was killed
-            os.kill(orphan, signal.SIGKILL)
+            daemons.signal_pid(orphan, signal.SIGKILL)
             gone(orphan)
         at = time.monotonic()
         start_exabgp(dep, lb)
@@ -199,7 +208,7 @@ def recover(dep: Deployment, event: Event, respawn_wait: float = 3.0) -> float |
     raise LabError(f"unknown scenario {s}")
 
 
-def readd_static_routes(lab, lb: str) -> int:
+def readd_static_routes(lab: LabHandle, lb: str) -> int:
     """Put back the lab's static routes of `lb` that a link going down deleted (the kernel
     drops a single-path route with its device; bringing the link up does not restore it, as
     a host's network configuration would). Returns how many were missing."""
@@ -232,7 +241,7 @@ def restore(
         mended.append("static routes re-added")
     haproxy = lab.daemon(lb, "haproxy")
     if haproxy.running():
-        os.kill(haproxy.pid, signal.SIGCONT)  # harmless when it was not stopped
+        daemons.signal_pid(haproxy.pid, signal.SIGCONT)  # harmless when it was not stopped
     else:
         lab.start_haproxy(lb)
         mended.append("HAProxy started")

@@ -1,7 +1,8 @@
 """FRR (zebra + bgpd) in a lab namespace, and vtysh queries against it.
 
-The integrated frr.conf is split per daemon (`daemon_configs`), so neither logs the other's
-commands as errors and a real config error stands out. Both run in the foreground under our
+The rendering gives each router its integrated frr.conf and the per-daemon zebra.conf and
+bgpd.conf (render/node_files.py: neither daemon then logs the other's commands as errors);
+they are written before anything starts. Both daemons run in the foreground under our
 spawn() (so their pid is the one we track and their log goes to a file); `-N <namespace>` gives
 each router its own /run/frr/<namespace>/ for pid files and vty sockets, and -P 0 turns the TCP
 vty off. The daemons drop to user frr *before* reading -f: the config directory must be
@@ -10,15 +11,15 @@ readable by it, or they start empty and say nothing (DESIGN.md).
 
 from __future__ import annotations
 
-import grp
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from anycast_ctl.lab import daemons, state
-from anycast_ctl.lab.daemons import Daemon
+from anycast_ctl.config.topology import Topology
+from anycast_ctl.lab import state
+from anycast_ctl.lab.net import daemons
+from anycast_ctl.lab.net.daemons import Daemon
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.state import LabError
 
@@ -37,55 +38,23 @@ class FrrRouter:
     bgpd: Daemon
 
 
-_ZEBRA_ONLY = re.compile(r"^(no )?(zebra |ip forwarding|ipv6 forwarding)")
-_VTYSH_ONLY = re.compile(r"^service integrated-vtysh-config")
-_BGPD_BLOCK = re.compile(r"^router bgp ")
+def start_routers(tag: str, topo: Topology, namespaces: dict[str, str]) -> dict[str, FrrRouter]:
+    return {r.name: start_frr(tag, r.name, netns=namespaces[r.name]) for r in topo.routers}
 
 
-def daemon_configs(config_text: str) -> dict[str, str]:
-    """Split an integrated frr.conf into zebra's and bgpd's parts (pure).
-
-    Top-level `router bgp` blocks (to their column-0 `exit`) go to bgpd only, zebra's own
-    commands to zebra only; shared lines (hostname, log, prefix-lists, route-maps) to both.
-    """
-    out: dict[str, list[str]] = {"zebra": [], "bgpd": []}
-    in_bgp = False
-    for line in config_text.splitlines():
-        if in_bgp or _BGPD_BLOCK.match(line):
-            in_bgp = line not in ("exit", "end") if in_bgp else True
-            out["bgpd"].append(line)
-        elif _ZEBRA_ONLY.match(line):
-            out["zebra"].append(line)
-        elif not _VTYSH_ONLY.match(line):
-            out["zebra"].append(line)
-            out["bgpd"].append(line)
-    return {daemon: "\n".join(lines) + "\n" for daemon, lines in out.items()}
-
-
-def _write_configs(tag: str, node: str, config_text: str) -> dict[str, Path]:
-    directory = state.node_dir(tag, node)
-    directory.mkdir(parents=True, exist_ok=True)
-    frr_gid = grp.getgrnam("frr").gr_gid
-    # root:frr 0750/0640: the daemons (user frr) can read them; the MD5 keys stay private.
-    os.chown(directory, 0, frr_gid)
-    directory.chmod(0o750)
-    texts = {"frr": config_text, **daemon_configs(config_text)}
-    paths = {}
-    for name, text in texts.items():
-        path = paths[name] = directory / f"{name}.conf"
-        path.write_text(text)
-        os.chown(path, 0, frr_gid)
-        path.chmod(0o640)
-    return paths
-
-
-def start_frr(
-    tag: str, node: str, config_text: str, netns: str | None = None, timeout: float = 20.0
-) -> FrrRouter:
-    """Write the config, start zebra then bgpd in the node's namespace, and wait (bounded)
-    until `vtysh -N <ns> -c 'show bgp summary json'` answers with the config loaded."""
+def start_frr(tag: str, node: str, netns: str | None = None, timeout: float = 20.0) -> FrrRouter:
+    """Start zebra then bgpd in the node's namespace with the configs already written in its
+    directory (frr.conf, zebra.conf, bgpd.conf: lab/nodes/files.py), and wait (bounded) until
+    `vtysh -N <ns> -c 'show bgp summary json'` answers with that config loaded."""
     ns = netns or state.namespace_name(tag, node)
-    configs = _write_configs(tag, node, config_text)
+    directory = state.node_dir(tag, node)
+    configs = {name: directory / f"{name}.conf" for name in ("frr", "zebra", "bgpd")}
+    try:
+        config_text = configs["frr"].read_text()
+    except FileNotFoundError:
+        raise LabError(
+            f"FRR on {node}: no {configs['frr']} (write the node's files first)"
+        ) from None
     run_dir = FRR_RUN_DIR / ns
     state.record_file(tag, run_dir)
     logs = state.node_dir(tag, node)

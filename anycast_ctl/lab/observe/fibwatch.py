@@ -4,16 +4,15 @@
 RTMGRP_IPV4_ROUTE / RTMGRP_IPV6_ROUTE) on a reader thread, and records the prefix's next-hop
 set with a CLOCK_MONOTONIC timestamp taken the moment each notification is read. Polling
 `ip route` would add up to a poll interval of error; an event stream is exact to the
-scheduling delay of one thread. What the notifications mean: lab/fibstate.py.
+scheduling delay of one thread. What the notifications mean: lab/observe/fibstate.py.
 
-The sockets are created inside the namespace by a short-lived thread that setns()es itself
-(network namespaces are per thread); a socket stays in the namespace it was created in, so
-the rest of the process, and the reader thread, never leave the root namespace.
+The sockets come from lab/net/netns.py (`route_sockets`: created inside the namespace by a
+short-lived thread; a socket stays in the namespace it was created in), so this module only
+reads and decodes, and the process never leaves the root namespace.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import ipaddress
 import os
@@ -28,7 +27,8 @@ from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
 from pyroute2.netlink.rtnl import RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from anycast_ctl.lab.fibstate import (
+from anycast_ctl.lab.net.netns import route_sockets
+from anycast_ctl.lab.observe.fibstate import (
     FibSample,
     Hop,
     RouteTable,
@@ -40,48 +40,11 @@ from anycast_ctl.lab.fibstate import (
 )
 from anycast_ctl.lab.state import LabError
 
-CLONE_NEWNET = 0x40000000
 RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_ROUTE = 0x400
-_RCVBUF = 4 << 20  # a burst of FRR updates must not overflow the socket (ENOBUFS)
 
 # Callers need only this module: the pure helpers they combine with a watcher come along.
 __all__ = ["FibSample", "FibWatcher", "Hop", "first_time", "state_at", "with_any", "without"]
-
-
-def netlink_sockets_in(netns: str, groups: int) -> tuple[socket.socket, socket.socket]:
-    """(event socket bound to `groups`, plain socket for dumps), both inside `netns`."""
-    result: dict = {}
-
-    def create() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        try:
-            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-        except FileNotFoundError:
-            result["error"] = LabError(f"fibwatch: no network namespace {netns!r}")
-            return
-        try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                result["error"] = LabError(
-                    f"fibwatch: setns {netns}: {os.strerror(ctypes.get_errno())}"
-                )
-                return
-        finally:
-            os.close(fd)
-        events = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        events.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
-        events.bind((0, groups))
-        dumps = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        dumps.bind((0, 0))
-        result["sockets"] = (events, dumps)
-
-    # This thread ends inside the namespace; nothing else ever runs on it.
-    thread = threading.Thread(target=create, name=f"fibwatch-setns-{netns}")
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["sockets"]
 
 
 def split_messages(data: bytes) -> list:
@@ -125,7 +88,7 @@ class FibWatcher:
     # lifecycle
     def start(self) -> FibWatcher:
         group = RTMGRP_IPV4_ROUTE if self.network.version == 4 else RTMGRP_IPV6_ROUTE
-        self._events, self._dumps = netlink_sockets_in(self.netns, group)
+        self._events, self._dumps = route_sockets(self.netns, group)
         self._wake_r, self._wake_w = os.pipe()
         self._resync(resync=False)  # after bind: nothing between the dump and the events is lost
         self._reader = threading.Thread(
@@ -178,7 +141,8 @@ class FibWatcher:
                 if remaining <= 0:
                     hops = sorted(self._samples[-1].gateways) if self._samples else []
                     raise TimeoutError(
-                        f"{self.netns} {self.network}: not satisfied within {timeout:g}s; next hops now {hops}"
+                        f"{self.netns} {self.network}: not satisfied within {timeout:g}s; "
+                        f"next hops now {hops}"
                     )
                 self._changed.wait(remaining)
 
@@ -193,7 +157,7 @@ class FibWatcher:
     def _read(self) -> None:
         assert self._events is not None
         while True:
-            ready, _, _ = select.select([self._events, self._wake_r], [], [])
+            ready, _, _ = select.select([self._events.fileno(), self._wake_r], [], [])
             if self._wake_r in ready:
                 return
             try:

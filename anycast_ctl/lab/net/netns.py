@@ -1,4 +1,5 @@
-"""The one place the lab talks netlink (pyroute2): namespaces, veths, addresses, routes, sysctls.
+"""The one place the lab talks netlink (pyroute2): namespaces, veths, addresses, routes, sysctls,
+route dumps, and the raw route-notification sockets the FIB watcher reads.
 
 Every namespace is named `<tag>-<node>` and recorded in the lab's state before it is created.
 Functions take namespace *names*; each opens a short-lived netlink socket inside that namespace
@@ -7,13 +8,16 @@ Functions take namespace *names*; each opens a short-lived netlink socket inside
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
+import os
 import re
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
@@ -260,6 +264,48 @@ def _gateway(msg) -> str | None:
     if via:
         return via.get("addr") if isinstance(via, dict) else str(via)
     return msg.get("gateway")
+
+
+# ---------------------------------------------------------------- route notifications
+CLONE_NEWNET = 0x40000000
+_RCVBUF = 4 << 20  # a burst of FRR updates must not overflow the socket (ENOBUFS)
+
+
+def route_sockets(netns: str, groups: int) -> tuple[socket.socket, socket.socket]:
+    """(event socket bound to the rtnetlink `groups`, plain socket for dumps), both created inside
+    namespace `netns`, for a reader that stays in the root namespace (lab/observe/fibwatch.py)."""
+    result: dict[str, Any] = {}
+
+    def create() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        try:
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+        except FileNotFoundError:
+            result["error"] = LabError(f"route sockets: no network namespace {netns!r}")
+            return
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                result["error"] = LabError(
+                    f"route sockets: setns {netns}: {os.strerror(ctypes.get_errno())}"
+                )
+                return
+        finally:
+            os.close(fd)
+        events = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        events.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+        events.bind((0, groups))
+        dumps = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        dumps.bind((0, 0))
+        result["sockets"] = (events, dumps)
+
+    # This thread ends inside the namespace; nothing else ever runs on it.
+    thread = threading.Thread(target=create, name=f"route-sockets-{netns}")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    sockets: tuple[socket.socket, socket.socket] = result["sockets"]
+    return sockets
 
 
 # ---------------------------------------------------------------- sysctls

@@ -1,8 +1,8 @@
 """Build a topology's network in namespaces: one per node, a veth per link, addresses, static
 routes and the routers' sysctls, all from the address plan (render/hostnet.py says what; this
-does it through lab/netns.py, the one netlink user).
+does it through lab/net/netns.py, the one netlink user).
 
-No daemon is started here: see lab/nodes.py.
+No daemon is started here: see lab/nodes/.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import ipaddress
 
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology
-from anycast_ctl.lab import netns
+from anycast_ctl.lab.net import netns
 from anycast_ctl.render import hostnet
 
 # Routers forward between links whose return path may differ (multi-tier ECMP, LBs that send

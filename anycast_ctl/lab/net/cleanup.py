@@ -12,6 +12,7 @@ Never by process name.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -19,9 +20,11 @@ import shutil
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from anycast_ctl.lab import daemons, netns, state
+from anycast_ctl.lab import state
+from anycast_ctl.lab.net import daemons, netns
 from anycast_ctl.lab.poll import wait_for
 
 NETNS_DIR = Path("/run/netns")
@@ -175,10 +178,8 @@ def _netns_mount_names() -> list[str]:
 # ---------------------------------------------------------------- actions
 def _signal_all(pids: Iterable[int], sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _gone(targets: dict[int, int | None]) -> bool:
@@ -193,14 +194,14 @@ def _stop_processes(tag: str, timeout: float, report: CleanupReport) -> None:
         _signal_all(targets, signal.SIGTERM)
         _signal_all(targets, signal.SIGCONT)  # a SIGSTOPped (hung) process must see the TERM
         try:
-            wait_for(lambda: _gone(targets), timeout, what="lab processes to exit on SIGTERM")
+            wait_for(partial(_gone, targets), timeout, what="lab processes to exit on SIGTERM")
             report.terminated.extend(targets)
         except TimeoutError:
             rest = {p: s for p, s in targets.items() if daemons.is_running(p, s)}
             report.terminated.extend(p for p in targets if p not in rest)
             _signal_all(rest, signal.SIGKILL)
             report.killed.extend(rest)
-            wait_for(lambda: _gone(rest), 5.0, what="lab processes to die on SIGKILL")
+            wait_for(partial(_gone, rest), 5.0, what="lab processes to die on SIGKILL")
 
 
 def _umount(point: str) -> None:

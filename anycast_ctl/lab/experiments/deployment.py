@@ -7,34 +7,36 @@ ExaBGP as its API process. `deploy` swaps it on every LB node of a running lab.
 
 from __future__ import annotations
 
-import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from anycast_ctl.errors import UserError
-from anycast_ctl.lab import daemons, nodes
-from anycast_ctl.lab.baseline import (
+from anycast_ctl.lab.experiments.baseline import (
+    CONFIG_FILE,
     Implementation,
-    api_command,
-    config_path,
+    api_for,
     disable_path,
     lb_healthcheck_config,
 )
-from anycast_ctl.lab.diagnose import descendants
+from anycast_ctl.lab.handle import LabHandle
+from anycast_ctl.lab.net import daemons
+from anycast_ctl.lab.net.diagnose import descendants
+from anycast_ctl.lab.nodes.common import lab_agent_api
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.state import LabError
+from anycast_ctl.render.node_files import ApiFor
 
 API_MARKERS = {"agent run", "exabgp healthcheck"}  # how ExaBGP's API child shows in its cmdline
 
 
 @dataclass
 class Deployment:
-    lab: object  # anycast_ctl.lab.topology_up.Lab
+    lab: LabHandle
     implementation: Implementation
 
-    def api(self) -> nodes.ApiCommand:
-        return api_command(self.implementation, self.lab.topology) or nodes.agent_command
+    def api(self) -> ApiFor:
+        return api_for(self.implementation, self.lab.topology) or lab_agent_api()
 
     def api_pid(self, lb: str) -> int | None:
         """ExaBGP's API process on `lb` (our agent or the healthcheck), if running."""
@@ -67,7 +69,7 @@ def stop_exabgp(dep: Deployment, lb: str) -> None:
         try:
             gone(api, 3)
         except TimeoutError:
-            os.kill(api, signal.SIGKILL)
+            daemons.signal_pid(api, signal.SIGKILL)
             gone(api, 3)
 
 
@@ -75,7 +77,9 @@ def start_exabgp(dep: Deployment, lb: str) -> None:
     dep.lab.start_exabgp(lb, dep.api())
 
 
-def deploy(lab, implementation: Implementation | str, timeout: float = 60.0) -> Deployment:
+def deploy(
+    lab: LabHandle, implementation: Implementation | str, timeout: float = 60.0
+) -> Deployment:
     """Make `implementation` the API process of every LB node and wait until the lab has
     converged again. ExaBGP is restarted on every LB unless it already runs our agent and our
     agent is wanted (a baseline's settings are only read at start: always restart it)."""
@@ -128,6 +132,6 @@ def _already_runs(dep: Deployment, lb: str) -> bool:
         return " agent run " in line
     # Both baselines run the same command line; their settings are in healthcheck.conf, which
     # is only written when ExaBGP is started: it says what the running healthcheck read.
-    path = config_path(dep.node_dir(lb))
+    path = dep.node_dir(lb) / CONFIG_FILE
     wanted = lb_healthcheck_config(dep.implementation, dep.lab.topology, lb, dep.node_dir(lb))
     return " exabgp healthcheck " in line and path.exists() and path.read_text() == wanted

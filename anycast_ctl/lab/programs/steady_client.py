@@ -1,9 +1,9 @@
 """Steady client load for failover experiments, run inside a client's namespace:
 
-    python -m anycast_ctl.lab.steady_client --ca ca.pem --flows flows.json --out results.jsonl \
-        --stop-file STOP [--rate 50] [--timeout 2]
+    python -m anycast_ctl.lab.programs.steady_client --ca ca.pem --flows flows.json \
+        --out results.jsonl --stop-file STOP [--rate 50] [--timeout 2]
 
-Opens the TLS connections listed in flows.json (as lab/traffic_client.py does: own source
+Opens the TLS connections listed in flows.json (as lab/programs/traffic_client.py does: own source
 address and port, certificate verified, one answer line) at a steady `rate` per second, each
 at its own time, whether or not earlier ones finished: a stalled LB must not slow the stream
 down. Stops launching once STOP exists (looked at before each launch, so within 1/rate), at
@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from anycast_ctl.lab.traffic_client import client_context, one_flow
+from anycast_ctl.lab.programs.traffic_client import client_context, one_flow
 
 
 async def stream(flows: list[dict], ctx, rate: float, timeout: float, out, stop_file: Path) -> int:
@@ -59,7 +59,7 @@ async def stream(flows: list[dict], ctx, rate: float, timeout: float, out, stop_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m anycast_ctl.lab.steady_client")
+    parser = argparse.ArgumentParser(prog="python -m anycast_ctl.lab.programs.steady_client")
     parser.add_argument("--ca", required=True, type=Path)
     parser.add_argument("--flows", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)

@@ -1,0 +1,2 @@
+"""Namespaces, links and processes: the lab's side effects (netlink in netns.py, processes in
+daemons.py)."""

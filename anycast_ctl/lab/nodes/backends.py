@@ -1,0 +1,48 @@
+"""Start a lab backend: the TLS server of lab/programs/backend.py in the backend's namespace,
+with the certificate the lab CA issued it (lab/nodes/files.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from anycast_ctl.lab import state
+from anycast_ctl.lab.net import daemons
+from anycast_ctl.lab.net.daemons import Daemon
+from anycast_ctl.lab.nodes.common import package_root, wait_alive
+
+PROGRAM = "anycast_ctl.lab.programs.backend"
+
+
+def start_backend(
+    tag: str, backend: str, netns: str, listen: str, cert: Path, key: Path, timeout: float = 10.0
+) -> Daemon:
+    directory = state.node_dir(tag, backend)
+    directory.mkdir(parents=True, exist_ok=True)
+    ready = directory / "backend.ready"
+    ready.unlink(missing_ok=True)
+    daemon = daemons.spawn(
+        tag,
+        backend,
+        [
+            sys.executable,
+            "-m",
+            PROGRAM,
+            "--name",
+            backend,
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+            "--listen",
+            listen,
+            "--ready-file",
+            str(ready),
+        ],
+        netns=netns,
+        log_path=directory / "backend.log",
+        name="backend",
+        env={"PYTHONUNBUFFERED": "1", "PYTHONPATH": package_root()},
+    )
+    wait_alive(daemon, ready.exists, timeout, f"backend {backend} ({listen})")
+    return daemon

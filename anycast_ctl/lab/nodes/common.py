@@ -1,0 +1,50 @@
+"""What the node starters share: where the venv's programs are, our agent as ExaBGP's API
+process, and a bounded wait for a freshly spawned daemon that fails at once (with its log
+tail) if the daemon dies meanwhile."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from anycast_ctl.lab.net import daemons
+from anycast_ctl.lab.net.daemons import Daemon
+from anycast_ctl.lab.poll import wait_for
+from anycast_ctl.lab.state import LabError
+from anycast_ctl.render.node_files import ApiFor, agent_api
+
+
+def venv_script(name: str) -> str:
+    """A console script installed next to this interpreter (the venv's bin/)."""
+    return str(Path(sys.executable).parent / name)
+
+
+def lab_agent_api() -> ApiFor:
+    """Our agent, from this venv, as ExaBGP's API process (the lab's default)."""
+    return agent_api([venv_script("anycast-ctl")])
+
+
+def wait_alive(daemon: Daemon, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    def check() -> bool:
+        if not daemon.running():
+            raise LabError(
+                f"{daemon.name} on {daemon.node} exited while starting; see {daemon.log_path}:\n"
+                + daemons.log_tail(daemon.log_path or "", 20)
+            )
+        return ready()
+
+    try:
+        wait_for(check, timeout, interval=0.02, what=what)
+    except TimeoutError as exc:
+        raise LabError(
+            f"{exc}; see {daemon.log_path}:\n{daemons.log_tail(daemon.log_path or '', 20)}"
+        ) from None
+
+
+def package_root() -> str:
+    """PYTHONPATH so `python -m anycast_ctl...` works in a child even when we were not installed."""
+    root = str(Path(__file__).resolve().parents[3])
+    existing = os.environ.get("PYTHONPATH")
+    return f"{root}{os.pathsep}{existing}" if existing else root

@@ -1,0 +1,1 @@
+"""Looking at a running lab: BGP sessions, FIBs, convergence, status, FIB changes over time."""

@@ -1,0 +1,195 @@
+"""Every file a topology's nodes need, as relative path -> text (pure): the one rendering that
+both the namespace lab and the containerlab renderer write out.
+
+    files = topology_files(topo, run_dir=Path("/run/x"), conf_dir=lambda node: PurePosixPath(...))
+    files.files["lb1/exabgp.conf"]      # keys are "<node>/<file>" (and "pki/..." for certificates)
+    files.certificates["be1"]           # what to issue; keys are random, so issuing is the writer's
+
+Per kind of node:
+- router: frr.conf (integrated), and with `frr_per_daemon` also zebra.conf and bgpd.conf
+  (`daemon_configs`), for daemons started with `-f` each, as the namespace lab does;
+- LB node announcing a VIP: node.yaml (the agent), haproxy.cfg, exabgp.conf, exabgp.env, and
+  whatever files its API process needs. The API process is a parameter (`api`): our agent by
+  default, or another program such as ExaBGP's healthcheck; its argv goes into exabgp.conf as
+  rendered, never patched in afterwards;
+- backend: a certificate request (its TLS names and address), to be issued by a lab CA;
+- client: nothing.
+`run_dir` is where LB nodes keep sockets and drain state (`lb_layout.lb_paths`); `conf_dir(node)`
+is the node's own directory as the node sees it (the paths written into its configs).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+
+from anycast_ctl.config.address_plan import AddressPlan
+from anycast_ctl.config.topology import Topology
+from anycast_ctl.render.exabgp import agent_argv, render_exabgp
+from anycast_ctl.render.frr import render_frr
+from anycast_ctl.render.haproxy import render_haproxy
+from anycast_ctl.render.node_config import node_config, node_config_yaml
+from anycast_ctl.render.plan import router_plans
+
+NODE_YAML = "node.yaml"
+PKI_DIR = "pki"
+CA_FILE = f"{PKI_DIR}/ca.pem"
+
+
+@dataclass(frozen=True)
+class ApiProcess:
+    """ExaBGP's API process on one LB node: its argv and the files it reads (name -> text,
+    in the node's directory)."""
+
+    argv: tuple[str, ...]
+    files: dict[str, str] = field(default_factory=dict)
+
+
+# (LB node, its directory as it sees it) -> the API process ExaBGP runs there.
+ApiFor = Callable[[str, PurePath], ApiProcess]
+
+
+def agent_api(program: tuple[str, ...] | list[str]) -> ApiFor:
+    """Our agent as the API process: `PROGRAM... agent run <conf_dir>/node.yaml`."""
+
+    def api(lb: str, conf_dir: PurePath) -> ApiProcess:
+        return ApiProcess(tuple(agent_argv(program, conf_dir / NODE_YAML)))
+
+    return api
+
+
+@dataclass(frozen=True)
+class CertRequest:
+    """A backend's server certificate: the TLS names of every VIP it serves, and its address."""
+
+    node: str
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+    cert: str  # key of the certificate in the file map
+    key: str  # key of its private key
+
+
+@dataclass
+class NodeFiles:
+    files: dict[str, str] = field(default_factory=dict)
+    certificates: dict[str, CertRequest] = field(default_factory=dict)
+
+    def update(self, other: NodeFiles) -> None:
+        self.files.update(other.files)
+        self.certificates.update(other.certificates)
+
+
+_ZEBRA_ONLY = re.compile(r"^(no )?(zebra |ip forwarding|ipv6 forwarding)")
+_VTYSH_ONLY = re.compile(r"^service integrated-vtysh-config")
+_BGPD_BLOCK = re.compile(r"^router bgp ")
+
+
+def daemon_configs(config_text: str) -> dict[str, str]:
+    """Split an integrated frr.conf into zebra's and bgpd's parts, so neither daemon logs the
+    other's commands as errors and a real config error stands out.
+
+    Top-level `router bgp` blocks (to their column-0 `exit`) go to bgpd only, zebra's own
+    commands to zebra only; shared lines (hostname, log, prefix-lists, route-maps) to both.
+    """
+    out: dict[str, list[str]] = {"zebra": [], "bgpd": []}
+    in_bgp = False
+    for line in config_text.splitlines():
+        if in_bgp or _BGPD_BLOCK.match(line):
+            in_bgp = line not in ("exit", "end") if in_bgp else True
+            out["bgpd"].append(line)
+        elif _ZEBRA_ONLY.match(line):
+            out["zebra"].append(line)
+        elif not _VTYSH_ONLY.match(line):
+            out["zebra"].append(line)
+            out["bgpd"].append(line)
+    return {daemon: "\n".join(lines) + "\n" for daemon, lines in out.items()}
+
+
+def frr_files(router: str, config_text: str, *, per_daemon: bool) -> dict[str, str]:
+    """frr.conf of one router, and with `per_daemon` zebra.conf and bgpd.conf beside it."""
+    files = {f"{router}/frr.conf": config_text}
+    if per_daemon:
+        files |= {f"{router}/{d}.conf": t for d, t in daemon_configs(config_text).items()}
+    return files
+
+
+def backend_names(topo: Topology) -> dict[str, list[str]]:
+    """backend -> the TLS names it must present: those of every VIP it serves (sorted, unique)."""
+    names: dict[str, set[str]] = {b.name: set() for b in topo.backends}
+    for vip in topo.vips:
+        for backend in vip.backends:
+            names[backend].add(vip.tls_name)
+    return {b: sorted(n) for b, n in names.items()}
+
+
+def node_files(
+    topology: Topology,
+    node: str,
+    *,
+    run_dir: Path,
+    conf_dir: PurePath,
+    api: ApiFor,
+    profile: str = "recommended",
+    frr_per_daemon: bool = False,
+    plan: AddressPlan | None = None,
+) -> NodeFiles:
+    """The files of one node (see the module's docstring); raises UserError for what the
+    topology cannot be rendered into."""
+    plan = plan or topology.address_plan()
+    kind = topology.kind(node)
+    out = NodeFiles()
+    if kind == "router":
+        text = render_frr(router_plans(topology)[node])
+        out.files = frr_files(node, text, per_daemon=frr_per_daemon)
+    elif kind == "lb" and topology.lb(node).vips:
+        config = node_config(topology, node, run_dir=run_dir, profile=profile, plan=plan)
+        process = api(node, conf_dir)
+        exabgp = render_exabgp(config, conf_dir / NODE_YAML, process.argv)
+        out.files = {
+            f"{node}/{NODE_YAML}": node_config_yaml(config, topology_name=topology.name),
+            f"{node}/haproxy.cfg": render_haproxy(
+                topology, node, run_dir=run_dir, profile=profile, plan=plan
+            ),
+            **{f"{node}/{name}": text for name, text in exabgp.items()},
+            **{f"{node}/{name}": text for name, text in process.files.items()},
+        }
+    elif kind == "backend":
+        loopback = plan.nodes[node].loopback_v4
+        out.certificates[node] = CertRequest(
+            node=node,
+            dns_names=tuple(backend_names(topology)[node]),
+            ip_addresses=(str(loopback.ip),) if loopback is not None else (),
+            cert=f"{PKI_DIR}/{node}.pem",
+            key=f"{PKI_DIR}/{node}.key",
+        )
+    return out
+
+
+def topology_files(
+    topology: Topology,
+    *,
+    run_dir: Path,
+    conf_dir: Callable[[str], PurePath],
+    api: ApiFor,
+    profile: str = "recommended",
+    frr_per_daemon: bool = False,
+) -> NodeFiles:
+    """`node_files` of every node, in topology order."""
+    plan = topology.address_plan()
+    out = NodeFiles()
+    for node in topology.kinds:
+        out.update(
+            node_files(
+                topology,
+                node,
+                run_dir=run_dir,
+                conf_dir=conf_dir(node),
+                api=api,
+                profile=profile,
+                frr_per_daemon=frr_per_daemon,
+                plan=plan,
+            )
+        )
+    return out

@@ -21,8 +21,7 @@ import pytest
 from anycast_ctl.lab import state
 from anycast_ctl.lab.net import daemons, netns
 from anycast_ctl.lab.net.cleanup import cleanup, leftovers
-from anycast_ctl.lab.nodes import frr
-from anycast_ctl.lab.nodes import lb as lb_node
+from anycast_ctl.lab.nodes import frr, lb as lb_node
 from anycast_ctl.lab.poll import json_mismatch, wait_for
 from anycast_ctl.lab.topology_up import Lab, LabUpError
 from anycast_ctl.render.node_files import ApiProcess

@@ -11,8 +11,8 @@ import pytest
 from cli_support import run_cli
 
 from anycast_ctl.cli import sim_predict_cmd
-from anycast_ctl.sim.router_predict import parse_nexthop
 from anycast_ctl.sim.linux import LinuxHashSettings, select_nexthop_scalar
+from anycast_ctl.sim.router_predict import parse_nexthop
 
 HEADER = "src,dst,proto,sport,dport"
 PROTO_TEXT = {

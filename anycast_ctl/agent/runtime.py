@@ -38,7 +38,7 @@ from anycast_ctl.agent.observe import CheckCrashed, Observer
 from anycast_ctl.agent.speaker import Speaker
 from anycast_ctl.agent.status import status_payload
 from anycast_ctl.agent.vips import desired_for
-from anycast_ctl.config.node import LoopbackMode, NodeConfig, Vip, load_node_config
+from anycast_ctl.config.node import LoopbackMode, NodeConfig, Vip
 from anycast_ctl.errors import UserError
 
 log = logging.getLogger("anycast_ctl.agent")
@@ -96,8 +96,10 @@ class AgentRuntime:
 
     async def reload(self) -> bool:
         """SIGHUP: take the new config if it is valid; else keep the running one and say why."""
+        from anycast_ctl.agent.preflight import check_node_config
+
         try:
-            new = load_node_config(self.config_path)
+            new = check_node_config(self.config_path)  # the same validation as at start
         except UserError as exc:
             for line in exc.lines():
                 log.error("reload refused, keeping the running config: %s", line)

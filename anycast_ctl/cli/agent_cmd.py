@@ -8,8 +8,6 @@ import sys
 
 import click
 
-from anycast_ctl.config.node import load_node_config
-
 
 @click.group()
 def agent() -> None:
@@ -42,10 +40,12 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
     from anycast_ctl.agent.lifeline import Lifeline, exabgp_parent
     from anycast_ctl.agent.metrics import AgentMetrics
     from anycast_ctl.agent.netlink import LoopbackAddresses
+    from anycast_ctl.agent.preflight import check_node_config
     from anycast_ctl.agent.runtime import AgentRuntime
     from anycast_ctl.agent.speaker import stdio_speaker
 
-    config = load_node_config(config_path)  # bad config: exit 2 before anything is announced
+    # The same validation as `config check`: a bad config exits 2 before anything is announced.
+    config = check_node_config(config_path)
     logging.basicConfig(
         stream=sys.stderr,
         level=log_level.upper(),

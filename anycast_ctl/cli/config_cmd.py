@@ -6,7 +6,7 @@ import json
 
 import click
 
-from anycast_ctl.config.node import NodeConfig, load_node_config
+from anycast_ctl.config.node import NodeConfig
 
 
 @click.group()
@@ -18,31 +18,19 @@ def config() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the normalized config as JSON.")
 def check(files: tuple[str, ...], as_json: bool) -> None:
-    """Validate node config FILES. Nothing is contacted or executed."""
+    """Validate node config FILES. Nothing is contacted or executed.
+
+    `agent run` applies exactly this validation before it announces anything."""
+    from anycast_ctl.agent.preflight import check_node_config
     from anycast_ctl.errors import UserError
 
     problems = []
     loaded = {}
-    from anycast_ctl.agent.checks import build_check
-    from anycast_ctl.errors import Problem
-
     for path in files:
         try:
-            loaded[path] = cfg = load_node_config(path)
+            loaded[path] = check_node_config(path)
         except UserError as exc:
             problems.extend(exc.problems)
-            continue
-        # What only ExaBGP rendering would trip on (a VIP no neighbor can carry, a prepend over
-        # mixed eBGP/iBGP) is reported here too, not at agent start.
-        from anycast_ctl.render.exabgp import exabgp_problems
-
-        problems.extend(Problem(path, where, what) for where, what in exabgp_problems(cfg))
-        # Building a check reads its CA file and checks proxy names; it contacts and runs nothing.
-        for name, spec in cfg.checks.items():
-            try:
-                build_check(name, spec)
-            except UserError as exc:
-                problems.extend(Problem(path, p.where, p.what) for p in exc.problems)
     if problems:
         raise UserError(problems)
     if as_json:

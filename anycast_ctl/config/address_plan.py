@@ -93,7 +93,7 @@ def plan_addresses(topo: TopologyModel) -> AddressPlan:
     ]
     problems = capacity_problems(topo)
     if problems:
-        raise UserError([Problem("<topology>", where, what) for where, what in problems])
+        raise UserError([Problem(topo.source, where, what) for where, what in problems])
 
     loop4 = list(v4.subnets(new_prefix=24))[-1]
     loop6 = _last_64(v6) if v6 else None
@@ -158,7 +158,8 @@ def _last_64(net: ipaddress.IPv6Network) -> ipaddress.IPv6Network:
 
 
 def capacity_problems(topo: TopologyModel) -> list[tuple[str, str]]:
-    """Whether the pools hold every link and loopback (run by the topology checks)."""
+    """Whether the pools hold every link and loopback. Only what needs addresses (rendering,
+    the lab) asks: the simulator routes by name and has no such limit."""
     v4 = ipaddress.IPv4Network(topo.addressing.ipv4)
     nodes = len(topo.kinds)
     link_room = (v4.num_addresses - 256) // 2  # the last /24 is kept for loopbacks
@@ -169,6 +170,11 @@ def capacity_problems(topo: TopologyModel) -> list[tuple[str, str]]:
         )
     if nodes > 254:
         problems.append(
-            ("addressing.ipv4", f"{nodes} nodes do not fit the 254 loopbacks of one /24")
+            (
+                "",
+                f"{nodes} nodes (routers, LBs, backends, clients): the address plan gives each a "
+                "loopback from the last /24 of addressing.ipv4, which holds 254, whatever the "
+                "pool's size; the simulator has no such limit",
+            )
         )
     return problems

@@ -80,26 +80,131 @@ def problems_from_validation(source: str, exc: ValidationError, data: object) ->
     return problems
 
 
-def read_yaml(path: Path) -> object:
+MAX_FILE_BYTES = 16 * 1024 * 1024  # a config or topology is a few KiB; /dev/zero is not one
+# Nodes after expanding aliases: a real topology has a few thousand; "billion laughs" has 10**9.
+MAX_YAML_NODES = 200_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: a second `vips:` must not silently win."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[object, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue  # `<<: *defaults` merges; keys written beside it override by design
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key; SafeConstructor reports it below
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {first.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Nodes in the document with every alias expanded, counted without expanding it."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if depth > 100:
+            return limit + 1  # nesting this deep is not a config
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                total += size(key, depth + 1) + size(value, depth + 1)
+                if total > limit:
+                    break
+        sizes[id(node)] = total
+        return total
+
+    return size(root, 0)
+
+
+def _decode(source: str, data: bytes) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(data) > 1 and b"\x00" in data[:2]):
+        raise UserError.single(source, "", "UTF-16 text: save the file as UTF-8")
+    if b"\x00" in data:
+        raise UserError.single(source, "", "a binary file (it contains NUL bytes), not YAML text")
+    try:
+        return data.decode("utf-8-sig")  # an editor's BOM is not part of the first key
+    except UnicodeDecodeError as exc:
+        raise UserError.single(
+            source, "", f"not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
+        ) from None
+
+
+def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The file's bytes, or a UserError saying plainly why not (missing, a directory, ...)."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
     except FileNotFoundError:
         raise UserError.single(source, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError.single(source, "", f"cannot read: {exc}") from None
+    except IsADirectoryError:
+        raise UserError.single(source, "", "is a directory, not a file") from None
+    except PermissionError:
+        raise UserError.single(source, "", "permission denied: cannot read it") from None
+    except OSError as exc:
+        raise UserError.single(source, "", f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise UserError.single(
+            source, "", f"larger than {limit // (1024 * 1024)} MiB: not a config"
+        )
+    return data
+
+
+def read_yaml(path: Path) -> object:
+    source = str(path)
+    text = _decode(source, read_bytes(path))
+    if not text.strip():
+        raise UserError.single(source, "", "empty file: expected a YAML mapping")
+    loader = _StrictLoader(text)
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            raise UserError.single(source, "", "no YAML document in the file (only comments?)")
+        if _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise UserError.single(
+                source,
+                "",
+                f"more than {MAX_YAML_NODES} values once aliases (*name) are expanded, "
+                "or nested too deep: not a config",
+            )
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise UserError.single(source, where, f"invalid YAML: {problem}") from None
+    except RecursionError:
+        raise UserError.single(source, "", "invalid YAML: nested too deep") from None
+    finally:
+        loader.dispose()
+
+
+_KINDS = {list: "a list", str: "a single value (text)", int: "a number", float: "a number"}
 
 
 def validate(model: type[M], data: object, source: str) -> M:
     if not isinstance(data, dict):
-        raise UserError.single(source, "", "expected a mapping at the top level")
+        found = _KINDS.get(type(data), type(data).__name__)
+        raise UserError.single(
+            source, "", f"expected a mapping (key: value lines) at the top level, found {found}"
+        )
     try:
         obj = model.model_validate(data)
     except ValidationError as exc:

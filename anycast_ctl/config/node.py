@@ -12,17 +12,20 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from anycast_ctl.config.common import (
     ASN,
     U32,
-    HostPrefix,
     IPAddr,
+    Md5Secret,
     Name,
     Port,
+    RouterId,
     SafeStr,
     StrictModel,
+    UnicastIP,
+    VipPrefix,
 )
 from anycast_ctl.config.loading import load_model
 
@@ -114,10 +117,10 @@ Check = Annotated[
 
 # ---------------------------------------------------------------- BGP
 class Neighbor(StrictModel):
-    address: IPAddr
-    local_address: IPAddr
+    address: UnicastIP
+    local_address: UnicastIP
     peer_as: ASN
-    md5_password: Annotated[SafeStr, Field(min_length=1, max_length=80)] | None = None
+    md5_password: Md5Secret | None = None
     hold_time: Annotated[int, Field(ge=3, le=65535)] = 9
 
     @model_validator(mode="after")
@@ -127,12 +130,17 @@ class Neighbor(StrictModel):
             != ipaddress.ip_address(self.local_address).version
         ):
             raise ValueError("address and local_address must be the same IP version")
+        if self.address == self.local_address:
+            raise ValueError(
+                f"address {self.address} is local_address, the node itself: "
+                "address is the router's end of the session"
+            )
         return self
 
 
 class Bgp(StrictModel):
     local_as: ASN
-    router_id: Annotated[IPAddr, Field(pattern=r"^\d+\.\d+\.\d+\.\d+$")]
+    router_id: RouterId
     neighbors: Annotated[list[Neighbor], Field(min_length=1)]
 
 
@@ -167,10 +175,10 @@ def _extended_community(value: str) -> str:
 
 
 class Vip(StrictModel):
-    address: HostPrefix
+    address: VipPrefix
     checks: Annotated[list[Name], Field(min_length=1)]
     combine: Literal["all", "any"] = "all"
-    next_hop: Literal["self"] | IPAddr = "self"
+    next_hop: Literal["self"] | UnicastIP = "self"
     med: U32 | None = None
     local_preference: U32 | None = None
     communities: list[str] = []
@@ -218,8 +226,38 @@ class Loopback(StrictModel):
     remove_on_withdraw: bool = True
 
 
+MAX_SOCKET_PATH = 107  # sockaddr_un.sun_path holds 108 bytes including the terminating NUL
+DEFAULT_SOCKET = Path("/run/anycast-ctl/agent.sock")
+
+
+def _absolute_file(value: Path) -> Path:
+    text = str(value)
+    if not text.strip() or text == ".":
+        raise ValueError("must not be empty")
+    if not value.is_absolute():
+        raise ValueError(
+            f"{text!r} must be an absolute path (the agent may run from any directory)"
+        )
+    if text.endswith("/"):
+        raise ValueError(f"{text!r} names a directory; give a file name")
+    return value
+
+
+def _socket_path(value: Path) -> Path:
+    value = _absolute_file(value)
+    if len(str(value).encode()) > MAX_SOCKET_PATH:
+        raise ValueError(
+            f"{len(str(value).encode())} bytes is longer than the {MAX_SOCKET_PATH} a Unix socket path may have"
+        )
+    return value
+
+
+AbsoluteFile = Annotated[Path, AfterValidator(_absolute_file)]
+SocketPath = Annotated[Path, AfterValidator(_socket_path)]
+
+
 class Control(StrictModel):
-    socket: Path = Path("/run/anycast-ctl/agent.sock")
+    socket: SocketPath = DEFAULT_SOCKET
     allow_uids: list[Annotated[int, Field(ge=0)]] = [0]
     allow_groups: list[
         Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")] | Annotated[int, Field(ge=0)]
@@ -227,7 +265,7 @@ class Control(StrictModel):
 
 
 class Drain(StrictModel):
-    state_file: Path = Path("/var/lib/anycast-ctl/drain.json")
+    state_file: AbsoluteFile = Path("/var/lib/anycast-ctl/drain.json")
     # Before withdrawing a drained VIP, re-announce it with GRACEFUL_SHUTDOWN (RFC 8326)
     # for this long, so routers move traffic away before the route disappears. 0 = off.
     graceful_shutdown_seconds: Annotated[float, Field(ge=0, le=3600)] = 0
@@ -258,11 +296,35 @@ class NodeConfig(StrictModel):
     def cross_check(self) -> list[tuple[str, str]]:
         """Problems that span fields, as (field path, message); run by the loader."""
         problems = []
+        first: dict[str, int] = {}
+        for i, n in enumerate(self.bgp.neighbors):
+            where = f"bgp.neighbors[{i}].address"
+            if n.address == self.bgp.router_id:
+                problems.append(
+                    (where, f"{n.address} is bgp.router_id: a node does not peer with itself")
+                )
+            elif n.address in first:
+                problems.append(
+                    (where, f"{n.address} is already bgp.neighbors[{first[n.address]}]")
+                )
+            first.setdefault(n.address, i)
+        own = {self.bgp.router_id: "bgp.router_id"}
+        for i, n in enumerate(self.bgp.neighbors):
+            own.setdefault(n.address, f"bgp.neighbors[{i}].address")
+            own.setdefault(n.local_address, f"bgp.neighbors[{i}].local_address")
         seen: set[str] = set()
         for i, vip in enumerate(self.vips):
             if vip.address in seen:
                 problems.append((f"vips[{i}].address", f"{vip.address} is declared twice"))
             seen.add(vip.address)
+            host = str(ipaddress.ip_network(vip.address).network_address)
+            if host in own:
+                problems.append(
+                    (
+                        f"vips[{i}].address",
+                        f"{host} is {own[host]}: a VIP must not be a peering or router-id address",
+                    )
+                )
             for j, name in enumerate(vip.checks):
                 if name not in self.checks:
                     known = ", ".join(sorted(self.checks))

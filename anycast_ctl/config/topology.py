@@ -56,4 +56,6 @@ class Topology(TopologyModel):
 
 def load_topology(path: str | Path) -> Topology:
     """Load and check a topology file; bad input raises UserError with every problem's path."""
-    return load_model(Topology, path)
+    topo = load_model(Topology, path)
+    topo._source = str(path)
+    return topo

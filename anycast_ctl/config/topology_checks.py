@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 
-from anycast_ctl.config.address_plan import capacity_problems
 from anycast_ctl.config.topology_model import TopologyModel
 
 Problems = list[tuple[str, str]]
@@ -36,7 +35,7 @@ def check_topology(topo: TopologyModel) -> Problems:
     problems += _layers(topo)
     problems += _hashing(topo)
     problems += _bgp(topo)
-    problems += capacity_problems(topo)
+    problems += _vips_outside_pools(topo)
     if not problems:
         problems += _reachability(topo)
     return problems
@@ -247,6 +246,32 @@ def _bgp(topo: TopologyModel) -> Problems:
                     " its sessions would be torn down",
                 )
             )
+    return problems
+
+
+def _vips_outside_pools(topo: TopologyModel) -> Problems:
+    """A VIP inside a pool the topology uses would be a link, loopback or client address: the
+    routers' prefix-lists, built from the VIPs, would then let LB nodes announce it."""
+    pools = [
+        ("addressing.ipv4", ipaddress.ip_network(topo.addressing.ipv4)),
+        ("addressing.ipv6", ipaddress.ip_network(topo.addressing.ipv6)),
+    ]
+    for i, c in enumerate(topo.clients):
+        pools += [
+            (f"clients[{i}].prefixes[{j}]", ipaddress.ip_network(p))
+            for j, p in enumerate(c.prefixes)
+        ]
+    problems: Problems = []
+    for i, vip in enumerate(topo.vips):
+        for where, pool in pools:
+            if pool.version == vip.version and vip.ip in pool:
+                problems.append(
+                    (
+                        f"vips[{i}].address",
+                        f"{vip.ip} is inside {where} ({pool}), whose addresses go to links, "
+                        "loopbacks or clients; choose a VIP outside every pool",
+                    )
+                )
     return problems
 
 

@@ -14,9 +14,18 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, field_validator
 
-from anycast_ctl.config.common import ASN, U32, HostPrefix, Name, Port, SafeStr, StrictModel
+from anycast_ctl.config.common import (
+    ASN,
+    U32,
+    Md5Password,
+    Name,
+    Port,
+    SafeStr,
+    StrictModel,
+    VipPrefix,
+)
 
 # Interface names are "eth-<peer>" and Linux allows 15 characters: 4 + 11.
 NodeName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,10}$")]
@@ -96,7 +105,7 @@ class Hashing(StrictModel):
 class BgpPolicy(StrictModel):
     """Session defaults for every BGP session (router-router and router-LB)."""
 
-    md5_password: Annotated[SafeStr, Field(min_length=1, max_length=80)] | None = None
+    md5_password: Md5Password | None = None
     hold_time: Annotated[int, Field(ge=3, le=65535)] = 9
     # Per LB peer: more prefixes than this from one LB tears the session down.
     maximum_prefix: Annotated[int, Field(ge=1, le=100000)] = 10
@@ -183,7 +192,7 @@ class Client(StrictModel):
 
 class Vip(StrictModel):
     name: Name
-    address: HostPrefix  # normalized to a host route: "192.0.2.10/32"
+    address: VipPrefix  # normalized to a host route: "192.0.2.10/32"
     port: Port = 443
     backends: Annotated[list[NodeName], Field(min_length=1)]
     server_name: SafeStr | None = None  # TLS name; defaults to "<name>.anycast.test"
@@ -204,9 +213,7 @@ class Vip(StrictModel):
 class Link(StrictModel):
     a: NodeName
     b: NodeName
-    md5_password: Annotated[SafeStr, Field(min_length=1, max_length=80)] | None = (
-        None  # overrides bgp.md5_password
-    )
+    md5_password: Md5Password | None = None  # overrides bgp.md5_password
 
 
 NodeKind = Literal["router", "lb", "backend", "client"]
@@ -227,6 +234,11 @@ class TopologyModel(StrictModel):
     clients: Annotated[list[Client], Field(min_length=1)]
     vips: Annotated[list[Vip], Field(min_length=1)]
     links: Annotated[list[Link], Field(min_length=1)]
+    _source: str = PrivateAttr(default="<topology>")  # the file it was read from, for messages
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     # ------------------------------------------------------------ lookups
     @cached_property

@@ -11,31 +11,24 @@ The per-router hashing sysctls are not FRR's business: the lab sets them on the 
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Annotated, Literal
 
 import jinja2
 from pydantic import AfterValidator, Field, model_validator
 
-from anycast_ctl.config.common import ASN, HostPrefix, IPAddr, Name, SafeStr, StrictModel
+from anycast_ctl.config.common import (
+    ASN,
+    HostPrefix,
+    IPAddr,
+    Md5Password,
+    Name,
+    SafeStr,
+    StrictModel,
+)
 from anycast_ctl.render.prefix_ranges import host_ranges
 from anycast_ctl.render.templating import template
 
 ANY: Literal["any"] = "any"
-
-_MD5_KEY = re.compile(r"^[!-~]{1,80}$")
-
-
-def _md5_key(value: str) -> str:
-    # FRR's `password` takes one word; the kernel's TCP_MD5SIG_MAXKEYLEN is 80 bytes.
-    if not _MD5_KEY.match(value):
-        raise ValueError(
-            "a TCP-MD5 password must be 1-80 printable ASCII characters without spaces"
-        )
-    return value
-
-
-Md5Password = Annotated[str, AfterValidator(_md5_key)]
 
 
 def _ipv4(value: str) -> str:

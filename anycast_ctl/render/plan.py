@@ -32,7 +32,7 @@ def router_plans(topo: Topology) -> dict[str, RouterPlan]:
         raise UserError(
             [
                 Problem(
-                    "<topology>",
+                    topo.source,
                     f"links[{s.link}].md5_password",
                     f"session {s.upstream.node}-{s.downstream.node} has no TCP-MD5 password: set "
                     "bgp.md5_password or this link's md5_password (every lab session uses MD5)",
@@ -50,7 +50,7 @@ def router_plans(topo: Topology) -> dict[str, RouterPlan]:
                 raise UserError(
                     [
                         Problem(
-                            "<topology>",
+                            topo.source,
                             f"links[{session.link}]",
                             f"session {session.upstream.node}-{session.downstream.node}: "
                             + err["msg"].removeprefix("Value error, "),

@@ -83,12 +83,16 @@ def test_missing_md5_password_names_the_link() -> None:
     ]
 
 
-def test_md5_password_frr_cannot_take_is_a_user_error_on_the_link() -> None:
+def test_md5_password_frr_cannot_take_is_refused_at_load_naming_the_field() -> None:
+    # Refused when the topology is read, so `sim` and `render node` refuse it too, not only
+    # `render frr`.
+    from anycast_ctl.config.loading import validate
+
     raw = _raw("default")
     raw["links"][1]["md5_password"] = "has space"
     with pytest.raises(UserError) as err:
-        router_plans(Topology.model_validate(raw))
+        validate(Topology, raw, "t.yaml")
     assert str(err.value) == (
-        "<topology>: links[1]: session r1-lb1: a TCP-MD5 password must be 1-80 printable ASCII "
-        "characters without spaces"
+        "t.yaml: links[1].md5_password: a TCP-MD5 password is 1-80 printable ASCII "
+        "characters without spaces; it contains a space"
     )

@@ -19,15 +19,25 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 # System daemons for the lab and the end-to-end tests; only root can install them.
+# The lab runs its own FRR and HAProxy per namespace and never needs the system services.
+# Debian starts them as services when it installs them; only a service this target has just
+# installed is stopped and disabled (it was not running before `make`). An FRR or HAProxy
+# that was already installed is left exactly as it was, running or not.
 sysdeps:
 ifeq ($(IS_ROOT),yes)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "apt-get install$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
-	@# Debian starts FRR and HAProxy as system services on install; the lab runs its own per namespace.
-	@-systemctl disable --now frr haproxy >/dev/null 2>&1 || true
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "installing with apt-get:$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
+	for svc in frr haproxy; do \
+	  case " $$missing " in *" $$svc "*) \
+	    echo "$$svc: installed now; its system service (started by the package) is stopped and disabled: the lab runs its own per namespace"; \
+	    systemctl disable --now $$svc >/dev/null 2>&1 || true ;; \
+	  esac; \
+	done; \
+	for svc in frr haproxy; do \
+	  case " $$missing " in *" $$svc "*) ;; *) echo "$$svc: already installed; its system service left as it was" ;; esac; \
+	done
 else
 	@echo "not root: skipping apt packages ($(APT_PACKAGES)); root-only tests will be skipped"
 endif

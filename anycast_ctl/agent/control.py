@@ -285,10 +285,31 @@ async def _reply(writer: asyncio.StreamWriter, response: dict) -> None:
 
 
 # ---------------------------------------------------------------- client
+def _not_a_socket(path: Path) -> str | None:
+    """Why `path` cannot be an agent's socket, said before connect() gives a vaguer error."""
+    if len(os.fsencode(path)) > _UNIX_PATH_MAX:
+        return f"is longer than the {_UNIX_PATH_MAX} bytes a Unix socket path may have"
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None  # connect() says "no agent listening"
+    except NotADirectoryError:
+        return "cannot exist: a part of it is a file, not a directory"
+    except OSError:
+        return None
+    if stat.S_ISSOCK(st.st_mode):
+        return None
+    kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a regular file"
+    return f"is {kind}, not a socket: is this the agent's control.socket?"
+
+
 def request(path: str | Path, payload: dict, timeout: float = 5.0) -> dict:
     """Send one request to the agent and return its response (blocking; for the CLI)."""
     path = Path(path)
     source = "<socket>"  # the path is in each message: where the agent should be listening
+    not_socket = _not_a_socket(path)
+    if not_socket:
+        raise UserError.single(source, "", f"{path} {not_socket}")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -304,6 +325,10 @@ def request(path: str | Path, payload: dict, timeout: float = 5.0) -> dict:
                 "",
                 f"permission denied on {path}: it is for root and the groups in"
                 " control.allow_groups",
+            ) from None
+        except OSError as exc:  # a path too long, a file where a directory should be, ...
+            raise UserError.single(
+                source, "", f"cannot connect to {path}: {exc.strerror or exc}"
             ) from None
         sock.sendall(json.dumps(payload).encode() + b"\n")
         data = b""
@@ -324,6 +349,8 @@ def request(path: str | Path, payload: dict, timeout: float = 5.0) -> dict:
         raise UserError.single(
             source, "", f"the agent on {path} closed the connection: {exc}"
         ) from None
+    except OSError as exc:
+        raise UserError.single(source, "", f"talking to {path}: {exc.strerror or exc}") from None
     finally:
         sock.close()
     if not data:

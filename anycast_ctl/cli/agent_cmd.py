@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from anycast_ctl.cli.params import Finite
+
 
 @click.group()
 def agent() -> None:
@@ -24,9 +26,9 @@ def agent() -> None:
 )
 @click.option(
     "--stall-after",
-    type=click.FloatRange(min=0),
+    type=Finite(0, 3600),
     default=None,
-    help="Stop ExaBGP if the agent sends no heartbeat this long (s); 0 disables the "
+    help="Stop ExaBGP if the agent sends no heartbeat this long (s, at most 3600); 0 disables the "
     "lifeline. Default: max(3, 10 x the shortest check interval), well under the "
     "BGP hold time, and loose enough that a CPU-starved start is not taken for a hang.",
 )

@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 
 from anycast_ctl.agent.control import DEFAULT_SOCKET, request
-from anycast_ctl.cli.status_table import format_status
+from anycast_ctl.cli.params import Finite
+from anycast_ctl.cli.status_table import format_status, status_shape_problems
 from anycast_ctl.errors import Problem, UserError
 
 _EPILOG = (
@@ -34,8 +35,19 @@ class AgentFailed(click.ClickException):
 
 def socket_path(socket_opt: str | None, config: str | None) -> Path:
     """--socket, else the node config's control.socket, else the default."""
-    if socket_opt:
-        return Path(socket_opt)
+    if socket_opt is not None:
+        from pydantic import ValidationError
+
+        from anycast_ctl.config.loading import problems_from_validation
+        from anycast_ctl.config.node import Control
+
+        if not socket_opt.strip():
+            raise UserError.single("<argument>", "--socket", "must not be empty")
+        try:  # the rules control.socket follows
+            return Control(socket=Path(socket_opt).absolute()).socket
+        except ValidationError as exc:
+            problems = problems_from_validation("<argument>", exc, {"socket": socket_opt})
+            raise UserError([Problem(p.source, "--socket", p.what) for p in problems]) from None
     if config:
         from anycast_ctl.config.node import load_node_config
 
@@ -79,10 +91,10 @@ def call_agent(path: Path, payload: dict, timeout: float) -> dict:
 def _connection_options(func):
     func = click.option(
         "--timeout",
-        type=click.FloatRange(min=0.1),
+        type=Finite(0.1, 3600),
         default=5.0,
         show_default=True,
-        help="Seconds to wait for the agent.",
+        help="Seconds to wait for the agent (0.1 to 3600).",
     )(func)
     func = click.option(
         "--socket",
@@ -157,7 +169,13 @@ def undrain(vips, reason, config, socket_opt, timeout, as_json) -> None:
 def status(config, socket_opt, timeout, as_json) -> None:
     """Each VIP's state, announcement, drain (who/why) and last check results, and
     whether ExaBGP is alive."""
-    response = call_agent(socket_path(socket_opt, config), {"op": "status"}, timeout)
+    path = socket_path(socket_opt, config)
+    response = call_agent(path, {"op": "status"}, timeout)
+    problems = status_shape_problems(response)
+    if problems:
+        raise UserError(
+            [Problem("<socket>", where, f"{what} (answer from {path})") for where, what in problems]
+        )
     if as_json:
         click.echo(json.dumps(response, indent=2))
     else:

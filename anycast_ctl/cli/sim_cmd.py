@@ -7,8 +7,14 @@ from pathlib import Path
 
 import click
 
+from anycast_ctl.cli.params import Finite, writable_dir, writable_file
 from anycast_ctl.cli.sim_predict_cmd import predict
 from anycast_ctl.errors import UserError
+
+# At a few million flows per second a billion flows take minutes; beyond that a sample says
+# the same. The bound keeps a mistyped 1e15 from running for days.
+MAX_FLOWS = 1_000_000_000
+MAX_ZIPF = 10.0
 
 EVENT_HELP = (
     "withdraw:LB, add[:NAME], router:R or link:A-B; repeat for several"
@@ -22,17 +28,22 @@ class Count(click.ParamType):
     name = "count"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().lower().replace("_", "")
-        scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
-        try:
-            number = int(float(text[:-1] if scale > 1 else text) * scale)
-        except ValueError:
-            self.fail(f"{value!r} is not a count (e.g. 200000, 250k, 1M)", param, ctx)
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            text = str(value).strip().lower().replace("_", "")
+            scale = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}.get(text[-1:], 1)
+            try:
+                number = float(text[:-1] if scale > 1 else text) * scale
+            except ValueError:
+                self.fail(f"{value!r} is not a count (e.g. 200000, 250k, 1M)", param, ctx)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a finite count", param, ctx)
         if number < 1:
-            self.fail("must be at least 1", param, ctx)
-        return number
+            self.fail(f"{value!r}: must be at least 1", param, ctx)
+        if number > MAX_FLOWS:
+            self.fail(f"{value!r} is more than {MAX_FLOWS:,} flows (the upper bound)", param, ctx)
+        return int(number)
 
 
 def _common(f):
@@ -44,7 +55,7 @@ def _common(f):
             type=Count(),
             default="200k",
             show_default=True,
-            help="How many flows to generate.",
+            help=f"How many flows to generate (at most {MAX_FLOWS:,}; Ctrl-C stops a run).",
         ),
         click.option(
             "--seed",
@@ -55,10 +66,10 @@ def _common(f):
         ),
         click.option(
             "--zipf",
-            type=float,
+            type=Finite(0, MAX_ZIPF),
             default=1.5,
             show_default=True,
-            help="Zipf exponent of bytes per flow (>1; 0 = equal).",
+            help=f"Zipf exponent of bytes per flow (>1 and at most {MAX_ZIPF:g}; 0 = equal).",
         ),
         click.option(
             "--flows-file",
@@ -76,7 +87,7 @@ def _common(f):
         click.option(
             "--csv",
             "csv_out",
-            type=click.Path(dir_okay=False, writable=True),
+            type=click.Path(dir_okay=False),
             help="Also write tidy CSV rows to FILE.",
         ),
         click.option(
@@ -91,7 +102,7 @@ def _common(f):
     return f
 
 
-def _prepare(topology, count, seed, zipf, flows_file, events, no_events):
+def _prepare(topology, count, seed, zipf, flows_file, events, no_events, csv_out, plot_dir):
     from anycast_ctl.config.topology import load_topology
     from anycast_ctl.sim.fabric import parse_event
     from anycast_ctl.sim.run import flow_batches
@@ -99,6 +110,10 @@ def _prepare(topology, count, seed, zipf, flows_file, events, no_events):
     topo = load_topology(topology)
     if zipf != 0 and zipf <= 1:
         raise UserError.single("--zipf", "", "must be greater than 1 (or 0 for equal flows)")
+    if csv_out:
+        writable_file("--csv", csv_out)  # now, not after the whole run
+    if plot_dir:
+        writable_dir("--plot", plot_dir)
     parsed = []
     for text in events:
         try:
@@ -114,16 +129,21 @@ def _prepare(topology, count, seed, zipf, flows_file, events, no_events):
 def _write_outputs(results, as_json, csv_out, plot_dir, table, parameters):
     from anycast_ctl.sim import report
 
-    if csv_out:
-        Path(csv_out).write_text(report.to_csv(results))
-    if plot_dir:
-        from anycast_ctl.sim import plots
+    try:
+        if csv_out:
+            Path(csv_out).write_text(report.to_csv(results))
+        if plot_dir:
+            from anycast_ctl.sim import plots
 
-        written = plots.plot_shares(results, Path(plot_dir))
-        if any(r.events for r in results.values()):
-            written += plots.plot_disruption(results, Path(plot_dir))
-        if len(results) == 1:
-            written += plots.plot_nexthops(next(iter(results.values())), Path(plot_dir))
+            written = plots.plot_shares(results, Path(plot_dir))
+            if any(r.events for r in results.values()):
+                written += plots.plot_disruption(results, Path(plot_dir))
+            if len(results) == 1:
+                written += plots.plot_nexthops(next(iter(results.values())), Path(plot_dir))
+    except OSError as exc:
+        where = "--csv" if csv_out and not plot_dir else "--csv/--plot"
+        name = exc.filename or csv_out or plot_dir
+        raise UserError.single(where, str(name), f"cannot write: {exc.strerror or exc}") from None
     if as_json:
         payload = {
             "parameters": parameters,
@@ -175,7 +195,9 @@ def run(
     from anycast_ctl.sim import report
     from anycast_ctl.sim.run import simulate
 
-    topo, batches, chosen = _prepare(topology, count, seed, zipf, flows_file, events, no_events)
+    topo, batches, chosen = _prepare(
+        topology, count, seed, zipf, flows_file, events, no_events, csv_out, plot_dir
+    )
     result = simulate(topo, batches, events=chosen, algorithm=algorithm, same_seed=same_seed)
     parameters = _parameters(count, seed, zipf, flows_file, same_seed, algorithm=algorithm)
     _write_outputs(
@@ -207,7 +229,9 @@ def compare_cmd(
     from anycast_ctl.sim import report
     from anycast_ctl.sim.run import compare
 
-    topo, batches, chosen = _prepare(topology, count, seed, zipf, flows_file, events, no_events)
+    topo, batches, chosen = _prepare(
+        topology, count, seed, zipf, flows_file, events, no_events, csv_out, plot_dir
+    )
     results = compare(topo, batches, events=chosen, same_seed=same_seed)
     parameters = _parameters(count, seed, zipf, flows_file, same_seed)
     _write_outputs(results, as_json, csv_out, plot_dir, report.compare_table(results), parameters)

@@ -6,7 +6,11 @@ display must never crash on it.
 
 from __future__ import annotations
 
+import math
 import time
+
+# Timestamps an agent can send: after 1970 and before the year 5138 (what localtime() takes).
+_MAX_TIME = 1e11
 
 
 def age(then: float | None, now: float) -> str:
@@ -96,3 +100,59 @@ def format_status(payload: dict, now: float) -> str:
         lines.append(vip_line)
         lines.extend(next(check_lines) for _ in vip.get("checks") or [])
     return "\n".join(lines)
+
+
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "text", bool: "true/false"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
+    )
+
+
+def status_shape_problems(payload: dict) -> list[tuple[str, str]]:
+    """What in a status answer the table cannot show, as (field, message): an agent of
+    another version, or something else on the socket, must give one clear line, not a crash."""
+    problems: list[tuple[str, str]] = []
+
+    def want(value: object, where: str, types: tuple[type, ...], what: str) -> bool:
+        if value is None:
+            return False
+        if not isinstance(value, types) or (bool in types) != isinstance(value, bool):
+            problems.append((where, f"expected {what}, got {_kind(value)}"))
+            return False
+        return True
+
+    def moment_ok(value: object, where: str) -> None:
+        if want(value, where, (int, float), "a time in seconds") and not (
+            math.isfinite(value) and 0 <= value < _MAX_TIME  # type: ignore[arg-type]
+        ):
+            problems.append((where, f"{value!r} is not a time"))
+
+    exabgp = payload.get("exabgp")
+    if want(exabgp, "exabgp", (dict,), "an object"):
+        assert isinstance(exabgp, dict)
+        want(exabgp.get("alive"), "exabgp.alive", (bool,), "true/false")
+        moment_ok(exabgp.get("last_line_at"), "exabgp.last_line_at")
+        want(exabgp.get("peers"), "exabgp.peers", (dict,), "an object")
+    vips = payload.get("vips")
+    if not want(vips, "vips", (list,), "a list"):
+        return problems
+    assert isinstance(vips, list)
+    for i, vip in enumerate(vips):
+        if not want(vip, f"vips[{i}]", (dict,), "an object"):
+            continue
+        moment_ok(vip.get("since"), f"vips[{i}].since")
+        drain = vip.get("drain")
+        if drain and want(drain, f"vips[{i}].drain", (dict,), "an object"):
+            moment_ok(drain.get("at"), f"vips[{i}].drain.at")
+        checks = vip.get("checks")
+        if want(checks, f"vips[{i}].checks", (list,), "a list"):
+            for j, check in enumerate(checks):
+                where = f"vips[{i}].checks[{j}]"
+                if want(check, where, (dict,), "an object"):
+                    moment_ok(check.get("since"), f"{where}.since")
+                    latency = check.get("latency_ms")
+                    if want(latency, f"{where}.latency_ms", (int, float), "a number") and not (
+                        math.isfinite(latency)
+                    ):
+                        problems.append((f"{where}.latency_ms", f"{latency!r} is not finite"))
+    return problems

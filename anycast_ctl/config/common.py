@@ -14,7 +14,8 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 class StrictModel(BaseModel):
     """Unknown fields are errors: a misspelt key must never be silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No nan or inf anywhere: every number in a config has a finite documented range.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _no_control_chars(value: str) -> str:

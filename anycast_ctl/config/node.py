@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from anycast_ctl.config.common import (
     ASN,
@@ -230,20 +230,23 @@ MAX_SOCKET_PATH = 107  # sockaddr_un.sun_path holds 108 bytes including the term
 DEFAULT_SOCKET = Path("/run/anycast-ctl/agent.sock")
 
 
-def _absolute_file(value: Path) -> Path:
+def _absolute_file(value: object) -> Path:
+    # Before pydantic makes a Path of it: Path("") is "." and Path("/a/") drops the slash.
+    if not isinstance(value, str | Path):
+        raise ValueError("must be a path (text)")
     text = str(value)
-    if not text.strip() or text == ".":
+    if not text.strip():
         raise ValueError("must not be empty")
-    if not value.is_absolute():
+    if not Path(text).is_absolute():
         raise ValueError(
             f"{text!r} must be an absolute path (the agent may run from any directory)"
         )
     if text.endswith("/"):
         raise ValueError(f"{text!r} names a directory; give a file name")
-    return value
+    return Path(text)
 
 
-def _socket_path(value: Path) -> Path:
+def _socket_path(value: object) -> Path:
     value = _absolute_file(value)
     if len(str(value).encode()) > MAX_SOCKET_PATH:
         raise ValueError(
@@ -252,8 +255,8 @@ def _socket_path(value: Path) -> Path:
     return value
 
 
-AbsoluteFile = Annotated[Path, AfterValidator(_absolute_file)]
-SocketPath = Annotated[Path, AfterValidator(_socket_path)]
+AbsoluteFile = Annotated[Path, BeforeValidator(_absolute_file)]
+SocketPath = Annotated[Path, BeforeValidator(_socket_path)]
 
 
 class Control(StrictModel):

@@ -78,6 +78,8 @@ def read_flows_csv(path: str | Path, stream: TextIO | None = None) -> CsvFlows:
     """
     source = str(path)
     try:
+        if stream is None:
+            _sniff(source, Path(path))
         # Either way the handle is closed by the `with handle:` below.
         handle = stream if stream is not None else open(path, newline="", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
@@ -104,6 +106,16 @@ def read_flows_csv(path: str | Path, stream: TextIO | None = None) -> CsvFlows:
         raise UserError(problems)
     parts = tuple(_part(rows[f], f, "bytes" in col) for f in (4, 6) if rows[f])
     return CsvFlows(parts, sum(len(p.rows) for p in parts))
+
+
+def _sniff(source: str, path: Path) -> None:
+    """Say what a file is when it is not UTF-8 text, before a codec error would."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UserError.single(source, "", "UTF-16 text: save the file as UTF-8 CSV")
+    if b"\x00" in head:
+        raise UserError.single(source, "", "a binary file (it contains NUL bytes), not CSV text")
 
 
 def _check_header(source: str, header: list[str]) -> None:

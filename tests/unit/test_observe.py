@@ -103,8 +103,8 @@ async def test_every_check_on_one_socket_shares_one_read_per_tick(tmp_path):
     await haproxy.start()
     checks = {f"c{i}": haproxy_check(haproxy.path, minimum=1 + i % 4) for i in range(50)}
     checks["other-fe"] = haproxy_check(haproxy.path, frontend="both", backend="both")
-    vips = [{"address": f"10.0.0.{i + 1}", "checks": [f"c{i}"]} for i in range(50)]
-    vips.append({"address": "10.0.1.1", "checks": ["other-fe"]})
+    vips = [{"address": f"192.0.2.{i + 1}", "checks": [f"c{i}"]} for i in range(50)]
+    vips.append({"address": "198.51.100.1", "checks": ["other-fe"]})
     observer = Observer(config(tmp_path, checks, vips))
     results = await observer.run({name: 0.5 for name in checks})
     assert len(haproxy.commands) == 1  # 51 checks, one connection, one command line
@@ -126,7 +126,7 @@ async def test_identical_checks_under_different_names_share_one_probe(tmp_path):
     port = server.sockets[0].getsockname()[1]
     checks = {f"tcp{i}": {"type": "tcp", "port": port} for i in range(20)}
     checks["slow"] = {"type": "tcp", "port": port, "timeout": 0.2}  # only the timeout differs
-    vips = [{"address": f"10.0.0.{i + 1}", "checks": [f"tcp{i}", "slow"]} for i in range(20)]
+    vips = [{"address": f"192.0.2.{i + 1}", "checks": [f"tcp{i}", "slow"]} for i in range(20)]
     observer = Observer(config(tmp_path, checks, vips))
     results = await observer.run({name: 0.5 for name in checks})
     assert observer.probes == 1
@@ -144,7 +144,7 @@ def test_probe_keys_differ_with_what_is_probed_and_ignore_the_timeout(tmp_path):
             "b": {"type": "tcp", "port": 1, "timeout": 0.1},
             "c": {"type": "tcp", "port": 2},
         },
-        [{"address": "10.0.0.1", "checks": ["a", "b", "c"]}],
+        [{"address": "192.0.2.1", "checks": ["a", "b", "c"]}],
     )
     keys = {name: probe_key(spec) for name, spec in cfg.checks.items()}
     assert keys["a"] == keys["b"] != keys["c"]

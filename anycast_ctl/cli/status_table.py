@@ -122,10 +122,10 @@ def status_shape_problems(payload: dict) -> list[tuple[str, str]]:
         return True
 
     def moment_ok(value: object, where: str) -> None:
-        if want(value, where, (int, float), "a time in seconds") and not (
-            math.isfinite(value) and 0 <= value < _MAX_TIME  # type: ignore[arg-type]
-        ):
-            problems.append((where, f"{value!r} is not a time"))
+        if want(value, where, (int, float), "a time in seconds"):
+            assert isinstance(value, int | float)
+            if not (math.isfinite(value) and 0 <= value < _MAX_TIME):
+                problems.append((where, f"{value!r} is not a time"))
 
     exabgp = payload.get("exabgp")
     if want(exabgp, "exabgp", (dict,), "an object"):

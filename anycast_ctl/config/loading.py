@@ -89,7 +89,7 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys: a second `vips:` must not silently win."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
         seen: dict[object, yaml.Node] = {}
         for key_node, _ in node.value:
             if key_node.tag == _MERGE_TAG:

@@ -247,12 +247,13 @@ def _absolute_file(value: object) -> Path:
 
 
 def _socket_path(value: object) -> Path:
-    value = _absolute_file(value)
-    if len(str(value).encode()) > MAX_SOCKET_PATH:
+    path = _absolute_file(value)
+    size = len(str(path).encode())
+    if size > MAX_SOCKET_PATH:
         raise ValueError(
-            f"{len(str(value).encode())} bytes is longer than the {MAX_SOCKET_PATH} a Unix socket path may have"
+            f"{size} bytes is longer than the {MAX_SOCKET_PATH} a Unix socket path may have"
         )
-    return value
+    return path
 
 
 AbsoluteFile = Annotated[Path, BeforeValidator(_absolute_file)]

@@ -2,9 +2,10 @@
 
     python -m bench [--quick] [NAME ...]      # NAME: run only modules whose name contains it
 
-`--quick` (`make bench QUICK=1`) runs every bench and every failover scenario once, with fewer
-repetitions and flows: a few minutes instead of the full run's twenty-odd, for a check that
-nothing regressed badly. The full run's figures are the ones the docs quote.
+`--quick` (`make bench QUICK=1`) runs every bench, and every failover scenario once for the
+agent and the fast ExaBGP baseline, with fewer repetitions and flows: a few minutes instead of
+the full run's twenty-odd, for a check that nothing regressed badly. It leaves out the
+default-settings baseline (slow by design). The full run's figures are the ones the docs quote.
 """
 
 from __future__ import annotations

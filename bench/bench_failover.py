@@ -27,7 +27,7 @@ def main(quick: bool = False) -> None:
     if os.geteuid() != 0:
         print("bench_failover: skipped (needs root: network namespaces, FRR, HAProxy, ExaBGP)")
         return
-    from anycast_ctl.lab.experiments import failover_report as report
+    from anycast_ctl.lab.experiments import failover_report
     from anycast_ctl.lab.experiments.baseline import Implementation
     from anycast_ctl.lab.experiments.failover import Settings, run_experiments
     from anycast_ctl.lab.experiments.scenarios import Scenario
@@ -73,12 +73,12 @@ def main(quick: bool = False) -> None:
             )
     finally:
         lab.down()
-    rows = report.summarize(measurements)
+    rows = failover_report.summarize(measurements)
     print()
-    print(report.format_table(rows))
+    print(failover_report.format_table(rows))
     print()
     for impl, _ in plan:
-        print(report.format_goals(report.goals(rows, impl.value), impl.value))
+        print(failover_report.format_goals(failover_report.goals(rows, impl.value), impl.value))
     meta = {
         "topology": "default",
         "node": "lb1",
@@ -86,9 +86,9 @@ def main(quick: bool = False) -> None:
         "seconds": round(time.monotonic() - started, 1),
     }
     (out / "failover.json").write_text(
-        json.dumps(report.to_json(measurements, meta), indent=2) + "\n"
+        json.dumps(failover_report.to_json(measurements, meta), indent=2) + "\n"
     )
-    report.write_plot(
+    failover_report.write_plot(
         measurements,
         str(out / "failover.png"),
         title="failover on the default topology (lb1), p50 bar / p99 whisker",

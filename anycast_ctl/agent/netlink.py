@@ -37,7 +37,7 @@ from anycast_ctl.agent.vips import (
     RemoveAddress,
     foreign_desired,
     normalize,
-    plan_addresses,
+    plan_loopback_changes,
 )
 from anycast_ctl.errors import UserError
 
@@ -246,7 +246,7 @@ class LoopbackAddresses:
                     self.interface,
                 )
                 self._warned_foreign.add(prefix)
-            actions = plan_addresses(want, present, owned)
+            actions = plan_loopback_changes(want, present, owned)
             return self._apply(ipr, index, actions, owned) if actions else []
 
     async def reconcile_async(self, desired: Iterable[str]) -> list[AddressResult]:

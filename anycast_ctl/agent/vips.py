@@ -1,7 +1,7 @@
 """Which VIP addresses belong on the loopback, and what to change to get there (pure).
 
 No netlink here: `netlink.LoopbackAddresses` reads what the interface holds, asks
-`plan_addresses` what to do, and applies the answer. Keeping the decision pure lets the
+`plan_loopback_changes` what to do, and applies the answer. Keeping the decision pure lets the
 ownership rule ("never touch an address we did not add") be tested with plain tables.
 
 Prefixes are strings such as '192.0.2.10/32' or '2001:db8::10/128'; they are normalized
@@ -49,7 +49,7 @@ def _normalized(prefixes: Iterable[str]) -> set[str]:
     return {normalize(p) for p in prefixes}
 
 
-def plan_addresses(
+def plan_loopback_changes(
     desired: Iterable[str], present: Iterable[str], owned: Iterable[str]
 ) -> list[AddressAction]:
     """The actions that turn `present` into `desired`, touching only addresses we own.

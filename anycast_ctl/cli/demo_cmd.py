@@ -60,7 +60,7 @@ def _run_lab(topology_file: str, out: Path, connections: int) -> None:
     import json
 
     from anycast_ctl.cli.lab_format import traffic_text
-    from anycast_ctl.lab.experiments import failover_report as report
+    from anycast_ctl.lab.experiments import failover_report
     from anycast_ctl.lab.experiments.failover import Settings, run_experiments
     from anycast_ctl.lab.state import LabError
     from anycast_ctl.lab.topology_up import Lab
@@ -93,15 +93,15 @@ def _run_lab(topology_file: str, out: Path, connections: int) -> None:
             lab, ["anycast"], ["haproxy-kill", "drain"], lb, Settings(runs=1), say=say
         )
         _step("Report")
-        rows = report.summarize(measurements)
-        click.echo(report.format_table(rows))
-        click.echo(report.format_goals(report.goals(rows, "anycast"), "anycast"))
+        rows = failover_report.summarize(measurements)
+        click.echo(failover_report.format_table(rows))
+        click.echo(failover_report.format_goals(failover_report.goals(rows, "anycast"), "anycast"))
         out.mkdir(parents=True, exist_ok=True)
         meta = {"topology": lab.topology.name, "node": lb, "connections": connections}
         (out / "report.json").write_text(
-            json.dumps(report.to_json(measurements, meta), indent=2) + "\n"
+            json.dumps(failover_report.to_json(measurements, meta), indent=2) + "\n"
         )
-        report.write_plot(
+        failover_report.write_plot(
             measurements, str(out / "failover.png"), title=f"demo: {lab.topology.name}, node {lb}"
         )
         click.echo(f"  wrote {out / 'report.json'} and {out / 'failover.png'}")

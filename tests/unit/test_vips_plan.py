@@ -8,7 +8,7 @@ from anycast_ctl.agent.vips import (
     desired_for,
     foreign_desired,
     normalize,
-    plan_addresses,
+    plan_loopback_changes,
 )
 from anycast_ctl.config.node import LoopbackMode
 
@@ -52,8 +52,8 @@ PLAN_CASES = [
 @pytest.mark.parametrize(
     "name,desired,present,owned,expected", PLAN_CASES, ids=[c[0] for c in PLAN_CASES]
 )
-def test_plan_addresses_table(name, desired, present, owned, expected):
-    assert plan_addresses(desired, present, owned) == expected
+def test_plan_loopback_changes_table(name, desired, present, owned, expected):
+    assert plan_loopback_changes(desired, present, owned) == expected
 
 
 def _apply(present, owned, actions):
@@ -72,8 +72,8 @@ def _apply(present, owned, actions):
     "name,desired,present,owned,expected", PLAN_CASES, ids=[c[0] for c in PLAN_CASES]
 )
 def test_plan_is_idempotent_after_applying(name, desired, present, owned, expected):
-    present, owned = _apply(present, owned, plan_addresses(desired, present, owned))
-    assert plan_addresses(desired, present, owned) == []
+    present, owned = _apply(present, owned, plan_loopback_changes(desired, present, owned))
+    assert plan_loopback_changes(desired, present, owned) == []
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,9 @@ def test_plan_is_idempotent_after_applying(name, desired, present, owned, expect
 )
 def test_plan_never_removes_what_we_do_not_own(name, desired, present, owned, expected):
     removed = {
-        a.prefix for a in plan_addresses(desired, present, owned) if isinstance(a, RemoveAddress)
+        a.prefix
+        for a in plan_loopback_changes(desired, present, owned)
+        if isinstance(a, RemoveAddress)
     }
     assert removed <= {normalize(p) for p in owned}
 

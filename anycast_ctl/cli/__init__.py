@@ -10,7 +10,7 @@ import click
 from anycast_ctl import __version__
 from anycast_ctl.cli.lab_support import EXIT_FAILED
 from anycast_ctl.errors import EXIT_USAGE, UserError
-from anycast_ctl.lab.state import LabError
+from anycast_ctl.lab.errors import LabError
 
 # name -> (module, attribute) of every top-level command or group, in help order. Modules are
 # imported only when their command runs: `anycast-ctl drain` must not pay for numpy, pyroute2

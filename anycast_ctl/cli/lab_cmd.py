@@ -16,7 +16,7 @@ import click
 from anycast_ctl.cli import lab_format
 from anycast_ctl.cli.lab_failover_cmd import failover
 from anycast_ctl.cli.lab_support import EXIT_FAILED, need_root
-from anycast_ctl.lab.state import LabError
+from anycast_ctl.lab.errors import LabError
 
 
 def _say(msg: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from anycast_ctl.lab.state import LabError
+from anycast_ctl.lab.errors import LabError
 
 EXIT_FAILED = 1  # the lab failed: did not come up, left something behind, disagreed
 

@@ -13,6 +13,7 @@
                 the ExaBGP-healthcheck baseline, failover timing and its report;
   programs/     the `python -m` children run inside namespaces (backend, traffic clients).
 bringup.py turns a topology into a running lab; state.py keeps the bookkeeping under
-/run/anycast-ctl/lab/<tag>/ (and defines LabError); poll.py bounds every wait.
+/run/anycast-ctl/lab/<tag>/; errors.py holds LabError (exit 1 at the CLI); poll.py bounds
+every wait.
 Everything a lab creates carries its tag: namespaces are named `<tag>-<node>`.
 """

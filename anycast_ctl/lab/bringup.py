@@ -18,11 +18,11 @@ import yaml
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.lab import state
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.net import build
 from anycast_ctl.lab.net.cleanup import lab_pids, tag_namespaces
 from anycast_ctl.lab.nodes import backends, frr, lb
 from anycast_ctl.lab.nodes.files import write_node_files
-from anycast_ctl.lab.state import LabError
 from anycast_ctl.render.node_files import ApiFor, NodeFiles, topology_files
 
 TAG_PREFIX = "acx-"

@@ -22,11 +22,6 @@ from anycast_ctl.errors import UserError
 STATE_ROOT = Path("/run/anycast-ctl/lab")
 ENV_TAG = "ANYCAST_CTL_LAB"
 
-
-class LabError(RuntimeError):
-    """The lab could not do something it must (a netlink call failed, a daemon did not start)."""
-
-
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
 

@@ -26,6 +26,7 @@ from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab import bringup, state
 from anycast_ctl.lab.bringup import LAB_FILE, TAG_PREFIX, TOPOLOGY_FILE, LabUpError, Say
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.experiments.traffic import TrafficResult, run_traffic
 from anycast_ctl.lab.net import daemons, netns
 from anycast_ctl.lab.net.cleanup import CleanupReport, Leftovers, cleanup, leftovers
@@ -43,7 +44,6 @@ from anycast_ctl.lab.observe.expect import (
     session_peers,
 )
 from anycast_ctl.lab.poll import wait_for
-from anycast_ctl.lab.state import LabError
 from anycast_ctl.render.lb_layout import LbPaths, lb_paths
 from anycast_ctl.render.node_files import ApiFor, NodeFiles, node_files
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anycast_ctl.errors import UserError
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.experiments.baseline import (
     CONFIG_FILE,
     Implementation,
@@ -24,7 +25,6 @@ from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.net.diagnose import descendants
 from anycast_ctl.lab.nodes.common import lab_agent_api
 from anycast_ctl.lab.poll import wait_for
-from anycast_ctl.lab.state import LabError
 from anycast_ctl.render.node_files import ApiFor
 
 API_MARKERS = {"agent run", "exabgp healthcheck"}  # how ExaBGP's API child shows in its cmdline

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from anycast_ctl.config.topology import Topology
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.experiments.baseline import Implementation
 from anycast_ctl.lab.experiments.failover_report import Measurement
 from anycast_ctl.lab.experiments.scenarios import (
@@ -39,7 +40,6 @@ from anycast_ctl.lab.experiments.traffic import (
 )
 from anycast_ctl.lab.handle import LabHandle
 from anycast_ctl.lab.observe.fibset import FibSet
-from anycast_ctl.lab.state import LabError
 from anycast_ctl.sim.predict import predict_held
 
 Say = Callable[[str], None]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from anycast_ctl.errors import UserError
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.experiments.baseline import Implementation, disable_path
 from anycast_ctl.lab.experiments.deployment import (
     Deployment,
@@ -28,7 +29,6 @@ from anycast_ctl.lab.handle import LabHandle
 from anycast_ctl.lab.net import daemons, netns
 from anycast_ctl.lab.nodes.common import venv_script
 from anycast_ctl.lab.poll import wait_for
-from anycast_ctl.lab.state import LabError
 from anycast_ctl.render import hostnet
 
 # `deploy` comes along: every scenario run starts with one.

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from anycast_ctl.config.topology import Topology
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.experiments.traffic import lb_of_peer
 from anycast_ctl.lab.handle import LabHandle
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.observe.expect import address_owners
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.programs.backend import parse_answer
-from anycast_ctl.lab.state import LabError
 
 SOURCES = 8  # source addresses per client: host 1..8 of its prefix
 

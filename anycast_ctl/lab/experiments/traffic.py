@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass, field
 
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.errors import Problem, UserError
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.handle import LabHandle
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.observe.expect import address_owners
 from anycast_ctl.lab.programs.backend import parse_answer
-from anycast_ctl.lab.state import LabError
 from anycast_ctl.sim.predict import FlowTuple, predict_held
 
 PROTO_TCP = 6

@@ -18,8 +18,9 @@ from enum import StrEnum
 from pathlib import Path
 
 from anycast_ctl.lab import state
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.poll import wait_for
-from anycast_ctl.lab.state import ENV_TAG, DaemonRecord, LabError
+from anycast_ctl.lab.state import ENV_TAG, DaemonRecord
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 

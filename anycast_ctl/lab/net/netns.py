@@ -25,7 +25,7 @@ from pyroute2.process import ChildProcess
 
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab import state
-from anycast_ctl.lab.state import LabError
+from anycast_ctl.lab.errors import LabError
 
 IFA_F_NODAD = 0x02  # lab addresses are unique by construction; skip IPv6 DAD's ~1 s delay
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")  # IFNAMSIZ is 16 including the NUL

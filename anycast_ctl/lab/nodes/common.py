@@ -9,10 +9,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.net.daemons import Daemon
 from anycast_ctl.lab.poll import wait_for
-from anycast_ctl.lab.state import LabError
 from anycast_ctl.render.node_files import ApiFor, agent_api
 
 

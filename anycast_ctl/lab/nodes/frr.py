@@ -18,10 +18,10 @@ from pathlib import Path
 
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.lab import state
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.net.daemons import Daemon
 from anycast_ctl.lab.poll import wait_for
-from anycast_ctl.lab.state import LabError
 
 FRR_SBIN = Path("/usr/lib/frr")
 FRR_RUN_DIR = Path("/run/frr")

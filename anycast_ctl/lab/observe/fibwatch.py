@@ -27,6 +27,7 @@ from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
 from pyroute2.netlink.rtnl import RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.net.netns import route_sockets
 from anycast_ctl.lab.observe.fibstate import (
     FibSample,
@@ -38,7 +39,6 @@ from anycast_ctl.lab.observe.fibstate import (
     with_any,
     without,
 )
-from anycast_ctl.lab.state import LabError
 
 RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_ROUTE = 0x400

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from anycast_ctl.errors import UserError
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.handle import LabHandle
 from anycast_ctl.lab.net import netns
 from anycast_ctl.lab.observe.expect import router_problems
-from anycast_ctl.lab.state import LabError
 
 
 def lab_status(lab: LabHandle) -> dict[str, Any]:

@@ -49,7 +49,9 @@ def _print_logs(tag: str) -> None:
         print(f"----- {log} (last lines)\n{log_tail(log, 40)}")
 
 
-_TEST_TAG = re.compile(r"^acx-t(\d+)-\d+")
+# Root tests name labs and namespaces acx-<kind><pid>-... or acx-<kind>-<pid>-...; a pid of
+# three or more digits keeps by-hand labs such as "acx-adv1" out of the sweep.
+_TEST_TAG = re.compile(r"^acx-[a-z]+-?(\d{3,})(?:-[0-9a-f]+)?$")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -59,7 +61,8 @@ def _pid_alive(pid: int) -> bool:
 @pytest.fixture(scope="session", autouse=True)
 def _sweep_labs_of_dead_test_runs():
     """A test run killed outright (CI timeout, SIGKILL) never reaches its teardown. Its tags
-    name its pid, so the next run removes the labs of runs that are no longer alive."""
+    name its pid, so the next run removes the labs and namespaces (with the daemons living in
+    them) of runs that are no longer alive."""
     if os.geteuid() != 0:
         yield
         return

@@ -1,6 +1,6 @@
 """The kernel-exact model against the running kernel (root only).
 
-A namespace ``acx-kp-*`` gets a default route over four weighted next hops, each a veth
+A namespace ``acx-kp<pid>-*`` gets a default route over four weighted next hops, each a veth
 whose peer end stays in the namespace (no ``dummy`` module here). The kernel's choices are
 read three ways and each must match the model flow for flow:
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import json
+import os
 import select
 import socket
 import struct
@@ -52,7 +53,7 @@ def sh(*args: str, stdin: str | None = None) -> str:
 @pytest.fixture(scope="module")
 def lab():
     """The router namespace; removed even when a test fails."""
-    ns = f"acx-kp-{uuid.uuid4().hex[:8]}"
+    ns = f"acx-kp{os.getpid()}-{uuid.uuid4().hex[:8]}"
     sh("ip", "netns", "add", ns)
     try:
         ip = ("ip", "-n", ns)

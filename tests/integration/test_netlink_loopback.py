@@ -1,6 +1,7 @@
 """LoopbackAddresses against a real kernel, in a throwaway network namespace (root only)."""
 
 import asyncio
+import os
 import subprocess
 import uuid
 
@@ -17,10 +18,10 @@ V4, V6 = "192.0.2.10/32", "2001:db8::10/128"
 
 @pytest.fixture
 def netns():
-    """A fresh namespace named acx-lo-*, deleted even when the test fails."""
+    """A fresh namespace named acx-lo<pid>-*, deleted even when the test fails."""
     from pyroute2 import netns as pr_netns
 
-    name = f"acx-lo-{uuid.uuid4().hex[:8]}"
+    name = f"acx-lo{os.getpid()}-{uuid.uuid4().hex[:8]}"
     pr_netns.create(name)
     try:
         yield name

@@ -1,6 +1,6 @@
 """`anycast-ctl sim predict`, run as the console script, against the running kernel (root only).
 
-A namespace ``acx-sp-*`` gets a default route over four weighted next hops (veths whose
+A namespace ``acx-sp<pid>-*`` gets a default route over four weighted next hops (veths whose
 peers stay in the namespace; no ``dummy`` module here), a hash seed and a policy. 1000
 random flows go through the CLI as CSV, and every row's ``nexthop`` must be the next hop
 ``ip route get ... iif`` answers for it (via ``ip -batch``). IPv4 ``ip route get`` answers
@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import ipaddress
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -45,7 +46,7 @@ def router():
 
     Removed even on failure.
     """
-    ns = f"acx-sp-{uuid.uuid4().hex[:8]}"
+    ns = f"acx-sp{os.getpid()}-{uuid.uuid4().hex[:8]}"
     sh("ip", "netns", "add", ns)
     try:
         ip = ("ip", "-n", ns)

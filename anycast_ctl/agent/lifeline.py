@@ -17,19 +17,26 @@ An agent that exits on purpose, after withdrawing its routes, calls `stand_down(
 
 from __future__ import annotations
 
-import argparse
-import asyncio
+# The guardian runs this file as a script (`python -I -S lifeline.py`, see Lifeline.start):
+# it imports only what it needs at the top, and the agent's side imports the rest where used.
 import contextlib
-import logging
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the guardian ~1 MiB
+if TYPE_CHECKING:
+    import logging
+    import subprocess
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger(__name__)
+
 
 BEAT = b"."
 STAND_DOWN = b"Q"
@@ -38,7 +45,8 @@ STAND_DOWN = b"Q"
 def _stat(pid: int) -> tuple[str, int] | None:
     """(state, start time) of `pid` from /proc; the start time tells a pid from its reuse."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        with open(f"/proc/{pid}/stat") as file:
+            stat = file.read()
     except OSError:
         return None
     # the command name (field 2) may contain spaces and parentheses: split after the last ')'
@@ -54,7 +62,8 @@ def process_start_time(pid: int) -> int | None:
 
 def _cmdline(pid: int) -> list[str]:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read().decode(errors="replace").split("\0")
     except OSError:
         return []
 
@@ -64,7 +73,7 @@ def exabgp_parent() -> int | None:
     ppid = os.getppid()
     if ppid <= 1:
         return None
-    return ppid if any("exabgp" in Path(arg).name for arg in _cmdline(ppid)[:3]) else None
+    return ppid if any("exabgp" in os.path.basename(arg) for arg in _cmdline(ppid)[:3]) else None
 
 
 class Lifeline:
@@ -83,7 +92,9 @@ class Lifeline:
         read_fd, write_fd = os.pipe()
         os.set_blocking(write_fd, False)
         argv = [
-            sys.executable, "-m", "anycast_ctl.agent.lifeline",
+            # -I -S: no site-packages, no environment, not even this file's directory on
+            # sys.path: the guardian imports only the standard library it needs (~10 MiB).
+            sys.executable, "-I", "-S", os.path.abspath(__file__),
             "--fd", str(read_fd),
             "--agent", str(os.getpid()),
             "--target", str(target_pid),
@@ -91,6 +102,8 @@ class Lifeline:
             "--stall-after", str(stall_after),
             "--grace", str(grace),
         ]  # fmt: skip
+        import subprocess
+
         guardian = subprocess.Popen(
             argv,
             pass_fds=(read_fd,),
@@ -107,7 +120,7 @@ class Lifeline:
         except BlockingIOError:
             pass  # the guardian is behind on reading; it has plenty of beats already
         except OSError:
-            log.error("lifeline guardian is gone")
+            _log().error("lifeline guardian is gone")
 
     def stand_down(self) -> None:
         """We are exiting on purpose with nothing announced: the guardian must not stop ExaBGP."""
@@ -126,10 +139,12 @@ class Lifeline:
     async def heartbeat(self, interval: float) -> None:
         """Beat from the event loop, so that a stalled loop stops the beats. Returns if the
         guardian dies: the caller must treat that as fatal (nothing would fail us closed)."""
+        import asyncio
+
         while self.guardian_alive():
             self.beat()
             await asyncio.sleep(interval)
-        log.error("lifeline guardian exited with %s", self.guardian.returncode)
+        _log().error("lifeline guardian exited with %s", self.guardian.returncode)
 
 
 # ---------------------------------------------------------------- the guardian process
@@ -187,6 +202,8 @@ def guard(
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="anycast-ctl lifeline", description=__doc__.splitlines()[0]
     )

@@ -25,21 +25,23 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anycast_ctl.agent import fsm
-from anycast_ctl.agent.checks.outcome import Outcome
 from anycast_ctl.agent.control import ControlServer, serve_control
 from anycast_ctl.agent.drainstore import DrainState, load_or_drain_all, save_drain_state
 from anycast_ctl.agent.exabgp import PeerState, RouteWriter, Shutdown
 from anycast_ctl.agent.health import CheckResult, Health
-from anycast_ctl.agent.metrics import AgentMetrics
 from anycast_ctl.agent.observe import CheckCrashed, Observer
+from anycast_ctl.agent.scheduling import CheckScheduling
 from anycast_ctl.agent.speaker import Speaker
 from anycast_ctl.agent.status import status_payload
 from anycast_ctl.agent.vips import desired_for
 from anycast_ctl.config.node import LoopbackMode, NodeConfig, Vip
 from anycast_ctl.errors import UserError
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are on
+    from anycast_ctl.agent.metrics import AgentMetrics
 
 log = logging.getLogger("anycast_ctl.agent")
 LIFELINE_BEAT = 0.1  # seconds between heartbeats; the guardian's stall limit is many beats
@@ -48,7 +50,7 @@ audit = logging.getLogger("anycast_ctl.audit")
 __all__ = ["AgentRuntime", "CheckCrashed"]
 
 
-class AgentRuntime:
+class AgentRuntime(CheckScheduling):
     def __init__(
         self,
         config: NodeConfig,
@@ -84,6 +86,7 @@ class AgentRuntime:
         self.writer = RouteWriter(config)
         self.observer = Observer(config)
         self.checks = self.observer.checks
+        self._plan_checks(config)
         for address in self.vips:
             self.statuses.setdefault(address, fsm.VipStatus.initial(now))
             self.next_due.setdefault(address, now)
@@ -219,85 +222,34 @@ class AgentRuntime:
             await self.loopback.reconcile_async(set())  # removes exactly the addresses we added
         log.info("agent stopped: everything withdrawn, VIP addresses removed")
 
-    # ------------------------------------------------------------------ checks
-    async def _check_loop(self) -> None:
-        while True:
-            now = self.clock()
-            due = [vip for vip in self.vips.values() if self.next_due[vip.address] <= now]
-            if due:
-                await self._run_checks(due)
-                await self._step_all([(vip, self._health(vip)) for vip in due])
-                for vip in due:
-                    self.next_due[vip.address] = now + self.config.timing_for(vip).interval
-            await self._expire_graceful()
-            wake = min([*self.next_due.values(), *self._graceful_deadlines()], default=now + 1)
-            await asyncio.sleep(
-                max(0.0, wake - self.clock())
-            )  # scheduler wait until the next due tick
-
-    def _health(self, vip: Vip) -> Health:
-        return fsm.combine([self.results[name].health for name in vip.checks], vip.combine)
-
-    async def _run_checks(self, due: list[Vip]) -> None:
-        timeouts: dict[str, float] = {}
-        for vip in due:
-            for name in vip.checks:
-                t = self.config.check_timeout(name, vip)
-                timeouts[name] = min(t, timeouts.get(name, t))
-        for result in (await self.observer.run(timeouts)).values():
-            self._record(result)
-
-    def _record(self, result: CheckResult) -> None:
-        previous = self.results.get(result.check)
-        if previous is None or previous.health is not result.health:
-            self.result_since[result.check] = result.at
-        self.results[result.check] = result
-        if self.metrics:
-            self.metrics.observe_check(result)
-
-    def _watch(self) -> None:
-        retry = min(self.config.timing_for(v).interval for v in self.vips.values())
-        self.observer.watch(self._haproxy_down, retry)
-
-    def _haproxy_down(self, names: list[str], outcome: Outcome) -> None:
-        """HAProxy died between ticks: its checks fail now, and the VIPs that use them step now."""
-        for name in names:
-            self._record(CheckResult(name, outcome.health, outcome.detail, 0.0, self.clock()))
-        hit = [v for v in self.vips.values() if set(names) & set(v.checks)]
-        hit = [v for v in hit if all(n in self.results for n in v.checks)]
-        if hit:
-            self._spawn(self._step_all([(vip, self._health(vip)) for vip in hit]))
-
-    def _graceful_deadlines(self) -> list[float]:
-        return [s.graceful_until for s in self.statuses.values() if s.graceful_until is not None]
-
-    async def _expire_graceful(self) -> None:
-        now = self.clock()
-        expired = [
-            (self.vips[address], None)
-            for address, status in self.statuses.items()
-            if status.graceful_until is not None and now >= status.graceful_until
-        ]
-        if expired:
-            await self._step_all(expired)
-
     # ------------------------------------------------------------------ state machine
     async def _step_all(self, updates: Sequence[tuple[Vip, Health | None]]) -> None:
-        """Step each VIP's state machine, then send all their route changes at once."""
+        """Step each VIP's state machine, then send all their route changes at once.
+
+        `fsm.step` is pure: VIPs in the same status with the same inputs share one step (a
+        thousand VIPs of one service cost one step a tick, not a thousand).
+        """
         announce: list[tuple[str, bool]] = []
         withdraw: list[str] = []
         now = self.clock()
+        steps: dict[tuple, tuple[fsm.VipStatus, list]] = {}
         for vip, health in updates:
             timing = self.config.timing_for(vip)
-            new, actions = fsm.step(
-                self.statuses[vip.address],
-                health,
-                self.drains.is_drained(vip.address) is not None,
-                now,
-                rise=timing.rise,
-                fall=timing.fall,
-                graceful_seconds=self.config.drain.graceful_shutdown_seconds,
-            )
+            drained = self.drains.is_drained(vip.address) is not None
+            old = self.statuses[vip.address]
+            key = (old, health, drained, timing.rise, timing.fall)  # VipStatus is frozen
+            stepped = steps.get(key)
+            if stepped is None:
+                stepped = steps[key] = fsm.step(
+                    old,
+                    health,
+                    drained,
+                    now,
+                    rise=timing.rise,
+                    fall=timing.fall,
+                    graceful_seconds=self.config.drain.graceful_shutdown_seconds,
+                )
+            new, actions = stepped
             self.statuses[vip.address] = new
             for action in actions:
                 if isinstance(action, fsm.Transition):
@@ -317,8 +269,9 @@ class AgentRuntime:
         )
         if withdraw:
             await self._reconcile_loopback()
-        for vip, _ in updates:
-            self._publish(vip.address, self.statuses[vip.address])
+        if self.metrics:
+            for vip, _ in updates:
+                self._publish(vip.address, self.statuses[vip.address])
 
     async def _send_all(self, lines: list[str]) -> None:
         for line, ok in zip(lines, await self.speaker.send_many(lines), strict=True):

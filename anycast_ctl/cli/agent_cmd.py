@@ -40,8 +40,6 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
     from pathlib import Path
 
     from anycast_ctl.agent.lifeline import Lifeline, exabgp_parent
-    from anycast_ctl.agent.metrics import AgentMetrics
-    from anycast_ctl.agent.netlink import LoopbackAddresses
     from anycast_ctl.agent.preflight import check_node_config
     from anycast_ctl.agent.runtime import AgentRuntime
     from anycast_ctl.agent.speaker import stdio_speaker
@@ -68,13 +66,22 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
                 "not started by ExaBGP: no lifeline; if this agent dies its routes are not"
                 " withdrawn"
             )
-        loopback = LoopbackAddresses(config.loopback.interface) if config.loopback.manage else None
+        # Imported only when used: pyroute2 and prometheus_client are most of the agent's RSS.
+        loopback = metrics = None
+        if config.loopback.manage:
+            from anycast_ctl.agent.netlink import LoopbackAddresses
+
+            loopback = LoopbackAddresses(config.loopback.interface)
+        if config.metrics.enabled:
+            from anycast_ctl.agent.metrics import AgentMetrics
+
+            metrics = AgentMetrics(config.node)
         runtime = AgentRuntime(
             config,
             Path(config_path),
             speaker,
             loopback=loopback,
-            metrics=AgentMetrics(config.node),
+            metrics=metrics,
             lifeline=lifeline,
         )
         return await runtime.run()

@@ -5,6 +5,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from haproxy_fake import FakeHaproxy
 
 from anycast_ctl.agent.checks import build_check, run_check
 from anycast_ctl.agent.checks.haproxy_stat import (
@@ -191,30 +192,24 @@ def haproxy(sock_path, minimum=1):
     return build_check("lb", spec)
 
 
-def check_with_fake_haproxy(tmp_path, answer: bytes, minimum=1):
+def check_with_fake_haproxy(tmp_path, answer, minimum=1):
+    """`answer`: CSV to filter rows from, or a function of each command giving its answer."""
     sock_path = tmp_path / "admin.sock"
-    commands = []
-
-    async def handler(reader, writer):
-        commands.append(await reader.readline())
-        writer.write(answer)
-        await writer.drain()
-        writer.close()
 
     async def main():
-        server = await asyncio.start_unix_server(handler, str(sock_path))
+        fake = await FakeHaproxy(sock_path, answer).start()
         try:
-            return await run_check(haproxy(sock_path, minimum), 1.0)
+            return await run_check(haproxy(sock_path, minimum), 1.0), fake.commands
         finally:
-            server.close()
+            fake.server.close()
 
-    return asyncio.run(main()), commands
+    return asyncio.run(main())
 
 
 def test_answer_over_the_socket(tmp_path):
-    answer = captured("filtered.csv").replace("PAUSED", "OPEN").encode()
+    answer = "\n".join(split_responses(captured("filtered.csv"))).replace("PAUSED", "OPEN")
     result, commands = check_with_fake_haproxy(tmp_path, answer)
-    assert commands == [b"show stat be_app 7 -1; show stat fe_vip 7 -1\n"]
+    assert commands == [b"show info; show stat be_app 7 -1; show stat fe_vip 7 -1\n"]
     assert (result.health, result.detail) == (
         Health.OK,
         "frontend fe_vip OPEN, be_app: 1/5 servers UP",
@@ -224,12 +219,14 @@ def test_answer_over_the_socket(tmp_path):
 
 def test_unknown_frontend_over_the_socket_is_soft(tmp_path):
     be_answer = split_responses(captured("filtered.csv"))[1]
-    result, _ = check_with_fake_haproxy(tmp_path, f"No such proxy.\n\n{be_answer}\n\n".encode())
+    result, _ = check_with_fake_haproxy(
+        tmp_path, lambda command: be_answer if "be_app" in command else "No such proxy."
+    )
     assert (result.health, result.detail) == (Health.SOFT_FAIL, "frontend fe_vip not found")
 
 
 def test_permission_error_answer_is_soft_with_haproxy_words(tmp_path):
-    result, _ = check_with_fake_haproxy(tmp_path, b"Permission denied\n\nPermission denied\n\n")
+    result, _ = check_with_fake_haproxy(tmp_path, lambda command: "Permission denied")
     assert result.health is Health.SOFT_FAIL
     assert result.detail == f"haproxy said: Permission denied: {tmp_path / 'admin.sock'}"
 

@@ -4,8 +4,11 @@ and the death watch on the stats socket. Fake HAProxy sockets (asyncio unix serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
+
+from haproxy_fake import FakeHaproxy
 
 from anycast_ctl.agent.checks import HaproxySource, probe_key
 from anycast_ctl.agent.health import Health
@@ -25,46 +28,6 @@ def in_loop(test):
         return asyncio.run(asyncio.wait_for(test(*args, **kwargs), 10))
 
     return wrapper
-
-
-class FakeHaproxy:
-    """Answers each command line with `answer` (one CSV block per `;`), counting connections."""
-
-    def __init__(self, path: Path, answer: str = HEALTHY):
-        self.path = path
-        self.answer = answer
-        self.commands: list[bytes] = []
-        self.held: list[asyncio.StreamWriter] = []  # interactive (watch) connections
-        self.server = None
-
-    async def start(self):
-        self.server = await asyncio.start_unix_server(self._serve, str(self.path))
-
-    async def _serve(self, reader, writer):
-        line = await reader.readline()
-        if line == b"prompt\n":
-            writer.write(b"\n> ")
-            self.held.append(writer)
-            return
-        self.commands.append(line)
-        writer.write(("\n\n".join(map(self._block, line.decode().split(";"))) + "\n\n").encode())
-        await writer.drain()
-        writer.close()
-
-    def _block(self, command: str) -> str:
-        """`show stat NAME 7 -1` -> the header and NAME's rows, as HAProxy filters them."""
-        name = command.split()[2]
-        header, *rows = self.answer.strip().splitlines()
-        if name == "-1":
-            return "\n".join([header, *rows])
-        mine = [row for row in rows if row.startswith(name + ",")]
-        return "\n".join([header, *mine]) if mine else "No such proxy."
-
-    def die(self):
-        """What the kernel does when HAProxy is killed: the listener and every connection go."""
-        self.server.close()
-        for writer in self.held:
-            writer.transport.abort()
 
 
 def config(tmp_path: Path, checks: dict, vips: list[dict]) -> NodeConfig:
@@ -99,7 +62,7 @@ def haproxy_check(sock: Path, frontend="fe_vip", backend="be_app", minimum=1) ->
 
 @in_loop
 async def test_every_check_on_one_socket_shares_one_read_per_tick(tmp_path):
-    haproxy = FakeHaproxy(tmp_path / "s.sock")
+    haproxy = FakeHaproxy(tmp_path / "s.sock", HEALTHY)
     await haproxy.start()
     checks = {f"c{i}": haproxy_check(haproxy.path, minimum=1 + i % 4) for i in range(50)}
     checks["other-fe"] = haproxy_check(haproxy.path, frontend="both", backend="both")
@@ -107,16 +70,17 @@ async def test_every_check_on_one_socket_shares_one_read_per_tick(tmp_path):
     vips.append({"address": "198.51.100.1", "checks": ["other-fe"]})
     observer = Observer(config(tmp_path, checks, vips))
     results = await observer.run({name: 0.5 for name in checks})
-    assert len(haproxy.commands) == 1  # 51 checks, one connection, one command line
+    assert len(haproxy.commands) == 1  # 51 checks, one command line
     assert haproxy.commands[0] == (
-        b"show stat be_app 7 -1; show stat both 7 -1; show stat fe_vip 7 -1\n"
+        b"show info; show stat be_app 7 -1; show stat both 7 -1; show stat fe_vip 7 -1\n"
     )
     # each check judges its own frontend/backend and minimum from the shared answer
     assert results["c2"].health is Health.OK and results["c3"].health is Health.SOFT_FAIL
     assert results["c3"].detail == "be_app: 3/5 servers UP, need 4"
     assert results["other-fe"].detail == "frontend both OPEN, both: 1/1 servers UP"
     await observer.run({name: 0.5 for name in checks})
-    assert len(haproxy.commands) == 2  # the next tick reads again, once
+    assert len(haproxy.commands) == 2  # the next tick asks again, once
+    assert haproxy.connections == 1  # on the same connection: no connect per tick
     haproxy.server.close()
 
 
@@ -152,7 +116,7 @@ def test_probe_keys_differ_with_what_is_probed_and_ignore_the_timeout(tmp_path):
 
 @in_loop
 async def test_callers_at_the_same_time_share_one_fetch_and_a_later_one_fetches_again(tmp_path):
-    haproxy = FakeHaproxy(tmp_path / "s.sock")
+    haproxy = FakeHaproxy(tmp_path / "s.sock", HEALTHY)
     await haproxy.start()
     source = HaproxySource(haproxy.path)
     source.proxies |= {"fe_vip", "be_app"}
@@ -167,14 +131,14 @@ async def test_callers_at_the_same_time_share_one_fetch_and_a_later_one_fetches_
 async def test_many_proxies_are_one_full_dump_not_an_over_long_command_line(tmp_path):
     source = HaproxySource(tmp_path / "s.sock")
     source.proxies |= {f"vip-web{i}" for i in range(1000)}
-    assert source.command() == b"show stat -1 7 -1\n"
+    assert source.command() == b"show info; show stat -1 7 -1\n"
     source.proxies = {"fe", "be"}
-    assert source.command() == b"show stat be 7 -1; show stat fe 7 -1\n"
+    assert source.command() == b"show info; show stat be 7 -1; show stat fe 7 -1\n"
 
 
 @in_loop
 async def test_the_watch_reports_a_dead_haproxy_at_once(tmp_path):
-    haproxy = FakeHaproxy(tmp_path / "s.sock")
+    haproxy = FakeHaproxy(tmp_path / "s.sock", HEALTHY)
     await haproxy.start()
     source = HaproxySource(haproxy.path)
     downs = []
@@ -195,7 +159,7 @@ async def test_the_watch_reports_a_dead_haproxy_at_once(tmp_path):
 
 @in_loop
 async def test_an_idle_timeout_or_reload_closing_the_watch_is_not_a_death(tmp_path):
-    haproxy = FakeHaproxy(tmp_path / "s.sock")
+    haproxy = FakeHaproxy(tmp_path / "s.sock", HEALTHY)
     await haproxy.start()
     source = HaproxySource(haproxy.path)
     downs = []
@@ -218,7 +182,7 @@ async def test_a_missing_socket_is_retried_quietly(tmp_path):
     watch = asyncio.create_task(source.watch(downs.append, retry=0.01))
     await asyncio.sleep(0.1)
     assert downs == [] and not watch.done()  # the regular checks report a missing socket
-    haproxy = FakeHaproxy(tmp_path / "absent.sock")
+    haproxy = FakeHaproxy(tmp_path / "absent.sock", HEALTHY)
     await haproxy.start()
     deadline = time.monotonic() + 2
     while not haproxy.held:
@@ -226,3 +190,74 @@ async def test_a_missing_socket_is_retried_quietly(tmp_path):
         await asyncio.sleep(0.005)
     watch.cancel()
     haproxy.server.close()
+
+
+@in_loop
+async def test_a_stopping_worker_after_a_reload_is_left_for_the_new_one(tmp_path):
+    old = FakeHaproxy(tmp_path / "s.sock", HEALTHY)
+    await old.start()
+    source = HaproxySource(old.path)
+    source.proxies |= {"fe_vip", "be_app"}
+    await source.rows()
+    old.stopping = 1  # a reload with the listener handed over: same socket file, old worker
+    rows = await source.rows()
+    assert old.connections == 2  # asked again on a fresh connection (the new worker)
+    assert rows["fe_vip"][0].status == "OPEN"
+    old.server.close()
+
+
+@in_loop
+async def test_a_new_socket_file_means_a_new_haproxy_and_a_new_connection(tmp_path):
+    first = FakeHaproxy(tmp_path / "s.sock", HEALTHY)
+    await first.start()
+    source = HaproxySource(first.path)
+    source.proxies |= {"fe_vip", "be_app"}
+    await source.rows()
+    first.server.close()
+    first.path.unlink()
+    second = FakeHaproxy(tmp_path / "s.sock", HEALTHY)
+    await second.start()  # same path, new inode; the first still holds our connection
+    await source.rows()
+    assert (len(first.commands), len(second.commands)) == (1, 1)
+    second.server.close()
+
+
+@in_loop
+async def test_a_deleted_socket_file_is_a_hard_failure_even_with_a_connection_open(tmp_path):
+    from anycast_ctl.agent.checks import build_check, run_check
+    from anycast_ctl.config.node import HaproxyCheck
+
+    fake = FakeHaproxy(tmp_path / "s.sock", HEALTHY)
+    await fake.start()
+    check = build_check(
+        "lb", HaproxyCheck(type="haproxy", socket=fake.path, frontend="fe_vip", backend="be_app")
+    )
+    assert (await run_check(check, 1.0)).health is Health.OK
+    fake.path.unlink()
+    gone = await run_check(check, 1.0)
+    assert (gone.health, gone.detail) == (Health.HARD_FAIL, f"no such file: {fake.path}")
+    fake.server.close()
+
+
+@in_loop
+async def test_a_slow_answer_is_awaited_by_the_next_tick_not_asked_again(tmp_path):
+    fake = FakeHaproxy(tmp_path / "s.sock", HEALTHY)
+    await fake.start()
+    source = HaproxySource(fake.path)
+    source.proxies |= {"fe_vip"}
+    await source.rows()  # connected
+    # the answer is held back: HAProxy busy; the first caller gives up (its check times out)
+    writer = fake.held[0]
+    real_write = writer.write
+    queued = []
+    writer.write = queued.append
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(source.rows(), 0.05)
+    waiting = asyncio.ensure_future(source.rows())  # the next tick joins the same question
+    await asyncio.sleep(0.01)
+    for data in queued:
+        real_write(data)
+    rows = await asyncio.wait_for(waiting, 2.0)
+    assert rows["fe_vip"][0].status == "OPEN"
+    assert len(fake.commands) == 2 and fake.connections == 1
+    fake.server.close()

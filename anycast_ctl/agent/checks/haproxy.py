@@ -4,16 +4,19 @@ A missing socket or a refused connection (HAProxy gone, stale socket file) is ha
 everything HAProxy itself reports (frontend paused, too few servers) is soft.
 
 One `HaproxySource` per stats socket serves every check that reads it: the checks of one tick
-share one connection and one answer (the rows of every proxy they need), so the cost per tick
-grows with sockets, not with VIPs. The source also watches HAProxy between ticks: it holds an
-idle interactive connection, whose EOF is HAProxy's death (or an idle timeout, or a reload);
-one connect then tells which, and a dead HAProxy is reported at once, not at the next tick.
+share one question and one answer (the rows of every proxy they need) on one interactive
+connection kept open, so the cost per tick grows with sockets, not with VIPs, and no tick
+pays for a connect. That connection is also the death watch: its EOF is HAProxy's death (or
+an idle timeout, or a reload); one connect then tells which, and a dead HAProxy is reported
+at once, not at the next tick.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,27 +33,106 @@ ANSWER_CAP = 16 * 1024 * 1024  # bytes; a full dump of 1,000 proxies with server
 # 16 KB buffer); more proxies than that and one full dump of frontends/backends/servers is cheaper.
 COMMAND_LIMIT = 8 * 1024
 FULL_DUMP = b"show stat -1 7 -1\n"
+PROMPT = b"\n> "
+_SOURCE = "<haproxy show stat>"
+
+
+class _Cli(asyncio.Protocol):
+    """One interactive (`prompt`) connection to the stats socket.
+
+    HAProxy ends the answer to each command of a line (commands are split on ";") with the
+    prompt "\\n> "; no answer holds it (no line of `show stat` or `show info` starts with
+    "> "), so n prompts end the answers to n commands.
+    """
+
+    def __init__(self, on_lost: Callable[[], object]) -> None:
+        self._buffer = bytearray()
+        self._prompts = 0  # prompts in the buffer
+        self._want = 0
+        self._waiter: asyncio.Future[list[bytes]] | None = None
+        self._on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        start = max(0, len(self._buffer) - len(PROMPT) + 1)  # a prompt split across reads
+        self._buffer += data
+        self._prompts += self._buffer.count(PROMPT, start)
+        if len(self._buffer) > ANSWER_CAP:
+            self._fail(UserError.single(_SOURCE, "", f"answer longer than {ANSWER_CAP} bytes"))
+        elif self._waiter is not None and self._prompts >= self._want:
+            answers = bytes(self._buffer).split(PROMPT)[: self._want]
+            self._buffer.clear()
+            self._prompts = 0
+            waiter, self._waiter = self._waiter, None
+            if not waiter.done():
+                waiter.set_result(answers)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail(ConnectionResetError(errno.ECONNRESET, "HAProxy closed the stats connection"))
+        self._on_lost()
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        self.close()
+
+    async def ask(self, line: bytes, commands: int = 1) -> list[bytes]:
+        """Send one command line; the raw answer of each of its `commands` commands."""
+        if self.closed or self.transport is None:
+            raise ConnectionResetError(errno.ECONNRESET, "HAProxy closed the stats connection")
+        assert self._waiter is None, "one question at a time"
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._want = commands
+        self.transport.write(line)
+        try:
+            return await self._waiter
+        except asyncio.CancelledError:
+            self.close()  # an answer may still come: never give it to the next question
+            raise
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
 
 
 class HaproxySource:
-    """One stats socket: one `show stat` per tick for all its checks, and a death watch."""
+    """One stats socket: one `show stat` per tick for all its checks, and a death watch.
+
+    The connection is interactive and kept open: no connect per tick, and its EOF (HAProxy's
+    kernel closing it) is the death signal. A tick still looks at the socket's path (gone:
+    hard, as without a connection; a new inode: a new HAProxy, reconnect) and asks
+    `show info` with the stats, so a worker that is stopping after a reload is left for the
+    new one at once.
+    """
 
     def __init__(self, socket: Path) -> None:
         self.socket = socket
         self.target = str(socket)
         self.proxies: set[str] = set()  # every frontend and backend some check needs
         self._inflight: asyncio.Future[dict[str, list[haproxy_stat.StatRow]]] | None = None
+        self._cli: _Cli | None = None
+        self._inode: tuple[int, int] | None = None
+        self._lost = asyncio.Event()
+        self._connecting = asyncio.Lock()  # the watch and a tick may both want a connection
         self.fetches = 0  # answers read from HAProxy, for tests and benchmarks
+        self.connects = 0
 
     def command(self) -> bytes:
         names = sorted(self.proxies)
         chained = "; ".join(f"show stat {name} 7 -1" for name in names)
         if not names or len(chained) > COMMAND_LIMIT:
-            return FULL_DUMP
-        return chained.encode("ascii") + b"\n"
+            return b"show info; " + FULL_DUMP
+        return b"show info; " + chained.encode("ascii") + b"\n"
 
     async def rows(self) -> dict[str, list[haproxy_stat.StatRow]]:
-        """Rows by proxy name. Callers at the same time share one read of the socket."""
+        """Rows by proxy name. Callers at the same time share one question to HAProxy."""
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(self._fetch())
             self._inflight.add_done_callback(self._fetched)
@@ -61,50 +143,64 @@ class HaproxySource:
         if not future.cancelled():
             future.exception()  # retrieved here: every waiter may have timed out
 
+    async def _connection(self) -> _Cli:
+        """The open connection, or a new one; the socket file must be the one we talk to."""
+        async with self._connecting:
+            return await self._connect()
+
+    async def _connect(self) -> _Cli:
+        stat = os.stat(self.target)  # gone: FileNotFoundError, a hard failure
+        inode = (stat.st_dev, stat.st_ino)
+        if self._cli is not None and not self._cli.closed and inode == self._inode:
+            return self._cli
+        if self._cli is not None:
+            self._cli.close()
+        loop = asyncio.get_running_loop()
+        _, cli = await loop.create_unix_connection(lambda: _Cli(self._lost.set), self.target)
+        self.connects += 1
+        try:
+            await cli.ask(b"prompt\n")  # interactive: HAProxy keeps the connection open
+        except BaseException:
+            cli.close()
+            raise
+        self._cli, self._inode = cli, inode
+        self._lost.clear()
+        return cli
+
     async def _fetch(self) -> dict[str, list[haproxy_stat.StatRow]]:
         command = self.command()
-        reader, writer = await asyncio.open_unix_connection(self.target)
-        try:
-            writer.write(command)
-            await writer.drain()
-            # Without "prompt", HAProxy answers the command line and closes.
-            data = await _read_to_eof(reader, ANSWER_CAP)
-        finally:
-            writer.transport.abort()
+        count = command.count(b";") + 1
+        for _ in range(2):
+            cli = await self._connection()
+            raw = await cli.ask(command, count)
+            answers = [a.decode("utf-8", errors="replace").strip("\n") for a in raw]
+            if "\nStopping: 1" in "\n" + answers[0]:
+                cli.close()  # an old worker after a reload: ask the new one
+                continue
+            break
         self.fetches += 1
-        answers = haproxy_stat.split_responses(data.decode("utf-8", errors="replace"))
-        expected = 1 if command == FULL_DUMP else command.count(b";") + 1
-        if len(answers) != expected:
-            raise UserError.single(
-                "<haproxy show stat>", "", f"expected {expected} answers, got {len(answers)}"
-            )
         by_proxy: dict[str, list[haproxy_stat.StatRow]] = {}
-        for answer in answers:
+        for answer in answers[1:]:
             for row in haproxy_stat.rows_of_answer(answer):
                 by_proxy.setdefault(row.proxy, []).append(row)
         return by_proxy
 
     async def watch(self, on_down: Callable[[Outcome], object], retry: float) -> None:
-        """Until cancelled: hold an idle connection; on its EOF, tell a death from the rest.
+        """Until cancelled: keep the connection open; when it closes, tell a death from the rest.
 
-        `on_down(outcome)` gets a hard outcome the moment HAProxy is found dead. While the
-        socket cannot be reached, try again every `retry` seconds (the checks report it).
+        `on_down(outcome)` gets a hard outcome the moment HAProxy is found dead (its kernel
+        closed our connection and nothing accepts on the socket any more). An idle timeout
+        (`stats timeout`) or a reload closes it too, but then a new connection succeeds.
+        While the socket cannot be reached, try again every `retry` seconds (the checks
+        report it meanwhile).
         """
         while True:
             try:
-                reader, writer = await asyncio.open_unix_connection(self.target)
-            except OSError:
+                await self._connection()
+            except (OSError, UserError):
                 await asyncio.sleep(retry)
                 continue
-            try:
-                writer.write(b"prompt\n")  # interactive: HAProxy keeps the connection open
-                await writer.drain()
-                while await reader.read(4096):
-                    pass  # the prompt, then nothing until HAProxy closes (or dies)
-            except OSError:
-                pass
-            finally:
-                writer.transport.abort()
+            await self._lost.wait()
             outcome = await self.alive()
             if outcome is not None:
                 log.warning("HAProxy at %s is gone: %s", self.target, outcome.detail)
@@ -146,12 +242,3 @@ class HaproxyChecker:
             rows.get(self.backend, []) if self.backend != self.frontend else []
         )
         return haproxy_stat.assess(mine, self.frontend, self.backend, self.min_servers_up)
-
-
-async def _read_to_eof(reader: asyncio.StreamReader, cap: int) -> bytes:
-    data = bytearray()
-    while chunk := await reader.read(65536):
-        data += chunk
-        if len(data) > cap:
-            raise UserError.single("<haproxy show stat>", "", f"answer longer than {cap} bytes")
-    return bytes(data)

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from cryptography import x509
-
 from anycast_ctl.agent.checks.outcome import Outcome
 from anycast_ctl.agent.checks.tcp import host_port
 from anycast_ctl.config.node import TlsCheck
@@ -82,5 +80,8 @@ class TlsChecker:
             writer.transport.abort()  # skip the close_notify exchange: we only wanted the handshake
         if not der:
             return Outcome.soft(f"no peer certificate: {self.target}")
+        # Imported here: `cryptography` costs the agent ~8 MiB, and only TLS checks need it.
+        from cryptography import x509
+
         leaf = x509.load_der_x509_certificate(der)
         return assess_expiry(leaf.not_valid_after_utc, self.clock(), self.min_days_valid)

@@ -1,0 +1,124 @@
+"""The agent's check scheduling: which checks a tick runs, and HAProxy deaths between ticks.
+
+A mixin of `AgentRuntime` (anycast_ctl/agent/runtime.py), split out to keep both small. Per
+tick: the due VIPs' checks, each distinct probe once (observe.Observer); each VIP's combined
+health, once per set of checks; then one `_step_all` for all of them. Between ticks, the
+Observer's watch on every HAProxy stats socket reports a dead HAProxy, and the VIPs that
+depend on it step at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from anycast_ctl.agent import fsm
+from anycast_ctl.agent.checks.outcome import Outcome
+from anycast_ctl.agent.health import CheckResult, Health
+from anycast_ctl.agent.observe import Observer
+from anycast_ctl.config.node import NodeConfig, Vip
+
+
+class CheckScheduling:
+    # Set by AgentRuntime.
+    config: NodeConfig
+    vips: dict[str, Vip]
+    observer: Observer
+    results: dict[str, CheckResult]
+    result_since: dict[str, float]
+    statuses: dict[str, fsm.VipStatus]
+    next_due: dict[str, float]
+    metrics: Any
+    clock: Callable[[], float]
+    _wants: dict[str, tuple[tuple[str, float], ...]]
+    _health_keys: dict[str, tuple[str, ...]]
+    _intervals: dict[str, float]
+
+    async def _step_all(self, updates: Sequence[tuple[Vip, Health | None]]) -> None:
+        raise NotImplementedError
+
+    def _spawn(self, coroutine: Coroutine) -> None:
+        raise NotImplementedError
+
+    def _plan_checks(self, config: NodeConfig) -> None:
+        """Per VIP, once per config: the (check, timeout) pairs a tick needs for it. VIPs with
+        the same checks and timing share equal tuples, so a tick handles each kind once."""
+        self._wants = {
+            vip.address: tuple((name, config.check_timeout(name, vip)) for name in vip.checks)
+            for vip in config.vips
+        }
+        self._health_keys = {vip.address: (*vip.checks, vip.combine) for vip in config.vips}
+        self._intervals = {vip.address: config.timing_for(vip).interval for vip in config.vips}
+
+    async def _check_loop(self) -> None:
+        while True:
+            now = self.clock()
+            due = [vip for vip in self.vips.values() if self.next_due[vip.address] <= now]
+            if due:
+                await self._run_checks(due)
+                await self._step_all(self._healths(due))
+                for vip in due:
+                    self.next_due[vip.address] = now + self._intervals[vip.address]
+            await self._expire_graceful()
+            wake = min([*self.next_due.values(), *self._graceful_deadlines()], default=now + 1)
+            await asyncio.sleep(
+                max(0.0, wake - self.clock())
+            )  # scheduler wait until the next due tick
+
+    def _health(self, vip: Vip) -> Health:
+        return fsm.combine([self.results[name].health for name in vip.checks], vip.combine)
+
+    def _healths(self, vips: list[Vip]) -> list[tuple[Vip, Health]]:
+        """Each VIP with its combined health; VIPs with the same checks combine once."""
+        seen: dict[tuple, Health] = {}
+        out = []
+        for vip in vips:
+            key = self._health_keys[vip.address]
+            health = seen.get(key)
+            if health is None:
+                health = seen[key] = self._health(vip)
+            out.append((vip, health))
+        return out
+
+    async def _run_checks(self, due: list[Vip]) -> None:
+        timeouts: dict[str, float] = {}
+        for wants in {self._wants[vip.address] for vip in due}:
+            for name, t in wants:
+                timeouts[name] = min(t, timeouts.get(name, t))
+        for result in (await self.observer.run(timeouts)).values():
+            self._record(result)
+
+    def _record(self, result: CheckResult) -> None:
+        previous = self.results.get(result.check)
+        if previous is None or previous.health is not result.health:
+            self.result_since[result.check] = result.at
+        self.results[result.check] = result
+        if self.metrics:
+            self.metrics.observe_check(result)
+
+    def _watch(self) -> None:
+        retry = min(self.config.timing_for(v).interval for v in self.vips.values())
+        self.observer.watch(self._haproxy_down, retry)
+
+    def _haproxy_down(self, names: list[str], outcome: Outcome) -> None:
+        """HAProxy died between ticks: its checks fail now, and the VIPs that use them step now."""
+        for name in names:
+            self._record(CheckResult(name, outcome.health, outcome.detail, 0.0, self.clock()))
+        hit = [v for v in self.vips.values() if set(names) & set(v.checks)]
+        hit = [v for v in hit if all(n in self.results for n in v.checks)]
+        if hit:
+            self._spawn(self._step_all(self._healths(hit)))
+
+    def _graceful_deadlines(self) -> list[float]:
+        return [s.graceful_until for s in self.statuses.values() if s.graceful_until is not None]
+
+    async def _expire_graceful(self) -> None:
+        now = self.clock()
+        expired = [
+            (self.vips[address], None)
+            for address, status in self.statuses.items()
+            if status.graceful_until is not None and now >= status.graceful_until
+        ]
+        if expired:
+            await self._step_all(expired)

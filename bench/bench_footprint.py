@@ -1,0 +1,250 @@
+"""The agent's footprint: CPU and RSS of the agent with its lifeline guardian, at 1, 100 and
+1,000 VIPs, at the recommended settings (`render node`: check interval 0.1 s).
+
+Real processes: a HAProxy 2.6 (stats socket in a temp dir, frontends on 127.0.0.1) and a real
+ExaBGP 5.0 running the agent as its API process, exactly as in production (the agent starts
+its guardian because its parent is ExaBGP). ExaBGP's one neighbor is 127.0.0.1, where nothing
+listens: the agent's work does not depend on the session. As root, everything runs in a
+network namespace of its own and the agent manages the VIPs on its loopback (pyroute2), as
+`render node` configures it; without root, loopback management is off.
+
+Two shapes of 1,000 VIPs:
+- "shared": VIPs of one service (same port and pool), as `render node` groups them: one
+  frontend, one pool, and per tick one stats read and one TCP probe for all VIPs;
+- "distinct": every VIP its own frontend and pool on one stats socket (one read a tick for
+  all) and its own TCP probe (one connect per VIP per tick: the cost grows with sources).
+
+CPU is utime+stime from /proc/PID/stat over the window (default 60 s, BENCH_FOOTPRINT_SECONDS),
+after the VIPs are announced; RSS is VmRSS at the end. Run: `python -m bench footprint`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from anycast_ctl.config.node import load_node_config
+from anycast_ctl.render.exabgp import render_exabgp
+
+SECONDS = float(os.environ.get("BENCH_FOOTPRINT_SECONDS", "60"))
+CASES = [("shared", 1), ("shared", 100), ("shared", 1000), ("distinct", 100), ("distinct", 1000)]
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+EXABGP = Path(sys.executable).with_name("exabgp")
+AGENT = Path(sys.executable).with_name("anycast-ctl")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def haproxy_cfg(stats: Path, fronts: list[int]) -> str:
+    """One frontend and pool per port; the pools' one server is HAProxy's own first frontend
+    (it accepts, which is all a server check needs), checked once and tracked elsewhere."""
+    lines = [
+        "global",
+        f"    stats socket {stats} mode 600 level admin",
+        "    maxconn 4096",
+        "defaults",
+        "    mode tcp",
+        "    timeout connect 1s",
+        "    timeout client 10s",
+        "    timeout server 10s",
+    ]
+    for i, port in enumerate(fronts):
+        check = "check inter 100ms" if i == 0 else "track pool-0/s1"
+        lines += [
+            f"frontend vip-{i}",
+            f"    bind 127.0.0.1:{port}",
+            f"    default_backend pool-{i}",
+            f"backend pool-{i}",
+            f"    server s1 127.0.0.1:{fronts[0]} {check}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def node_yaml(directory: Path, n: int, shape: str, stats: Path, fronts: list[int]) -> str:
+    checks, vips = [], []
+    for i in range(n):
+        group = 0 if shape == "shared" else i
+        vips.append(
+            f"  - {{address: 10.123.{i // 250}.{i % 250 + 1}, checks: [h{group}, t{group}]}}"
+        )
+    for group in range(1 if shape == "shared" else n):
+        checks.append(
+            f"  h{group}: {{type: haproxy, socket: {stats}, frontend: vip-{group}, "
+            f"backend: pool-{group}}}"
+        )
+        checks.append(f"  t{group}: {{type: tcp, port: {fronts[group]}}}")
+    return (
+        "\n".join(
+            [
+                "node: bench",
+                "bgp:",
+                "  local_as: 65101",
+                "  router_id: 10.0.0.2",
+                "  neighbors: [{address: 127.0.0.1, local_address: 127.0.0.1, peer_as: 65000}]",
+                "timing: {interval: 0.1, timeout: 0.08, rise: 3, fall: 2}",  # render node's default
+                "checks:",
+                *checks,
+                "vips:",
+                *vips,
+                f"loopback: {{manage: {'true' if os.geteuid() == 0 else 'false'}, mode: always}}",
+                f"control: {{socket: {directory}/agent.sock}}",
+                f"drain: {{state_file: {directory}/drain.json}}",
+            ]
+        )
+        + "\n"
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out += [int(p) for p in text]
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not within {timeout}s")
+        time.sleep(0.05)
+
+
+def measure(shape: str, n: int, seconds: float) -> dict:
+    netns = f"acx-bfp-{os.getpid()}" if os.geteuid() == 0 else None
+    if netns:
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+    try:
+        return _measure(shape, n, seconds, ["ip", "netns", "exec", netns] if netns else [])
+    finally:
+        if netns:
+            subprocess.run(["ip", "netns", "del", netns], check=False)
+
+
+def _measure(shape: str, n: int, seconds: float, inside: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="acx-bench-fp-") as tmp:
+        directory = Path(tmp)
+        stats = directory / "haproxy.sock"
+        groups = 1 if shape == "shared" else n
+        fronts = free_ports(groups)
+        (directory / "haproxy.cfg").write_text(haproxy_cfg(stats, fronts))
+        (directory / "node.yaml").write_text(node_yaml(directory, n, shape, stats, fronts))
+        config_path = directory / "node.yaml"
+        files = render_exabgp(load_node_config(config_path), config_path, [str(AGENT)])
+        for name, text in files.items():
+            (directory / name).write_text(text)
+        log = (directory / "exabgp.log").open("w")
+        env = {**os.environ, "ANYCAST_CTL_LAB": f"acx-bench-fp{os.getpid()}"}
+        haproxy = subprocess.Popen(
+            [*inside, HAPROXY, "-db", "-f", str(directory / "haproxy.cfg")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        exabgp = None
+        try:
+            wait_for(stats.exists, 10, "HAProxy's stats socket")
+            exabgp = subprocess.Popen(
+                [
+                    *inside,
+                    str(EXABGP),
+                    "--env-file",
+                    str(directory / "exabgp.env"),
+                    "server",
+                    str(directory / "exabgp.conf"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+            agent = wait_for(lambda: children(exabgp.pid), 20, "the agent")[0]
+            guardian = wait_for(lambda: children(agent), 20, "the guardian")[0]
+            # every VIP announced (the agent logs its announce lines through ExaBGP's log)
+            wait_for(
+                lambda: "route added" in (directory / "exabgp.log").read_text(), 30, "announce"
+            )
+            time.sleep(1.0)  # let start-up settle
+            before = {pid: cpu_seconds(pid) for pid in (agent, guardian, exabgp.pid)}
+            started = time.monotonic()
+            time.sleep(seconds)
+            elapsed = time.monotonic() - started
+            used = {pid: cpu_seconds(pid) - t for pid, t in before.items()}
+            return {
+                "shape": shape,
+                "vips": n,
+                "agent_cpu_pct": 100 * used[agent] / elapsed,
+                "guardian_cpu_pct": 100 * used[guardian] / elapsed,
+                "exabgp_cpu_pct": 100 * used[exabgp.pid] / elapsed,
+                "agent_rss_mib": rss_mib(agent),
+                "guardian_rss_mib": rss_mib(guardian),
+                "exabgp_rss_mib": rss_mib(exabgp.pid),
+                "seconds": elapsed,
+            }
+        finally:
+            if exabgp is not None and exabgp.poll() is None:
+                exabgp.terminate()
+                try:
+                    exabgp.wait(10)
+                except subprocess.TimeoutExpired:
+                    exabgp.kill()
+                    exabgp.wait(5)
+            haproxy.kill()  # by its pid
+            haproxy.wait(5)
+            log.close()
+
+
+def main() -> None:
+    if not (os.access(HAPROXY, os.X_OK) and EXABGP.exists() and AGENT.exists()):
+        print("skipped: needs haproxy, and exabgp + anycast-ctl in this venv")
+        return
+    print(f"recommended settings (interval 0.1 s), {SECONDS:g} s per case; CPU % of one core")
+    print(f"{'shape':9} {'VIPs':>5} {'agent+guardian CPU':>19} {'RSS MiB':>8}   (ExaBGP)")
+    for shape, n in CASES:
+        r = measure(shape, n, SECONDS)
+        cpu = r["agent_cpu_pct"] + r["guardian_cpu_pct"]
+        rss = r["agent_rss_mib"] + r["guardian_rss_mib"]
+        print(
+            f"{shape:9} {n:>5} {cpu:>7.2f} % ({r['agent_cpu_pct']:.2f} + "
+            f"{r['guardian_cpu_pct']:.2f}) {rss:>6.1f} ({r['agent_rss_mib']:.1f} + "
+            f"{r['guardian_rss_mib']:.1f})   ({r['exabgp_cpu_pct']:.2f} %, "
+            f"{r['exabgp_rss_mib']:.1f} MiB)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

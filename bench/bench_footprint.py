@@ -123,12 +123,17 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        out += [int(p) for p in text]
-    return out
+def child(pid: int, word: str) -> int | None:
+    """The child of `pid` whose command line has `word` (the agent, its guardian)."""
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for kid in (task / "children").read_text().split():
+                argv = Path(f"/proc/{kid}/cmdline").read_bytes().split(b"\0")
+                if any(word.encode() in arg for arg in argv):
+                    return int(kid)
+    except OSError:
+        return None
+    return None
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -191,8 +196,8 @@ def _measure(shape: str, n: int, seconds: float, inside: list[str]) -> dict:
                 stdin=subprocess.DEVNULL,
                 env=env,
             )
-            agent = wait_for(lambda: children(exabgp.pid), 20, "the agent")[0]
-            guardian = wait_for(lambda: children(agent), 20, "the guardian")[0]
+            agent = wait_for(lambda: child(exabgp.pid, "agent"), 20, "the agent")
+            guardian = wait_for(lambda: child(agent, "lifeline"), 20, "the guardian")
             # every VIP announced (the agent logs its announce lines through ExaBGP's log)
             wait_for(
                 lambda: "route added" in (directory / "exabgp.log").read_text(), 30, "announce"
@@ -214,6 +219,9 @@ def _measure(shape: str, n: int, seconds: float, inside: list[str]) -> dict:
                 "exabgp_rss_mib": rss_mib(exabgp.pid),
                 "seconds": elapsed,
             }
+        except Exception:
+            print((directory / "exabgp.log").read_text()[-3000:], file=sys.stderr)
+            raise
         finally:
             if exabgp is not None and exabgp.poll() is None:
                 exabgp.terminate()

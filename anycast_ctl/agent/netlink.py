@@ -1,4 +1,4 @@
-"""The one place where the agent talks netlink: VIP addresses on the loopback, via pyroute2.
+"""The one place where the agent talks netlink: VIP addresses on the loopback (agent/rtnl.py).
 
 Ownership: every address the agent adds carries the address protocol ANYCAST_CTL_ADDR_PROTO
 (IFA_PROTO, Linux >= 5.18; `ip address show` prints it as `proto 0x41` or, with an entry in
@@ -7,11 +7,9 @@ after an agent crash or restart we still know exactly which addresses are ours, 
 state file to lose or get out of step. An address without the mark — added by an operator,
 keepalived, another tool — is never removed, even when it carries a VIP.
 
-Each call opens its own netlink socket and closes it (about 1 ms, ~6 ms in another network
-namespace). pyroute2 0.9's synchronous IPRoute cannot be opened in a thread whose asyncio
-loop is running ("This event loop is already running"), so when a public method is called
-from such a thread it does its netlink work in a short-lived helper thread and waits for it
-(blocking the loop for those few ms). `reconcile_async` does not block the loop at all.
+Each call opens its own netlink socket and closes it. The synchronous methods, called from a
+thread whose asyncio loop is running, do their netlink work in a short-lived helper thread
+and wait for it (blocking the loop for that time); `reconcile_async` does not block the loop.
 """
 
 from __future__ import annotations
@@ -27,10 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
-
+from anycast_ctl.agent.rtnl import Rtnl, RtnlError
 from anycast_ctl.agent.vips import (
     AddAddress,
     AddressAction,
@@ -109,58 +104,49 @@ class LoopbackAddresses:
 
     # ------------------------------------------------------------ plumbing
     @contextmanager
-    def _session(self) -> Iterator[tuple[IPRoute, int]]:
+    def _session(self) -> Iterator[tuple[Rtnl, int]]:
         try:
-            ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
-        except (OSError, NetlinkError) as exc:
+            ipr = Rtnl(netns=self.netns)
+        except OSError as exc:
             raise NetlinkFailure(
                 f"cannot open netlink for {_where(self.interface, self.netns)}: {exc}"
             ) from exc
         try:
-            found = ipr.link_lookup(ifname=self.interface)
-            if not found:
+            found = ipr.link_index(self.interface)
+            if found is None:
                 raise UserError.single(
                     "<netlink>",
                     "loopback.interface",
                     f"no interface named {_where(self.interface, self.netns)}",
                 )
-            yield ipr, found[0]
+            yield ipr, found
         finally:
             ipr.close()
 
-    def _dump(self, ipr: IPRoute, index: int) -> tuple[set[str], set[str]]:
+    def _dump(self, ipr: Rtnl, index: int) -> tuple[set[str], set[str]]:
         present, owned = set(), set()
-        for msg in ipr.get_addr(index=index):
-            if msg["index"] != index:  # some pyroute2 versions ignore the filter
-                continue
-            address = msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS")
-            if not address:
-                continue
-            prefix = normalize(f"{address}/{msg['prefixlen']}")
+        for address, prefixlen, proto in ipr.addresses(index):
+            prefix = normalize(f"{address}/{prefixlen}")
             present.add(prefix)
-            if msg.get("IFA_PROTO") == self.proto:
+            if proto == self.proto:
                 owned.add(prefix)
         return present, owned
 
-    def _add(self, ipr: IPRoute, index: int, prefix: str) -> AddressResult:
+    def _add(self, ipr: Rtnl, index: int, prefix: str) -> AddressResult:
         action = AddAddress(prefix)
         address, prefixlen, family = _parse_prefix(prefix)
-        extra = {}
-        if family == socket.AF_INET6:
+        try:
             # A VIP is shared by every node on purpose: duplicate address detection would
             # only delay it (and a DAD failure would leave it unusable).
-            extra["flags"] = IFA_F_NODAD
-        try:
-            ipr.addr(
-                "add", index=index, address=address, prefixlen=prefixlen, proto=self.proto, **extra
-            )
-        except NetlinkError as exc:
+            nodad = family == socket.AF_INET6
+            ipr.add(index, address, prefixlen, proto=self.proto, nodad=nodad)
+        except RtnlError as exc:
             if exc.code == errno.EEXIST:
                 return AddressResult(action, True, f"{prefix} already on {self.interface}")
             return AddressResult(action, False, f"cannot add {prefix} to {self.interface}: {exc}")
         return AddressResult(action, True, f"added {prefix} to {self.interface}")
 
-    def _remove(self, ipr: IPRoute, index: int, prefix: str, owned: set[str]) -> AddressResult:
+    def _remove(self, ipr: Rtnl, index: int, prefix: str, owned: set[str]) -> AddressResult:
         action = RemoveAddress(prefix)
         if prefix not in owned:
             # The kernel deletes by address, whatever its protocol: the ownership check is ours.
@@ -171,8 +157,8 @@ class LoopbackAddresses:
             )
         address, prefixlen, _ = _parse_prefix(prefix)
         try:
-            ipr.addr("del", index=index, address=address, prefixlen=prefixlen)
-        except NetlinkError as exc:
+            ipr.delete(index, address, prefixlen)
+        except RtnlError as exc:
             if exc.code == errno.EADDRNOTAVAIL:
                 return AddressResult(action, True, f"{prefix} already gone from {self.interface}")
             return AddressResult(
@@ -182,7 +168,7 @@ class LoopbackAddresses:
 
     def _apply(
         self,
-        ipr: IPRoute,
+        ipr: Rtnl,
         index: int,
         actions: Iterable[AddressAction],
         owned: set[str] | None = None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 
 # What ExaBGP writes back lives in exabgp_events; re-exported (`X as X`): one adapter to import.
 from anycast_ctl.agent.exabgp_events import (
@@ -217,23 +218,68 @@ def withdraw_line(vip: Vip, bgp: Bgp, dialect: str) -> str:
 NLRI_PER_LINE = 500
 
 
-def _batchable(vip: Vip, dialect: str) -> bool:
-    # 4.2's `attributes ... nlri` parser sets path-information on a template NLRI it never
-    # copies to the prefixes it lists, so a VIP with a path-id would lose it (5.0 copies it).
-    return vip.path_id is None or dialect != "4.2"
+@dataclass(frozen=True)
+class _Parts:
+    """The pieces of a VIP's lines, rendered once: its lines differ only in how they join."""
+
+    version: int
+    target: str  # "192.0.2.10/32"
+    words: tuple[str, ...]  # the attributes, as in `announce route TARGET WORDS`
+    graceful_words: tuple[str, ...]  # the same with GRACEFUL_SHUTDOWN
+    path_information: tuple[str, ...]
+    batchable: bool
 
 
-def _batched(verb: str, groups: dict[tuple[int, tuple[str, ...]], list[Vip]]) -> list[str]:
+def _parts(vip: Vip, bgp: Bgp, dialect: str) -> _Parts:
+    return _Parts(
+        version=_ip_version(vip.address),
+        target=_route_target(vip),
+        words=tuple(_attribute_words(vip, bgp, False)),
+        graceful_words=tuple(_attribute_words(vip, bgp, True)),
+        path_information=tuple(_path_information(vip)),
+        # 4.2's `attributes ... nlri` parser sets path-information on a template NLRI it
+        # never copies to the prefixes it lists: a VIP with a path-id would lose it (5.0
+        # copies it).
+        batchable=vip.path_id is None or dialect != "4.2",
+    )
+
+
+def _batched(verb: str, groups: dict[tuple[int, tuple[str, ...]], list[str]]) -> list[str]:
     lines = []
-    for (_, words), members in groups.items():
-        for start in range(0, len(members), NLRI_PER_LINE):
-            chunk = members[start : start + NLRI_PER_LINE]
+    for (_, words), targets in groups.items():
+        for start in range(0, len(targets), NLRI_PER_LINE):
+            chunk = targets[start : start + NLRI_PER_LINE]
             if len(chunk) == 1:  # one prefix: the plain form, as 4.2 and 5.0 both document
-                head = [verb, "route", _route_target(chunk[0]), *words]
+                head = [verb, "route", chunk[0], *words]
             else:
-                head = [verb, "attributes", *words, "nlri", *map(_route_target, chunk)]
+                head = [verb, "attributes", *words, "nlri", *chunk]
             lines.append(_finish(" ".join(head)))
     return lines
+
+
+def _announce_parts(parts: list[_Parts], graceful_shutdown: bool) -> list[str]:
+    groups: dict[tuple[int, tuple[str, ...]], list[str]] = {}
+    single: list[str] = []
+    for part in parts:
+        words = part.graceful_words if graceful_shutdown else part.words
+        if part.batchable:
+            groups.setdefault((part.version, words), []).append(part.target)
+        else:
+            single.append(_finish(" ".join(["announce", "route", part.target, *words])))
+    return _batched("announce", groups) + single
+
+
+def _withdraw_parts(parts: list[_Parts]) -> list[str]:
+    groups: dict[tuple[int, tuple[str, ...]], list[str]] = {}
+    single: list[str] = []
+    for part in parts:
+        if part.batchable:
+            groups.setdefault((part.version, part.path_information), []).append(part.target)
+        else:
+            single.append(
+                _finish(" ".join(["withdraw", "route", part.target, *part.path_information]))
+            )
+    return _batched("withdraw", groups) + single
 
 
 def announce_lines(
@@ -243,29 +289,14 @@ def announce_lines(
     family and set of identical attributes (ExaBGP takes one family per line), in first-seen
     order; a VIP alone in its group gets the plain `announce route` line."""
     _require_dialect(dialect)
-    groups: dict[tuple[int, tuple[str, ...]], list[Vip]] = {}
-    single: list[str] = []
-    for vip in vips:
-        if not _batchable(vip, dialect):
-            single.append(announce_line(vip, bgp, dialect, graceful_shutdown=graceful_shutdown))
-            continue
-        key = (_ip_version(vip.address), tuple(_attribute_words(vip, bgp, graceful_shutdown)))
-        groups.setdefault(key, []).append(vip)
-    return _batched("announce", groups) + single
+    return _announce_parts([_parts(vip, bgp, dialect) for vip in vips], graceful_shutdown)
 
 
 def withdraw_lines(vips: list[Vip], bgp: Bgp, dialect: str) -> list[str]:
     """As few commands as withdraw `vips`: only the NLRI matters, so one line per family and
     path-id (`withdraw attributes [path-information N] nlri P1 P2 ...`)."""
     _require_dialect(dialect)
-    groups: dict[tuple[int, tuple[str, ...]], list[Vip]] = {}
-    single: list[str] = []
-    for vip in vips:
-        if not _batchable(vip, dialect):
-            single.append(withdraw_line(vip, bgp, dialect))
-            continue
-        groups.setdefault((_ip_version(vip.address), tuple(_path_information(vip))), []).append(vip)
-    return _batched("withdraw", groups) + single
+    return _withdraw_parts([_parts(vip, bgp, dialect) for vip in vips])
 
 
 class RouteWriter:
@@ -280,12 +311,19 @@ class RouteWriter:
                     f"VIP {vip.address}: no neighbor of its address family to announce it to"
                 )
             announce_line(vip, config.bgp, config.exabgp.dialect, graceful_shutdown=True)
+        # Rendered once: a state change of a thousand VIPs only joins their pieces.
+        _require_dialect(config.exabgp.dialect)
+        self._parts = {
+            vip.address: _parts(vip, config.bgp, config.exabgp.dialect) for vip in config.vips
+        }
 
     @property
     def prefixes(self) -> list[str]:
         return list(self._vips)
 
     def _vip(self, prefix: str) -> Vip:
+        if prefix in self._vips:  # already the normalized form
+            return self._vips[prefix]
         _require_clean(prefix)
         try:
             key = str(ipaddress.ip_network(prefix, strict=True))
@@ -307,10 +345,8 @@ class RouteWriter:
         return withdraw_line(self._vip(prefix), self._config.bgp, self._config.exabgp.dialect)
 
     def announce_many(self, prefixes: list[str], *, graceful_shutdown: bool = False) -> list[str]:
-        vips = [self._vip(p) for p in prefixes]
-        return announce_lines(
-            vips, self._config.bgp, self._config.exabgp.dialect, graceful_shutdown=graceful_shutdown
-        )
+        parts = [self._parts[self._vip(p).address] for p in prefixes]
+        return _announce_parts(parts, graceful_shutdown)
 
     def announce_each(self, announces: list[tuple[str, bool]]) -> list[str]:
         """(prefix, with GRACEFUL_SHUTDOWN) pairs -> the batched lines, plain ones first."""
@@ -319,5 +355,4 @@ class RouteWriter:
         return self.announce_many(plain) + self.announce_many(graceful, graceful_shutdown=True)
 
     def withdraw_many(self, prefixes: list[str]) -> list[str]:
-        vips = [self._vip(p) for p in prefixes]
-        return withdraw_lines(vips, self._config.bgp, self._config.exabgp.dialect)
+        return _withdraw_parts([self._parts[self._vip(p).address] for p in prefixes])

@@ -87,8 +87,10 @@ class AgentRuntime(CheckScheduling):
         self.observer = Observer(config)
         self.checks = self.observer.checks
         self._plan_checks(config)
+        initial = fsm.VipStatus.initial(now)
         for address in self.vips:
-            self.statuses.setdefault(address, fsm.VipStatus.initial(now))
+            # One shared (immutable) object: VIPs that step alike keep sharing it (_step_all).
+            self.statuses.setdefault(address, initial)
             self.next_due.setdefault(address, now)
 
     def _load_drains(self) -> DrainState:
@@ -226,38 +228,41 @@ class AgentRuntime(CheckScheduling):
     async def _step_all(self, updates: Sequence[tuple[Vip, Health | None]]) -> None:
         """Step each VIP's state machine, then send all their route changes at once.
 
-        `fsm.step` is pure: VIPs in the same status with the same inputs share one step (a
-        thousand VIPs of one service cost one step a tick, not a thousand).
+        `fsm.step` is pure: VIPs of one kind (_plan_checks) holding the same status object
+        with the same health and drain share one step and its result object, so they keep
+        sharing it: a thousand VIPs of one service cost one step a tick, not a thousand.
         """
         announce: list[tuple[str, bool]] = []
         withdraw: list[str] = []
+        transitions: list[tuple[str, fsm.Transition]] = []
         now = self.clock()
-        steps: dict[tuple, tuple[fsm.VipStatus, list]] = {}
+        # key -> (the old status, kept alive so its id() stays unique; the step's result)
+        steps: dict[tuple, tuple[fsm.VipStatus, tuple[fsm.VipStatus, list]]] = {}
         for vip, health in updates:
-            timing = self.config.timing_for(vip)
             drained = self.drains.is_drained(vip.address) is not None
             old = self.statuses[vip.address]
-            key = (old, health, drained, timing.rise, timing.fall)  # VipStatus is frozen
-            stepped = steps.get(key)
-            if stepped is None:
-                stepped = steps[key] = fsm.step(
+            kind = self._kind[vip.address]
+            key = (id(old), health, drained, kind)
+            memo = steps.get(key)
+            if memo is None:
+                rise, fall = self._kind_timing[kind]
+                memo = steps[key] = (
                     old,
-                    health,
-                    drained,
-                    now,
-                    rise=timing.rise,
-                    fall=timing.fall,
-                    graceful_seconds=self.config.drain.graceful_shutdown_seconds,
+                    fsm.step(
+                        old,
+                        health,
+                        drained,
+                        now,
+                        rise=rise,
+                        fall=fall,
+                        graceful_seconds=self.config.drain.graceful_shutdown_seconds,
+                    ),
                 )
-            new, actions = stepped
+            new, actions = memo[1]
             self.statuses[vip.address] = new
             for action in actions:
                 if isinstance(action, fsm.Transition):
-                    audit.info(
-                        "vip %s: %s -> %s (%s)", vip.address, action.old, action.new, action.reason
-                    )
-                    if self.metrics:
-                        self.metrics.transition(vip.address, action.old, action.new)
+                    transitions.append((vip.address, action))
                 elif isinstance(action, fsm.Announce):
                     announce.append((vip.address, action.graceful_shutdown))
                 elif isinstance(action, fsm.Withdraw):
@@ -267,6 +272,11 @@ class AgentRuntime(CheckScheduling):
         await self._send_all(
             self.writer.withdraw_many(withdraw) + self.writer.announce_each(announce)
         )
+        # Logged after the lines are out: a thousand audit lines must not delay a withdraw.
+        for address, change in transitions:
+            audit.info("vip %s: %s -> %s (%s)", address, change.old, change.new, change.reason)
+            if self.metrics:
+                self.metrics.transition(address, change.old, change.new)
         if withdraw:
             await self._reconcile_loopback()
         if self.metrics:

@@ -31,8 +31,9 @@ class CheckScheduling:
     next_due: dict[str, float]
     metrics: Any
     clock: Callable[[], float]
-    _wants: dict[str, tuple[tuple[str, float], ...]]
-    _health_keys: dict[str, tuple[str, ...]]
+    _kind: dict[str, int]
+    _kind_wants: list[tuple[tuple[str, float], ...]]
+    _kind_timing: list[tuple[int, int]]
     _intervals: dict[str, float]
 
     async def _step_all(self, updates: Sequence[tuple[Vip, Health | None]]) -> None:
@@ -42,13 +43,22 @@ class CheckScheduling:
         raise NotImplementedError
 
     def _plan_checks(self, config: NodeConfig) -> None:
-        """Per VIP, once per config: the (check, timeout) pairs a tick needs for it. VIPs with
-        the same checks and timing share equal tuples, so a tick handles each kind once."""
-        self._wants = {
-            vip.address: tuple((name, config.check_timeout(name, vip)) for name in vip.checks)
-            for vip in config.vips
-        }
-        self._health_keys = {vip.address: (*vip.checks, vip.combine) for vip in config.vips}
+        """Once per config: each VIP's kind, a small number shared by the VIPs that need the
+        same checks (with the same timeouts), combine them alike and have the same rise/fall.
+        A tick then plans, combines and steps per kind, not per VIP."""
+        kinds: dict[tuple, int] = {}
+        self._kind = {}
+        self._kind_wants = []
+        self._kind_timing = []
+        for vip in config.vips:
+            timing = config.timing_for(vip)
+            wants = tuple((name, config.check_timeout(name, vip)) for name in vip.checks)
+            key = (wants, vip.combine, timing.rise, timing.fall)
+            if key not in kinds:
+                kinds[key] = len(kinds)
+                self._kind_wants.append(wants)
+                self._kind_timing.append((timing.rise, timing.fall))
+            self._kind[vip.address] = kinds[key]
         self._intervals = {vip.address: config.timing_for(vip).interval for vip in config.vips}
 
     async def _check_loop(self) -> None:
@@ -71,10 +81,10 @@ class CheckScheduling:
 
     def _healths(self, vips: list[Vip]) -> list[tuple[Vip, Health]]:
         """Each VIP with its combined health; VIPs with the same checks combine once."""
-        seen: dict[tuple, Health] = {}
+        seen: dict[int, Health] = {}
         out = []
         for vip in vips:
-            key = self._health_keys[vip.address]
+            key = self._kind[vip.address]
             health = seen.get(key)
             if health is None:
                 health = seen[key] = self._health(vip)
@@ -83,8 +93,8 @@ class CheckScheduling:
 
     async def _run_checks(self, due: list[Vip]) -> None:
         timeouts: dict[str, float] = {}
-        for wants in {self._wants[vip.address] for vip in due}:
-            for name, t in wants:
+        for kind in {self._kind[vip.address] for vip in due}:
+            for name, t in self._kind_wants[kind]:
                 timeouts[name] = min(t, timeouts.get(name, t))
         for result in (await self.observer.run(timeouts)).values():
             self._record(result)

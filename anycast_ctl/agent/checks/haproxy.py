@@ -45,7 +45,7 @@ class _Cli(asyncio.Protocol):
     "> "), so n prompts end the answers to n commands.
     """
 
-    def __init__(self, on_lost: Callable[[], object]) -> None:
+    def __init__(self, on_lost: Callable[[_Cli], object]) -> None:
         self._buffer = bytearray()
         self._prompts = 0  # prompts in the buffer
         self._want = 0
@@ -74,7 +74,7 @@ class _Cli(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._fail(ConnectionResetError(errno.ECONNRESET, "HAProxy closed the stats connection"))
-        self._on_lost()
+        self._on_lost(self)
 
     def _fail(self, exc: Exception) -> None:
         waiter, self._waiter = self._waiter, None
@@ -156,7 +156,7 @@ class HaproxySource:
         if self._cli is not None:
             self._cli.close()
         loop = asyncio.get_running_loop()
-        _, cli = await loop.create_unix_connection(lambda: _Cli(self._lost.set), self.target)
+        _, cli = await loop.create_unix_connection(lambda: _Cli(self._cli_lost), self.target)
         self.connects += 1
         try:
             await cli.ask(b"prompt\n")  # interactive: HAProxy keeps the connection open
@@ -166,6 +166,10 @@ class HaproxySource:
         self._cli, self._inode = cli, inode
         self._lost.clear()
         return cli
+
+    def _cli_lost(self, cli: _Cli) -> None:
+        if cli is self._cli:  # not one we replaced ourselves (a new inode, a stopping worker)
+            self._lost.set()
 
     async def _fetch(self) -> dict[str, list[haproxy_stat.StatRow]]:
         command = self.command()
@@ -201,20 +205,32 @@ class HaproxySource:
                 await asyncio.sleep(retry)
                 continue
             await self._lost.wait()
-            outcome = await self.alive()
+            outcome = await self._after_loss()
             if outcome is not None:
                 log.warning("HAProxy at %s is gone: %s", self.target, outcome.detail)
                 on_down(outcome)
                 await asyncio.sleep(retry)
 
-    async def alive(self) -> Outcome | None:
-        """None if something accepts on the socket, else the hard outcome of the attempt."""
-        try:
-            _, writer = await asyncio.open_unix_connection(self.target)
-        except OSError as exc:
-            outcome = classify_error(exc, self.target)
-            return outcome if outcome is not None and outcome.health is Health.HARD_FAIL else None
-        writer.transport.abort()
+    async def _after_loss(self, attempts: int = 3, patience: float = 1.0) -> Outcome | None:
+        """Our connection closed: None if HAProxy answers a new one, else why it is dead.
+
+        A connect alone proves little: a dying HAProxy may close our connection before its
+        listener, and a connect queued on that listener succeeds and is then reset. So the
+        new connection must answer `prompt`; a reset means look again, and refused or a
+        missing socket file is the death. No answer within `patience` (a hung HAProxy) is
+        not a death: the soft checks judge that.
+        """
+        for _ in range(attempts):
+            try:
+                async with asyncio.timeout(patience):
+                    await self._connection()
+                return None
+            except TimeoutError:
+                return None
+            except OSError as exc:
+                outcome = classify_error(exc, self.target)
+                if outcome is not None and outcome.health is Health.HARD_FAIL:
+                    return outcome
         return None
 
 

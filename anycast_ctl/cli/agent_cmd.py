@@ -66,7 +66,7 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
                 "not started by ExaBGP: no lifeline; if this agent dies its routes are not"
                 " withdrawn"
             )
-        # Imported only when used: pyroute2 and prometheus_client are most of the agent's RSS.
+        # Imported only when used: the netlink client and prometheus_client cost RSS.
         loopback = metrics = None
         if config.loopback.manage:
             from anycast_ctl.agent.netlink import LoopbackAddresses

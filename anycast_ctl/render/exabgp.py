@@ -19,13 +19,14 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from pathlib import PurePath
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from anycast_ctl.agent.exabgp import announce_line, carriers
 from anycast_ctl.config.node import NodeConfig
 from anycast_ctl.errors import Problem, UserError
-from anycast_ctl.render.templating import environment
+
+if TYPE_CHECKING:
+    import jinja2
 
 PROCESS_NAME = "anycast-agent"
 
@@ -62,6 +63,10 @@ level = INFO
 
 
 def _environment() -> jinja2.Environment:
+    # Imported here: the agent validates its config with exabgp_problems() at every start
+    # and reload, and must not pay for jinja2 (~1.5 MiB) to do so.
+    from anycast_ctl.render.templating import environment
+
     return environment()
 
 

@@ -42,6 +42,7 @@ from anycast_ctl.lab.observe.expect import (
     expected_nexthops,
     router_problems,
     session_peers,
+    summary,
 )
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.render.lb_layout import LbPaths, lb_paths
@@ -280,9 +281,7 @@ class Lab:
             raise LabError(str(exc)) from None
         except TimeoutError:
             raise TimeoutError(
-                f"not converged within {timeout:g}s: "
-                + "; ".join(last[0])
-                + self._log_tails(last[0])
+                f"not converged within {timeout:g}s: " + summary(last[0]) + self._log_tails(last[0])
             ) from None
 
     def traffic(self, connections: int = 300, **options: Any) -> TrafficResult:

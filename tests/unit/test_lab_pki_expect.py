@@ -83,3 +83,14 @@ def test_a_withdrawn_lb_is_expected_absent():
     view.fib = {"web": ["lb1", "lb2", "lb3"], "api": ["lb3"]}
     assert router_problems(TWO, view, down_lbs=frozenset({"lb4"})) == []
     assert router_problems(TWO, _converged_view("r1"), down_lbs=frozenset({"lb4"})) != []
+
+
+def test_a_convergence_error_names_the_first_few_problems_and_counts_them_all():
+    from anycast_ctl.lab.observe.expect import summary
+
+    problems = [f"r1: vip{i} (10.0.0.{i}/32) via nothing; expected lb1" for i in range(3000)]
+    line = summary(problems)
+    assert line.startswith("r1: vip0 (10.0.0.0/32) via nothing; expected lb1; r1: vip1 ")
+    assert line.endswith("; and 2995 more (3000 problems)")
+    assert "vip5 " not in line
+    assert summary(problems[:2]) == "; ".join(problems[:2])

@@ -96,3 +96,12 @@ def _fabric_without(topo: Topology, down_lbs: frozenset[str]) -> Fabric:
         lb: (frozenset() if lb in down_lbs else vips) for lb, vips in fabric.announces.items()
     }
     return replace(fabric, announces=announces)
+
+
+def summary(problems: list[str], first: int = 5) -> str:
+    """The first few problems and how many there are in all: with 1,000 VIPs on 3 routers an
+    unconverged lab has thousands, and one error line must stay readable."""
+    if len(problems) <= first:
+        return "; ".join(problems)
+    shown = "; ".join(problems[:first])
+    return f"{shown}; and {len(problems) - first} more ({len(problems)} problems)"

@@ -15,7 +15,8 @@ Two shapes of 1,000 VIPs:
   all) and its own TCP probe (one connect per VIP per tick: the cost grows with sources).
 
 CPU is utime+stime from /proc/PID/stat over the window (default 60 s, BENCH_FOOTPRINT_SECONDS),
-after the VIPs are announced; RSS is VmRSS at the end. Run: `python -m bench footprint`.
+after the VIPs are announced; RSS is VmRSS at the end. Run: `python -m bench footprint`
+(`--quick`: 10 s per case, the shared shape only).
 """
 
 from __future__ import annotations
@@ -235,14 +236,16 @@ def _measure(shape: str, n: int, seconds: float, inside: list[str]) -> dict:
             log.close()
 
 
-def main() -> None:
+def main(quick: bool = False) -> None:
+    seconds = min(SECONDS, 10.0) if quick else SECONDS
+    cases = [c for c in CASES if c[0] == "shared"] if quick else CASES
     if not (os.access(HAPROXY, os.X_OK) and EXABGP.exists() and AGENT.exists()):
         print("skipped: needs haproxy, and exabgp + anycast-ctl in this venv")
         return
-    print(f"recommended settings (interval 0.1 s), {SECONDS:g} s per case; CPU % of one core")
+    print(f"recommended settings (interval 0.1 s), {seconds:g} s per case; CPU % of one core")
     print(f"{'shape':9} {'VIPs':>5} {'agent+guardian CPU':>19} {'RSS MiB':>8}   (ExaBGP)")
-    for shape, n in CASES:
-        r = measure(shape, n, SECONDS)
+    for shape, n in cases:
+        r = measure(shape, n, seconds)
         cpu = r["agent_cpu_pct"] + r["guardian_cpu_pct"]
         rss = r["agent_rss_mib"] + r["guardian_rss_mib"]
         print(

@@ -37,10 +37,11 @@ def main() -> int:
         commands: asyncio.Queue[str] = asyncio.Queue()
 
         def read_fifo() -> None:
-            while True:
-                with fifo.open() as stream:
-                    for line in stream:
-                        loop.call_soon_threadsafe(commands.put_nowait, line.strip())
+            # Opened read-write, so this end never sees EOF: reopening after each writer
+            # raced the next writer, whose line could land in the closing end and be lost.
+            with os.fdopen(os.open(fifo, os.O_RDWR), "r") as stream:
+                for line in stream:
+                    loop.call_soon_threadsafe(commands.put_nowait, line.strip())
 
         threading.Thread(target=read_fifo, daemon=True).start()
         target = exabgp_parent()

@@ -3,76 +3,71 @@
     anycast-ctl sim predict --nexthop 10.0.1.2 --nexthop 10.0.2.2:3 --seed 7 --flows flows.csv
 
 The input rows come back unchanged and in input order, with a `nexthop` column added. The
-prediction itself is pure (sim/router_predict.py); this module reads the file and prints.
+prediction itself is pure (sim/router_predict.py); this module streams the file through it
+and prints, in bounded memory.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import shutil
 import sys
-from typing import TYPE_CHECKING
+import tempfile
+from typing import IO, TYPE_CHECKING
 
 import click
 
 from anycast_ctl.errors import Problem, UserError
 
 if TYPE_CHECKING:  # numpy comes with the prediction, imported when the command runs, not for --help
-    from anycast_ctl.sim.router_predict import NextHop, Prediction
+    import numpy as np
 
-STDIN = "-"
-STDIN_NAME = "<stdin>"
-OUTPUT_BATCH = 10_000  # rows per write: bounded buffers, few calls
+    from anycast_ctl.sim.linux import LinuxHashSettings
+    from anycast_ctl.sim.router_predict import NextHop
 
-
-def _read_text(path: str) -> tuple[str, str]:
-    """(source name, whole text) of the flows file or stdin."""
-    source = STDIN_NAME if path == STDIN else path
-    try:
-        if path == STDIN:
-            data = sys.stdin.buffer.read()
-        else:
-            with open(path, "rb") as handle:
-                data = handle.read()
-        return source, data.decode("utf-8-sig")  # a spreadsheet's BOM is not part of "src"
-    except OSError as exc:
-        raise UserError.single(source, "", f"cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise UserError.single(
-            source, "", f"not UTF-8 text (byte {exc.start}: {exc.reason})"
-        ) from None
+OUTPUT_BATCH = 10_000  # JSON objects per write: bounded buffers, few calls
 
 
-def _emit_csv(text: str, prediction: Prediction, hops: list[NextHop]) -> None:
-    from anycast_ctl.sim.router_predict import iter_rows
+def _write_prediction(
+    flows_path: str,
+    hops: list[NextHop],
+    settings: LinuxHashSettings,
+    as_json: bool,
+    out: IO[bytes],
+) -> np.ndarray:
+    """Stream the flows file through the kernel model into `out`; returns flows per next hop."""
+    import numpy as np
 
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*prediction.header, "nexthop"])
-    for n, (cells, choice) in enumerate(iter_rows(text, prediction), 1):
-        writer.writerow([*cells, hops[choice].address])
-        if n % OUTPUT_BATCH == 0:
-            click.echo(out.getvalue(), nl=False)
-            out.seek(0)
-            out.truncate()
-    click.echo(out.getvalue(), nl=False)
+    from anycast_ctl.sim import router_predict
+    from anycast_ctl.sim.csvflows import iter_csv_chunks, open_flows
 
-
-def _emit_json(text: str, prediction: Prediction, hops: list[NextHop]) -> None:
-    """A JSON list, one object per line: the row's cells under the header's names, plus nexthop."""
-    from anycast_ctl.sim.router_predict import iter_rows
-
-    keys = [name.strip().lower() for name in prediction.header]
+    source, stream = open_flows(flows_path)
+    header: list[str] = []
+    labels = [h.address for h in hops]
+    counts = np.zeros(len(hops), np.int64)
+    chunks = iter_csv_chunks(source, stream, header_out=header)
+    results = router_predict.predictions(chunks, [h.weight for h in hops], settings)
+    first = True
     batch: list[str] = []
-    click.echo("[", nl=False)
-    for n, (cells, choice) in enumerate(iter_rows(text, prediction)):
-        item = json.dumps({**dict(zip(keys, cells, strict=True)), "nexthop": hops[choice].address})
-        batch.append(("\n" if n == 0 else ",\n") + item)
-        if len(batch) == OUTPUT_BATCH:
-            click.echo("".join(batch), nl=False)
-            batch.clear()
-    click.echo("".join(batch) + "\n]")
+    for chunk, choices in results:
+        counts += np.bincount(choices, minlength=len(hops))
+        if not as_json:
+            if first:
+                out.write(router_predict.csv_header(header))
+                first = False
+            out.write(router_predict.csv_rows(chunk, choices, labels))
+            continue
+        keys = [name.strip().lower() for name in header]
+        for item in router_predict.json_items(chunk, choices, keys, labels):
+            batch.append(("[\n" if first else ",\n") + item)
+            first = False
+            if len(batch) >= OUTPUT_BATCH:
+                out.write("".join(batch).encode())
+                batch.clear()
+    if as_json:
+        out.write(("".join(batch) + ("[\n]\n" if first else "\n]\n")).encode())
+    elif first:
+        out.write(router_predict.csv_header(header))  # a header and no rows
+    return counts
 
 
 @click.command("predict")
@@ -138,12 +133,7 @@ def predict(
     To check against `ip route get`: IPv4 answers like forwarded packets, `ip -6 route
     get` like --local ones.
     """
-    from anycast_ctl.sim.router_predict import (
-        hash_settings,
-        parse_nexthops,
-        predict_text,
-        summary_table,
-    )
+    from anycast_ctl.sim.router_predict import hash_settings, parse_nexthops, summary_table
 
     problems: list[Problem] = []
     hops = parse_nexthops(nexthops, problems)
@@ -160,8 +150,13 @@ def predict(
     if problems or settings is None:
         raise UserError(problems)
     assert flows_path is not None  # a missing --flows is one of the problems
-    source, text = _read_text(flows_path)
-    prediction = predict_text(text, source, [h.weight for h in hops], settings)
-    (_emit_json if as_json else _emit_csv)(text, prediction, hops)
+    # The whole answer goes to a temporary file first: a bad row near the end of a big file
+    # must not leave half an output on stdout (and memory stays bounded either way).
+    with tempfile.TemporaryFile() as spool:
+        counts = _write_prediction(flows_path, hops, settings, as_json, spool)
+        spool.seek(0)
+        stdout = sys.stdout.buffer
+        shutil.copyfileobj(spool, stdout)
+        stdout.flush()
     if summary:
-        click.echo(summary_table(prediction.choices, hops), err=True)
+        click.echo(summary_table(counts, hops), err=True)

@@ -1,9 +1,14 @@
-"""Which next hop one Linux router picks for each flow of a CSV text (pure): what
+"""Which next hop one Linux router picks for each flow of a CSV file (pure): what
 `anycast-ctl sim predict` prints.
 
     hops = [parse_nexthop("10.0.1.2"), parse_nexthop("10.0.2.2:3")]
-    prediction = predict_text(csv_text, "flows.csv", [h.weight for h in hops], settings)
-    for cells, choice in iter_rows(csv_text, prediction): ...   # choice: index into hops
+    for chunk, choices in predictions(iter_csv_chunks(source, stream), weights, settings):
+        out.write(csv_rows(chunk, choices, labels))        # choices: indices into hops
+
+Memory stays bounded whatever the file's size: each chunk of `csvflows` is hashed, written
+and dropped. The fast path's chunks keep the rows' raw bytes, so the output is each input
+line plus ",NEXTHOP"; chunks the exact reader parsed are written with the csv module, which
+gives the same bytes for plain rows and requotes the rest.
 
 IPv4 and IPv6 rows may be mixed: each family is hashed as the kernel hashes it and the answers
 are merged back in input order. Next-hop addresses are only labels, so their family need not
@@ -15,13 +20,14 @@ from __future__ import annotations
 import csv
 import io
 import ipaddress
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from anycast_ctl.errors import Problem
-from anycast_ctl.sim.csvflows import read_flows_csv
+from anycast_ctl.sim.csvflows import CsvChunk
 from anycast_ctl.sim.linux import ALL_MASK, LinuxHashSettings, select_nexthops
 
 WEIGHT_MAX = 256  # `ip route ... nexthop ... weight W` accepts 1..256
@@ -171,52 +177,82 @@ def parse_nexthops(texts: tuple[str, ...], problems: list[Problem]) -> list[Next
     return hops
 
 
-@dataclass(frozen=True)
-class Prediction:
-    header: list[str]  # as written in the file
-    lines: np.ndarray  # the CSV reader's line number of each flow, ascending (input order)
-    choices: np.ndarray  # per flow, the index of its next hop in kernel order
+def chunk_choices(
+    chunk: CsvChunk, weights: Sequence[int], settings: LinuxHashSettings
+) -> np.ndarray:
+    """Per row of the chunk, in its order, the index of its next hop."""
+    choices = np.zeros(chunk.count, np.int64)
+    for part in chunk.parts:
+        assert part.positions is not None
+        choices[part.positions] = select_nexthops(part.flows, list(weights), settings)
+    return choices
 
 
-def predict_text(
-    text: str, source: str, weights: list[int], settings: LinuxHashSettings
-) -> Prediction:
-    """Parse (csvflows: errors name row and field), hash each family, re-merge. Pure."""
-    flows = read_flows_csv(source, stream=io.StringIO(text, newline=""))
-    header = next(csv.reader(io.StringIO(text, newline="")), [])
-    if not flows.parts:
-        return Prediction(header, np.zeros(0, np.int64), np.zeros(0, np.int64))
-    lines = np.concatenate([part.rows for part in flows.parts])
-    choices = np.concatenate(
-        [select_nexthops(part.flows, weights, settings) for part in flows.parts]
+def predictions(
+    chunks: Iterable[CsvChunk], weights: Sequence[int], settings: LinuxHashSettings
+) -> Iterator[tuple[CsvChunk, np.ndarray]]:
+    for chunk in chunks:
+        yield chunk, chunk_choices(chunk, weights, settings)
+
+
+def _rows_of(chunk: CsvChunk) -> list[list[str]]:
+    if chunk.cells is not None:
+        return chunk.cells
+    assert chunk.raw is not None
+    return [line.split(",") for line in chunk.raw.decode("ascii").splitlines()]
+
+
+def csv_header(header: list[str]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow([*header, "nexthop"])
+    return out.getvalue().encode()
+
+
+def append_labels(raw: bytes, choices: np.ndarray, labels: Sequence[str]) -> bytes:
+    """Each line of `raw` (every one ends with a newline) with ",LABEL" of its choice added,
+    built with numpy: a million rows are a few array operations, not a million joins."""
+    buf = np.frombuffer(raw, np.uint8)
+    tails = [f",{label}".encode() for label in labels]
+    sizes = np.array([len(t) for t in tails], np.int64)[choices]
+    flat = np.frombuffer(b"".join(tails), np.uint8)
+    tail_starts = np.concatenate(([0], np.cumsum([len(t) for t in tails])[:-1]))[choices]
+    newlines = np.flatnonzero(buf == 10)
+    before = np.concatenate(([0], np.cumsum(sizes)[:-1]))  # label bytes ahead of each row
+    out = np.empty(buf.size + int(sizes.sum()), np.uint8)
+    # Every input byte moves right by the labels of the rows before it; a row's newline
+    # also by its own label, which goes just in front of it.
+    shift = np.repeat(before, np.diff(np.concatenate(([-1], newlines))))
+    shift[newlines] += sizes
+    out[np.arange(buf.size) + shift] = buf
+    within = np.arange(int(sizes.sum())) - np.repeat(before, sizes)
+    out[np.repeat(newlines + before, sizes) + within] = flat[np.repeat(tail_starts, sizes) + within]
+    return out.tobytes()
+
+
+def csv_rows(chunk: CsvChunk, choices: np.ndarray, labels: Sequence[str]) -> bytes:
+    """The chunk's rows as read, each with its next hop's label as a last column."""
+    if chunk.raw is not None:
+        return append_labels(chunk.raw, choices, labels)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerows(
+        [*cells, labels[c]] for cells, c in zip(chunk.cells or [], choices.tolist(), strict=True)
     )
-    order = np.argsort(lines, kind="stable")
-    return Prediction(header, lines[order], choices[order])
+    return out.getvalue().encode()
 
 
-def iter_rows(text: str, prediction: Prediction) -> Iterator[tuple[list[str], int]]:
-    """(cells exactly as read, next-hop index) per flow, in input order.
-
-    Reads the text again instead of keeping a million rows of cells in memory: the same
-    reader over the same text reports the same line numbers csvflows recorded, and rows
-    it skipped (blank lines) are skipped here by not being among them.
-    """
-    reader = csv.reader(io.StringIO(text, newline=""))
-    next(reader, None)
-    wanted, choices = prediction.lines.tolist(), prediction.choices.tolist()
-    k = 0
-    for row in reader:
-        if k < len(wanted) and reader.line_num == wanted[k]:
-            yield row, choices[k]
-            k += 1
-    if k != len(wanted):  # the two readers disagree: a bug, not bad input
-        raise RuntimeError(f"matched {k} of {len(wanted)} flows to their rows")
+def json_items(
+    chunk: CsvChunk, choices: np.ndarray, keys: list[str], labels: Sequence[str]
+) -> Iterator[str]:
+    """One JSON object per row: its cells under the header's names, plus nexthop."""
+    for cells, c in zip(_rows_of(chunk), choices.tolist(), strict=True):
+        yield json.dumps({**dict(zip(keys, cells, strict=True)), "nexthop": labels[c]})
 
 
-def summary_table(choices: np.ndarray, hops: list[NextHop]) -> str:
+def summary_table(flows_per_hop: np.ndarray, hops: list[NextHop]) -> str:
     """Flows per next hop (kernel order) next to the share its weight promises."""
-    counts = np.bincount(choices, minlength=len(hops)).tolist()
-    total_weight, total = sum(h.weight for h in hops), len(choices)
+    counts = flows_per_hop.tolist()
+    total_weight, total = sum(h.weight for h in hops), int(flows_per_hop.sum())
     width = max(len("nexthop"), *(len(h.address) for h in hops))
     lines = [f"{'nexthop':<{width}}  weight  by weight   flows   share"]
     for hop, count in zip(hops, counts, strict=True):

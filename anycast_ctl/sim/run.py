@@ -15,7 +15,7 @@ from typing import Any
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.errors import Problem, UserError
 from anycast_ctl.sim.algorithms import ALGORITHMS, linux_settings
-from anycast_ctl.sim.csvflows import read_flows_csv
+from anycast_ctl.sim.csvflows import iter_csv_chunks, open_flows
 from anycast_ctl.sim.fabric import Event, Fabric, apply, default_events
 from anycast_ctl.sim.flows import BLOCK, FlowBatch, FlowMismatch, attach, generate
 from anycast_ctl.sim.network import HashCache, Plan, route
@@ -24,17 +24,18 @@ from anycast_ctl.sim.results import SimResult, Tally
 DEFAULT_FLOWS = 200_000
 
 
-def csv_batches(topo: Topology, path: str | Path) -> list[FlowBatch]:
-    """Flows from a CSV file, each matched to its client (by source) and VIP (by destination)."""
-    batches = []
-    for part in read_flows_csv(path).parts:
-        try:
-            batches.append(attach(topo, part.flows, part.bytes))
-        except FlowMismatch as exc:
-            raise UserError(
-                [Problem(str(path), f"row {part.rows[exc.index]}, field {exc.field}", exc.message)]
-            ) from None
-    return batches
+def csv_batches(topo: Topology, path: str | Path) -> Iterator[FlowBatch]:
+    """Flows from a CSV file, chunk by chunk, each matched to its client (by source) and VIP
+    (by destination). Streamed: a file of any size runs in bounded memory."""
+    source, stream = open_flows(path)
+    for chunk in iter_csv_chunks(source, stream):
+        for part in chunk.parts:
+            try:
+                yield attach(topo, part.flows, part.bytes)
+            except FlowMismatch as exc:
+                raise UserError(
+                    [Problem(source, f"row {part.rows[exc.index]}, field {exc.field}", exc.message)]
+                ) from None
 
 
 def flow_batches(

@@ -34,7 +34,9 @@ class AgentFailed(click.ClickException):
 
 
 def socket_path(socket_opt: str | None, config: str | None) -> Path:
-    """--socket, else the node config's control.socket, else the default."""
+    """--socket, else control.socket of the node config: --config, or the installed one
+    (/etc/anycast-ctl/node.yaml, what `render node` output becomes), so a bare `status` on a
+    node finds the socket its agent listens on. Without any config: the default socket."""
     if socket_opt is not None:
         from pydantic import ValidationError
 
@@ -48,10 +50,12 @@ def socket_path(socket_opt: str | None, config: str | None) -> Path:
         except ValidationError as exc:
             problems = problems_from_validation("<argument>", exc, {"socket": socket_opt})
             raise UserError([Problem(p.source, "--socket", p.what) for p in problems]) from None
-    if config:
-        from anycast_ctl.config.node import load_node_config
+    from anycast_ctl.config import node
 
-        return load_node_config(config).control.socket
+    if config:
+        return node.load_node_config(config).control.socket
+    if node.DEFAULT_CONFIG.exists():
+        return node.load_node_config(node.DEFAULT_CONFIG).control.socket
     return DEFAULT_SOCKET
 
 
@@ -101,14 +105,14 @@ def _connection_options(func):
         "socket_opt",
         type=click.Path(dir_okay=False),
         help=(
-            "The agent's control socket"
-            f" (default: control.socket of --config, else {DEFAULT_SOCKET})."
+            "The agent's control socket (default: control.socket of --config, else of"
+            f" /etc/anycast-ctl/node.yaml if it exists, else {DEFAULT_SOCKET})."
         ),
     )(func)
     func = click.option(
         "--config",
         type=click.Path(dir_okay=False),
-        help="Node config file: its control.socket is used.",
+        help="Node config file: its control.socket is used (default /etc/anycast-ctl/node.yaml).",
     )(func)
     return func
 

@@ -30,7 +30,7 @@ def lab() -> None:
 
 
 @lab.command("up")
-@click.argument("topology", type=click.Path(exists=True, dir_okay=False))
+@click.argument("topology", type=click.Path(dir_okay=False))
 @click.option("--name", help="Lab name (default: the topology's name); its tag is acx-NAME.")
 @click.option(
     "--timeout",
@@ -179,7 +179,7 @@ def traffic(
 
 
 @lab.command("render")
-@click.argument("topology", type=click.Path(exists=True, dir_okay=False))
+@click.argument("topology", type=click.Path(dir_okay=False))
 @click.option(
     "--format",
     "fmt",

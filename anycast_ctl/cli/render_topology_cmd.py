@@ -12,9 +12,11 @@ import click
 
 from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.errors import UserError
+from anycast_ctl.render import lb_layout
 from anycast_ctl.render.lb_layout import PROFILES
 
-DEFAULT_RUN_DIR = "/run/anycast-ctl"
+DEFAULT_RUN_DIR = str(lb_layout.DEFAULT_RUN_DIR)
+DEFAULT_STATE_DIR = str(lb_layout.DEFAULT_STATE_DIR)
 
 _topology_arg = click.argument("topology_path", metavar="TOPOLOGY", type=click.Path(dir_okay=False))
 _out_opt = click.option(
@@ -29,7 +31,15 @@ _run_dir_opt = click.option(
     default=DEFAULT_RUN_DIR,
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Runtime directory on the LB node; sockets and drain state go under RUN_DIR/<node>/.",
+    help="Runtime directory on the LB node; sockets go under RUN_DIR/<node>/.",
+)
+_state_dir_opt = click.option(
+    "--state-dir",
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="State directory on the LB node (the unit's StateDirectory=); the drain state goes "
+    "under STATE_DIR/<node>/, where restarts and reboots keep it.",
 )
 _profile_opt = click.option(
     "--profile",
@@ -84,13 +94,22 @@ def haproxy_cmd(topology_path: str, node: str, out_dir: str, run_dir: str, profi
 @click.option("--node", required=True, help="The LB node.")
 @_out_opt
 @_run_dir_opt
+@_state_dir_opt
 @_profile_opt
-def node_cmd(topology_path: str, node: str, out_dir: str, run_dir: str, profile: str) -> None:
+def node_cmd(
+    topology_path: str, node: str, out_dir: str, run_dir: str, state_dir: str, profile: str
+) -> None:
     """Write the LB node's agent config (node.yaml)."""
     from anycast_ctl.render.node_config import node_config, node_config_yaml
 
     topology = load_topology(topology_path)
-    config = node_config(topology, _lb(topology, node), run_dir=Path(run_dir), profile=profile)
+    config = node_config(
+        topology,
+        _lb(topology, node),
+        run_dir=Path(run_dir),
+        profile=profile,
+        state_dir=Path(state_dir),
+    )
     _emit(node_config_yaml(config, topology_name=topology.name), out_dir, "node.yaml")
 
 

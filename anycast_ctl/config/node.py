@@ -228,6 +228,9 @@ class Loopback(StrictModel):
 
 MAX_SOCKET_PATH = 107  # sockaddr_un.sun_path holds 108 bytes including the terminating NUL
 DEFAULT_SOCKET = Path("/run/anycast-ctl/agent.sock")
+# Where an LB node's config is installed (docs/systemd/anycast-exabgp.service runs it): the
+# control commands read its control.socket, so they find the socket `render node` wrote.
+DEFAULT_CONFIG = Path("/etc/anycast-ctl/node.yaml")
 
 
 def _absolute_file(value: object) -> Path:

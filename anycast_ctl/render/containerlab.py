@@ -33,7 +33,8 @@ FRR_IMAGE = (
 # HAProxy 2.6 + ExaBGP 5.0 + Python with anycast-ctl; build it yourself.
 NODE_IMAGE = "anycast-ctl-node:latest"
 CONF_DIR = PurePosixPath("/etc/anycast-ctl")  # where an LB node's directory is mounted
-RUN_DIR = PurePosixPath("/run/anycast-ctl")  # sockets and drain state inside LB containers
+RUN_DIR = PurePosixPath("/run/anycast-ctl")  # sockets inside LB containers
+STATE_DIR = PurePosixPath("/var/lib/anycast-ctl")  # drain state: kept when the agent restarts
 LOG_DIR = PurePosixPath("/var/log/anycast-ctl")
 # ExaBGP finds it in the LB image's PATH and runs `anycast-ctl agent run node.yaml`.
 AGENT_PROGRAM = "anycast-ctl"
@@ -94,11 +95,12 @@ def containerlab_files(topology: Topology, *, profile: str = "recommended") -> d
     """Every file of the lab directory, relative path -> text (the same wherever it is written)."""
     plan = topology.address_plan()
     routes = static_routes(topology, plan)
-    run_dir = Path(str(RUN_DIR))
+    run_dir, state_dir = Path(str(RUN_DIR)), Path(str(STATE_DIR))
     # Backends' certificate requests are not rendered: containers bring their own TLS server.
     files = topology_files(
         topology,
         run_dir=run_dir,
+        state_dir=state_dir,
         conf_dir=lambda _node: CONF_DIR,
         api=agent_api([AGENT_PROGRAM]),
         profile=profile,
@@ -115,7 +117,7 @@ def containerlab_files(topology: Topology, *, profile: str = "recommended") -> d
                 .render(
                     node=name,
                     topology=topology.name,
-                    paths=lb_paths(run_dir, name),
+                    paths=lb_paths(run_dir, name, state_dir),
                     conf_dir=CONF_DIR,
                     log_dir=LOG_DIR,
                 )
@@ -202,6 +204,7 @@ def _readme(topology: Topology, plan: AddressPlan) -> str:
             clab_file=clab_file_name(topology),
             conf_dir=CONF_DIR,
             run_dir=RUN_DIR,
+            state_dir=STATE_DIR,
         )
     )
 

@@ -66,7 +66,8 @@ def check_profile(profile: str) -> CheckProfile:
 
 @dataclass(frozen=True)
 class LbPaths:
-    """Runtime files of one LB node, all under `<run_dir>/<node>/`."""
+    """Files of one LB node: sockets under `<run_dir>/<node>/`, the drain state under
+    `<state_dir>/<node>/` (a directory reboots and restarts keep, unlike /run)."""
 
     directory: Path
     control_socket: Path  # the agent's control socket (drain / undrain / status)
@@ -75,12 +76,17 @@ class LbPaths:
     haproxy_pid: Path
 
 
-def lb_paths(run_dir: Path, node: str) -> LbPaths:
+DEFAULT_RUN_DIR = Path("/run/anycast-ctl")  # the unit's RuntimeDirectory=
+DEFAULT_STATE_DIR = Path("/var/lib/anycast-ctl")  # the unit's StateDirectory=
+
+
+def lb_paths(run_dir: Path, node: str, state_dir: Path | None = None) -> LbPaths:
+    """`state_dir` None keeps the drain state beside the sockets (a throwaway lab's files)."""
     directory = Path(run_dir) / node
     paths = LbPaths(
         directory=directory,
         control_socket=directory / "agent.sock",
-        drain_file=directory / "drain.json",
+        drain_file=Path(state_dir or run_dir) / node / "drain.json",
         haproxy_socket=directory / "haproxy.sock",
         haproxy_pid=directory / "haproxy.pid",
     )

@@ -39,16 +39,23 @@ def tcp_check_name(vip: str) -> str:
 
 
 def node_configs(
-    topology: Topology, *, run_dir: Path, profile: str = "recommended"
+    topology: Topology,
+    *,
+    run_dir: Path,
+    profile: str = "recommended",
+    state_dir: Path | None = None,
 ) -> dict[str, NodeConfig]:
     """The agent config of every LB node that announces at least one VIP, by node name.
 
     An LB with no VIPs runs no agent (a NodeConfig needs at least one VIP), so it is absent.
-    Sockets and the drain file go under `run_dir/<node>/` (see `lb_layout.lb_paths`).
+    Sockets go under `run_dir/<node>/`, the drain file under `state_dir/<node>/` (a lab's
+    throwaway state_dir None: beside the sockets); see `lb_layout.lb_paths`.
     """
     plan = topology.address_plan()
     return {
-        lb.name: node_config(topology, lb.name, run_dir=run_dir, profile=profile, plan=plan)
+        lb.name: node_config(
+            topology, lb.name, run_dir=run_dir, profile=profile, plan=plan, state_dir=state_dir
+        )
         for lb in topology.lbs
         if lb.vips
     }
@@ -61,20 +68,29 @@ def node_config(
     run_dir: Path,
     profile: str = "recommended",
     plan: AddressPlan | None = None,
+    state_dir: Path | None = None,
 ) -> NodeConfig:
     """The agent config of one LB node; raises UserError if it cannot be a valid NodeConfig."""
     plan = plan or topology.address_plan()
-    data = node_config_data(topology, lb, run_dir=run_dir, profile=profile, plan=plan)
+    data = node_config_data(
+        topology, lb, run_dir=run_dir, profile=profile, plan=plan, state_dir=state_dir
+    )
     return validate(NodeConfig, data, f"<node config rendered for {lb}>")
 
 
 def node_config_data(
-    topology: Topology, lb: str, *, run_dir: Path, profile: str, plan: AddressPlan
+    topology: Topology,
+    lb: str,
+    *,
+    run_dir: Path,
+    profile: str,
+    plan: AddressPlan,
+    state_dir: Path | None = None,
 ) -> dict[str, object]:
     """The NodeConfig as plain data: exactly the fields the rendering decides."""
     node = topology.lb(lb)
     timing = check_profile(profile).agent
-    paths = lb_paths(run_dir, lb)
+    paths = lb_paths(run_dir, lb, state_dir)
     vips = [topology.vip(name) for name in node.vips]
     checks: dict[str, dict[str, object]] = {}
     checks_of: dict[str, list[str]] = {}  # VIP name -> its group's checks

@@ -14,8 +14,9 @@ Per kind of node:
   rendered, never patched in afterwards;
 - backend: a certificate request (its TLS names and address), to be issued by a lab CA;
 - client: nothing.
-`run_dir` is where LB nodes keep sockets and drain state (`lb_layout.lb_paths`); `conf_dir(node)`
-is the node's own directory as the node sees it (the paths written into its configs).
+`run_dir` is where LB nodes keep sockets, `state_dir` their drain state (`lb_layout.lb_paths`);
+`conf_dir(node)` is the node's own directory as the node sees it (the paths written into its
+configs).
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ def node_files(
     profile: str = "recommended",
     frr_per_daemon: bool = False,
     plan: AddressPlan | None = None,
+    state_dir: Path | None = None,
 ) -> NodeFiles:
     """The files of one node (see the module's docstring); raises UserError for what the
     topology cannot be rendered into."""
@@ -144,7 +146,9 @@ def node_files(
         text = render_frr(router_plans(topology)[node])
         out.files = frr_files(node, text, per_daemon=frr_per_daemon)
     elif kind == "lb" and topology.lb(node).vips:
-        config = node_config(topology, node, run_dir=run_dir, profile=profile, plan=plan)
+        config = node_config(
+            topology, node, run_dir=run_dir, profile=profile, plan=plan, state_dir=state_dir
+        )
         process = api(node, conf_dir)
         exabgp = render_exabgp(config, conf_dir / NODE_YAML, process.argv)
         out.files = {
@@ -175,6 +179,7 @@ def topology_files(
     api: ApiFor,
     profile: str = "recommended",
     frr_per_daemon: bool = False,
+    state_dir: Path | None = None,
 ) -> NodeFiles:
     """`node_files` of every node, in topology order."""
     plan = topology.address_plan()
@@ -190,6 +195,7 @@ def topology_files(
                 profile=profile,
                 frr_per_daemon=frr_per_daemon,
                 plan=plan,
+                state_dir=state_dir,
             )
         )
     return out

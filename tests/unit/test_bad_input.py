@@ -96,6 +96,7 @@ TOPOLOGY_COMMANDS = {
     "render-node": ("render", "node", "FILE", "--node", "lb1", "--out", "-"),
     "render-frr": ("render", "frr", "FILE", "--router", "r1", "--out", "-"),
     "render-haproxy": ("render", "haproxy", "FILE", "--node", "lb1", "--out", "-"),
+    "lab-render": ("lab", "render", "FILE", "--format", "containerlab", "--out", "{d}/clab"),
 }
 
 

@@ -7,12 +7,15 @@ import re
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from cli_support import run_cli
 
 from anycast_ctl.agent.control import serve_control
 from anycast_ctl.cli.status_table import format_status
+
+TOPOLOGY_FILE = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
 
 NOW = 1_700_000_000.0
 
@@ -236,3 +239,20 @@ def test_format_status_is_pure_and_tolerates_missing_fields():
     )
     assert dead.startswith("node lb2   exabgp: NOT alive, last line 2h00m ago")
     assert dead.endswith("no VIPs configured")
+
+
+def test_without_socket_or_config_the_installed_node_config_names_the_socket(tmp_path, monkeypatch):
+    """`render node` output installed as /etc/anycast-ctl/node.yaml: a bare `status` uses its
+    control.socket, the one the agent listens on (not a default of its own)."""
+    from anycast_ctl.cli import control_cmd
+    from anycast_ctl.config import node
+
+    installed = tmp_path / "node.yaml"
+    code, out, err = run_cli(
+        "render", "node", str(TOPOLOGY_FILE), "--node", "lb1", "--out", str(tmp_path)
+    )
+    assert code == 0, err
+    monkeypatch.setattr(node, "DEFAULT_CONFIG", installed)
+    assert control_cmd.socket_path(None, None) == Path("/run/anycast-ctl/lb1/agent.sock")
+    monkeypatch.setattr(node, "DEFAULT_CONFIG", tmp_path / "absent.yaml")
+    assert control_cmd.socket_path(None, None) == control_cmd.DEFAULT_SOCKET

@@ -63,9 +63,17 @@ def test_render_node_writes_yaml_the_agent_loads(render, tmp_path: Path) -> None
     )
     assert result.exit_code == 0, result.output
     expected = node_config(
-        load_topology(TOPOLOGY), "lb1", run_dir=Path("/run/anycast-ctl"), profile="conservative"
+        load_topology(TOPOLOGY),
+        "lb1",
+        run_dir=Path("/run/anycast-ctl"),
+        profile="conservative",
+        state_dir=Path("/var/lib/anycast-ctl"),
     )
-    assert load_node_config(tmp_path / "node.yaml") == expected
+    loaded = load_node_config(tmp_path / "node.yaml")
+    assert loaded == expected
+    # Sockets in the runtime directory, the drain state where restarts and reboots keep it.
+    assert loaded.control.socket == Path("/run/anycast-ctl/lb1/agent.sock")
+    assert loaded.drain.state_file == Path("/var/lib/anycast-ctl/lb1/drain.json")
 
 
 def test_render_frr_to_stdout(render) -> None:

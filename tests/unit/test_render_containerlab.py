@@ -14,6 +14,7 @@ from anycast_ctl.config.topology import load_topology
 from anycast_ctl.render.containerlab import (
     CONF_DIR,
     RUN_DIR,
+    STATE_DIR,
     clab_file_name,
     containerlab_files,
     image_for,
@@ -68,8 +69,9 @@ def test_configs_are_the_other_renderers_output_with_container_paths(topo) -> No
     files = containerlab_files(topo)
     for router, plan in router_plans(topo).items():
         assert files[f"{router}/frr.conf"] == render_frr(plan)
-    run_dir = Path(str(RUN_DIR))
-    for lb, cfg in node_configs(topo, run_dir=run_dir).items():
+    run_dir, state_dir = Path(str(RUN_DIR)), Path(str(STATE_DIR))
+    for lb, cfg in node_configs(topo, run_dir=run_dir, state_dir=state_dir).items():
+        assert cfg.drain.state_file == state_dir / lb / "drain.json"  # not under /run
         assert files[f"{lb}/node.yaml"] == node_config_yaml(cfg, topology_name=topo.name)
         assert files[f"{lb}/haproxy.cfg"] == haproxy_configs(topo, run_dir=run_dir)[lb]
         conf = CONF_DIR / "node.yaml"

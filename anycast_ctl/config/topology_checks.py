@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from anycast_ctl.config.edge_checks import check_edge_policy
 from anycast_ctl.config.topology_model import TopologyModel
 
 Problems = list[tuple[str, str]]
@@ -36,6 +37,7 @@ def check_topology(topo: TopologyModel) -> Problems:
     problems += _hashing(topo)
     problems += _bgp(topo)
     problems += _vips_outside_pools(topo)
+    problems += check_edge_policy(topo)
     if not problems:
         problems += _reachability(topo)
     return problems

@@ -26,6 +26,7 @@ from anycast_ctl.config.common import (
     StrictModel,
     VipPrefix,
 )
+from anycast_ctl.config.edge_policy import EdgePolicy
 
 # Interface names are "eth-<peer>" and Linux allows 15 characters: 4 + 11.
 NodeName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,10}$")]
@@ -190,7 +191,9 @@ class Client(StrictModel):
         return None
 
 
-class Vip(StrictModel):
+class Vip(EdgePolicy):
+    """A service address; its edge policy fields (allow_sources, ...) are in edge_policy.py."""
+
     name: Name
     address: VipPrefix  # normalized to a host route: "192.0.2.10/32"
     port: Port = 443
@@ -207,7 +210,18 @@ class Vip(StrictModel):
 
     @property
     def tls_name(self) -> str:
-        return self.server_name or f"{self.name}.anycast.test"
+        """The name clients send; with SNI routes, the first route's unless one is chosen."""
+        if self.server_name:
+            return self.server_name
+        if self.sni_routes:
+            return self.sni_routes[0].server_name
+        return f"{self.name}.anycast.test"
+
+    def tls_names_of(self, backend: str) -> list[str]:
+        """The TLS names `backend` answers for this VIP (its certificate must carry them)."""
+        if not self.sni_routes:
+            return [self.tls_name] if backend in self.backends else []
+        return [r.server_name for r in self.sni_routes if backend in r.backends]
 
 
 class Link(StrictModel):

@@ -10,8 +10,23 @@ node, and each TLS connection stands alone (the backends share no session state 
 reward stickiness). Source hashing would put every connection of one client address on one
 backend; lab clients are a handful of addresses, so one backend would take nearly all the load.
 
-No `ssl`/`crt` anywhere and no PROXY protocol: the bytes the client sends reach the backend
-unchanged, so the backend's certificate is what the client verifies end to end.
+No `ssl`/`crt` anywhere: the bytes the client sends reach the backend unchanged, so the
+backend's certificate is what the client verifies end to end (and, with
+`client_certificates: required`, the backend verifies the client's: the LB cannot, it never
+sees inside the handshake).
+
+A VIP's edge policy (config/edge_policy.py) becomes rules of its frontend, cheapest first:
+- `allow_sources`: `tcp-request connection reject` of any other source, before HAProxy
+  allocates a session or reads a byte (counted as the frontend's denied connections);
+- `rate_limit`: a stick table keyed by source address storing conn_rate(1s) and conn_cur,
+  tracked at connection time and enforced by `tcp-request session reject` (counted as denied
+  sessions, so rate-limit refusals and allow-list refusals are two separate counters);
+- `sni_routes`: `tcp-request inspect-delay` until the ClientHello is in, refuse what is not a
+  ClientHello (`req.ssl_hello_type 1`) or names no declared route, then `use_backend` by
+  `req.ssl_sni` (counted as denied requests). No default backend: nothing unnamed gets through.
+The agent's own TCP probe connects to the VIP from this node, so its source is the VIP
+itself, an address no packet from outside can carry into a TCP handshake (Linux drops
+arrivals with a local source): it is accepted before the allow-list and is not rate-counted.
 """
 
 from __future__ import annotations
@@ -22,12 +37,22 @@ from pathlib import Path
 import jinja2
 
 from anycast_ctl.config.address_plan import AddressPlan
-from anycast_ctl.config.topology import Topology
-from anycast_ctl.render.lb_layout import check_profile, lb_paths, proxy_groups
+from anycast_ctl.config.edge_policy import ClientCertificates, RateLimit
+from anycast_ctl.config.topology import Topology, Vip
+from anycast_ctl.render.lb_layout import ProxyGroup, check_profile, lb_paths, proxy_groups
 from anycast_ctl.render.templating import template
 
 # Explicit: HAProxy otherwise sizes it from `ulimit -n`; ~2 fds each fit a 20000 hard limit.
 MAXCONN = 4096
+# Stick-table rows per frontend (one per source address seen within `expire`); about 50
+# bytes each, so 100k sources cost a few MB and an address sweep cannot exhaust memory.
+STICK_TABLE_SIZE = "100k"
+STICK_TABLE_EXPIRE = "30s"
+# How long the SNI rules wait for the ClientHello before refusing (a silent client).
+SNI_INSPECT_DELAY = "5s"
+# HAProxy's own Prometheus exporter, on the node's loopback only.
+PROMETHEUS_HOST = "127.0.0.1"
+PROMETHEUS_PORT = 8405
 
 
 @dataclass(frozen=True)
@@ -45,12 +70,36 @@ class Bind:
 
 
 @dataclass(frozen=True)
+class SniPool:
+    server_name: str
+    backend: str
+    servers: tuple[Server, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One frontend's edge policy, as HAProxy needs it."""
+
+    allow_sources: tuple[str, ...] | None
+    rate_limit: RateLimit | None
+    client_certificates: ClientCertificates
+    local_sources: tuple[str, ...]  # the agent's probe: this group's VIPs and the loopback
+    table_type: str  # stick-table key: "ip" or "ipv6"
+
+    @property
+    def guards_sources(self) -> bool:
+        return self.allow_sources is not None or self.rate_limit is not None
+
+
+@dataclass(frozen=True)
 class GroupProxy:
     name: str
     binds: tuple[Bind, ...]
     frontend: str
     backend: str
     servers: tuple[Server, ...]
+    policy: Policy
+    sni: tuple[SniPool, ...] = ()
 
 
 def _host_port(ip: str, port: int) -> str:
@@ -76,8 +125,57 @@ def group_proxies(topology: Topology, lb: str, plan: AddressPlan) -> list[GroupP
         binds = tuple(
             Bind(vip.name, _host_port(str(vip.ip), vip.port), vip.tls_name) for vip in group.vips
         )
-        out.append(GroupProxy(group.name, binds, group.frontend, group.backend, tuple(servers)))
+        sni = _sni_pools(group, group.vips[0], checked_in, plan, ports)
+        out.append(
+            GroupProxy(
+                group.name,
+                binds,
+                group.frontend,
+                group.backend,
+                tuple(servers),
+                _policy(group),
+                sni,
+            )
+        )
     return out
+
+
+def _policy(group: ProxyGroup) -> Policy:
+    vip = group.vips[0]  # a group's VIPs share one policy (lb_layout.proxy_groups)
+    local = "127.0.0.1" if vip.version == 4 else "::1"
+    return Policy(
+        allow_sources=tuple(vip.allow_sources) if vip.allow_sources is not None else None,
+        rate_limit=vip.rate_limit,
+        client_certificates=vip.client_certificates,
+        local_sources=(*(str(v.ip) for v in group.vips), local),
+        table_type="ip" if vip.version == 4 else "ipv6",
+    )
+
+
+def _sni_pools(
+    group: ProxyGroup,
+    vip: Vip,
+    checked_in: dict[str, str],
+    plan: AddressPlan,
+    ports: dict[str, int],
+) -> tuple[SniPool, ...]:
+    """One pool per SNI route; its servers track the group's pool (checked once per server).
+
+    The group's own pool then carries no traffic: it holds every backend of the VIP so that
+    the agent's check ("at least one server up") and HAProxy's checks stay as without SNI.
+    """
+    pools = []
+    for route in vip.sni_routes or ():
+        servers = tuple(
+            Server(
+                name,
+                _host_port(str(plan.nodes[name].loopback_v4.ip), ports[name]),
+                f"track {checked_in[name]}/{name}",
+            )
+            for name in route.backends
+        )
+        pools.append(SniPool(route.server_name, f"sni-{group.name}-{route.server_name}", servers))
+    return tuple(pools)
 
 
 def _template() -> jinja2.Template:
@@ -101,6 +199,10 @@ def render_haproxy(
         maxconn=MAXCONN,
         profile=check_profile(profile),
         groups=group_proxies(topology, lb, plan),
+        stick_table_size=STICK_TABLE_SIZE,
+        stick_table_expire=STICK_TABLE_EXPIRE,
+        sni_inspect_delay=SNI_INSPECT_DELAY,
+        prometheus=_host_port(PROMETHEUS_HOST, PROMETHEUS_PORT),
     )
 
 

@@ -115,8 +115,9 @@ def backend_name(vip: str) -> str:
 class ProxyGroup:
     """VIPs of one LB node served by one HAProxy frontend and one server pool.
 
-    VIPs share a group when they share the port, the address family and the exact list of
-    backends: one frontend binds all their addresses, one backend holds the pool. So 1,000
+    VIPs share a group when they share the port, the address family, the exact list of
+    backends and the edge policy (edge_policy.py: one frontend enforces one policy): one
+    frontend binds all their addresses, one backend holds the pool. So 1,000
     VIPs of one service cost one frontend, one pool and one set of server checks, and the
     agent checks the group once for all its VIPs. Named after the group's first VIP, so a
     node with one VIP per service keeps the names `vip-<name>` / `pool-<name>`.
@@ -131,11 +132,12 @@ class ProxyGroup:
 
 
 def proxy_groups(topology: Topology, lb: str) -> list[ProxyGroup]:
-    """The LB's VIPs grouped by (port, family, backends), groups in order of first VIP."""
-    members: dict[tuple[int, int, tuple[str, ...]], list[Vip]] = {}
+    """The LB's VIPs grouped by (port, family, backends, policy), groups in order of first VIP."""
+    members: dict[tuple[int, int, tuple[str, ...], str], list[Vip]] = {}
     for name in topology.lb(lb).vips:
         vip = topology.vip(name)
-        members.setdefault((vip.port, vip.version, tuple(vip.backends)), []).append(vip)
+        key = (vip.port, vip.version, tuple(vip.backends), vip.policy_key())
+        members.setdefault(key, []).append(vip)
     return [
         ProxyGroup(
             name=vips[0].name,
@@ -145,5 +147,5 @@ def proxy_groups(topology: Topology, lb: str) -> list[ProxyGroup]:
             backends=backends,
             vips=tuple(vips),
         )
-        for (port, _, backends), vips in members.items()
+        for (port, _, backends, _), vips in members.items()
     ]

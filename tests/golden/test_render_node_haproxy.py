@@ -7,6 +7,7 @@ installed, `haproxy -c` checks every rendered haproxy.cfg.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ from anycast_ctl.render.plan import router_plans
 REPO = Path(__file__).resolve().parents[2]
 TOPOLOGIES = sorted((REPO / "topologies").glob("*.yaml"))
 GOLDEN = Path(__file__).parent / "render"
-GOLDEN_TOPOLOGIES = ("default", "two-routers")
+GOLDEN_TOPOLOGIES = ("default", "two-routers", "edge")
 RUN_DIR = Path("/run/anycast-ctl")
 
 
@@ -107,10 +108,20 @@ def _prefix_list_accepts(frr_conf: str, neighbor: str) -> set[str]:
     )
     prefix_list = _first_group(r"match ipv?6? ?address prefix-list (\S+)", block)
     permits = re.findall(
-        rf"^ipv?6? ?prefix-list {re.escape(prefix_list)} seq \d+ permit (\S+)$", frr_conf, re.M
+        rf"^ipv?6? ?prefix-list {re.escape(prefix_list)} seq \d+"
+        r" permit (\S+)(?: ge (\d+) le (\d+))?$",
+        frr_conf,
+        re.M,
     )
-    assert all(" le " not in p and " ge " not in p for p in permits)
-    return set(permits)
+    accepted = set()
+    for prefix, ge, le in permits:
+        if not ge:
+            accepted.add(prefix)
+            continue
+        assert ge == le, prefix  # host routes only: exactly one prefix length
+        net = ipaddress.ip_network(prefix)
+        accepted |= {str(sub) for sub in net.subnets(new_prefix=int(ge))}
+    return accepted
 
 
 def test_agent_vips_equal_what_every_router_accepts_equal_the_topology(topo) -> None:

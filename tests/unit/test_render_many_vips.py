@@ -73,7 +73,7 @@ def test_vips_sharing_port_family_and_backends_share_one_frontend_and_pool():
         ("web6", 1),  # other family
     ]
     text = render_haproxy(topology(5), "lb1", run_dir=RUN)
-    assert len(re.findall(r"^frontend ", text, re.M)) == 4
+    assert len(re.findall(r"^frontend vip-", text, re.M)) == 4  # + the exporter's frontend
     frontend = text.split("frontend vip-w0\n")[1].split("\n\n")[0]
     assert [ln.split()[1] for ln in frontend.splitlines() if "bind " in ln] == [
         f"10.20.0.{i}:443" for i in range(5)

@@ -46,6 +46,7 @@ def test_shipped_topologies_have_the_promised_shapes():
         "leaf-spine": (2, 4, 8),
         "leaf-spine-per-spine-seeds": (2, 4, 8),
         "hybrid": (2, 3, 3),
+        "edge": (1, 1, 2),
     }
 
 

@@ -57,10 +57,38 @@ class AgentMetrics:
         self.drained = Gauge(
             "anycast_vip_drained", "1 while the VIP is drained", ["vip"], registry=self.registry
         )
+        # Certificates (TLS checks): days left, and the thresholds this node applies to them,
+        # so an alert can compare the two without knowing each node's staggered threshold.
+        self.certificate_days_left = Gauge(
+            "anycast_certificate_days_left",
+            "Days until the certificate the check was last shown expires (negative: expired)",
+            ["check"],
+            registry=self.registry,
+        )
+        self.certificate_warn_days = Gauge(
+            "anycast_certificate_warn_days",
+            "Days left below which the agent warns (certificates.warn_days)",
+            ["check"],
+            registry=self.registry,
+        )
+        self.certificate_withdraw_days = Gauge(
+            "anycast_certificate_withdraw_days",
+            "Days left below which this node withdraws (its staggered threshold)",
+            ["check"],
+            registry=self.registry,
+        )
 
     def observe_check(self, result: CheckResult) -> None:
         self.check_results.labels(result.check, result.health.value).inc()
         self.check_latency.labels(result.check).observe(result.latency)
+        for key, gauge in (
+            ("days_left", self.certificate_days_left),
+            ("warn_days", self.certificate_warn_days),
+            ("withdraw_days", self.certificate_withdraw_days),
+        ):
+            value = result.extra.get(key)
+            if isinstance(value, int | float):
+                gauge.labels(result.check).set(value)
 
     def set_vip(self, vip: str, state: VipState, announced: bool, drained: bool) -> None:
         for candidate in VipState:

@@ -122,6 +122,9 @@ class Neighbor(StrictModel):
     peer_as: ASN
     md5_password: Md5Secret | None = None
     hold_time: Annotated[int, Field(ge=3, le=65535)] = 9
+    # GTSM (RFC 5082): send with TTL 255 and accept only packets that crossed at most this
+    # many hops (1: directly connected); the router must set `ttl-security hops` alike.
+    ttl_security_hops: Annotated[int, Field(ge=1, le=254)] | None = None
 
     @model_validator(mode="after")
     def _same_family(self) -> Neighbor:
@@ -288,6 +291,41 @@ class Exabgp(StrictModel):
     dialect: Literal["4.2", "5.0"] = "5.0"
 
 
+Days = Annotated[float, Field(ge=0, le=3650)]
+
+
+class Certificates(StrictModel):
+    """Expiry policy for every certificate a TLS check sees (agent/checks/cert_policy.py).
+
+    Below `warn_days` the agent logs a warning and the check's status says "expiring" (still
+    healthy). Below this node's withdraw threshold the check fails (soft) and its VIPs are
+    withdrawn. Nodes sharing a certificate must not all withdraw at once, so the threshold is
+    staggered by the node's `slot` among the `slots` nodes that share it:
+    `withdraw_days * (slots - 1 - slot) / (slots - 1)`. Slot 0 leaves at `withdraw_days`, the
+    others evenly later, and the last slot never leaves early: it serves until the certificate
+    has expired (when the handshake fails anyway). Unset, the slot comes from a hash of the
+    node name among 8, which staggers without that guarantee; set both for it.
+    """
+
+    warn_days: Days = 30
+    withdraw_days: Days = 0  # 0: never withdraw for nearing expiry, only once expired
+    slot: Annotated[int, Field(ge=0, le=999)] | None = None
+    slots: Annotated[int, Field(ge=1, le=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Certificates:
+        if self.withdraw_days > self.warn_days:
+            raise ValueError(
+                f"withdraw_days ({self.withdraw_days:g}) exceeds warn_days ({self.warn_days:g}):"
+                " a node would withdraw before anyone was warned"
+            )
+        if (self.slot is None) != (self.slots is None):
+            raise ValueError("set slot and slots together (or neither: a hash of the node name)")
+        if self.slot is not None and self.slots is not None and self.slot >= self.slots:
+            raise ValueError(f"slot {self.slot} is not below slots {self.slots}")
+        return self
+
+
 class NodeConfig(StrictModel):
     node: Name
     bgp: Bgp
@@ -299,6 +337,7 @@ class NodeConfig(StrictModel):
     control: Control = Control()
     drain: Drain = Drain()
     metrics: Metrics = Metrics()
+    certificates: Certificates = Certificates()
 
     def cross_check(self) -> list[tuple[str, str]]:
         """Problems that span fields, as (field path, message); run by the loader."""

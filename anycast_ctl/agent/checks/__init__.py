@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from anycast_ctl.agent.checks.cert_policy import CertificatePolicyCheck
 from anycast_ctl.agent.checks.exec_ import ExecChecker
 from anycast_ctl.agent.checks.haproxy import HaproxyChecker, HaproxySource
 from anycast_ctl.agent.checks.http import HttpChecker
@@ -73,9 +74,13 @@ def build_check(
 def checks_by_name(config: node.NodeConfig) -> dict[str, Check]:
     """Each check some VIP uses, built once, so VIPs that share a check share its runs."""
     sources: dict[Path, HaproxySource] = {}
-    return {
+    built = {
         name: build_check(name, config.checks[name], sources) for name in schedule_checks(config)
     }
+    for name, check in built.items():  # the node's certificate-expiry policy on every TLS check
+        if isinstance(config.checks[name], node.TlsCheck):
+            built[name] = CertificatePolicyCheck(check, config.node, config.certificates)
+    return built
 
 
 def probe_key(spec: node.Check) -> str:

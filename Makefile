@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 APT_PACKAGES := frr haproxy iproute2 procps openssl
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
+# promtool (checks and unit tests of docs/monitoring/alerts.yml) ships in Debian's prometheus
+# package, whose install enables and starts a prometheus service: see sysdeps.
+PROMTOOL_PACKAGE := prometheus
 
 .PHONY: all setup venv sysdeps lint test unit integration demo bench images images-sysdeps clean
 
@@ -38,8 +41,25 @@ ifeq ($(IS_ROOT),yes)
 	for svc in frr haproxy; do \
 	  case " $$missing " in *" $$svc "*) ;; *) echo "$$svc: already installed; its system service left as it was" ;; esac; \
 	done
+	@# Only when promtool is missing: install prometheus with a policy-rc.d that forbids starting
+	@# services (unless the host has its own, which is left alone), then disable the unit it
+	@# added, so no service of the host runs or starts that did not before.
+	@if ! command -v promtool >/dev/null 2>&1; then \
+	  echo "apt-get install $(PROMTOOL_PACKAGE) (for promtool; its prometheus service is kept from starting by policy-rc.d, then disabled)"; \
+	  own_policy=""; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=yes; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PROMTOOL_PACKAGE); \
+	  status=$$?; \
+	  if [ -n "$$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	  if [ -d /run/systemd/system ]; then systemctl disable prometheus >/dev/null 2>&1 || true; fi; \
+	  exit $$status; \
+	else \
+	  echo "promtool: already installed; the prometheus service left as it was"; \
+	fi
 else
-	@echo "not root: skipping apt packages ($(APT_PACKAGES)); root-only tests will be skipped"
+	@echo "not root: skipping apt packages ($(APT_PACKAGES) $(PROMTOOL_PACKAGE)); root-only and promtool tests will be skipped"
 endif
 
 setup: venv sysdeps

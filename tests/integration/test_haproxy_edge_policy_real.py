@@ -12,6 +12,7 @@ ones, produced by Python's ssl module with the server name under test.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -27,6 +28,7 @@ from anycast_ctl.config.loading import validate
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.render.haproxy import PROMETHEUS_PORT, render_haproxy
 
+MONITORING = Path(__file__).resolve().parents[2] / "docs" / "monitoring"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 pytestmark = [
     pytest.mark.skipif(not os.access(HAPROXY, os.X_OK), reason=f"{HAPROXY} not installed"),
@@ -229,3 +231,14 @@ def test_the_agents_probe_from_the_vip_itself_is_neither_refused_nor_counted(edg
         seen = counters(exporter, frontend)
         denied = ("denied_connections_total", "denied_sessions_total", "requests_denied_total")
         assert {k: seen[k] for k in denied} == dict.fromkeys(denied, 0), frontend
+
+
+def test_the_exporter_serves_every_haproxy_metric_the_alerts_and_dashboard_use(edge) -> None:
+    _, exporter = edge
+    with urllib.request.urlopen(f"http://127.0.0.1:{exporter}/metrics", timeout=5) as answer:
+        served = set(re.findall(r"^(haproxy_[a-z_]+)[{ ]", answer.read().decode(), re.M))
+    text = (MONITORING / "alerts.yml").read_text() + (
+        MONITORING / "grafana-dashboard.json"
+    ).read_text()
+    used = set(re.findall(r"\b(haproxy_[a-z_]+)\b", text))
+    assert used and used <= served, used - served

@@ -94,6 +94,14 @@ def exabgp_problems(config: NodeConfig) -> list[tuple[str, str]]:
     return problems
 
 
+GTSM_TTL = 255  # RFC 5082: a GTSM speaker always sends with the maximum TTL
+
+
+def gtsm_minimum_ttl(hops: int | None) -> int | None:
+    """The lowest TTL accepted from a peer at most `hops` away (FRR's `ttl-security hops`)."""
+    return None if hops is None else GTSM_TTL + 1 - hops
+
+
 def agent_argv(program: Sequence[str], config_path: PurePath) -> list[str]:
     """The API process line that runs our agent: `PROGRAM... agent run CONFIG`."""
     return [*program, "agent", "run", str(config_path)]
@@ -123,6 +131,7 @@ def _neighbors(config: NodeConfig) -> list[dict[str, object]]:
                 "peer_as": neighbor.peer_as,
                 "hold_time": neighbor.hold_time,
                 "md5_base64": base64.b64encode(password.encode()).decode() if password else None,
+                "incoming_ttl": gtsm_minimum_ttl(neighbor.ttl_security_hops),
                 "add_path": any(vip.path_id is not None for vip in carried),
                 "families": [f"ipv{v}" for v in sorted(versions)],
             }

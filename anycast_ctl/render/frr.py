@@ -59,6 +59,9 @@ class Neighbor(StrictModel):
     accept: Literal["any"] | tuple[HostPrefix, ...]
     max_prefix: Annotated[int, Field(ge=1, le=1_000_000)]
     is_lb: bool = False
+    # GTSM (RFC 5082): `neighbor X ttl-security hops N`; FRR then sends with TTL 255 and drops
+    # what arrives with TTL below 256 - N. LB sessions are one hop (directly linked).
+    ttl_security_hops: Annotated[int, Field(ge=1, le=254)] | None = None
 
     @model_validator(mode="after")
     def _policy_fits_peer(self) -> Neighbor:

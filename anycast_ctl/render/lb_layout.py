@@ -18,6 +18,11 @@ from anycast_ctl.errors import UserError
 Profile = Literal["recommended", "conservative"]
 PROFILES: tuple[str, ...] = get_args(Profile)
 
+# GTSM (RFC 5082) on every router-LB session, rendered on both ends: FRR's `ttl-security hops`
+# and ExaBGP's outgoing-ttl 255 / incoming-ttl 255. An LB is linked to its routers directly,
+# so anything that crossed a router on its way (a spoofed OPEN from farther away) is dropped.
+LB_SESSION_HOPS = 1
+
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
 

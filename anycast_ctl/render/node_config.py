@@ -25,7 +25,7 @@ from anycast_ctl.config.address_plan import AddressPlan, BgpSession
 from anycast_ctl.config.loading import validate
 from anycast_ctl.config.node import NodeConfig
 from anycast_ctl.config.topology import Topology
-from anycast_ctl.render.lb_layout import check_profile, lb_paths, proxy_groups
+from anycast_ctl.render.lb_layout import LB_SESSION_HOPS, check_profile, lb_paths, proxy_groups
 
 EXABGP_DIALECT = "5.0"  # the ExaBGP in our venv and lab
 
@@ -151,6 +151,7 @@ def _neighbor(session: BgpSession, family: int) -> dict[str, object]:
         "local_address": str(local.ip),
         "peer_as": session.upstream.asn,
         "hold_time": session.hold_time,
+        "ttl_security_hops": LB_SESSION_HOPS,
     }
     if session.md5_password is not None:
         out["md5_password"] = session.md5_password

@@ -20,6 +20,7 @@ from anycast_ctl.config.address_plan import BgpSession, Speaker
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.errors import Problem, UserError
 from anycast_ctl.render.frr import ANY, Neighbor, RouterPlan
+from anycast_ctl.render.lb_layout import LB_SESSION_HOPS
 
 ROUTER_PEER_MAX_PREFIX = 1000  # router-router sessions: a guard against a leak, not a policy
 
@@ -99,6 +100,7 @@ def _neighbors(topo: Topology, me: str, session: BgpSession) -> list[Neighbor]:
                 accept=accept,
                 max_prefix=max_prefix,
                 is_lb=is_lb,
+                ttl_security_hops=LB_SESSION_HOPS if is_lb else None,
             )
         )
     return out

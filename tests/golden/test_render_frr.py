@@ -34,6 +34,7 @@ def _lb(name: str, address: str, asn: int, vips: tuple[str, ...]) -> Neighbor:
         accept=vips,
         max_prefix=len(vips) + 2,
         is_lb=True,
+        ttl_security_hops=1,
     )
 
 

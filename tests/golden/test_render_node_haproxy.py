@@ -161,6 +161,8 @@ def test_agent_sessions_mirror_the_routers_sessions(topo) -> None:
                 n.md5_password,
                 True,
             )
+            # GTSM on both ends of every router-LB session, one hop
+            assert mirror.ttl_security_hops == n.ttl_security_hops == 1, f"{lb} -> {router.name}"
             from_agent.add((router.name, n.local_address))
         from_routers = {
             (r, x.address) for r, p in plans.items() for x in p.neighbors if owner[x.address] == lb

@@ -8,6 +8,8 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # promtool (checks and unit tests of docs/monitoring/alerts.yml) ships in Debian's prometheus
 # package, whose install enables and starts a prometheus service: see sysdeps.
 PROMTOOL_PACKAGE := prometheus
+PROMTOOL ?= promtool
+POLICY_RC_D ?= /usr/sbin/policy-rc.d
 
 .PHONY: all setup venv sysdeps lint test unit integration demo bench images images-sysdeps clean
 
@@ -44,19 +46,17 @@ ifeq ($(IS_ROOT),yes)
 	@# Only when promtool is missing: install prometheus with a policy-rc.d that forbids starting
 	@# services (unless the host has its own, which is left alone), then disable the unit it
 	@# added, so no service of the host runs or starts that did not before.
-	@if ! command -v promtool >/dev/null 2>&1; then \
+	@if ! command -v $(PROMTOOL) >/dev/null 2>&1; then \
 	  echo "apt-get install $(PROMTOOL_PACKAGE) (for promtool; its prometheus service is kept from starting by policy-rc.d, then disabled)"; \
 	  own_policy=""; \
-	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
-	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=yes; \
+	  if [ ! -e $(POLICY_RC_D) ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > $(POLICY_RC_D) && chmod 755 $(POLICY_RC_D) && own_policy=yes; \
 	  fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PROMTOOL_PACKAGE); \
 	  status=$$?; \
-	  if [ -n "$$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	  if [ -n "$$own_policy" ]; then rm -f $(POLICY_RC_D); fi; \
 	  if [ -d /run/systemd/system ]; then systemctl disable prometheus >/dev/null 2>&1 || true; fi; \
 	  exit $$status; \
-	else \
-	  echo "promtool: already installed; the prometheus service left as it was"; \
 	fi
 else
 	@echo "not root: skipping apt packages ($(APT_PACKAGES) $(PROMTOOL_PACKAGE)); root-only and promtool tests will be skipped"

@@ -15,13 +15,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def fake_tools(bin_dir: Path, log: Path, installed: set[str]) -> None:
+def fake_tools(bin_dir: Path, log: Path, installed: set[str], policy: Path) -> None:
     bin_dir.mkdir()
     known = " ".join(sorted(installed))
     scripts = {
         # dpkg -s PKG: 0 when "installed"
         "dpkg": f'echo "dpkg $*" >> {log}; case " {known} " in *" $2 "*) exit 0;; esac; exit 1',
-        "apt-get": f'echo "apt-get $*" >> {log}',
+        # apt-get also records whether a policy-rc.d forbade service starts while it ran
+        "apt-get": f'echo "apt-get $*" >> {log}; [ -x {policy} ] && cat {policy} >> {log}; true',
         "systemctl": f'echo "systemctl $*" >> {log}',
     }
     for name, body in scripts.items():
@@ -30,13 +31,26 @@ def fake_tools(bin_dir: Path, log: Path, installed: set[str]) -> None:
         path.chmod(0o755)
 
 
-def run_sysdeps(tmp_path: Path, installed: set[str]) -> tuple[str, list[str]]:
+def run_sysdeps(
+    tmp_path: Path, installed: set[str], promtool: bool = True
+) -> tuple[str, list[str]]:
     log = tmp_path / "calls.log"
     log.touch()
-    fake_tools(tmp_path / "bin", log, installed)
+    policy = tmp_path / "policy-rc.d"
+    fake_tools(tmp_path / "bin", log, installed, policy)
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    tool = "true" if promtool else str(tmp_path / "no-promtool")
     done = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(ROOT), "sysdeps", "IS_ROOT=yes"],
+        [
+            "make",
+            "--no-print-directory",
+            "-C",
+            str(ROOT),
+            "sysdeps",
+            "IS_ROOT=yes",
+            f"PROMTOOL={tool}",
+            f"POLICY_RC_D={policy}",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -68,3 +82,19 @@ def test_installing_other_packages_leaves_frr_and_haproxy_alone(tmp_path, missin
     assert [c for c in calls if c.startswith("apt-get install")]
     assert not [c for c in calls if c.startswith("systemctl")]
     assert "frr: already installed" in out and "haproxy: already installed" in out
+
+
+def test_promtool_missing_installs_prometheus_with_service_starts_forbidden(tmp_path):
+    out, calls = run_sysdeps(tmp_path, ALL, promtool=False)
+    install = calls.index("apt-get install -y -qq --no-install-recommends prometheus")
+    assert calls[install + 1 : install + 3] == ["#!/bin/sh", "exit 101"]  # policy-rc.d in force
+    assert not (tmp_path / "policy-rc.d").exists()  # ours, so removed again
+    assert "kept from starting by policy-rc.d" in out
+
+
+def test_a_policy_rc_d_of_the_host_is_left_alone(tmp_path):
+    policy = tmp_path / "policy-rc.d"
+    policy.write_text("#!/bin/sh\n# the host's own\nexit 101\n")
+    policy.chmod(0o755)
+    run_sysdeps(tmp_path, ALL, promtool=False)
+    assert policy.read_text() == "#!/bin/sh\n# the host's own\nexit 101\n"

@@ -1,8 +1,9 @@
 """The rendered edge policy enforced by a real HAProxy 2.6, on the loopback.
 
-The topology puts every address in 127.0.0.0/8 (the address pool too, so the backends'
-loopbacks are local here), so `render_haproxy`'s output runs unmodified apart from the
-exporter's port, which is moved off 8405 so that concurrent runs cannot collide. `transparent`
+The topology puts every address it can in 127.0.0.0/8 (clients, and the address pool, so the
+backends' loopbacks are local here). VIPs may not be loopback addresses, so the rendered
+config's two VIP addresses are moved onto the loopback in its text, and the exporter's port
+off 8405 so that concurrent runs cannot collide; every rule runs as rendered. `transparent`
 binds need CAP_NET_ADMIN: root only. Backends are plain TCP listeners that answer their
 name once they receive bytes (the LB passes the ClientHello through untouched, so no TLS
 server is needed to tell which backend a name was routed to); the ClientHellos are real
@@ -35,7 +36,8 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="transparent binds need CAP_NET_ADMIN"),
 ]
 ADMITTED, OUTSIDE = "127.0.1.", "127.0.2."
-WEB, SHOP = "127.0.10.10", "127.0.10.12"
+WEB, SHOP = "127.0.10.10", "127.0.10.12"  # where the VIPs below listen in this test
+ON_LOOPBACK = {"192.0.2.10": WEB, "192.0.2.12": SHOP}
 RATE = 5
 
 
@@ -60,7 +62,7 @@ def topology(web_port: int, shop_port: int, backend_ports: dict[str, int]) -> To
         "vips": [
             {
                 "name": "web",
-                "address": WEB,
+                "address": "192.0.2.10",
                 "port": web_port,
                 "backends": ["be1"],
                 "allow_sources": [f"{ADMITTED}0/24"],
@@ -68,7 +70,7 @@ def topology(web_port: int, shop_port: int, backend_ports: dict[str, int]) -> To
             },
             {
                 "name": "shop",
-                "address": SHOP,
+                "address": "192.0.2.12",
                 "port": shop_port,
                 "backends": ["be1", "be2"],
                 "sni_routes": [
@@ -164,7 +166,11 @@ def edge(tmp_path: Path):
     assert bind in text
     (tmp_path / "run" / "lb1").mkdir(parents=True)
     config = tmp_path / "haproxy.cfg"
-    config.write_text(text.replace(bind, f"bind 127.0.0.1:{exporter}\n"))
+    text = text.replace(bind, f"bind 127.0.0.1:{exporter}\n")
+    for vip, local in ON_LOOPBACK.items():
+        assert f"bind {vip}:" in text
+        text = text.replace(vip, local)
+    config.write_text(text)
     log = (tmp_path / "haproxy.log").open("w")
     env = {**os.environ, "ANYCAST_CTL_LAB": f"acx-edge{os.getpid()}"}
     haproxy = subprocess.Popen(
@@ -225,8 +231,10 @@ def test_sni_routes_by_name_and_refuses_other_names_and_non_tls(edge) -> None:
 def test_the_agents_probe_from_the_vip_itself_is_neither_refused_nor_counted(edge) -> None:
     topo, exporter = edge
     for vip, frontend in ((topo.vip("web"), "vip-web"), (topo.vip("shop"), "vip-shop")):
+        address = ON_LOOPBACK[str(vip.ip)]
         for _ in range(3 * RATE):  # faster than the rate, like the agent's 100 ms probes
-            with socket.create_connection((str(vip.ip), vip.port), timeout=2):
+            # from the VIP itself, as the agent's probe on an LB node is
+            with socket.create_connection((address, vip.port), 2, (address, 0)):
                 pass
         seen = counters(exporter, frontend)
         denied = ("denied_connections_total", "denied_sessions_total", "requests_denied_total")

@@ -44,10 +44,12 @@ rm -f "$ctx/wheels"/anycast_ctl-*.whl  # always the working tree's anycast-ctl
 "$pip" wheel --quiet --disable-pip-version-check --wheel-dir "$ctx/wheels" "$repo"
 install -m 755 "$repo/anycast_ctl/supervise.py" "$ctx/anycast-ctl-supervise"
 
+wheels=$(cat "$ctx/wheels"/*.whl | sha256sum | cut -c1-16)
 for image in host lb router; do
   step "podman build anycast-ctl-$image:$tag"
   podman build --quiet --network host --layers \
     --build-arg BASE="$base" --build-arg HOST_IMAGE="localhost/anycast-ctl-host:$tag" \
+    --build-arg WHEELS="$wheels" \
     -t "localhost/anycast-ctl-$image:$tag" -f "$repo/images/$image/Containerfile" "$ctx" >/dev/null
 done
 step "done"

@@ -204,9 +204,13 @@ def render(topology: str, fmt: str, out_dir: str, profile: str) -> None:
     """Write TOPOLOGY as a containerlab lab (same rendered configs as the namespace lab)."""
     from anycast_ctl.config.topology import load_topology
     from anycast_ctl.render.containerlab import render_containerlab
+    from anycast_ctl.render.containerlab_nodes import warnings
 
     started = time.monotonic()
-    written = render_containerlab(load_topology(topology), Path(out_dir), profile=profile)
+    topo = load_topology(topology)
+    written = render_containerlab(topo, Path(out_dir), profile=profile)
+    for warning in warnings(topo):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"wrote {len(written)} files under {Path(out_dir)} in {time.monotonic() - started:.2f}s"
     )

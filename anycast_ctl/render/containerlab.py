@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import jinja2
 import yaml
@@ -22,22 +22,27 @@ import yaml
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.errors import EXIT_USAGE, UserError
-from anycast_ctl.render.hostnet import Route, setup_commands, static_routes
-from anycast_ctl.render.lb_layout import lb_paths
-from anycast_ctl.render.node_files import NODE_YAML, agent_api, topology_files
+from anycast_ctl.render import containerlab_nodes as cn
+from anycast_ctl.render.containerlab_nodes import CONF_DIR, PKI_DIR, RUN_DIR, STATE_DIR
+from anycast_ctl.render.hostnet import Route, router_sysctls, setup_commands, static_routes
+from anycast_ctl.render.node_files import agent_api, topology_files
 from anycast_ctl.render.templating import environment
 
-FRR_IMAGE = (
-    "quay.io/frrouting/frr:8.4.4"  # the FRR release the namespace lab runs (Debian bookworm)
-)
-# HAProxy 2.6 + ExaBGP 5.0 + Python with anycast-ctl; build it yourself.
-NODE_IMAGE = "anycast-ctl-node:latest"
-CONF_DIR = PurePosixPath("/etc/anycast-ctl")  # where an LB node's directory is mounted
-RUN_DIR = PurePosixPath("/run/anycast-ctl")  # sockets inside LB containers
-STATE_DIR = PurePosixPath("/var/lib/anycast-ctl")  # drain state: kept when the agent restarts
-LOG_DIR = PurePosixPath("/var/log/anycast-ctl")
+__all__ = [
+    "CONF_DIR",
+    "PKI_DIR",
+    "RUN_DIR",
+    "STATE_DIR",
+    "containerlab_files",
+    "render_containerlab",
+]
+
 # ExaBGP finds it in the LB image's PATH and runs `anycast-ctl agent run node.yaml`.
 AGENT_PROGRAM = "anycast-ctl"
+# Restarting a container would bring it back without the veth links containerlab attached and
+# without its exec: lines; the supervisor inside restarts daemons, and a container that stops
+# stays stopped where people see it. (containerlab's default for kind linux is `always`.)
+RESTART_POLICY = "no"
 
 
 @dataclass(frozen=True)
@@ -54,27 +59,28 @@ class Image:
         return f"${{{self.variable}:={self.default}}}"
 
 
+# The images `make images` builds (images/*/Containerfile, docs/images.md).
 IMAGES = (
     Image(
         "routers",
         ("router",),
         "ANYCAST_FRR_IMAGE",
-        FRR_IMAGE,
-        "FRR 8.4 (zebra, bgpd, watchfrr), `ip`, `sysctl`",
+        "anycast-ctl-router:latest",
+        "FRR 8.4 (zebra, bgpd), iproute2, anycast-ctl-supervise",
     ),
     Image(
         "LB nodes",
         ("lb",),
         "ANYCAST_LB_IMAGE",
-        NODE_IMAGE,
-        "HAProxy 2.6, ExaBGP 5.0, Python 3.11+ with anycast-ctl, iproute2, setsid",
+        "anycast-ctl-lb:latest",
+        "HAProxy 2.6, ExaBGP 5.0, anycast-ctl, iproute2, anycast-ctl-supervise",
     ),
     Image(
         "backends, clients",
         ("backend", "client"),
         "ANYCAST_HOST_IMAGE",
-        NODE_IMAGE,
-        "iproute2; backends a TLS server, clients a TLS client (anycast-ctl or openssl)",
+        "anycast-ctl-host:latest",
+        "anycast-ctl (TLS server, traffic tool), openssl, flock, iproute2, anycast-ctl-supervise",
     ),
 )
 
@@ -95,34 +101,19 @@ def containerlab_files(topology: Topology, *, profile: str = "recommended") -> d
     """Every file of the lab directory, relative path -> text (the same wherever it is written)."""
     plan = topology.address_plan()
     routes = static_routes(topology, plan)
-    run_dir, state_dir = Path(str(RUN_DIR)), Path(str(STATE_DIR))
-    # Backends' certificate requests are not rendered: containers bring their own TLS server.
-    files = topology_files(
+    # The namespace lab's file map, with the paths inside the containers; zebra and bgpd each
+    # read their part of frr.conf, so neither logs the other's commands as errors.
+    rendered = topology_files(
         topology,
-        run_dir=run_dir,
-        state_dir=state_dir,
+        run_dir=Path(str(RUN_DIR)),
+        state_dir=Path(str(STATE_DIR)),
         conf_dir=lambda _node: CONF_DIR,
         api=agent_api([AGENT_PROGRAM]),
         profile=profile,
-    ).files
-    for name in topology.kinds:
-        if f"{name}/frr.conf" in files:
-            files[f"{name}/daemons"] = (
-                _env().get_template("frr-daemons.j2").render(node=name, topology=topology.name)
-            )
-        if f"{name}/{NODE_YAML}" in files:
-            files[f"{name}/start.sh"] = (
-                _env()
-                .get_template("lb-start.sh.j2")
-                .render(
-                    node=name,
-                    topology=topology.name,
-                    paths=lb_paths(run_dir, name, state_dir),
-                    conf_dir=CONF_DIR,
-                    log_dir=LOG_DIR,
-                )
-            )
-    files[clab_file_name(topology)] = _clab_yaml(topology, plan, routes, files)
+        frr_per_daemon=True,
+    )
+    files = rendered.files | cn.node_files(topology, rendered.certificates)
+    files[clab_file_name(topology)] = _clab_yaml(topology, plan, routes)
     files["README.md"] = _readme(topology, plan)
     return dict(sorted(files.items()))
 
@@ -131,29 +122,33 @@ def _clab_yaml(
     topology: Topology,
     plan: AddressPlan,
     routes: dict[str, tuple[Route, ...]],
-    files: dict[str, str],
 ) -> str:
     nodes: dict[str, dict[str, object]] = {}
     for name, kind in topology.kinds.items():
-        spec: dict[str, object] = {"kind": "linux", "image": image_for(kind).reference}
+        spec: dict[str, object] = {
+            "kind": "linux",
+            "image": image_for(kind).reference,
+            # No management network: routing is the lab's own, so a withdrawn VIP is
+            # unreachable instead of leaving through a default route to the host.
+            "network-mode": "none",
+            "restart-policy": RESTART_POLICY,
+            "cmd": cn.SUPERVISE_CMD,
+            "binds": cn.binds(topology, name),
+        }
         if kind == "router":
-            spec["binds"] = [
-                f"{name}/frr.conf:/etc/frr/frr.conf",
-                f"{name}/daemons:/etc/frr/daemons",
-            ]
-        elif kind == "lb" and f"{name}/start.sh" in files:
-            spec["binds"] = [f"{name}:{CONF_DIR}:ro"]
-        commands = setup_commands(topology, name, plan, routes)
-        if f"{name}/start.sh" in files:
-            commands.append(f"sh {CONF_DIR}/start.sh")
-        spec["exec"] = commands
+            # Set by the runtime when it creates the container (no exec, no privileges needed).
+            spec["sysctls"] = dict(router_sysctls(topology, name))
+        spec["exec"] = setup_commands(topology, name, plan, routes, sysctls=False) + cn.exec_tail(
+            topology, name
+        )
         nodes[name] = spec
     body = {"name": topology.name, "topology": {"nodes": nodes}}
     header = (
         f'# containerlab topology of anycast-ctl topology "{topology.name}"; rendered, do not edit'
         " (see README.md).\n"
-        "# Images: set ANYCAST_FRR_IMAGE, ANYCAST_LB_IMAGE, ANYCAST_HOST_IMAGE to override the"
-        " defaults.\n"
+        "# Images: `make images` builds the defaults; ANYCAST_FRR_IMAGE, ANYCAST_LB_IMAGE and"
+        " ANYCAST_HOST_IMAGE override them.\n"
+        + "".join(f"# warning: {w}\n" for w in cn.warnings(topology))
     )
     # One link a line, as people write them; node and interface names need no quoting rules
     # beyond JSON's (NodeName is [A-Za-z][A-Za-z0-9_-]*).
@@ -205,6 +200,11 @@ def _readme(topology: Topology, plan: AddressPlan) -> str:
             conf_dir=CONF_DIR,
             run_dir=RUN_DIR,
             state_dir=STATE_DIR,
+            pki_dir=PKI_DIR,
+            warnings=cn.warnings(topology),
+            supervise_cmd=cn.SUPERVISE_CMD,
+            client=topology.clients[0].name if topology.clients else None,
+            vip=topology.vips[0] if topology.vips else None,
         )
     )
 
@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.lines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_USAGE
+    for warning in cn.warnings(topology):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {len(paths)} files under {Path(args[1]) / topology.name}")
     return 0
 

@@ -167,12 +167,15 @@ def setup_commands(
     node: str,
     plan: AddressPlan | None = None,
     routes: dict[str, tuple[Route, ...]] | None = None,
+    *,
+    sysctls: bool = True,
 ) -> list[str]:
-    """iproute2 and sysctl commands that configure `node` (links already exist and are up)."""
+    """iproute2 and sysctl commands that configure `node` (links already exist and are up).
+    `sysctls=False` leaves the router's sysctls out (containerlab sets them at creation)."""
     plan = plan or topology.address_plan()
     routes = routes if routes is not None else static_routes(topology, plan)
     cmds = []
-    if topology.kind(node) == "router":
+    if sysctls and topology.kind(node) == "router":
         cmds += [
             f"sysctl -w {key}={value}" for key, value in router_sysctls(topology, node).items()
         ]

@@ -26,6 +26,7 @@ def test_lab_render_writes_the_containerlab_lab(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "default" / "default.clab.yml").exists()
     assert (tmp_path / "default" / "lb1" / "haproxy.cfg").exists()
+    assert "warning: " in result.stderr and "Linux 6.11" in result.stderr
 
 
 def test_lab_render_refuses_other_formats(tmp_path):

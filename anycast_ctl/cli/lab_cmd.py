@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from anycast_ctl.cli import lab_format
+from anycast_ctl.cli.lab_containers_cmd import containers
 from anycast_ctl.cli.lab_failover_cmd import failover
 from anycast_ctl.cli.lab_support import EXIT_FAILED, need_root
 from anycast_ctl.lab.errors import LabError
@@ -217,3 +218,4 @@ def render(topology: str, fmt: str, out_dir: str, profile: str) -> None:
 
 
 lab.add_command(failover)
+lab.add_command(containers)

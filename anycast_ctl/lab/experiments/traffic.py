@@ -208,6 +208,13 @@ def run_flows(
     with ThreadPoolExecutor(max_workers=max(1, len(by_client))) as pool:
         for done in [pool.submit(one_client, c) for c in by_client]:
             done.result()
+    return flow_results(flows, raw, owners, lbs)
+
+
+def flow_results(
+    flows: list[Flow], raw: list[dict | None], owners: dict[str, str], lbs: set[str]
+) -> list[FlowResult]:
+    """The traffic client's answers (None: none came) -> one result per flow (pure)."""
     out = []
     for flow, answer in zip(flows, raw, strict=True):
         answer = answer or {"ok": False, "error": "no result"}

@@ -26,9 +26,9 @@ from pathlib import Path
 import yaml
 
 from anycast_ctl.lab.containers.spec import DeploySpec, Node, deploy_spec
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.net.daemons import CommandResult
-from anycast_ctl.lab.state import LabError
 
 REPO_CONF = Path(__file__).resolve().parents[3] / "images" / "containers.conf"
 LABEL = "anycast-ctl.lab"

@@ -20,10 +20,10 @@ from typing import Any
 
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.lab.containers.podman import Deployment
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.experiments.traffic import Flow, TrafficResult, flow_results, plan_flows
 from anycast_ctl.lab.observe.expect import address_owners, expected_nexthops
 from anycast_ctl.lab.poll import wait_for
-from anycast_ctl.lab.state import LabError
 from anycast_ctl.render.containerlab_nodes import PKI_DIR
 from anycast_ctl.sim.predict import predict_held
 

@@ -1,0 +1,143 @@
+"""Second chance, pure core: where a flow went before a change, and whom to ask when unsure.
+
+After an event (an LB node withdrawn, drained, added; a router or link gone) the routers send
+some established flows to an LB node that has no socket for them. That node forwards such a
+packet to the flow's *previous owner*: the node the routers picked before the event. With the
+kernel-exact model (`sim/linux.py`) and the routers' settings and next-hop order, the previous
+owner of every flow is known, flow by flow:
+
+    change = owner_change(Fabric.from_topology(topo), Event("withdraw", "lb1"), batch)
+    change.moved, change.collateral(...)          # masks per flow
+    entries = forward_entries(change, "lb2")      # flows lb2 now receives but lb1/lb3 own
+
+Where the routers' hashing cannot be predicted (not the `linux` algorithm, or seed 0: a random
+key per boot), `unpredictable()` says why, and a node uses `fallback_chain()` instead: the
+other live nodes in a fixed order, at most `hop_limit` of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from anycast_ctl.config.topology import Algorithm, Topology
+from anycast_ctl.sim.fabric import Event, Fabric, apply
+from anycast_ctl.sim.flows import FlowBatch
+from anycast_ctl.sim.network import NO_PATH, HashCache, Plan, route
+
+HOP_LIMIT_MAX = 3  # a forwarded packet crosses at most this many LB nodes after the first
+
+
+@dataclass(frozen=True)
+class OwnerChange:
+    """Per flow of one batch: its LB node before and after an event (indices into `lbs`)."""
+
+    lbs: tuple[str, ...]
+    before: np.ndarray  # int64, NO_PATH where the flow had no path
+    after: np.ndarray  # int64, NO_PATH where it has none now
+    batch: FlowBatch
+
+    @property
+    def moved(self) -> np.ndarray:
+        """Flows that had a node and now land on another one: each needs a second chance."""
+        moved: np.ndarray = (
+            (self.before != NO_PATH) & (self.after != NO_PATH) & (self.before != self.after)
+        )
+        return moved
+
+    def own(self, nodes: frozenset[str]) -> np.ndarray:
+        """Moved flows whose previous owner is one of `nodes` (the event's own flows)."""
+        ids = [i for i, lb in enumerate(self.lbs) if lb in nodes]
+        own: np.ndarray = self.moved & np.isin(self.before, ids)
+        return own
+
+    def collateral(self, nodes: frozenset[str]) -> np.ndarray:
+        """Moved flows between nodes the event does not touch."""
+        return self.moved & ~self.own(nodes)
+
+
+def owner_change(fabric: Fabric, event: Event, batch: FlowBatch) -> OwnerChange:
+    """Route the batch before and after `event` (BGP converged) and keep each flow's LB node."""
+    before_plan = Plan(fabric)
+    after_plan = Plan(apply(fabric, event), base=before_plan)
+    cache = HashCache(batch.flows)
+    lbs = after_plan.fabric.lbs  # an event only appends LB nodes: ids mean the same node
+    first = before_plan.first_lb_id
+
+    def lb_index(plan: Plan) -> np.ndarray:
+        last = route(plan, batch, cache)[-1].astype(np.int64)
+        return np.where(last == NO_PATH, NO_PATH, last - first)
+
+    return OwnerChange(lbs, lb_index(before_plan), lb_index(after_plan), batch)
+
+
+FlowKey = tuple[str, int, str, int]  # source address, source port, VIP, VIP port (TCP)
+
+
+@dataclass(frozen=True)
+class ForwardEntry:
+    flow: FlowKey
+    owner: str  # the LB node that holds the flow's connection
+
+
+def forward_entries(change: OwnerChange, node: str) -> list[ForwardEntry]:
+    """The flows `node` receives after the change but does not own: each to its owner.
+
+    Only TCP flows are listed (the second chance is for TCP connections); the order is the
+    batch's, so a rendering from it is stable.
+    """
+    here = change.lbs.index(node)
+    f = change.batch.flows
+    rows = np.flatnonzero(change.moved & (change.after == here) & (f.proto == 6))
+    src, dst = f.address_strings("src"), f.address_strings("dst")
+    sport, dport, before = f.sport.tolist(), f.dport.tolist(), change.before.tolist()
+    return [
+        ForwardEntry((src[i], int(sport[i]), dst[i], int(dport[i])), change.lbs[int(before[i])])
+        for i in rows.tolist()
+    ]
+
+
+def unpredictable(topo: Topology, routers: list[str] | None = None) -> list[str]:
+    """Why the previous owner of a flow cannot be computed, one reason per router (none: it can).
+
+    Only the `linux` algorithm is the kernel's own choice; the others model what a router
+    could do, not what these routers do. Seed 0 is a random key chosen at boot.
+    """
+    reasons = []
+    for r in routers if routers is not None else [r.name for r in topo.routers]:
+        h = topo.hashing_for(r)
+        if Algorithm(h.algorithm) is not Algorithm.LINUX:
+            reasons.append(
+                f"router {r}: hashing algorithm {Algorithm(h.algorithm).value} is a model, "
+                "not the kernel's own choice (use algorithm linux with the router's sysctls)"
+            )
+        elif h.seed == 0:
+            reasons.append(
+                f"router {r}: seed 0 means a random key chosen at boot "
+                "(set net.ipv4.fib_multipath_hash_seed and the topology's seed)"
+            )
+        elif h.policy == 1:
+            reasons.append(
+                f"router {r}: policy 1 routes a packet by the L4 hash its sender attached, "
+                "when there is one (use policy 3 with fields 0x37)"
+            )
+    return reasons
+
+
+def fallback_chain(
+    node: str, lbs: tuple[str, ...], alive: frozenset[str], hop_limit: int
+) -> tuple[str, ...]:
+    """Whom `node` asks, in order, for a flow whose owner it cannot compute.
+
+    The live nodes after `node` in the topology's order, wrapping around, at most `hop_limit`
+    of them: every node walks the same ring, so a packet visits each node at most once and a
+    chain of length `hop_limit` ends (the rendering counts the hops on the wire).
+    """
+    if not 1 <= hop_limit <= HOP_LIMIT_MAX:
+        raise ValueError(f"hop_limit must be within 1..{HOP_LIMIT_MAX}, not {hop_limit}")
+    if node not in lbs:
+        raise ValueError(f"{node!r} is not one of the LB nodes ({', '.join(lbs)})")
+    start = lbs.index(node)
+    ring = [lbs[(start + k) % len(lbs)] for k in range(1, len(lbs))]
+    return tuple(lb for lb in ring if lb in alive)[:hop_limit]

@@ -54,7 +54,8 @@ class OwnerChange:
 
     def collateral(self, nodes: frozenset[str]) -> np.ndarray:
         """Moved flows between nodes the event does not touch."""
-        return self.moved & ~self.own(nodes)
+        collateral: np.ndarray = self.moved & ~self.own(nodes)
+        return collateral
 
 
 def owner_change(fabric: Fabric, event: Event, batch: FlowBatch) -> OwnerChange:

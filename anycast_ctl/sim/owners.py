@@ -99,6 +99,21 @@ def forward_entries(change: OwnerChange, node: str) -> list[ForwardEntry]:
     ]
 
 
+def owner_candidates(change: OwnerChange, node: str) -> tuple[str, ...]:
+    """The previous owners of the flows `node` gains, most flows first.
+
+    Computed over the batch, this needs no list of live connections: with hash-threshold
+    ECMP a node's new share of the hash space overlaps the old shares of one or two nodes
+    (withdrawing lb1 of 3: lb2 gains only lb1's flows, lb3 only lb2's), so a node that
+    forwards an unknown flow to its first candidate reaches the owner in one hop.
+    """
+    here = change.lbs.index(node)
+    before = change.before[change.moved & (change.after == here)]
+    counts = np.bincount(before, minlength=len(change.lbs)).tolist()
+    ranked = sorted((i for i, c in enumerate(counts) if c), key=lambda i: (-counts[i], i))
+    return tuple(change.lbs[i] for i in ranked)
+
+
 def unpredictable(topo: Topology, routers: list[str] | None = None) -> list[str]:
     """Why the previous owner of a flow cannot be computed, one reason per router (none: it can).
 
@@ -127,13 +142,18 @@ def unpredictable(topo: Topology, routers: list[str] | None = None) -> list[str]
 
 
 def fallback_chain(
-    node: str, lbs: tuple[str, ...], alive: frozenset[str], hop_limit: int
+    node: str,
+    lbs: tuple[str, ...],
+    alive: frozenset[str],
+    hop_limit: int,
+    likely: tuple[str, ...] = (),
 ) -> tuple[str, ...]:
-    """Whom `node` asks, in order, for a flow whose owner it cannot compute.
+    """Whom `node` asks, in order, for a flow it has no entry for.
 
-    The live nodes after `node` in the topology's order, wrapping around, at most `hop_limit`
-    of them: every node walks the same ring, so a packet visits each node at most once and a
-    chain of length `hop_limit` ends (the rendering counts the hops on the wire).
+    First the `likely` previous owners (`owner_candidates`, where the hash is predictable),
+    then the nodes after `node` in the topology's order, wrapping around; only live nodes,
+    each once, at most `hop_limit` of them. The rendering counts hops on the wire, so a
+    packet crosses at most `hop_limit` nodes after the first whatever the chains say.
     """
     if not 1 <= hop_limit <= HOP_LIMIT_MAX:
         raise ValueError(f"hop_limit must be within 1..{HOP_LIMIT_MAX}, not {hop_limit}")
@@ -141,4 +161,5 @@ def fallback_chain(
         raise ValueError(f"{node!r} is not one of the LB nodes ({', '.join(lbs)})")
     start = lbs.index(node)
     ring = [lbs[(start + k) % len(lbs)] for k in range(1, len(lbs))]
-    return tuple(lb for lb in ring if lb in alive)[:hop_limit]
+    order = dict.fromkeys(lb for lb in (*likely, *ring) if lb in alive and lb != node)
+    return tuple(order)[:hop_limit]

@@ -18,6 +18,7 @@ from anycast_ctl.sim.owners import (
     OwnerChange,
     fallback_chain,
     forward_entries,
+    owner_candidates,
     owner_change,
     unpredictable,
 )
@@ -121,3 +122,19 @@ def test_unpredictable_names_each_router_and_why(
     path.write_text((TOPOLOGIES / "default.yaml").read_text().replace(*change, 1))
     (reason,) = unpredictable(load_topology(path))
     assert reason.startswith("router r1: ") and words in reason
+
+
+def test_owner_candidates_are_the_ranges_each_node_took_over(
+    default_change: OwnerChange,
+) -> None:
+    # lb1 of 3 withdrawn: lb2's new half covers lb1's old third (and its own); lb3's covers
+    # the top of lb2's old third (and its own). One candidate each: one hop reaches the owner.
+    assert owner_candidates(default_change, "lb2") == ("lb1",)
+    assert owner_candidates(default_change, "lb3") == ("lb2",)
+    assert owner_candidates(default_change, "lb1") == ()
+
+
+def test_fallback_chain_puts_likely_owners_first_and_skips_the_dead() -> None:
+    lbs, alive = ("lb1", "lb2", "lb3", "lb4"), frozenset({"lb1", "lb2", "lb4"})
+    assert fallback_chain("lb2", lbs, alive, 3, likely=("lb4", "lb3", "lb2")) == ("lb4", "lb1")
+    assert fallback_chain("lb1", lbs, alive, 1, likely=("lb4",)) == ("lb4",)

@@ -1,0 +1,229 @@
+"""Second chance on one LB node: the nftables ruleset and the overlay devices it needs (pure).
+
+A TCP packet to one of the node's VIPs that is not a SYN and belongs to no connection the
+node's conntrack knows is sent, unchanged, to the LB node that holds the connection, over a
+VXLAN overlay between the LB nodes; that node serves it and replies to the client directly.
+See docs/second-chance.md for why this mechanism and what it costs.
+
+    plan = ChancePlan(node="lb2", index=1, underlay="10.0.0.6", peers=(...), vips=(...),
+                      entries=(...), chain=("lb3",), hop_limit=1)
+    ruleset(plan)           # text for `nft -f`, replacing the table atomically
+    overlay_devices(plan)   # one VXLAN device per hop level
+
+Hops are counted by device: a packet arriving from a client is forwarded over level 1
+(`acxch1`); one arriving on level k with no state here is forwarded over level k+1; one
+arriving on the last level is never forwarded again. So no packet crosses more than
+`hop_limit` LB nodes after the first, and none can loop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from anycast_ctl.config.topology import Topology
+from anycast_ctl.sim.owners import HOP_LIMIT_MAX, ForwardEntry, fallback_chain
+
+TABLE = "anycast_chance"
+VNI_BASE = 0xAC5C00  # level k uses VNI VNI_BASE + k
+VXLAN_PORT = 4789
+OVERLAY_FIRST_OCTET = 100
+MAX_NODES = 254
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    index: int  # position of the node in the topology's LB list (its overlay host number - 1)
+    underlay: str  # the address the node's VXLAN packets come from and go to
+
+
+@dataclass(frozen=True)
+class ChancePlan:
+    node: str
+    index: int
+    underlay: str
+    peers: tuple[Peer, ...]  # live LB nodes only: a node that is down is never a target
+    vips: tuple[tuple[str, int], ...]  # (IPv4 VIP, TCP port) served by this node
+    entries: tuple[ForwardEntry, ...]  # flows this node receives but another node owns
+    chain: tuple[str, ...]  # fallback for flows without an entry: its first peer is asked
+    hop_limit: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.hop_limit <= HOP_LIMIT_MAX:
+            raise ValueError(f"hop_limit must be within 1..{HOP_LIMIT_MAX}, not {self.hop_limit}")
+        names = {p.name for p in self.peers}
+        if self.node in names:
+            raise ValueError(f"{self.node} cannot be its own peer")
+        for node_index in (self.index, *(p.index for p in self.peers)):
+            if not 0 <= node_index < MAX_NODES:
+                raise ValueError(f"node index {node_index} is outside 0..{MAX_NODES - 1}")
+        for address in (self.underlay, *(p.underlay for p in self.peers)):
+            _ipv4(address, "underlay address")
+        for vip, port in self.vips:
+            _ipv4(vip, "VIP")
+            if not 1 <= port <= 65535:
+                raise ValueError(f"VIP port {port} is outside 1..65535")
+        for entry in self.entries:
+            if entry.owner not in names:
+                raise ValueError(
+                    f"flow {entry.flow} is owned by {entry.owner}, which is not a live peer"
+                )
+            _ipv4(entry.flow[0], "flow source")
+            _ipv4(entry.flow[2], "flow destination")
+        for name in self.chain:
+            if name not in names:
+                raise ValueError(f"fallback node {name} is not a live peer")
+
+
+def _ipv4(text: str, what: str) -> None:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not an IPv4 address") from None
+
+
+def device(level: int) -> str:
+    return f"acxch{level}"
+
+
+def overlay_address(level: int, index: int) -> str:
+    return f"169.254.{OVERLAY_FIRST_OCTET + level}.{index + 1}"
+
+
+@dataclass(frozen=True)
+class OverlayDevice:
+    name: str
+    vni: int
+    local: str  # underlay address of this node
+    address: str  # this node's overlay address, with its /24
+    remotes: tuple[str, ...]  # underlay addresses flooded to (ARP): the live peers only
+
+
+def overlay_devices(plan: ChancePlan) -> list[OverlayDevice]:
+    remotes = tuple(p.underlay for p in plan.peers)
+    return [
+        OverlayDevice(
+            device(level),
+            VNI_BASE + level,
+            plan.underlay,
+            f"{overlay_address(level, plan.index)}/24",
+            remotes,
+        )
+        for level in range(1, plan.hop_limit + 1)
+    ]
+
+
+def ruleset(plan: ChancePlan) -> str:
+    """The whole table, preceded by its deletion: `nft -f` applies it in one transaction."""
+    by_name = {p.name: p for p in plan.peers}
+    devices = ", ".join(f'"{device(k)}"' for k in range(1, plan.hop_limit + 1))
+    last = device(plan.hop_limit)
+    lines = [
+        f"table ip {TABLE} {{}}",
+        f"delete table ip {TABLE}",
+        f"table ip {TABLE} {{",
+        "\tset peers {",
+        "\t\ttype ipv4_addr",
+        *_elements(sorted({p.underlay for p in plan.peers}, key=ipaddress.IPv4Address)),
+        "\t}",
+        "\tset vips {",
+        "\t\ttype ipv4_addr . inet_service",
+        *_elements([f"{vip} . {port}" for vip, port in plan.vips]),
+        "\t}",
+        "\tmap owners {",
+        "\t\ttype ipv4_addr . inet_service . ipv4_addr . inet_service : ipv4_addr",
+        *_elements(
+            [
+                f"{s} . {sp} . {d} . {dp} : {overlay_address(1, by_name[e.owner].index)}"
+                for e in plan.entries
+                for s, sp, d, dp in [e.flow]
+            ]
+        ),
+        "\t}",
+        '\tcounter forwarded { comment "sent to the owner or the fallback chain" }',
+        '\tcounter arrived { comment "received from another LB node" }',
+        "\tchain prerouting {",
+        "\t\ttype filter hook prerouting priority mangle; policy accept;",
+        "\t\t# VXLAN from anything but a live LB node never enters the overlay.",
+        f"\t\tudp dport {VXLAN_PORT} ip saddr != @peers drop",
+        "\t\tmeta l4proto != tcp accept",
+        "\t\tip daddr . tcp dport != @vips accept",
+        f"\t\tiifname {{ {devices} }} counter name arrived",
+        "\t\t# SYNs are always served here; so is every connection this node holds.",
+        "\t\ttcp flags & syn == syn accept",
+        "\t\tct state established,related accept",
+        f'\t\tiifname "{last}" accept',
+    ]
+    successor = by_name[plan.chain[0]] if plan.chain else None
+    for level in range(1, plan.hop_limit):
+        if successor is not None:
+            lines.append(
+                f'\t\tiifname "{device(level)}" '
+                f"dup to {overlay_address(level + 1, successor.index)} "
+                f'device "{device(level + 1)}" counter name forwarded drop'
+            )
+    lines.append(f"\t\tiifname {{ {devices} }} accept")
+    if plan.entries:
+        lines.append(
+            "\t\tdup to ip saddr . tcp sport . ip daddr . tcp dport map @owners "
+            f'device "{device(1)}" counter name forwarded drop'
+        )
+    if successor is not None:
+        lines.append(
+            f'\t\tdup to {overlay_address(1, successor.index)} device "{device(1)}" '
+            "counter name forwarded drop"
+        )
+    lines += ["\t}", "}", ""]
+    return "\n".join(lines)
+
+
+def plan_for(
+    topo: Topology,
+    node: str,
+    *,
+    alive: frozenset[str],
+    entries: tuple[ForwardEntry, ...] = (),
+    likely: tuple[str, ...] = (),
+    hop_limit: int = 1,
+) -> ChancePlan:
+    """The plan of one LB node of a topology: its IPv4 VIPs, its live peers, the entries whose
+    owner is alive (a flow owned by a node that is down is lost whatever we do), and the
+    fallback chain (`likely` previous owners first). Underlay: each node's address on its
+    first link to a router."""
+    lbs = tuple(lb.name for lb in topo.lbs)
+    if node not in lbs:
+        raise ValueError(f"{node!r} is not one of the LB nodes ({', '.join(lbs)})")
+    addresses = topo.address_plan()
+
+    def underlay(name: str) -> str:
+        first = next(i for i in addresses.nodes[name].interfaces if topo.kind(i.peer) == "router")
+        return str(first.ipv4.ip)
+
+    live = alive - {node}
+    peers = tuple(Peer(lb, i, underlay(lb)) for i, lb in enumerate(lbs) if lb in live)
+    mine = topo.lb(node).vips
+    vips = tuple((str(v.ip), v.port) for v in topo.vips if v.name in mine and v.version == 4)
+    return ChancePlan(
+        node,
+        lbs.index(node),
+        underlay(node),
+        peers,
+        vips,
+        tuple(e for e in entries if e.owner in live),
+        fallback_chain(node, lbs, frozenset(live), hop_limit, likely),
+        hop_limit,
+    )
+
+
+def _elements(items: list[str]) -> list[str]:
+    if not items:
+        return []
+    body = [f"\t\t\t{item}," for item in items]
+    body[-1] = body[-1][:-1]
+    return ["\t\telements = {", *body, "\t\t}"]
+
+
+def removal() -> str:
+    """`nft -f` text that removes the table whether or not it exists."""
+    return f"table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"

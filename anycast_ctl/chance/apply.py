@@ -1,0 +1,159 @@
+"""Second chance on an LB node, I/O: the overlay devices and the nftables table, applied and
+removed (the one place that runs `nft`, `ip` and `bridge` for it).
+
+    apply_plan(plan, netns="acx-sc42-lb2")   # devices first (nft resolves them), then the table
+    counters(netns)                            # {"forwarded": packets, "arrived": packets}
+    remove(netns)                              # table and devices gone; safe to call twice
+
+The ruleset replaces the table in one nft transaction, so updating the entries never opens a
+window without forwarding. A device is recreated only when its VNI, local address or port
+differ; its flood list (the live peers) is rewritten each time. Every command is bounded by
+`timeout` seconds; a failure raises ChanceError naming the command and nft's or ip's words.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+
+from anycast_ctl.render.chance import (
+    TABLE,
+    VXLAN_PORT,
+    ChancePlan,
+    OverlayDevice,
+    device,
+    overlay_devices,
+    removal,
+    ruleset,
+)
+from anycast_ctl.sim.owners import HOP_LIMIT_MAX
+
+ZERO_MAC = "00:00:00:00:00:00"
+# Loose reverse-path check on the overlay: forwarded packets come from clients the node
+# routes elsewhere, so strict rp_filter would drop every one.
+RP_FILTER_LOOSE = "2"
+
+
+class ChanceError(RuntimeError):
+    pass
+
+
+def _run(argv: Sequence[str], netns: str | None, timeout: float, stdin: str | None = None) -> str:
+    full = ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
+    try:
+        done = subprocess.run(
+            full, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise ChanceError(f"{' '.join(argv)}: no answer within {timeout} s") from None
+    except FileNotFoundError:
+        raise ChanceError(
+            f"{argv[0]} is not installed (apt-get install nftables iproute2)"
+        ) from None
+    if done.returncode != 0:
+        raise ChanceError(
+            f"{' '.join(argv)}: {done.stderr.strip() or 'exit ' + str(done.returncode)}"
+        )
+    return done.stdout
+
+
+def _link(name: str, netns: str | None, timeout: float) -> dict[str, object] | None:
+    try:
+        out = _run(["ip", "-j", "-d", "link", "show", "dev", name], netns, timeout)
+    except ChanceError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+    links = json.loads(out)
+    return links[0] if links else None
+
+
+def _matches(link: dict[str, object], dev: OverlayDevice) -> bool:
+    info = link.get("linkinfo")
+    if not isinstance(info, dict) or info.get("info_kind") != "vxlan":
+        return False
+    data = info.get("info_data")
+    return (
+        isinstance(data, dict)
+        and data.get("id") == dev.vni
+        and data.get("local") == dev.local
+        and data.get("port") == VXLAN_PORT
+    )
+
+
+def _ensure_device(dev: OverlayDevice, netns: str | None, timeout: float) -> None:
+    present = _link(dev.name, netns, timeout)
+    if present is not None and not _matches(present, dev):
+        _run(["ip", "link", "del", "dev", dev.name], netns, timeout)
+        present = None
+    if present is None:
+        _run(
+            [
+                "ip", "link", "add", dev.name, "type", "vxlan", "id", str(dev.vni),
+                "local", dev.local, "dstport", str(VXLAN_PORT), "nolearning",
+            ],
+            netns,
+            timeout,
+        )  # fmt: skip
+    _run(["ip", "addr", "replace", dev.address, "dev", dev.name], netns, timeout)
+    fdb = json.loads(_run(["bridge", "-j", "fdb", "show", "dev", dev.name], netns, timeout))
+    for entry in fdb:
+        if entry.get("mac") == ZERO_MAC and entry.get("dst") not in dev.remotes:
+            _run(
+                ["bridge", "fdb", "del", ZERO_MAC, "dev", dev.name, "dst", str(entry["dst"])],
+                netns,
+                timeout,
+            )
+    have = {e.get("dst") for e in fdb if e.get("mac") == ZERO_MAC}
+    for remote in dev.remotes:
+        if remote not in have:
+            _run(
+                ["bridge", "fdb", "append", ZERO_MAC, "dev", dev.name, "dst", remote],
+                netns,
+                timeout,
+            )
+    _run(["sysctl", "-qw", f"net.ipv4.conf.{dev.name}.rp_filter={RP_FILTER_LOOSE}"], netns, timeout)
+    _run(["ip", "link", "set", "dev", dev.name, "up"], netns, timeout)
+
+
+def apply_plan(plan: ChancePlan, netns: str | None = None, timeout: float = 10.0) -> None:
+    """Devices for every hop level (extra levels of an earlier plan go), then the table."""
+    wanted = overlay_devices(plan)
+    for dev in wanted:
+        _ensure_device(dev, netns, timeout)
+    _run(["nft", "-f", "-"], netns, timeout, stdin=ruleset(plan))
+    for level in range(plan.hop_limit + 1, HOP_LIMIT_MAX + 1):
+        if _link(device(level), netns, timeout) is not None:
+            _run(["ip", "link", "del", "dev", device(level)], netns, timeout)
+
+
+def remove(netns: str | None = None, timeout: float = 10.0) -> None:
+    """The table first (no rule may point at a device being deleted), then every device."""
+    _run(["nft", "-f", "-"], netns, timeout, stdin=removal())
+    for level in range(1, HOP_LIMIT_MAX + 1):
+        if _link(device(level), netns, timeout) is not None:
+            _run(["ip", "link", "del", "dev", device(level)], netns, timeout)
+
+
+def counters(netns: str | None = None, timeout: float = 10.0) -> dict[str, int]:
+    """Packets through each named counter of the table; {} when the table is absent."""
+    try:
+        out = _run(["nft", "-j", "list", "counters", "table", "ip", TABLE], netns, timeout)
+    except ChanceError as exc:
+        if "No such file" in str(exc):
+            return {}
+        raise
+    result: dict[str, int] = {}
+    for item in json.loads(out).get("nftables", []):
+        counter = item.get("counter")
+        if isinstance(counter, dict):
+            result[str(counter["name"])] = int(counter["packets"])
+    return result
+
+
+def present(netns: str | None = None, timeout: float = 10.0) -> bool:
+    """Whether any of it is left: the table or a device."""
+    return bool(counters(netns, timeout)) or any(
+        _link(device(level), netns, timeout) is not None for level in range(1, HOP_LIMIT_MAX + 1)
+    )

@@ -1,0 +1,253 @@
+"""Second chance in real namespaces: established connections survive their router moving them.
+
+The default topology's c1, r1 and lb1..lb3 (addresses, routes and r1's hashing sysctls from
+render/hostnet.py; no BGP: r1 gets the ECMP route BGP would give it, next hops in file order),
+a TCP echo listener on the VIP of every LB node that answers with its own name, and the
+second-chance table of render/chance.py applied by chance/apply.py. Withdrawing lb1 is r1's
+route losing lb1: the connections it moves to another node must still be answered by the
+node that accepted them, while new connections (SYNs) are served where r1 sends them.
+
+Namespaces are named acx-sc<pid>-<node> and removed even when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import statistics
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anycast_ctl.chance import apply as chance
+from anycast_ctl.config.topology import Topology, load_topology
+from anycast_ctl.render.chance import plan_for
+from anycast_ctl.render.hostnet import setup_commands
+from anycast_ctl.sim.fabric import Event, Fabric
+from anycast_ctl.sim.flowarrays import FlowArrays
+from anycast_ctl.sim.flows import FlowBatch, generate
+from anycast_ctl.sim.owners import OwnerChange, forward_entries, owner_candidates, owner_change
+
+pytestmark = pytest.mark.root
+TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
+NODES = ("c1", "r1", "lb1", "lb2", "lb3")
+LBS = ("lb1", "lb2", "lb3")
+VIP, PORT = "192.0.2.10", 443
+FLOWS = [(f"198.18.1.{20 + i}", 41000 + 13 * i) for i in range(30)]
+
+SERVER = """
+import socket, sys, threading
+name = sys.argv[1].encode()
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("192.0.2.10", 443)); s.listen(128)
+print("ready", flush=True)
+def serve(c):
+    with c:
+        while data := c.recv(4096):
+            c.sendall(name + b":" + data)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+# One line in, one line out: "open SRC SPORT" -> "ok ID", "send ID TEXT" -> the answer
+# ("reset" or "timeout" when there is none), "rtt ID N" -> N round-trip times in us.
+CLIENT = """
+import socket, sys, time
+conns = []
+for line in sys.stdin:
+    cmd, *args = line.split()
+    try:
+        if cmd == "open":
+            c = socket.socket(); c.settimeout(3); c.bind((args[0], int(args[1])))
+            c.connect(("192.0.2.10", 443)); conns.append(c); out = f"ok {len(conns) - 1}"
+        elif cmd == "send":
+            c = conns[int(args[0])]; c.sendall(args[1].encode())
+            out = c.recv(4096).decode() or "reset"
+        elif cmd == "rtt":
+            c, times = conns[int(args[0])], []
+            for _ in range(int(args[1])):
+                t = time.perf_counter(); c.sendall(b"x"); c.recv(4096)
+                times.append(str(int((time.perf_counter() - t) * 1e6)))
+            out = " ".join(times)
+    except socket.timeout:
+        out = "timeout"
+    except OSError as exc:
+        out = "reset" if "reset" in str(exc).lower() else f"error {exc}"
+    print(out, flush=True)
+"""
+
+
+def _run(*argv: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, f"{shlex.join(argv)}: {done.stderr}"
+    return done.stdout
+
+
+@dataclass
+class Net:
+    topo: Topology
+    ns: dict[str, str]
+    gateway: dict[str, str]  # r1's address toward each LB node
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+    client: subprocess.Popen[str] | None = None
+
+    def ask(self, line: str) -> str:
+        assert self.client is not None and self.client.stdin and self.client.stdout
+        self.client.stdin.write(line + "\n")
+        self.client.stdin.flush()
+        return self.client.stdout.readline().strip()
+
+    def route(self, lbs: tuple[str, ...]) -> None:
+        hops = " ".join(f"nexthop via {self.gateway[lb]} dev eth-{lb}" for lb in lbs)
+        _run("ip", "-n", self.ns["r1"], *f"route replace {VIP}/32 {hops}".split())
+
+
+@pytest.fixture
+def net() -> Iterator[Net]:
+    topo = load_topology(TOPOLOGY)
+    plan = topo.address_plan()
+    ns = {n: f"acx-sc{os.getpid()}-{n}" for n in NODES}
+    made: list[str] = []
+    state = Net(topo, ns, {lb: str(plan.interface("r1", lb).ipv4.ip) for lb in LBS})
+    try:
+        for name in ns.values():
+            _run("ip", "netns", "add", name)
+            made.append(name)
+            _run("ip", "-n", name, "link", "set", "dev", "lo", "up")
+        for a, b in [("c1", "r1"), *(("r1", lb) for lb in LBS)]:
+            _run("ip", "link", "add", f"eth-{b}", "netns", ns[a], "type", "veth",
+                 "peer", "name", f"eth-{a}", "netns", ns[b])  # fmt: skip
+            _run("ip", "-n", ns[a], "link", "set", "dev", f"eth-{b}", "up")
+            _run("ip", "-n", ns[b], "link", "set", "dev", f"eth-{a}", "up")
+        for node in NODES:
+            for cmd in setup_commands(topo, node, plan):
+                if "eth-be" not in cmd and "100.64.255.5" not in cmd and "100.64.255.6" not in cmd:
+                    _run("ip", "netns", "exec", ns[node], *shlex.split(cmd))
+        for lb in LBS:
+            _run("ip", "-n", ns[lb], "addr", "add", f"{VIP}/32", "dev", "lo")
+            # The underlay: every LB node reaches the others' link addresses through r1.
+            for peer in LBS:
+                if peer != lb:
+                    address = str(plan.interface(peer, "r1").ipv4.ip)
+                    _run("ip", "-n", ns[lb], "route", "add", address, "via", state.gateway[lb])
+            server = subprocess.Popen(
+                ["ip", "netns", "exec", ns[lb], "python3", "-c", SERVER, lb],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            state.procs.append(server)
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        state.route(LBS)
+        state.client = subprocess.Popen(
+            ["ip", "netns", "exec", ns["c1"], "python3", "-c", CLIENT],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        state.procs.append(state.client)
+        yield state
+    finally:
+        for proc in state.procs:
+            proc.kill()
+            proc.wait(timeout=10)
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+    assert not [
+        n for n in _run("ip", "netns", "list").split() if n.startswith(f"acx-sc{os.getpid()}-")
+    ]
+
+
+def _change(topo: Topology, flows: list[tuple[str, int]]) -> OwnerChange:
+    n = len(flows)
+    arrays = FlowArrays.from_tuples([(s, VIP, 6, p, PORT) for s, p in flows])
+    batch = FlowBatch(arrays, np.zeros(n, np.int64), np.zeros(n, np.int64), np.ones(n))
+    return owner_change(Fabric.from_topology(topo), Event("withdraw", "lb1"), batch)
+
+
+def _likely(topo: Topology, node: str) -> tuple[str, ...]:
+    (batch,) = list(generate(topo, 20_000, seed=1))
+    change = owner_change(Fabric.from_topology(topo), Event("withdraw", "lb1"), batch)
+    return owner_candidates(change, node)
+
+
+def _apply_all(net: Net, change: OwnerChange, *, with_entries: bool) -> None:
+    for lb in LBS:
+        entries = tuple(forward_entries(change, lb)) if with_entries else ()
+        plan = plan_for(
+            net.topo, lb, alive=frozenset(LBS), entries=entries, likely=_likely(net.topo, lb)
+        )
+        chance.apply_plan(plan, net.ns[lb])
+
+
+def _open_all(net: Net) -> list[str]:
+    """Open every flow and say which node answered it.
+
+    The table goes in first, as the agent loads it before announcing: conntrack follows a
+    connection only from its SYN on, and one it met mid-stream would look like a stranger.
+    """
+    for lb in LBS:
+        plan = plan_for(net.topo, lb, alive=frozenset(LBS))
+        chance.apply_plan(plan, net.ns[lb])
+    owners = []
+    for i, (src, sport) in enumerate(FLOWS):
+        assert net.ask(f"open {src} {sport}") == f"ok {i}"
+        owners.append(net.ask(f"send {i} hello").split(":")[0])
+    return owners
+
+
+def test_moved_connections_are_served_by_their_owner_and_syns_locally(net: Net) -> None:
+    change = _change(net.topo, FLOWS)
+    owners = _open_all(net)
+    assert owners == [LBS[i] for i in change.before.tolist()]  # the kernel-exact model
+    moved = np.flatnonzero(change.moved).tolist()
+    assert len(moved) >= 10  # about half of 30 flows, own and collateral
+
+    for with_entries in (True, False):  # per-flow entries, then the likely owners alone
+        _apply_all(net, change, with_entries=with_entries)
+        net.route(("lb2", "lb3"))  # lb1 withdrawn
+        answers = [net.ask(f"send {i} again").split(":")[0] for i in range(len(FLOWS))]
+        assert answers == owners, f"with_entries={with_entries}"
+        forwarded = sum(chance.counters(net.ns[lb]).get("forwarded", 0) for lb in ("lb2", "lb3"))
+        arrived = sum(chance.counters(net.ns[lb]).get("arrived", 0) for lb in ("lb1", "lb2"))
+        assert forwarded >= len(moved) and arrived >= len(moved)
+        net.route(LBS)
+
+    # A new connection is served where r1 sends it now, not forwarded to a previous owner.
+    net.route(("lb2", "lb3"))
+    fresh = [(f"198.18.1.{120 + i}", 42000 + 17 * i) for i in range(10)]
+    expected = [LBS[i] for i in _change(net.topo, fresh).after.tolist()]
+    for k, (src, sport) in enumerate(fresh):
+        assert net.ask(f"open {src} {sport}") == f"ok {len(FLOWS) + k}"
+        assert net.ask(f"send {len(FLOWS) + k} new").split(":")[0] == expected[k]
+
+    # Without the table a moved connection meets a node that does not know it: reset.
+    for lb in LBS:
+        chance.remove(net.ns[lb])
+        assert not chance.present(net.ns[lb])
+    assert net.ask(f"send {moved[0]} lost") == "reset"
+
+
+def test_cost_of_a_forwarded_packet(net: Net) -> None:
+    """Round-trip times of one connection served directly and through the second chance."""
+    change = _change(net.topo, FLOWS)
+    _open_all(net)
+    moved = int(np.flatnonzero(change.moved)[0])
+    stay = int(np.flatnonzero(~change.moved)[0])
+    _apply_all(net, change, with_entries=True)
+    net.route(("lb2", "lb3"))
+    probes = 500
+    direct = [int(x) for x in net.ask(f"rtt {stay} {probes}").split()]
+    forwarded = [int(x) for x in net.ask(f"rtt {moved} {probes}").split()]
+    assert len(direct) == len(forwarded) == probes
+    q = {
+        name: (statistics.median(v), statistics.quantiles(v, n=100)[98])
+        for name, v in (("direct", direct), ("forwarded", forwarded))
+    }
+    print(
+        f"rtt us, {probes} probes: direct p50 {q['direct'][0]:.0f} p99 {q['direct'][1]:.0f}; "
+        f"forwarded p50 {q['forwarded'][0]:.0f} p99 {q['forwarded'][1]:.0f}"
+    )
+    # One extra hop (an skb copy, VXLAN encapsulation, a second stack) and not a timer.
+    assert q["forwarded"][0] < q["direct"][0] + 2000

@@ -114,6 +114,8 @@ def _ensure_device(dev: OverlayDevice, netns: str | None, timeout: float) -> Non
                 timeout,
             )
     _run(["sysctl", "-qw", f"net.ipv4.conf.{dev.name}.rp_filter={RP_FILTER_LOOSE}"], netns, timeout)
+    if dev.mtu is not None:
+        _run(["ip", "link", "set", "dev", dev.name, "mtu", str(dev.mtu)], netns, timeout)
     _run(["ip", "link", "set", "dev", dev.name, "up"], netns, timeout)
 
 

@@ -48,8 +48,14 @@ class ChancePlan:
     entries: tuple[ForwardEntry, ...]  # flows this node receives but another node owns
     chain: tuple[str, ...]  # fallback for flows without an entry: its first peer is asked
     hop_limit: int = 1
+    # The overlay's MTU. None: the kernel's default, the underlay's 1500 less VXLAN's 50 bytes,
+    # so a forwarded full-size segment costs its client an ICMP "fragmentation needed" and a
+    # retransmission. 1500 needs an underlay carrying 1550-byte frames between the LB nodes.
+    mtu: int | None = None
 
     def __post_init__(self) -> None:
+        if self.mtu is not None and not 1280 <= self.mtu <= 9000:
+            raise ValueError(f"overlay mtu {self.mtu} is outside 1280..9000")
         if not 1 <= self.hop_limit <= HOP_LIMIT_MAX:
             raise ValueError(f"hop_limit must be within 1..{HOP_LIMIT_MAX}, not {self.hop_limit}")
         names = {p.name for p in self.peers}
@@ -98,6 +104,7 @@ class OverlayDevice:
     local: str  # underlay address of this node
     address: str  # this node's overlay address, with its /24
     remotes: tuple[str, ...]  # underlay addresses flooded to (ARP): the live peers only
+    mtu: int | None = None
 
 
 def overlay_devices(plan: ChancePlan) -> list[OverlayDevice]:
@@ -109,6 +116,7 @@ def overlay_devices(plan: ChancePlan) -> list[OverlayDevice]:
             plan.underlay,
             f"{overlay_address(level, plan.index)}/24",
             remotes,
+            plan.mtu,
         )
         for level in range(1, plan.hop_limit + 1)
     ]
@@ -186,6 +194,7 @@ def plan_for(
     entries: tuple[ForwardEntry, ...] = (),
     likely: tuple[str, ...] = (),
     hop_limit: int = 1,
+    mtu: int | None = None,
 ) -> ChancePlan:
     """The plan of one LB node of a topology: its IPv4 VIPs, its live peers, the entries whose
     owner is alive (a flow owned by a node that is down is lost whatever we do), and the
@@ -213,6 +222,7 @@ def plan_for(
         tuple(e for e in entries if e.owner in live),
         fallback_chain(node, lbs, frozenset(live), hop_limit, likely),
         hop_limit,
+        mtu,
     )
 
 

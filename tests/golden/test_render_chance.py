@@ -88,7 +88,7 @@ def test_overlay_devices_one_per_level_flooding_only_to_live_peers() -> None:
         ("acxch2", 0xAC5C02, "169.254.102.3/24"),
     ]
     lb2 = str(topo.address_plan().interface("lb2", "r1").ipv4.ip)
-    assert all(d.remotes == (lb2,) for d in devices)
+    assert all(d.remotes == (lb2,) and d.mtu is None for d in devices)
     assert removal() == "table ip anycast_chance {}\ndelete table ip anycast_chance\n"
 
 
@@ -99,6 +99,7 @@ def test_overlay_devices_one_per_level_flooding_only_to_live_peers() -> None:
         ({"chain": ("lb9",)}, "fallback node lb9"),
         ({"underlay": "fd00::1"}, "underlay address"),
         ({"vips": (("192.0.2.10", 0),)}, "VIP port"),
+        ({"mtu": 9001}, "overlay mtu"),
         ({"entries": (ForwardEntry(("198.18.1.1", 1, "192.0.2.10", 443), "lb9"),)}, "live peer"),
     ],
 )

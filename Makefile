@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-APT_PACKAGES := frr haproxy iproute2 procps openssl
+APT_PACKAGES := frr haproxy iproute2 procps openssl nftables
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # promtool (checks and unit tests of docs/monitoring/alerts.yml) ships in Debian's prometheus
 # package, whose install enables and starts a prometheus service: see sysdeps.

@@ -60,7 +60,7 @@ def run_sysdeps(
     return done.stdout, log.read_text().splitlines()
 
 
-ALL = {"frr", "haproxy", "iproute2", "procps", "openssl"}
+ALL = {"frr", "haproxy", "iproute2", "procps", "openssl", "nftables"}
 
 
 def test_nothing_missing_means_no_service_is_touched(tmp_path):

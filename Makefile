@@ -88,6 +88,7 @@ bench: setup
 # build/images/base.tar) and a wheelhouse; no container registry. Not part of `make test`
 # (minutes, not seconds); the deployment test uses the images when they exist.
 IMAGE_APT := podman runc debootstrap
+PODMAN_UNITS := podman.socket podman.service podman-restart.service podman-auto-update.timer podman-auto-update.service
 IMAGE_TAG ?= latest
 DEBIAN_MIRROR ?= http://deb.debian.org/debian
 export CONTAINERS_CONF := $(CURDIR)/images/containers.conf
@@ -95,10 +96,13 @@ export CONTAINERS_CONF := $(CURDIR)/images/containers.conf
 images-sysdeps:
 ifeq ($(IS_ROOT),yes)
 	@missing=""; for p in $(IMAGE_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "apt-get install$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "installing with apt-get:$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
+	case " $$missing " in *" podman "*) \
+	  echo "podman: installed now; the units its package enabled (API socket, restart at boot) are disabled: images and labs call podman directly"; \
+	  systemctl disable --now $(PODMAN_UNITS) >/dev/null 2>&1 || true ;; \
+	esac
 else
 	@echo "make images needs root (debootstrap, rootful podman)"; exit 2
 endif

@@ -114,6 +114,20 @@ def owner_candidates(change: OwnerChange, node: str) -> tuple[str, ...]:
     return tuple(change.lbs[i] for i in ranked)
 
 
+def candidate_coverage(change: OwnerChange, hop_limit: int = 1) -> float:
+    """Fraction of the moved flows whose owner is among the first `hop_limit` likely owners
+    of the node they now reach: what the chain alone keeps, with no list of flows (1.0 when
+    nothing moves)."""
+    moved = change.moved
+    if not moved.any():
+        return 1.0
+    reached = 0
+    for k, lb in enumerate(change.lbs):
+        ids = [change.lbs.index(c) for c in owner_candidates(change, lb)[:hop_limit]]
+        reached += int((moved & (change.after == k) & np.isin(change.before, ids)).sum())
+    return reached / int(moved.sum())
+
+
 def unpredictable(topo: Topology, routers: list[str] | None = None) -> list[str]:
     """Why the previous owner of a flow cannot be computed, one reason per router (none: it can).
 

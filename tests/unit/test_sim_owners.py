@@ -16,6 +16,7 @@ from anycast_ctl.sim.network import NO_PATH
 from anycast_ctl.sim.owners import (
     ForwardEntry,
     OwnerChange,
+    candidate_coverage,
     fallback_chain,
     forward_entries,
     owner_candidates,
@@ -138,3 +139,41 @@ def test_fallback_chain_puts_likely_owners_first_and_skips_the_dead() -> None:
     lbs, alive = ("lb1", "lb2", "lb3", "lb4"), frozenset({"lb1", "lb2", "lb4"})
     assert fallback_chain("lb2", lbs, alive, 3, likely=("lb4", "lb3", "lb2")) == ("lb4", "lb1")
     assert fallback_chain("lb1", lbs, alive, 1, likely=("lb4",)) == ("lb4",)
+
+
+@pytest.mark.parametrize(
+    ("topology", "event"),
+    [
+        ("default.yaml", Event("withdraw", "lb1")),
+        ("default.yaml", Event("withdraw", "lb2")),
+        ("default.yaml", Event("add", "lb4")),
+        ("leaf-spine.yaml", Event("withdraw", "lb1")),
+        ("leaf-spine.yaml", Event("withdraw", "lb5")),
+        ("hybrid.yaml", Event("withdraw", "lb1")),
+    ],
+)
+def test_one_event_gives_every_node_one_previous_owner(topology: str, event: Event) -> None:
+    # Hash-threshold after one LB node leaves or joins: each node's gained flows all come
+    # from one node, so its first likely owner, one hop, keeps every moved connection.
+    topo = load_topology(TOPOLOGIES / topology)
+    (batch, *_) = list(generate(topo, 50_000, seed=1))
+    change = owner_change(Fabric.from_topology(topo), event, batch)
+    assert change.moved.mean() > 0.25
+    assert all(len(owner_candidates(change, lb)) <= 1 for lb in change.lbs)
+    assert candidate_coverage(change) == 1.0
+
+
+def test_candidate_coverage_counts_only_the_first_hops() -> None:
+    batch = FlowBatch(
+        FlowArrays.from_tuples([("198.18.1.1", "192.0.2.10", 6, p, 443) for p in (1, 2, 3, 4)]),
+        np.zeros(4, np.int64),
+        np.zeros(4, np.int64),
+        np.ones(4),
+    )
+    # lb3 gains two flows from lb1 and one from lb2; one flow stays on lb2.
+    change = OwnerChange(
+        ("lb1", "lb2", "lb3"), np.array([0, 0, 1, 1]), np.array([2, 2, 2, 1]), batch
+    )
+    assert owner_candidates(change, "lb3") == ("lb1", "lb2")
+    assert candidate_coverage(change, 1) == pytest.approx(2 / 3)
+    assert candidate_coverage(change, 2) == 1.0

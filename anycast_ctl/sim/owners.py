@@ -23,7 +23,8 @@ import numpy as np
 
 from anycast_ctl.config.topology import Algorithm, Topology
 from anycast_ctl.sim.fabric import Event, Fabric, apply
-from anycast_ctl.sim.flows import FlowBatch
+from anycast_ctl.sim.flowarrays import FlowArrays
+from anycast_ctl.sim.flows import FlowBatch, FlowMismatch, attach
 from anycast_ctl.sim.network import NO_PATH, HashCache, Plan, route
 
 HOP_LIMIT_MAX = 3  # a forwarded packet crosses at most this many LB nodes after the first
@@ -126,6 +127,18 @@ def candidate_coverage(change: OwnerChange, hop_limit: int = 1) -> float:
         ids = [change.lbs.index(c) for c in owner_candidates(change, lb)[:hop_limit]]
         reached += int((moved & (change.after == k) & np.isin(change.before, ids)).sum())
     return reached / int(moved.sum())
+
+
+def owned_batch(topo: Topology, flows: list[FlowKey]) -> FlowBatch:
+    """A node's connections (client, port, VIP, port) as TCP flows of one batch (one family).
+
+    Raises ValueError for a mix of families or a flow that fits no client prefix or VIP.
+    """
+    arrays = FlowArrays.from_tuples([(s, d, 6, sp, dp) for s, sp, d, dp in flows])
+    try:
+        return attach(topo, arrays)
+    except FlowMismatch as exc:
+        raise ValueError(str(exc)) from None
 
 
 def unpredictable(topo: Topology, routers: list[str] | None = None) -> list[str]:

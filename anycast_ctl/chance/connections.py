@@ -1,0 +1,48 @@
+"""A node's own connections to its VIPs, from `ss -Htn state established` (pure parsing).
+
+These are the flows whose previous owner is this node once the routers move them: fed to
+`sim.owners.owner_change` (through `owned_batch`), they give the entries every other node
+needs (`forward_entries`). Reading `ss` is the caller's I/O.
+
+    flows = parse_established(text, {("192.0.2.10", 443)})
+    # [("198.18.1.7", 40001, "192.0.2.10", 443), ...]  (client, client port, VIP, VIP port)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from anycast_ctl.sim.owners import FlowKey
+
+
+def _endpoint(text: str) -> tuple[str, int] | None:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    host = host.partition("%")[0]  # an interface scope (fe80::1%eth0)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:a.b.c.d from a dual-stack socket
+    return str(mapped or address), int(port)
+
+
+def parse_established(text: str, vips: Iterable[tuple[str, int]]) -> list[FlowKey]:
+    """One flow per established connection whose local end is one of `vips`, in `ss` order.
+
+    Lines that are not `Recv-Q Send-Q Local Peer [...]` (a header, a State column) are read by
+    their address columns: the first two fields that parse as ADDR:PORT.
+    """
+    wanted = {(str(ipaddress.ip_address(a)), p) for a, p in vips}
+    flows: list[FlowKey] = []
+    for line in text.splitlines():
+        ends = [e for e in (_endpoint(f) for f in line.split()) if e is not None]
+        if len(ends) < 2:
+            continue
+        (local, local_port), (peer, peer_port) = ends[0], ends[1]
+        if (local, local_port) in wanted:
+            flows.append((peer, peer_port, local, local_port))
+    return flows

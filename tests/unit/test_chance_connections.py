@@ -1,0 +1,56 @@
+"""A node's connections from `ss` output, and the entries they give the other nodes (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from anycast_ctl.chance.connections import parse_established
+from anycast_ctl.config.topology import load_topology
+from anycast_ctl.sim.fabric import Event, Fabric
+from anycast_ctl.sim.owners import forward_entries, owned_batch, owner_change
+
+TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
+VIPS = {("192.0.2.10", 443)}
+
+SS = """\
+0      0      192.0.2.10:443     198.18.1.7:40001
+0      0      192.0.2.10:443     198.18.1.9:50001   users:(("haproxy",pid=7,fd=12))
+ESTAB 0 0     192.0.2.10:443     198.18.1.11:50002
+0      0      100.64.0.3:179     100.64.0.2:40000
+0      0      192.0.2.10:8443    198.18.1.12:50003
+0      0      [::ffff:192.0.2.10]:443 [::ffff:198.18.1.13]:50004
+0      0      [2001:db8::10]:443 [2001:db8:1::5]:50005
+Recv-Q Send-Q Local Address:Port Peer Address:Port
+garbage
+"""
+
+
+def test_parse_established_keeps_connections_to_the_vips_only() -> None:
+    assert parse_established(SS, VIPS | {("2001:db8:0::10", 443)}) == [
+        ("198.18.1.7", 40001, "192.0.2.10", 443),
+        ("198.18.1.9", 50001, "192.0.2.10", 443),
+        ("198.18.1.11", 50002, "192.0.2.10", 443),  # with a State column
+        ("198.18.1.13", 50004, "192.0.2.10", 443),  # a dual-stack socket's mapped addresses
+        ("2001:db8:1::5", 50005, "2001:db8::10", 443),
+    ]
+    assert parse_established("", VIPS) == []
+
+
+def test_a_nodes_connections_give_the_entries_of_the_nodes_that_gain_them() -> None:
+    topo = load_topology(TOPOLOGY)
+    fabric = Fabric.from_topology(topo)
+    flows = [(f"198.18.1.{1 + i % 250}", 30000 + i, "192.0.2.10", 443) for i in range(600)]
+    every = owner_change(fabric, Event("withdraw", "lb1"), owned_batch(topo, flows))
+    lb2_owns = [f for f, before in zip(flows, every.before.tolist(), strict=True) if before == 1]
+    # Only lb2's own connections, as lb2 would read them from ss: lb3 gains some of them.
+    mine = owner_change(fabric, Event("withdraw", "lb1"), owned_batch(topo, lb2_owns))
+    lb3 = forward_entries(mine, "lb3")
+    assert lb3 and {e.owner for e in lb3} == {"lb2"}
+    assert lb3 == [e for e in forward_entries(every, "lb3") if e.owner == "lb2"]
+
+
+def test_owned_batch_names_a_flow_that_fits_no_client() -> None:
+    with pytest.raises(ValueError, match="flow 0, field src: 203.0.113.1 is in no client"):
+        owned_batch(load_topology(TOPOLOGY), [("203.0.113.1", 1, "192.0.2.10", 443)])

@@ -90,7 +90,9 @@ bench: setup
 IMAGE_APT := podman runc debootstrap
 PODMAN_UNITS := podman.socket podman.service podman-restart.service podman-auto-update.timer podman-auto-update.service
 IMAGE_TAG ?= latest
-DEBIAN_MIRROR ?= http://deb.debian.org/debian
+# The Debian archive the host's apt already uses (its first .../debian URI), so the images are
+# built from the same archive as the host's FRR and HAProxy; override with DEBIAN_MIRROR=URL.
+DEBIAN_MIRROR ?= $(shell images/host-mirror.sh)
 export CONTAINERS_CONF := $(CURDIR)/images/containers.conf
 
 images-sysdeps:

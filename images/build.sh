@@ -4,10 +4,10 @@
 #   2. a wheelhouse of anycast-ctl and its dependencies, built on the host with the venv's pip;
 #   3. the host, LB and router images from images/*/Containerfile, whose only network is the
 #      Debian archive (apt-get, through the host's network: --network host).
-# Usage (the Makefile's `images` target): images/build.sh BUILD_DIR PIP TAG [MIRROR]
+# Usage (the Makefile's `images` target): images/build.sh BUILD_DIR PIP TAG MIRROR
 # Needs root (debootstrap, rootful podman) and CONTAINERS_CONF pointing at images/containers.conf.
 set -euo pipefail
-build=$1 pip=$2 tag=$3 mirror=${4:-http://deb.debian.org/debian}
+build=$1 pip=$2 tag=$3 mirror=${4:?the Debian archive URI (the Makefile reads it from the host's apt sources)}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 base=localhost/anycast-ctl-base:bookworm
 : "${CONTAINERS_CONF:?set CONTAINERS_CONF (the Makefile points it at images/containers.conf)}"

@@ -7,7 +7,7 @@
 # Usage (the Makefile's `images` target): images/build.sh BUILD_DIR PIP TAG MIRROR
 # Needs root (debootstrap, rootful podman) and CONTAINERS_CONF pointing at images/containers.conf.
 set -euo pipefail
-build=$1 pip=$2 tag=$3 mirror=${4:?the Debian archive URI (the Makefile reads it from the host's apt sources)}
+build=$1 pip=$2 tag=$3 mirror=${4:?the Debian archive URI, as the Makefile reads it from the apt sources}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 base=localhost/anycast-ctl-base:bookworm
 : "${CONTAINERS_CONF:?set CONTAINERS_CONF (the Makefile points it at images/containers.conf)}"

@@ -12,6 +12,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = REPO / "images" / "containers.conf"
 IMAGES = ("anycast-ctl-host", "anycast-ctl-lb", "anycast-ctl-router")
+# Written by `make test` when its image build failed: the reason to skip with.
+IMAGES_UNAVAILABLE = REPO / "build" / "images" / "unavailable"
 
 
 def podman_env() -> dict[str, str]:
@@ -42,5 +44,7 @@ def require_images(tag: str = "latest") -> None:
         for name in IMAGES
         if podman("image", "exists", f"localhost/{name}:{tag}", check=False).returncode != 0
     ]
+    if IMAGES_UNAVAILABLE.is_file():
+        pytest.skip(IMAGES_UNAVAILABLE.read_text().strip())
     if missing:
         pytest.skip(f"images missing: {', '.join(missing)} (build them with `make images`)")

@@ -10,9 +10,18 @@ So the agent starts a small guardian process and holds the write end of a pipe t
 - the agent dies (even by SIGKILL): the kernel closes the pipe, the guardian reads EOF;
 - the agent hangs (its event loop stalls, or it is SIGSTOPped): the heartbeats stop;
 
-either way the guardian SIGKILLs the agent and stops ExaBGP (SIGTERM, then SIGKILL after a
-grace period, since an ExaBGP blocked writing to a hung agent may not act on SIGTERM).
+either way the guardian SIGKILLs the agent and stops ExaBGP: after a death with SIGTERM
+(ExaBGP sends Cease), then SIGKILL after a grace period; after a stall with SIGKILL at once
+(a stall usually means a starved host, where ExaBGP would act on SIGTERM late too).
 An agent that exits on purpose, after withdrawing its routes, calls `stand_down()` first.
+
+Two stall limits: a loose one from the start (a CPU-starved start-up, imports and the first
+checks, is not a hang) and a tight one once the agent has made its first decision for every
+VIP (`tighten()`): from then on a stall takes the node out of every FIB within about a second.
+
+The agent also watches ExaBGP (anycast_ctl.agent.exabgp_watch): when ExaBGP stops answering,
+it says so (`exabgp_hung()`), and the guardian SIGKILLs ExaBGP at once (a stopped or wedged
+process acts on nothing else), so the kernel closes its BGP sessions.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ def _log() -> logging.Logger:
 
 BEAT = b"."
 STAND_DOWN = b"Q"
+TIGHTEN = b"T"  # the agent made its first decisions: switch to the tight stall limit
+EXABGP_HUNG = b"X"  # the agent saw ExaBGP stop answering: kill it now
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -84,8 +95,17 @@ class Lifeline:
         self.guardian = guardian
 
     @classmethod
-    def start(cls, target_pid: int, *, stall_after: float = 3.0, grace: float = 1.0) -> Lifeline:
-        """Start a guardian that stops `target_pid` (ExaBGP) when this process dies or stalls."""
+    def start(
+        cls,
+        target_pid: int,
+        *,
+        stall_after: float = 0.6,
+        startup_stall_after: float | None = None,
+        grace: float = 1.0,
+    ) -> Lifeline:
+        """Start a guardian that stops `target_pid` (ExaBGP) when this process dies or stalls:
+        no heartbeat for `startup_stall_after` (default: `stall_after`) until `tighten()`,
+        then for `stall_after`."""
         target_start = process_start_time(target_pid)
         if target_start is None:
             raise ProcessLookupError(f"no process {target_pid} to guard")
@@ -100,6 +120,7 @@ class Lifeline:
             "--target", str(target_pid),
             "--target-start", str(target_start),
             "--stall-after", str(stall_after),
+            "--startup-stall-after", str(startup_stall_after or stall_after),
             "--grace", str(grace),
         ]  # fmt: skip
         import subprocess
@@ -119,6 +140,32 @@ class Lifeline:
             os.write(self._fd, BEAT)
         except BlockingIOError:
             pass  # the guardian is behind on reading; it has plenty of beats already
+        except OSError:
+            _log().error("lifeline guardian is gone")
+
+    def tighten(self) -> None:
+        """Every VIP has had its first decision: from now on use the tight stall limit."""
+        self._say(TIGHTEN)
+
+    def exabgp_hung(self) -> None:
+        """ExaBGP stopped answering: the guardian kills it at once, closing its sessions."""
+        self._say(EXABGP_HUNG)
+
+    def _say(self, message: bytes) -> None:
+        try:
+            os.write(self._fd, message)
+        except BlockingIOError:
+            # The pipe is full of beats the guardian has not read: it is behind, so wait for it
+            # (bounded): this message must not be lost.
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                select.select([], [self._fd], [], 0.05)
+                try:
+                    os.write(self._fd, message)
+                    return
+                except BlockingIOError:
+                    continue
+            _log().error("lifeline guardian is not reading; could not tell it %r", message)
         except OSError:
             _log().error("lifeline guardian is gone")
 
@@ -174,15 +221,25 @@ def _stop(pid: int, start: int | None, grace: float, first: int = signal.SIGTERM
 
 
 def guard(
-    fd: int, agent: int, target: int, target_start: int, stall_after: float, grace: float
+    fd: int,
+    agent: int,
+    target: int,
+    target_start: int,
+    stall_after: float,
+    grace: float,
+    startup_stall_after: float | None = None,
 ) -> str:
-    """Wait for the agent to die, stall or stand down; stop ExaBGP unless it stood down."""
+    """Wait for the agent to die, stall, report ExaBGP hung, or stand down; stop ExaBGP
+    unless it stood down. The loose `startup_stall_after` applies until the agent sends
+    TIGHTEN."""
     agent_start = process_start_time(agent)
-    deadline = time.monotonic() + stall_after
+    limit = startup_stall_after or stall_after
+    deadline = time.monotonic() + limit
+    hung = stalled = False
     while True:
         ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
-            reason = f"agent {agent} sent no heartbeat for {stall_after}s"
+            reason, stalled = f"agent {agent} sent no heartbeat for {limit}s", True
             break
         data = os.read(fd, 4096)
         if not data:
@@ -190,14 +247,29 @@ def guard(
             break
         if STAND_DOWN in data:
             return "agent stood down"
-        deadline = time.monotonic() + stall_after
+        if EXABGP_HUNG in data:
+            reason, hung = f"agent {agent} reports that ExaBGP stopped answering", True
+            break
+        if TIGHTEN in data:
+            limit = stall_after
+        deadline = time.monotonic() + limit
     print(
         f"anycast-ctl lifeline: {reason}; stopping ExaBGP (pid {target})",
         file=sys.stderr,
         flush=True,
     )
+    if hung:
+        # ExaBGP is stopped or wedged: SIGTERM would wait for it. SIGKILL closes its sockets
+        # now. The agent stays: it sees EOF, removes its VIPs from lo and exits by itself.
+        _stop(target, target_start, 0.0, signal.SIGKILL)
+        return reason
     _stop(agent, agent_start, 0.0, signal.SIGKILL)
-    _stop(target, target_start, grace)
+    if stalled:
+        # A stall is often a starved host: ExaBGP would act on SIGTERM late too. SIGKILL
+        # closes its sessions now (the routers see the TCP close, not a Cease).
+        _stop(target, target_start, 0.0, signal.SIGKILL)
+    else:
+        _stop(target, target_start, grace)  # the agent died: ExaBGP is well, let it send Cease
     return reason
 
 
@@ -212,12 +284,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=int, required=True)
     parser.add_argument("--target-start", type=int, required=True)
     parser.add_argument("--stall-after", type=float, required=True)
+    parser.add_argument("--startup-stall-after", type=float, default=None)
     parser.add_argument("--grace", type=float, default=1.0)
     args = parser.parse_args(argv)
     # Signals meant for the agent's terminal or group are not for us: only the pipe decides.
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    guard(args.fd, args.agent, args.target, args.target_start, args.stall_after, args.grace)
+    guard(
+        args.fd,
+        args.agent,
+        args.target,
+        args.target_start,
+        args.stall_after,
+        args.grace,
+        args.startup_stall_after,
+    )
     return 0
 
 

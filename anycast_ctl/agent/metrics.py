@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from anycast_ctl.agent.fsm import VipState
 from anycast_ctl.agent.health import CheckResult
+from anycast_ctl.agent.status import DampingView
 
 # Fast checks: most answer in well under a millisecond on loopback; timeouts sit near 0.1-1 s.
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -77,6 +78,24 @@ class AgentMetrics:
             ["check"],
             registry=self.registry,
         )
+        self.suppressed = Gauge(
+            "anycast_vip_suppressed",
+            "1 while flap damping holds the VIP withdrawn",
+            ["vip"],
+            registry=self.registry,
+        )
+        self.penalty = Gauge(
+            "anycast_vip_flap_penalty",
+            "The VIP's flap-damping penalty at its last update",
+            ["vip"],
+            registry=self.registry,
+        )
+        self.reuse_time = Gauge(
+            "anycast_vip_reuse_timestamp_seconds",
+            "While suppressed: when the VIP may be announced again (Unix time); 0 otherwise",
+            ["vip"],
+            registry=self.registry,
+        )
 
     def observe_check(self, result: CheckResult) -> None:
         self.check_results.labels(result.check, result.health.value).inc()
@@ -90,11 +109,21 @@ class AgentMetrics:
             if isinstance(value, int | float):
                 gauge.labels(result.check).set(value)
 
-    def set_vip(self, vip: str, state: VipState, announced: bool, drained: bool) -> None:
+    def set_vip(
+        self,
+        vip: str,
+        state: VipState,
+        announced: bool,
+        drained: bool,
+        damping: DampingView | None = None,
+    ) -> None:
         for candidate in VipState:
             self.vip_state.labels(vip, candidate.value).set(1 if candidate is state else 0)
         self.vip_announced.labels(vip).set(1 if announced else 0)
         self.drained.labels(vip).set(1 if drained else 0)
+        self.suppressed.labels(vip).set(1 if damping and damping["suppressed"] else 0)
+        self.penalty.labels(vip).set(damping["penalty"] if damping else 0)
+        self.reuse_time.labels(vip).set((damping["reuse_at"] if damping else None) or 0)
 
     def transition(self, vip: str, old: VipState, new: VipState) -> None:
         self.transitions.labels(vip, old.value, new.value).inc()

@@ -14,7 +14,8 @@ Fail closed, everywhere:
 - a corrupt drain file counts as "whole node drained";
 - the agent dying or hanging is caught by the lifeline guardian, which stops ExaBGP so its
   sessions close (anycast_ctl/agent/lifeline.py; ExaBGP itself keeps the routes of a dead
-  API process announced).
+  API process announced);
+- a hung ExaBGP: the agent notices, the guardian kills it (exabgp_watch.py, failsafe.py).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from anycast_ctl.agent import fsm
 from anycast_ctl.agent.control import ControlServer, serve_control
 from anycast_ctl.agent.drainstore import DrainState, load_or_drain_all, save_drain_state
 from anycast_ctl.agent.exabgp import PeerState, RouteWriter, Shutdown
+from anycast_ctl.agent.failsafe import Failsafe
 from anycast_ctl.agent.health import CheckResult, Health
 from anycast_ctl.agent.observe import CheckCrashed, Observer
 from anycast_ctl.agent.scheduling import CheckScheduling
 from anycast_ctl.agent.speaker import Speaker
-from anycast_ctl.agent.status import status_payload
+from anycast_ctl.agent.status import damping_view, exabgp_status, status_payload, transition_line
 from anycast_ctl.agent.vips import desired_for
 from anycast_ctl.config.node import LoopbackMode, NodeConfig, Vip
 from anycast_ctl.errors import UserError
@@ -44,7 +46,6 @@ if TYPE_CHECKING:  # prometheus_client is imported only when metrics are on
     from anycast_ctl.agent.metrics import AgentMetrics
 
 log = logging.getLogger("anycast_ctl.agent")
-LIFELINE_BEAT = 0.1  # seconds between heartbeats; the guardian's stall limit is many beats
 audit = logging.getLogger("anycast_ctl.audit")
 
 __all__ = ["AgentRuntime", "CheckCrashed"]
@@ -60,13 +61,14 @@ class AgentRuntime(CheckScheduling):
         metrics: AgentMetrics | None = None,
         clock: Callable[[], float] = time.time,
         lifeline=None,  # anycast_ctl.agent.lifeline.Lifeline, or None when not under ExaBGP
+        notifier=None,  # anycast_ctl.agent.sdnotify.Notifier, or None outside systemd
     ):
         self.config_path = config_path
         self.speaker = speaker
         self.loopback = loopback
         self.metrics = metrics
         self.clock = clock
-        self.lifeline = lifeline
+        self.failsafe = Failsafe(speaker, config.lifeline, lifeline, notifier)
         self.results: dict[str, CheckResult] = {}
         self.result_since: dict[str, float] = {}
         self.statuses: dict[str, fsm.VipStatus] = {}
@@ -84,6 +86,7 @@ class AgentRuntime(CheckScheduling):
         self.config = config
         self.vips = {vip.address: vip for vip in config.vips}
         self.writer = RouteWriter(config)
+        self.damping = config.damping.rule()
         self.observer = Observer(config)
         self.checks = self.observer.checks
         self._plan_checks(config)
@@ -146,12 +149,9 @@ class AgentRuntime(CheckScheduling):
         try:
             # The reader must run before the first command: every send waits for its ack.
             self.speaker.on_event = self._on_event
-            # The heartbeat starts before start-up too: a slow first ack must not look like a hang.
+            # The guards start before start-up too: a slow first ack must not look like a hang.
             tasks = [asyncio.create_task(self.speaker.run_reader(), name="exabgp-reader")]
-            if self.lifeline is not None:
-                tasks.append(
-                    asyncio.create_task(self.lifeline.heartbeat(LIFELINE_BEAT), name="lifeline")
-                )
+            tasks += self.failsafe.tasks()
             await self._startup()
             self._watch()
             tasks += [
@@ -164,11 +164,8 @@ class AgentRuntime(CheckScheduling):
                     log.warning(
                         "ExaBGP closed our input: it is gone, and its sessions with it; exiting"
                     )
-                elif task.get_name() == "lifeline":
-                    log.critical(
-                        "the lifeline guardian died: nothing would fail us closed; exiting 1"
-                    )
-                    self.exit_code = 1
+                elif (code := self.failsafe.finished(task)) is not None:
+                    self.exit_code = code
                 elif task.exception() is not None:
                     log.critical(
                         "check loop crashed: %r; withdrawing everything and exiting 1",
@@ -184,12 +181,7 @@ class AgentRuntime(CheckScheduling):
             await self._shutdown()
             if tasks:
                 tasks[0].cancel()
-            if self.lifeline is not None:
-                if self.exit_code == 0:
-                    self.lifeline.stand_down()  # withdrawn on purpose: ExaBGP may stay
-                else:
-                    # a failure: the guardian stops ExaBGP, systemd restarts it
-                    self.lifeline.close()
+            self.failsafe.exit(self.exit_code)
         return self.exit_code
 
     async def _startup(self) -> None:
@@ -245,7 +237,7 @@ class AgentRuntime(CheckScheduling):
             key = (id(old), health, drained, kind)
             memo = steps.get(key)
             if memo is None:
-                rise, fall = self._kind_timing[kind]
+                rise, fall, window = self._kind_timing[kind]
                 memo = steps[key] = (
                     old,
                     fsm.step(
@@ -256,10 +248,14 @@ class AgentRuntime(CheckScheduling):
                         rise=rise,
                         fall=fall,
                         graceful_seconds=self.config.drain.graceful_shutdown_seconds,
+                        window=window,
+                        damping=self.damping,
                     ),
                 )
             new, actions = memo[1]
             self.statuses[vip.address] = new
+            if health is not None:
+                self.failsafe.decided.add(vip.address)
             for action in actions:
                 if isinstance(action, fsm.Transition):
                     transitions.append((vip.address, action))
@@ -274,7 +270,7 @@ class AgentRuntime(CheckScheduling):
         )
         # Logged after the lines are out: a thousand audit lines must not delay a withdraw.
         for address, change in transitions:
-            audit.info("vip %s: %s -> %s (%s)", address, change.old, change.new, change.reason)
+            audit.info("%s", transition_line(address, change))
             if self.metrics:
                 self.metrics.transition(address, change.old, change.new)
         if withdraw:
@@ -290,9 +286,9 @@ class AgentRuntime(CheckScheduling):
 
     def _publish(self, address: str, status: fsm.VipStatus) -> None:
         if self.metrics:
-            self.metrics.set_vip(
-                address, status.state, status.announced, self.drains.is_drained(address) is not None
-            )
+            drained = self.drains.is_drained(address) is not None
+            damping = damping_view(status, self.damping, self.clock())
+            self.metrics.set_vip(address, status.state, status.announced, drained, damping)
 
     async def _reconcile_loopback(self) -> None:
         if self.loopback is None or not self.config.loopback.manage:
@@ -347,15 +343,17 @@ class AgentRuntime(CheckScheduling):
         return self.status()
 
     def status(self) -> dict:
-        drains = {}
-        for address in self.vips:
-            record = self.drains.is_drained(address)
-            drains[address] = record.as_dict() if record is not None else None
-        exabgp: dict[str, object] = {
-            "alive": self.speaker.alive,
-            "last_line_at": self.speaker.last_line_at,
-            "peers": dict(self.speaker.peers),
-        }
+        speaker = self.speaker
+        exabgp = exabgp_status(
+            speaker.alive, speaker.since_last_line(), speaker.peers, self.clock()
+        )
         return status_payload(
-            self.config, self.statuses, self.results, self.result_since, drains, exabgp
+            self.config,
+            self.statuses,
+            self.results,
+            self.result_since,
+            self.drains,
+            exabgp,
+            now=self.clock(),
+            damping=self.damping,
         )

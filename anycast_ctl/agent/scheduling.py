@@ -33,7 +33,9 @@ class CheckScheduling:
     clock: Callable[[], float]
     _kind: dict[str, int]
     _kind_wants: list[tuple[tuple[str, float], ...]]
-    _kind_timing: list[tuple[int, int]]
+    _kind_timing: list[tuple[int, int, int | None]]
+    damping: Any  # agent.damping.Damping | None
+    failsafe: Any  # agent.failsafe.Failsafe
     _intervals: dict[str, float]
 
     async def _step_all(self, updates: Sequence[tuple[Vip, Health | None]]) -> None:
@@ -44,7 +46,8 @@ class CheckScheduling:
 
     def _plan_checks(self, config: NodeConfig) -> None:
         """Once per config: each VIP's kind, a small number shared by the VIPs that need the
-        same checks (with the same timeouts), combine them alike and have the same rise/fall.
+        same checks (with the same timeouts), combine them alike and have the same rise, fall
+        and window.
         A tick then plans, combines and steps per kind, not per VIP."""
         kinds: dict[tuple, int] = {}
         self._kind = {}
@@ -53,11 +56,11 @@ class CheckScheduling:
         for vip in config.vips:
             timing = config.timing_for(vip)
             wants = tuple((name, config.check_timeout(name, vip)) for name in vip.checks)
-            key = (wants, vip.combine, timing.rise, timing.fall)
+            key = (wants, vip.combine, timing.rise, timing.fall, timing.window)
             if key not in kinds:
                 kinds[key] = len(kinds)
                 self._kind_wants.append(wants)
-                self._kind_timing.append((timing.rise, timing.fall))
+                self._kind_timing.append((timing.rise, timing.fall, timing.window))
             self._kind[vip.address] = kinds[key]
         self._intervals = {vip.address: config.timing_for(vip).interval for vip in config.vips}
 
@@ -70,8 +73,12 @@ class CheckScheduling:
                 await self._step_all(self._healths(due))
                 for vip in due:
                     self.next_due[vip.address] = now + self._intervals[vip.address]
+            # Readiness once every VIP has decided; systemd's watchdog, fed from this loop.
+            longest_sleep = self.failsafe.loop_tick(self.statuses)
             await self._expire_graceful()
             wake = min([*self.next_due.values(), *self._graceful_deadlines()], default=now + 1)
+            if longest_sleep is not None:
+                wake = min(wake, now + longest_sleep)  # long intervals: keep feeding it
             await asyncio.sleep(
                 max(0.0, wake - self.clock())
             )  # scheduler wait until the next due tick
@@ -121,14 +128,16 @@ class CheckScheduling:
             self._spawn(self._step_all(self._healths(hit)))
 
     def _graceful_deadlines(self) -> list[float]:
-        return [s.graceful_until for s in self.statuses.values() if s.graceful_until is not None]
+        """Timer ticks due: graceful-shutdown periods ending, suppressions ending."""
+        timers = (fsm.timer_due(s, self.damping) for s in self.statuses.values())
+        return [t for t in timers if t is not None]
 
     async def _expire_graceful(self) -> None:
         now = self.clock()
         expired = [
             (self.vips[address], None)
             for address, status in self.statuses.items()
-            if status.graceful_until is not None and now >= status.graceful_until
+            if (due := fsm.timer_due(status, self.damping)) is not None and now >= due
         ]
         if expired:
             await self._step_all(expired)

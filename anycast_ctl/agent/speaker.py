@@ -38,11 +38,12 @@ class _Pending:
     """One command waiting for its ack. Abandoned on timeout but kept in line, so that a late
     ack is matched to it and not to the next command."""
 
-    __slots__ = ("future", "abandoned")
+    __slots__ = ("future", "abandoned", "sent_at")
 
-    def __init__(self, future: asyncio.Future[bool]) -> None:
+    def __init__(self, future: asyncio.Future[bool], sent_at: float) -> None:
         self.future = future
         self.abandoned = False
+        self.sent_at = sent_at
 
 
 class Speaker:
@@ -100,7 +101,8 @@ class Speaker:
         pendings: list[_Pending] = []
         if self._ack:
             loop = asyncio.get_running_loop()
-            pendings = [_Pending(loop.create_future()) for _ in lines]
+            now = self._clock()
+            pendings = [_Pending(loop.create_future(), now) for _ in lines]
             self._pending.extend(pendings)
         try:
             self._writer.write("".join(line + "\n" for line in lines))
@@ -122,6 +124,23 @@ class Speaker:
             self.ack_timeouts += 1
             log.error("no ack from ExaBGP within %.1fs for: %.200s", self._ack_timeout, line)
             return False
+
+    # ------------------------------------------------------------ liveness (the agent decides)
+    def unanswered_for(self) -> float | None:
+        """Seconds the oldest command written to ExaBGP has waited for its ack (None: none
+        waits). An ExaBGP that stopped reading or answering shows here first."""
+        if not self._pending:
+            return None
+        return max(0.0, self._clock() - self._pending[0].sent_at)
+
+    def since_last_line(self) -> float | None:
+        """Seconds since ExaBGP last wrote to us (None: never)."""
+        return None if self.last_line_at is None else max(0.0, self._clock() - self.last_line_at)
+
+    def give_up(self) -> None:
+        """Treat ExaBGP as gone (it is hung and being stopped): nothing more is written, and
+        every command still waiting returns False at once."""
+        self._gone()
 
     # ------------------------------------------------------------ reading
     async def run_reader(self) -> None:

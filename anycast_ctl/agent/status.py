@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from typing import TypedDict
 
-from anycast_ctl.agent.fsm import VipStatus
+from anycast_ctl.agent.damping import Damping
+from anycast_ctl.agent.drainstore import DrainState
+from anycast_ctl.agent.fsm import Transition, VipStatus
 from anycast_ctl.agent.health import CheckResult
 from anycast_ctl.config.node import NodeConfig
+
+
+def exabgp_status(
+    alive: bool, since_last_line: float | None, peers: Mapping[str, bool], now: float
+) -> dict[str, object]:
+    """ExaBGP's side of the status. The speaker measures time on the monotonic clock, which
+    means nothing outside this process: send the age, and the wall time it corresponds to."""
+    return {
+        "alive": alive,
+        "last_line_at": None if since_last_line is None else now - since_last_line,
+        "last_line_age_s": None if since_last_line is None else round(since_last_line, 3),
+        "peers": dict(peers),
+    }
+
+
+class DampingView(TypedDict):
+    penalty: float
+    suppressed: bool
+    reuse_at: float | None  # while suppressed: when it may be announced again (wall time)
+
+
+def damping_view(status: VipStatus, damping: Damping | None, now: float) -> DampingView:
+    """The VIP's flap damping: its penalty now, and while suppressed, when it may come back."""
+    return {
+        "penalty": round(status.penalty_now(damping, now), 1),
+        "suppressed": status.suppressed and damping is not None,
+        "reuse_at": status.reuse_at(damping),
+    }
+
+
+def reuse_note(reuse_at: float | None) -> str:
+    """For the audit log: when a suppressed VIP may be announced again (local time)."""
+    if reuse_at is None:
+        return ""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(reuse_at))
+    return f"; suppressed until {stamp} ({reuse_at:.1f}), then announced if healthy"
+
+
+def transition_line(address: str, t: Transition) -> str:
+    """The audit log's line for a state change."""
+    return f"vip {address}: {t.old} -> {t.new} ({t.reason}){reuse_note(t.reuse_at)}"
 
 
 def status_payload(
@@ -14,10 +59,17 @@ def status_payload(
     statuses: Mapping[str, VipStatus],
     results: Mapping[str, CheckResult],
     result_since: Mapping[str, float],
-    drains: Mapping[str, dict[str, object] | None],
+    drain_state: DrainState,
     exabgp: dict[str, object],
+    *,
+    now: float,
+    damping: Damping | None = None,
 ) -> dict[str, object]:
     vips = []
+    drains = {}
+    for vip in config.vips:
+        record = drain_state.is_drained(vip.address)
+        drains[vip.address] = record.as_dict() if record is not None else None
     for vip in config.vips:
         st = statuses[vip.address]
         checks = []
@@ -40,6 +92,9 @@ def status_payload(
                 "since": st.since,
                 "announced": st.announced,
                 "drain": drains.get(vip.address),
+                # soft failures counted toward fall (in the window, if there is one)
+                "soft_failures": st.streak if st.state.value != "rising" else 0,
+                "damping": damping_view(st, damping, now),
                 "checks": checks,
             }
         )

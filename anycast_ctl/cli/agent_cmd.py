@@ -28,9 +28,10 @@ def agent() -> None:
     "--stall-after",
     type=Finite(0, 3600),
     default=None,
-    help="Stop ExaBGP if the agent sends no heartbeat this long (s, at most 3600); 0 disables the "
-    "lifeline. Default: max(3, 10 x the shortest check interval), well under the "
-    "BGP hold time, and loose enough that a CPU-starved start is not taken for a hang.",
+    help="Stop ExaBGP if the agent sends no heartbeat this long (s, at most 3600) once "
+    "every VIP has had its first decision; 0 disables the lifeline. Default: "
+    "lifeline.stall_after in the node config (0.6 s); until the first decisions "
+    "lifeline.startup_stall_after applies, so a CPU-starved start is not taken for a hang.",
 )
 def run(config_path: str, log_level: str, stall_after: float | None) -> None:
     """Health-check the local LB and announce/withdraw this node's VIPs through ExaBGP.
@@ -42,6 +43,7 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
     from anycast_ctl.agent.lifeline import Lifeline, exabgp_parent
     from anycast_ctl.agent.preflight import check_node_config
     from anycast_ctl.agent.runtime import AgentRuntime
+    from anycast_ctl.agent.sdnotify import Notifier
     from anycast_ctl.agent.speaker import stdio_speaker
 
     # The same validation as `config check`: a bad config exits 2 before anything is announced.
@@ -52,15 +54,18 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
         format=f"%(asctime)s anycast-ctl[{config.node}] %(name)s %(levelname)s: %(message)s",
     )
     if stall_after is None:
-        shortest = min(config.timing_for(v).interval for v in config.vips)
-        stall_after = max(3.0, 10 * shortest)
+        stall_after = config.lifeline.stall_after
 
     async def main() -> int:
         speaker = await stdio_speaker()
         lifeline = None
         parent = exabgp_parent()
         if stall_after and parent is not None:
-            lifeline = Lifeline.start(parent, stall_after=stall_after)
+            lifeline = Lifeline.start(
+                parent,
+                stall_after=stall_after,
+                startup_stall_after=max(stall_after, config.lifeline.startup_stall_after),
+            )
         elif stall_after:
             logging.getLogger("anycast_ctl.agent").warning(
                 "not started by ExaBGP: no lifeline; if this agent dies its routes are not"
@@ -83,6 +88,7 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
             loopback=loopback,
             metrics=metrics,
             lifeline=lifeline,
+            notifier=Notifier(),
         )
         return await runtime.run()
 

@@ -49,6 +49,19 @@ def _drain(drain: dict | None, now: float) -> str:
     return f"by {who} {age(drain.get('at'), now)}: {drain.get('reason', '')}"
 
 
+def _damping(damping: dict | None, now: float) -> str:
+    """'-', 'penalty 812', or 'SUPPRESSED until 22:10:04 (in 14s), penalty 2150'."""
+    if not isinstance(damping, dict):
+        return "-"
+    penalty = damping.get("penalty") or 0
+    reuse_at = damping.get("reuse_at")
+    if damping.get("suppressed") and isinstance(reuse_at, (int, float)):
+        wait = max(0, int(reuse_at - now + 0.999))
+        stamp = time.strftime("%H:%M:%S", time.localtime(reuse_at))
+        return f"SUPPRESSED until {stamp} (in {wait}s), penalty {penalty:.0f}"
+    return f"penalty {penalty:.0f}" if penalty >= 1 else "-"
+
+
 def _latency(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
 
@@ -56,7 +69,10 @@ def _latency(value: float | None) -> str:
 def _exabgp_line(node: str, exabgp: dict, now: float) -> str:
     alive = exabgp.get("alive")
     state = "alive" if alive else ("NOT alive" if alive is False else "unknown")
-    line = f"node {node}   exabgp: {state}, last line {age(exabgp.get('last_line_at'), now)}"
+    last = exabgp.get("last_line_at")
+    if isinstance(exabgp.get("last_line_age_s"), (int, float)):
+        last = now - exabgp["last_line_age_s"]  # the agent's own measure: no clock skew
+    line = f"node {node}   exabgp: {state}, last line {age(last, now)}"
     peers = exabgp.get("peers") or {}
     if peers:
         line += "   peers: " + ", ".join(
@@ -70,13 +86,14 @@ def format_status(payload: dict, now: float) -> str:
     vips = payload.get("vips") or []
     if not vips:
         return "\n".join(lines + ["no VIPs configured"])
-    header = ["VIP", "STATE", "SINCE", "ANNOUNCED", "DRAIN"]
+    header = ["VIP", "STATE", "SINCE", "ANNOUNCED", "DAMPING", "DRAIN"]
     rows = [
         [
             str(vip.get("address", "?")),
             str(vip.get("state", "?")),
             moment(vip.get("since"), now),
             "yes" if vip.get("announced") else "no",
+            _damping(vip.get("damping"), now),
             _drain(vip.get("drain"), now),
         ]
         for vip in vips

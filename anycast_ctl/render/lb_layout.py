@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from anycast_ctl.config.node import Timing
+from anycast_ctl.config.node import FlapDamping, Timing
 from anycast_ctl.config.topology import Topology, Vip
 from anycast_ctl.errors import UserError
 
@@ -32,6 +32,7 @@ class CheckProfile:
     """How fast the agent and HAProxy notice a failure."""
 
     agent: Timing
+    damping: FlapDamping  # the agent's flap damping
     # HAProxy's server checks (`inter`, `fastinter`, `downinter` all equal: one pace).
     haproxy_inter_ms: int
     haproxy_rise: int
@@ -42,10 +43,16 @@ CHECK_PROFILES: dict[str, CheckProfile] = {
     # For the lab's aim (a HAProxy crash out of every FIB in < 300 ms p99): a dead HAProxy is a
     # hard failure (socket refused) and is withdrawn on the first failed probe, at most one
     # 100 ms interval after the crash; ExaBGP to FIB adds 70-140 ms here (DESIGN.md). Soft
-    # failures need 2 probes (200 ms); recovery needs 3 (300 ms) so a flapping service stays out.
+    # failures withdraw when 7 of the last 8 probes failed (0.7 s of an outage, 0.85-0.95 s to
+    # the FIB), so a service that answers 5 or 10 % of probes late stays in (0 withdrawals in
+    # 10,000 probes, as tests/unit/test_fsm_flaps.py and bench/bench_flaps.py measure; 2 in
+    # a row gave 25 and 89), while one that fails most probes still goes. Recovery
+    # needs 3 OKs (300 ms). Damping: a VIP withdrawn 3 times within a few seconds (a crash
+    # loop) stays out until its penalty decays (half-life 5 s, at most 30 s).
     # HAProxy marks a backend down after 2 x 100 ms.
     "recommended": CheckProfile(
-        agent=Timing(interval=0.1, timeout=0.08, rise=3, fall=2),
+        agent=Timing(interval=0.1, timeout=0.08, rise=3, fall=7, window=8),
+        damping=FlapDamping(half_life=5.0, max_suppress=30.0),
         haproxy_inter_ms=100,
         haproxy_rise=2,
         haproxy_fall=2,
@@ -53,6 +60,7 @@ CHECK_PROFILES: dict[str, CheckProfile] = {
     # The agent's and HAProxy's own defaults: fewer probes for WANs and busy hosts.
     "conservative": CheckProfile(
         agent=Timing(),
+        damping=FlapDamping(),
         haproxy_inter_ms=2000,
         haproxy_rise=2,
         haproxy_fall=3,

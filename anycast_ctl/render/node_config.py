@@ -90,6 +90,7 @@ def node_config_data(
     """The NodeConfig as plain data: exactly the fields the rendering decides."""
     node = topology.lb(lb)
     timing = check_profile(profile).agent
+    damping = check_profile(profile).damping
     paths = lb_paths(run_dir, lb, state_dir)
     vips = [topology.vip(name) for name in node.vips]
     checks: dict[str, dict[str, object]] = {}
@@ -123,7 +124,8 @@ def node_config_data(
             ],
         },
         "exabgp": {"dialect": EXABGP_DIALECT},
-        "timing": timing.model_dump(),
+        "timing": timing.model_dump(exclude_none=True),
+        "damping": damping.model_dump(),
         "checks": checks,
         "vips": [
             {

@@ -16,11 +16,24 @@ from anycast_ctl.agent.lifeline import _stop, process_start_time
 AGENT = """
 import asyncio, sys
 from anycast_ctl.agent.lifeline import Lifeline
-lifeline = Lifeline.start(int(sys.argv[1]), stall_after=0.5, grace=0.5)
+lifeline = Lifeline.start(
+    int(sys.argv[1]),
+    stall_after=0.5,
+    startup_stall_after=float(sys.argv[2]),
+    grace=float(sys.argv[3]),
+)
 print(lifeline.guardian.pid, flush=True)
 async def main():
     beats = asyncio.create_task(lifeline.heartbeat(0.05))
     line = await asyncio.to_thread(sys.stdin.readline)
+    if line.strip() == "tighten":
+        lifeline.tighten()
+        print("tightened", flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+    if line.strip() == "exabgp-hung":
+        lifeline.exabgp_hung()
+        print("told", flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
     if line.strip() == "stand-down":
         lifeline.stand_down()
         print("stood down", flush=True)
@@ -46,25 +59,37 @@ def poll(predicate, timeout: float) -> None:
 
 
 @pytest.fixture
-def pair():
-    """(target, agent, guardian pid): a stand-in ExaBGP and an agent guarding it."""
-    target = subprocess.Popen(["sleep", "60"])
-    agent = subprocess.Popen(
-        [sys.executable, "-c", AGENT, str(target.pid)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    guardian = int(agent.stdout.readline())
-    try:
-        yield target, agent, guardian
-    finally:
+def make_pair():
+    """make_pair(startup) -> (target, agent, guardian pid): a stand-in ExaBGP and an agent
+    guarding it, stall limits 0.5 s (tight) and `startup` (until it tightens)."""
+    procs: list[tuple[subprocess.Popen, subprocess.Popen, int]] = []
+
+    def make(startup: float = 0.5, grace: float = 0.5):
+        target = subprocess.Popen(["sleep", "60"])
+        agent = subprocess.Popen(
+            [sys.executable, "-c", AGENT, str(target.pid), str(startup), str(grace)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert agent.stdout is not None
+        guardian = int(agent.stdout.readline())
+        procs.append((target, agent, guardian))
+        return target, agent, guardian
+
+    yield make
+    for target, agent, guardian in procs:
         for proc in (agent, target):
             if proc.poll() is None:
                 proc.kill()
             proc.wait(5)
         if alive(guardian):
             os.kill(guardian, signal.SIGKILL)
+
+
+@pytest.fixture
+def pair(make_pair):
+    return make_pair()
 
 
 def test_agent_death_stops_the_target(pair):
@@ -81,6 +106,7 @@ def test_a_stalled_agent_is_killed_and_the_target_stopped(pair):
     agent.send_signal(signal.SIGSTOP)
     target.wait(3)
     assert time.monotonic() - started >= 0.5  # not before stall_after
+    assert target.returncode == -signal.SIGKILL  # no SIGTERM grace after a stall
     agent.wait(2)
     assert agent.returncode == -signal.SIGKILL
 
@@ -138,3 +164,45 @@ def test_a_target_that_ignores_sigterm_is_killed_after_the_grace():
         if target.poll() is None:
             target.kill()
             target.wait()
+
+
+def say(agent, line: str, answer: str) -> None:
+    agent.stdin.write(line + "\n")
+    agent.stdin.flush()
+    assert agent.stdout.readline().strip() == answer
+
+
+def test_before_tighten_the_loose_startup_limit_applies(make_pair):
+    target, agent, guardian = make_pair(startup=3.0)
+    started = time.monotonic()
+    agent.send_signal(signal.SIGSTOP)
+    target.wait(6)
+    took = time.monotonic() - started
+    assert took >= 3.0, f"stopped after {took:.2f}s: the tight limit was used during start-up"
+
+
+def test_after_tighten_the_tight_limit_applies(make_pair):
+    target, agent, guardian = make_pair(startup=3.0)
+    say(agent, "tighten", "tightened")
+    started = time.monotonic()
+    agent.send_signal(signal.SIGSTOP)
+    target.wait(3)
+    took = time.monotonic() - started
+    assert 0.5 <= took < 2.0, f"stopped after {took:.2f}s, not at the tight 0.5 s limit"
+    agent.wait(2)
+    assert agent.returncode == -signal.SIGKILL
+
+
+def test_exabgp_hung_kills_the_target_at_once_and_leaves_the_agent(make_pair):
+    # A long SIGTERM grace: if the guardian went through SIGTERM first, the kill would come
+    # only after it.
+    target, agent, guardian = make_pair(grace=5.0)
+    # A target that ignores SIGTERM and is stopped, like a frozen ExaBGP: only SIGKILL works.
+    target.send_signal(signal.SIGSTOP)
+    started = time.monotonic()
+    say(agent, "exabgp-hung", "told")
+    target.wait(2)
+    assert target.returncode == -signal.SIGKILL
+    assert time.monotonic() - started < 3.0  # SIGKILL at once, not SIGTERM + 5 s grace
+    poll(lambda: not alive(guardian), 2)
+    assert agent.poll() is None  # the agent exits by itself (it sees EOF from ExaBGP)

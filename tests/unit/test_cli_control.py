@@ -120,10 +120,12 @@ def test_status_table_for_people(sock):
     assert "peers: 10.0.0.1 up, 10.0.0.5 DOWN" in out
     up = next(line for line in out.splitlines() if line.startswith("192.0.2.10/32"))
     assert re.search(
-        r"192\.0\.2\.10/32\s+up\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(5m0\ds ago\)\s+yes\s+-$", up
+        r"192\.0\.2\.10/32\s+up\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(5m0\ds ago\)\s+yes\s+-\s+-$", up
     )
     drained = next(line for line in out.splitlines() if line.startswith("2001:db8::10/128"))
-    assert re.search(r"drained .* no\s+by alice \(uid 1000\) 1m0\ds ago: kernel upgrade$", drained)
+    assert re.search(
+        r"drained .* no\s+-\s+by alice \(uid 1000\) 1m0\ds ago: kernel upgrade$", drained
+    )
     assert re.search(r"^    check web\s+ok\s+0\.4 ms\s+since 5m0\ds ago\s+connected$", out, re.M)
     assert re.search(r"^    check web\s+soft\s+-\s+since -\s+timeout$", out, re.M)
 
@@ -233,7 +235,7 @@ def test_agent_failure_exits_1(sock):
 def test_format_status_is_pure_and_tolerates_missing_fields():
     text = format_status({"node": "lb2", "vips": [{"address": "192.0.2.10/32"}]}, now=NOW)
     assert "exabgp: unknown, last line -" in text
-    assert re.search(r"^192\.0\.2\.10/32\s+\?\s+-\s+no\s+-$", text, re.M)
+    assert re.search(r"^192\.0\.2\.10/32\s+\?\s+-\s+no\s+-\s+-$", text, re.M)
     dead = format_status(
         {"node": "lb2", "exabgp": {"alive": False, "last_line_at": NOW - 7200}}, now=NOW
     )

@@ -9,6 +9,7 @@ from typing import Literal
 
 import pytest
 
+from anycast_ctl.agent.damping import Damping
 from anycast_ctl.agent.fsm import (
     Announce,
     Transition,
@@ -28,6 +29,9 @@ OK, SOFT, HARD = Health.OK, Health.SOFT_FAIL, Health.HARD_FAIL
 SINCE = 50.0
 NOW = 100.0
 UNTIL = 130.0  # graceful_until of the DRAINING rows: still in the period at NOW
+# The SUPPRESSED rows: penalty 3000 at NOW, so still above reuse at NOW, below it at LATER.
+DAMPING = Damping(half_life=10.0)
+LATER = NOW + 100
 
 
 @dataclass(frozen=True)
@@ -43,11 +47,13 @@ class Row:
     fall: int = 2
     graceful: float = 0.0
     now: float = NOW
+    damped: bool = False  # run with DAMPING (always, for SUPPRESSED rows)
 
     def id(self) -> str:
         health = self.health.value if self.health else "tick"
         drained = " drained" if self.drained else ""
         params = f"rise={self.rise},fall={self.fall},g={self.graceful:g},now={self.now:g}"
+        params += ",damped" if self.damped else ""
         return (
             f"{self.state}/{self.streak} {health}{drained} ({params})"
             f" -> {self.new_state}/{self.new_streak} {self.route}"
@@ -140,6 +146,23 @@ TABLE = [
     R(S.DRAINED, 0, OK, False, S.UP, 0, "announce", rise=1),
     R(S.DRAINED, 0, SOFT, False, S.DOWN, 0),
     R(S.DRAINED, 0, HARD, False, S.DOWN, 0),
+    # ---- SUPPRESSED: healthy but damped, withdrawn; judged like UP; announced once the
+    #      penalty decays below reuse (a tick or a result after LATER)
+    R(S.SUPPRESSED, 0, None, False, S.SUPPRESSED, 0),
+    R(S.SUPPRESSED, 0, OK, False, S.SUPPRESSED, 0),
+    R(S.SUPPRESSED, 0, SOFT, False, S.SUPPRESSED, 1),
+    R(S.SUPPRESSED, 1, SOFT, False, S.DOWN, 0),
+    R(S.SUPPRESSED, 0, HARD, False, S.DOWN, 0, fall=100),
+    *[R(S.SUPPRESSED, 0, h, True, S.DRAINED, 0) for h in ANY_HEALTH],
+    R(S.SUPPRESSED, 0, None, True, S.DRAINED, 0, graceful=30),
+    R(S.SUPPRESSED, 0, None, False, S.UP, 0, "announce", now=LATER),
+    R(S.SUPPRESSED, 0, OK, False, S.UP, 0, "announce", now=LATER),
+    R(S.SUPPRESSED, 0, SOFT, False, S.FALLING, 1, "announce", now=LATER),
+    R(S.SUPPRESSED, 1, SOFT, False, S.DOWN, 0, now=LATER),
+    # ---- a damped VIP that earns `rise` is suppressed instead of announced
+    R(S.RISING, 2, OK, False, S.SUPPRESSED, 0, damped=True),
+    R(S.DOWN, 0, OK, False, S.SUPPRESSED, 0, rise=1, damped=True),
+    R(S.RISING, 2, OK, False, S.UP, 0, "announce", now=LATER, damped=True),
 ]
 
 ROUTE_ACTIONS = {
@@ -150,15 +173,32 @@ ROUTE_ACTIONS = {
 }
 
 
+def damped(row: Row) -> bool:
+    return row.damped or row.state is S.SUPPRESSED
+
+
 def status_for(row: Row) -> VipStatus:
     until = UNTIL if row.state is S.DRAINING else None
+    if damped(row):
+        return VipStatus(
+            row.state, row.streak, SINCE, until, penalty=3000.0, penalty_at=NOW, suppressed=True
+        )
     return VipStatus(row.state, row.streak, SINCE, until)
 
 
 @pytest.mark.parametrize("row", TABLE, ids=Row.id)
 def test_transition_table(row: Row) -> None:
     old = status_for(row)
-    new, actions = step(old, row.health, row.drained, row.now, row.rise, row.fall, row.graceful)
+    new, actions = step(
+        old,
+        row.health,
+        row.drained,
+        row.now,
+        row.rise,
+        row.fall,
+        row.graceful,
+        damping=DAMPING if damped(row) else None,
+    )
 
     assert (new.state, new.streak) == (row.new_state, row.new_streak)
     route_actions = [a for a in actions if not isinstance(a, Transition)]
@@ -221,7 +261,9 @@ def test_status_rejects_inconsistent_fields(
 
 @pytest.mark.parametrize("state", list(VipState), ids=str)
 def test_announced_and_graceful_flags(state: VipState) -> None:
-    status = VipStatus(state, 0, SINCE, UNTIL if state is S.DRAINING else None)
+    status = VipStatus(
+        state, 0, SINCE, UNTIL if state is S.DRAINING else None, suppressed=state is S.SUPPRESSED
+    )
     assert status.announced is (state in (S.UP, S.FALLING, S.DRAINING)) is is_announced(state)
     assert status.graceful is (state is S.DRAINING)
 

@@ -22,3 +22,18 @@ def test_vip_state_is_one_hot_and_transitions_count():
     )
     assert 'anycast_check_results_total{check="web",health="hard"} 1.0' in text
     assert 'anycast_check_latency_seconds_count{check="web"} 1.0' in text
+
+
+def test_a_suppressed_vip_shows_its_penalty_and_reuse_time():
+    State = VipState
+    m = AgentMetrics("lb1")
+    damping = {"penalty": 2150.0, "suppressed": True, "reuse_at": 1_700_000_014.0}
+    m.set_vip("192.0.2.10/32", State.SUPPRESSED, False, False, damping)
+    text = generate_latest(m.registry).decode()
+    assert 'anycast_vip_suppressed{vip="192.0.2.10/32"} 1.0' in text
+    assert 'anycast_vip_flap_penalty{vip="192.0.2.10/32"} 2150.0' in text
+    assert 'anycast_vip_reuse_timestamp_seconds{vip="192.0.2.10/32"} 1.700000014e+09' in text
+    assert 'anycast_vip_state{state="suppressed",vip="192.0.2.10/32"} 1.0' in text
+    m.set_vip("192.0.2.10/32", State.UP, True, False)
+    text = generate_latest(m.registry).decode()
+    assert 'anycast_vip_suppressed{vip="192.0.2.10/32"} 0.0' in text

@@ -1,0 +1,85 @@
+"""Notice an ExaBGP that stopped reading or answering, in well under a second.
+
+A frozen ExaBGP (SIGSTOP, a wedged reactor, a node short of memory) keeps its TCP sessions
+open: the routers keep its routes until their hold timer expires (9 s in the lab, 90-180 s in
+production). But ExaBGP answers every command we write with `done` or `error`, in order
+(exabgp.api.ack, on in what we render). So:
+
+- while a command waits for its answer, its age is the measure;
+- while nothing waits, we write a probe every `PROBE_EVERY` seconds: `#`, ExaBGP's comment
+  command, which it answers `done` and otherwise ignores (4.2 and 5.0 alike).
+
+When the oldest unanswered command is older than the limit, ExaBGP is hung; the agent then
+has the lifeline guardian kill it, which closes its sessions at once (see lifeline.py).
+The limit is loose until the agent's first decisions (a CPU-starved start-up answers slowly)
+and tight after `tighten()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+PROBE = "#"  # ExaBGP's comment command: answered `done`, does nothing else
+PROBE_EVERY = 0.1  # seconds between probes while no command waits for an answer
+TICK = 0.05  # how often the watch looks
+
+
+class Answering(Protocol):
+    """What the watch needs from the Speaker."""
+
+    alive: bool
+
+    def unanswered_for(self) -> float | None: ...
+
+    def since_last_line(self) -> float | None: ...
+
+    async def send(self, line: str) -> bool: ...
+
+
+def verdict(unanswered_for: float | None, limit: float) -> str | None:
+    """Pure: why ExaBGP counts as hung (None: it does not)."""
+    if unanswered_for is not None and unanswered_for > limit:
+        return f"ExaBGP has not answered a command for {unanswered_for:.2f}s (limit {limit:g}s)"
+    return None
+
+
+def probe_due(unanswered_for: float | None, since_last_line: float | None) -> bool:
+    """Pure: write a probe when nothing waits for an answer and ExaBGP has been quiet."""
+    return unanswered_for is None and (since_last_line is None or since_last_line >= PROBE_EVERY)
+
+
+class ExabgpWatch:
+    def __init__(self, speaker: Answering, *, limit: float, startup_limit: float | None = None):
+        if limit <= 0:
+            raise ValueError(f"limit must be > 0, not {limit}")
+        self.speaker = speaker
+        self.limit = limit
+        self.current_limit = max(limit, startup_limit or limit)
+        self._probes: set[asyncio.Task] = set()
+
+    def tighten(self) -> None:
+        """The agent made its first decisions: ExaBGP must now answer within `limit`."""
+        self.current_limit = self.limit
+
+    async def run(self) -> str:
+        """Probe and watch until ExaBGP is hung; return why. Returns nothing while ExaBGP's
+        pipe is closed (the reader reports that) - the caller cancels this task then."""
+        try:
+            while True:
+                if self.speaker.alive:
+                    waited = self.speaker.unanswered_for()
+                    reason = verdict(waited, self.current_limit)
+                    if reason is not None:
+                        return reason
+                    if probe_due(waited, self.speaker.since_last_line()):
+                        task = asyncio.create_task(self.speaker.send(PROBE), name="exabgp-probe")
+                        self._probes.add(task)
+                        task.add_done_callback(self._probes.discard)
+                await asyncio.sleep(TICK)
+        finally:
+            for task in self._probes:
+                task.cancel()

@@ -1,0 +1,130 @@
+"""The ExaBGP watch against an in-memory ExaBGP that answers, then stops answering."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+import pytest
+
+from anycast_ctl.agent.exabgp_watch import PROBE, PROBE_EVERY, ExabgpWatch, probe_due, verdict
+from anycast_ctl.agent.speaker import Speaker
+
+
+@pytest.mark.parametrize(
+    "waited, limit, hung",
+    [(None, 0.4, False), (0.0, 0.4, False), (0.4, 0.4, False), (0.41, 0.4, True), (9, 10, False)],
+)
+def test_verdict(waited, limit, hung):
+    assert (verdict(waited, limit) is not None) is hung
+
+
+@pytest.mark.parametrize(
+    "waited, quiet, due",
+    [
+        (None, None, True),  # ExaBGP never wrote: ask
+        (None, PROBE_EVERY, True),
+        (None, PROBE_EVERY / 2, False),  # it just answered something
+        (0.05, 1.0, False),  # a command already waits: its age is the measure
+    ],
+)
+def test_probe_due(waited, quiet, due):
+    assert probe_due(waited, quiet) is due
+
+
+def test_the_probe_is_exabgps_comment_command():
+    # ExaBGP picks the command by substring (docs/exabgp.md); `#` must be exactly the comment
+    # command, which answers `done` and does nothing else, in 4.2 and 5.0 alike.
+    functions = pytest.importorskip("exabgp.reactor.api.command").Command.functions
+    hits = [r for r in functions if r == PROBE or PROBE.endswith(" " + r) or r + " " in PROBE]
+    assert hits == ["#"]
+
+
+class Exabgp:
+    """ExaBGP's side: answers every line `done` until frozen."""
+
+    def __init__(self):
+        self.to_agent = asyncio.StreamReader()
+        self.lines: list[str] = []
+        self.frozen = False
+
+    def write(self, text: str):
+        for line in text.splitlines():
+            self.lines.append(line)
+            if not self.frozen:
+                self.to_agent.feed_data(b"done\n")
+
+    def flush(self):
+        pass
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def test_an_answering_exabgp_is_probed_and_never_called_hung():
+    async def body():
+        exabgp = Exabgp()
+        speaker = Speaker(exabgp.to_agent, exabgp)
+        reader = asyncio.create_task(speaker.run_reader())
+        watch = asyncio.create_task(ExabgpWatch(speaker, limit=0.2).run())
+        await asyncio.sleep(0.6)
+        assert not watch.done()
+        assert exabgp.lines.count(PROBE) >= 3  # probed about every PROBE_EVERY
+        watch.cancel()
+        reader.cancel()
+
+    run(body())
+
+
+def test_an_exabgp_that_stops_answering_is_called_hung_just_after_the_limit():
+    async def body():
+        exabgp = Exabgp()
+        speaker = Speaker(exabgp.to_agent, exabgp)
+        reader = asyncio.create_task(speaker.run_reader())
+        watch = ExabgpWatch(speaker, limit=0.2, startup_limit=5.0)
+        watch.tighten()
+        task = asyncio.create_task(watch.run())
+        await asyncio.sleep(0.3)
+        exabgp.frozen = True
+        frozen_at = time.monotonic()
+        reason = await task
+        took = time.monotonic() - frozen_at
+        assert "has not answered" in reason
+        assert 0.2 <= took < 0.2 + PROBE_EVERY + 0.15, took
+        reader.cancel()
+
+    run(body())
+
+
+def test_the_startup_limit_applies_until_tighten():
+    async def body():
+        exabgp = Exabgp()
+        exabgp.frozen = True
+        speaker = Speaker(exabgp.to_agent, exabgp)
+        reader = asyncio.create_task(speaker.run_reader())
+        watch = ExabgpWatch(speaker, limit=0.2, startup_limit=1.0)
+        task = asyncio.create_task(watch.run())
+        await asyncio.sleep(0.5)
+        assert not task.done()  # slow at start-up is not hung
+        watch.tighten()
+        assert "has not answered" in await asyncio.wait_for(task, 1.0)
+        reader.cancel()
+
+    run(body())
+
+
+def test_give_up_fails_waiting_commands_at_once():
+    async def body():
+        exabgp = Exabgp()
+        exabgp.frozen = True
+        speaker = Speaker(exabgp.to_agent, io.StringIO())
+        sending = asyncio.create_task(speaker.send("withdraw route 192.0.2.10/32"))
+        await asyncio.sleep(0.05)
+        assert speaker.unanswered_for() is not None
+        speaker.give_up()
+        assert await asyncio.wait_for(sending, 0.5) is False
+        assert not speaker.alive and await speaker.send("withdraw route 192.0.2.10/32") is False
+
+    run(body())

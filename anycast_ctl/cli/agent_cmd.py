@@ -10,6 +10,9 @@ import click
 
 from anycast_ctl.cli.params import Finite
 
+# The same floor as the node config's lifeline.stall_after.
+MIN_STALL_AFTER = 0.3
+
 
 @click.group()
 def agent() -> None:
@@ -28,7 +31,7 @@ def agent() -> None:
     "--stall-after",
     type=Finite(0, 3600),
     default=None,
-    help="Stop ExaBGP if the agent sends no heartbeat this long (s, at most 3600) once "
+    help="Stop ExaBGP if the agent sends no heartbeat this long (s, 0.3 to 3600) once "
     "every VIP has had its first decision; 0 disables the lifeline. Default: "
     "lifeline.stall_after in the node config (0.6 s); until the first decisions "
     "lifeline.startup_stall_after applies, so a CPU-starved start is not taken for a hang.",
@@ -39,6 +42,14 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
     stdin/stdout are ExaBGP's pipe; logs go to stderr (ExaBGP forwards them to its log).
     """
     from pathlib import Path
+
+    if stall_after is not None and 0 < stall_after < MIN_STALL_AFTER:
+        # Below the config's own minimum the guardian would take ordinary scheduling jitter
+        # for a hang and stop a healthy ExaBGP.
+        raise click.BadParameter(
+            f"{stall_after:g} s is below {MIN_STALL_AFTER:g} s (0 disables the lifeline)",
+            param_hint="'--stall-after'",
+        )
 
     from anycast_ctl.agent.lifeline import Lifeline, exabgp_parent
     from anycast_ctl.agent.preflight import check_node_config

@@ -616,6 +616,11 @@ ARG_CASES = [
         ("agent", "run", "{d}/good-node.yaml", "--stall-after", "nan"),
         ("--stall-after", "finite"),
     ),
+    Case(
+        "stall-after-below-floor",
+        ("agent", "run", "{d}/good-node.yaml", "--stall-after", "0.1"),
+        ("--stall-after", "0.3"),
+    ),
     Case("config-check-nothing", ("config", "check"), ("FILES",)),
     Case("unknown-command", ("sim", "rnu"), ("rnu",)),
     Case("unknown-option", ("status", "--sockett", "/tmp/x"), ("--sockett",)),

@@ -154,6 +154,11 @@ def exec_(node: str, command: tuple[str, ...], name: str | None) -> None:
 )
 @click.option("--concurrency", type=click.IntRange(min=1, max=1024), default=64, show_default=True)
 @click.option(
+    "--no-client-cert",
+    is_flag=True,
+    help="Send the same flows without the clients' certificates (to see mTLS refuse them).",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Every flow, the shares and the agreement as JSON."
 )
 def traffic(
@@ -162,6 +167,7 @@ def traffic(
     first_port: int,
     sources: int,
     concurrency: int,
+    no_client_cert: bool,
     as_json: bool,
 ) -> None:
     """TLS connections from the clients; which LB carried each, vs the simulator's prediction."""
@@ -169,7 +175,11 @@ def traffic(
 
     need_root()
     result = Lab.attach(name).traffic(
-        connections, first_port=first_port, sources=sources, concurrency=concurrency
+        connections,
+        first_port=first_port,
+        sources=sources,
+        concurrency=concurrency,
+        client_cert=not no_client_cert,
     )
     click.echo(
         json.dumps(result.to_json(), indent=2) if as_json else lab_format.traffic_text(result)

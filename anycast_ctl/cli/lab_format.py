@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from anycast_ctl.lab.experiments.traffic import TrafficResult
 from anycast_ctl.lab.net.cleanup import CleanupReport
 
@@ -106,11 +108,17 @@ def traffic_text(result: TrafficResult) -> str:
         f"{ok}/{total} connections ok (TLS verified end to end) in {result.seconds:.2f}s",
         f"{agree}/{total} flows as predicted by the simulator",
     ]
+    reasons = Counter(f.reason for f in result.failed())
+    if reasons:
+        out.append("failed by reason: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
     for title, flows in (("mismatches", result.mismatches()), ("failed", result.failed())):
         if flows:
             out.append(f"{title} ({len(flows)}):")
             for f in flows[:MAX_LISTED]:
-                where = f"went to {f.lb}, predicted {f.predicted}" if f.ok else f.error
+                if f.ok:
+                    where = f"went to {f.lb}, predicted {f.predicted}"
+                else:
+                    where = f"{f.reason}: {f.error}" if f.reason else str(f.error)
                 out.append(f"  {f.src}:{f.sport} -> {f.dst}:{f.dport} ({f.client}): {where}")
             if len(flows) > MAX_LISTED:
                 out.append(f"  ... and {len(flows) - MAX_LISTED} more (--json lists all)")

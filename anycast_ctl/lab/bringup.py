@@ -23,7 +23,14 @@ from anycast_ctl.lab.net import build
 from anycast_ctl.lab.net.cleanup import lab_pids, tag_namespaces
 from anycast_ctl.lab.nodes import backends, frr, lb
 from anycast_ctl.lab.nodes.files import write_node_files
-from anycast_ctl.render.node_files import ApiFor, NodeFiles, topology_files
+from anycast_ctl.render.node_files import (
+    CA_FILE,
+    ApiFor,
+    NodeFiles,
+    lb_addresses,
+    requires_client_certificates,
+    topology_files,
+)
 
 TAG_PREFIX = "acx-"
 LAB_FILE = "lab.json"
@@ -120,6 +127,10 @@ def start(
             listen,
             directory / request.cert,
             directory / request.key,
+            proxy_from=lb_addresses(topo, plan),
+            client_ca=(
+                directory / CA_FILE if requires_client_certificates(topo, backend.name) else None
+            ),
         )
     say(f"starting FRR on {len(topo.routers)} routers")
     frr.start_routers(tag, topo, namespaces)

@@ -167,7 +167,7 @@ def _clab_yaml(
 def _readme(topology: Topology, plan: AddressPlan) -> str:
     backends = []
     for be in topology.backends:
-        names = [v.tls_name for v in topology.vips if be.name in v.backends]
+        names = [n for v in topology.vips for n in v.tls_names_of(be.name)]
         backends.append(
             {
                 "name": be.name,

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.render.lb_layout import lb_paths
-from anycast_ctl.render.node_files import CertRequest
+from anycast_ctl.render.node_files import CertRequest, lb_addresses, requires_client_certificates
 from anycast_ctl.render.templating import environment
 
 CONF_DIR = PurePosixPath("/etc/anycast-ctl")  # each node's own directory, mounted read-only
@@ -84,6 +84,11 @@ def backend_programs(topology: Topology, backend: str) -> str:
     argv = ["python3", "-m", BACKEND_MODULE, "--name", backend]
     argv += ["--cert", str(PKI_DIR / f"{backend}.pem"), "--key", str(PKI_DIR / f"{backend}.key")]
     argv += ["--listen", backend_listen(topology, backend)]
+    # PROXY v2 from the LB nodes only (haproxy.cfg's send-proxy-v2), mTLS where a VIP needs it
+    plan = topology.address_plan()
+    argv += [arg for address in lb_addresses(topology, plan) for arg in ("--proxy-from", address)]
+    if requires_client_certificates(topology, backend):
+        argv += ["--client-ca", str(PKI_DIR / "ca.pem")]
     return _programs([("tls-server", argv)])
 
 
@@ -97,6 +102,7 @@ def pki_script(topology: Topology, certificates: dict[str, CertRequest]) -> str:
             ),
         }
         for req in certificates.values()
+        if not req.client  # client certificates are the namespace lab's (lab traffic)
     ]
     return (
         environment()

@@ -10,7 +10,8 @@ node, and each TLS connection stands alone (the backends share no session state 
 reward stickiness). Source hashing would put every connection of one client address on one
 backend; lab clients are a handful of addresses, so one backend would take nearly all the load.
 
-No `ssl`/`crt` anywhere: the bytes the client sends reach the backend unchanged, so the
+No `ssl`/`crt` anywhere: the bytes the client sends reach the backend unchanged (after a PROXY
+protocol v2 header carrying the client's address and the connection's id), so the
 backend's certificate is what the client verifies end to end (and, with
 `client_certificates: required`, the backend verifies the client's: the LB cannot, it never
 sees inside the handshake).
@@ -50,6 +51,13 @@ STICK_TABLE_SIZE = "100k"
 STICK_TABLE_EXPIRE = "30s"
 # How long the SNI rules wait for the ClientHello before refusing (a silent client).
 SNI_INSPECT_DELAY = "5s"
+# Every connection to a backend opens with a PROXY protocol v2 header: the client's address
+# and port, the VIP it reached, and this connection's unique id as TLV 0x05 (PP2_TYPE_UNIQUE_ID).
+# Health checks send it too (HAProxy's default for send-proxy-v2 servers), so a backend can
+# refuse every connection without one.
+PROXY_PROTOCOL = "send-proxy-v2 proxy-v2-options unique-id"
+# tcplog's fields (HAProxy 2.6) followed by the connection id.
+TCP_LOG_FORMAT = "%ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq id=%ID"
 # HAProxy's own Prometheus exporter, on the node's loopback only.
 PROMETHEUS_HOST = "127.0.0.1"
 PROMETHEUS_PORT = 8405
@@ -178,6 +186,12 @@ def _sni_pools(
     return tuple(pools)
 
 
+def unique_id_format(lb: str) -> str:
+    """Unique per connection across LB nodes: node name, then pid, accept time and the
+    process's connection counter in hex (`lb1-3A9F-692E1B5C-1F`)."""
+    return f"{lb}-%{{+X}}o%pid-%Ts-%rt"
+
+
 def _template() -> jinja2.Template:
     return template("haproxy.cfg.j2")
 
@@ -203,6 +217,9 @@ def render_haproxy(
         stick_table_expire=STICK_TABLE_EXPIRE,
         sni_inspect_delay=SNI_INSPECT_DELAY,
         prometheus=_host_port(PROMETHEUS_HOST, PROMETHEUS_PORT),
+        proxy_protocol=PROXY_PROTOCOL,
+        log_format=TCP_LOG_FORMAT,
+        unique_id_format=unique_id_format(lb),
     )
 
 

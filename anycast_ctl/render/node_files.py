@@ -13,7 +13,7 @@ Per kind of node:
   default, or another program such as ExaBGP's healthcheck; its argv goes into exabgp.conf as
   rendered, never patched in afterwards;
 - backend: a certificate request (its TLS names and address), to be issued by a lab CA;
-- client: nothing.
+- client: a client-certificate request when some VIP has `client_certificates: required`.
 `run_dir` is where LB nodes keep sockets, `state_dir` their drain state (`lb_layout.lb_paths`);
 `conf_dir(node)` is the node's own directory as the node sees it (the paths written into its
 configs).
@@ -70,6 +70,7 @@ class CertRequest:
     ip_addresses: tuple[str, ...]
     cert: str  # key of the certificate in the file map
     key: str  # key of its private key
+    client: bool = False  # a client certificate (for mTLS to `client_certificates: required`)
 
 
 @dataclass
@@ -121,7 +122,7 @@ def backend_names(topo: Topology) -> dict[str, list[str]]:
     names: dict[str, set[str]] = {b.name: set() for b in topo.backends}
     for vip in topo.vips:
         for backend in vip.backends:
-            names[backend].add(vip.tls_name)
+            names[backend].update(vip.tls_names_of(backend))  # with SNI routes, its routes
     return {b: sorted(n) for b, n in names.items()}
 
 
@@ -168,7 +169,25 @@ def node_files(
             cert=f"{PKI_DIR}/{node}.pem",
             key=f"{PKI_DIR}/{node}.key",
         )
+    elif kind == "client" and any(v.client_certificates == "required" for v in topology.vips):
+        out.certificates[node] = CertRequest(
+            node=node,
+            dns_names=(),
+            ip_addresses=(),
+            cert=client_cert_file(node),
+            key=client_key_file(node),
+            client=True,
+        )
     return out
+
+
+def client_cert_file(client: str) -> str:
+    """Where a client's certificate is in the file map (issued when some VIP requires one)."""
+    return f"{PKI_DIR}/client-{client}.pem"
+
+
+def client_key_file(client: str) -> str:
+    return f"{PKI_DIR}/client-{client}.key"
 
 
 def topology_files(
@@ -199,3 +218,24 @@ def topology_files(
             )
         )
     return out
+
+
+def lb_addresses(topo: Topology, plan: AddressPlan) -> list[str]:
+    """Every address of every LB node: the only sources a backend accepts (PROXY v2 from them)."""
+    out = []
+    for lb in topo.lbs:
+        node = plan.nodes[lb.name]
+        for address in (node.loopback_v4, node.loopback_v6):
+            if address is not None:
+                out.append(str(address.ip))
+        for iface in node.interfaces:
+            out += [str(a.ip) for a in (iface.ipv4, iface.ipv6) if a is not None]
+    return out
+
+
+def requires_client_certificates(topo: Topology, backend: str) -> bool:
+    """Whether the backend serves `client_certificates: required` VIPs (the topology's checks
+    make every VIP of one backend agree)."""
+    return any(
+        vip.client_certificates == "required" for vip in topo.vips if backend in vip.backends
+    )

@@ -80,15 +80,19 @@ def _directives(config: str) -> list[str]:
     ]
 
 
-def test_haproxy_passes_tls_through_without_keys_or_proxy_protocol(topo) -> None:
+def test_haproxy_passes_tls_through_without_keys_and_every_server_gets_proxy_v2(topo) -> None:
     for lb, text in haproxy_configs(topo, run_dir=RUN_DIR).items():
         lines = _directives(text)
         binds = [line for line in lines if line.startswith("bind ")]
         assert binds, lb
         for line in lines:
-            assert not re.search(r"\b(ssl|crt|crt-list|ca-file|check-ssl|send-proxy\S*)\b", line), (
-                f"{lb}: {line}"
-            )
+            assert not re.search(r"\b(ssl|crt|crt-list|ca-file|check-ssl)\b", line), f"{lb}: {line}"
+        servers = [line for line in lines if line.startswith("server ")]
+        assert servers and all(
+            line.endswith(" send-proxy-v2 proxy-v2-options unique-id") for line in servers
+        ), lb
+        assert f"unique-id-format {lb}-%{{+X}}o%pid-%Ts-%rt" in lines
+        assert any(line.startswith("log-format ") and line.endswith('id=%ID"') for line in lines)
         assert "mode tcp" in lines and "daemon" not in lines
 
 

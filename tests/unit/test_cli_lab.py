@@ -63,6 +63,11 @@ def test_traffic_text_shows_shares_agreement_and_lists_mismatches_and_failures()
     assert "1/3 flows as predicted" in text
     assert "198.18.1.1:2 -> 192.0.2.10:443 (c1): went to lb2, predicted lb1" in text
     assert "198.18.1.1:3 -> 192.0.2.10:443 (c1): timeout after 5s" in text
+    refused = _flow(4, None, "lb2", ok=False)
+    refused.reason, refused.error = "refused-by-allow-list", "ConnectionResetError: reset"
+    reasons = traffic_text(TrafficResult([_flow(1, "lb1", "lb1"), refused], seconds=0.1))
+    assert "failed by reason: refused-by-allow-list 1" in reasons
+    assert "(c1): refused-by-allow-list: ConnectionResetError: reset" in reasons
     lines = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith("lb")}
     assert lines["lb1"][1:] == ["1", "50.0%", "2"] and lines["lb2"][1:] == ["1", "50.0%", "1"]
 

@@ -16,7 +16,7 @@ from anycast_ctl.lab.experiments.traffic import (
     plan_flows,
 )
 from anycast_ctl.lab.observe.expect import address_owners
-from anycast_ctl.lab.programs.backend import answer_line, parse_answer, parse_listen
+from anycast_ctl.lab.programs.backend import ProxyHeader, answer_line, parse_answer, parse_listen
 
 DEFAULT = load_topology("topologies/default.yaml")
 TWO = load_topology("topologies/two-routers.yaml")
@@ -62,9 +62,12 @@ def test_peer_address_maps_to_the_lb_holding_it():
 
 
 def test_backend_answer_round_trips():
-    assert parse_answer(answer_line("be1", ("100.64.0.8", 4242)).decode()) == {
+    header = ProxyHeader("PROXY", "198.18.1.7:20001", "192.0.2.10:443", "lb1-1-2-3")
+    assert parse_answer(answer_line("be1", ("100.64.0.8", 4242), header).decode()) == {
         "backend": "be1",
         "peer": "100.64.0.8:4242",
+        "client": "198.18.1.7:20001",
+        "id": "lb1-1-2-3",
     }
     assert parse_answer("garbage") == {}
     assert parse_listen("[fd00::1]:443") == ("fd00::1", 443)

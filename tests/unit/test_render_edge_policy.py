@@ -76,7 +76,7 @@ def test_sni_routes_pick_a_pool_by_name_with_no_default_backend() -> None:
     )
     assert all_["backend sni-shop-api.shop.anycast.test"] == [
         "balance roundrobin",
-        "server be1 100.64.255.4:443 track pool-web/be1",
+        "server be1 100.64.255.4:443 track pool-web/be1 send-proxy-v2 proxy-v2-options unique-id",
     ]
     assert all_["backend sni-shop-www.shop.anycast.test"][-1].startswith("server be2 ")
 

@@ -82,7 +82,8 @@ def test_vips_sharing_port_family_and_backends_share_one_frontend_and_pool():
 
 def test_each_backend_server_is_health_checked_by_one_pool_and_tracked_by_the_others():
     text = render_haproxy(topology(5), "lb1", run_dir=RUN)
-    servers = re.findall(r"^    server (\S+) \S+ (.+)$", text, re.M)
+    # what each server line says about checks, before the PROXY protocol every server gets
+    servers = re.findall(r"^    server (\S+) \S+ (.+) send-proxy-v2 .*$", text, re.M)
     assert servers.count(("be1", "check")) == 1 and servers.count(("be2", "check")) == 1
     assert ("be2", "track pool-w0/be2") in servers  # api's pool
     assert servers.count(("be1", "track pool-w0/be1")) == 2  # alt and web6

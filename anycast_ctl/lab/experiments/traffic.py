@@ -6,6 +6,13 @@ lab/programs/traffic_client.py running inside each client's namespace, and answe
 backend with the address its connection came from: the link address of the LB node whose
 HAProxy carried it.
 
+Each backend also answers the client address it saw in the LB's PROXY v2 header
+(`backend_saw_src`) and the LB's connection id (`connection_id`, also in the LB's HAProxy
+log and the backend's log). A failed flow says why (`reason`): the traffic client's reason,
+with "closed" refined by the VIP's policy into "refused-by-allow-list" (a source outside
+allow_sources), "rate-limited" (an admitted source on a rate-limited VIP) or "refused-by-sni";
+"tls-alert" is the backend refusing the handshake (e.g. no client certificate).
+
 The prediction is the simulator's (sim/predict.py `predict_held`), given the kernel's own
 next hops, read per router and per VIP from the FIB: hash-threshold maps a hash to the i-th
 next hop, so the members and their order decide the LB.
@@ -29,6 +36,7 @@ from anycast_ctl.lab.handle import LabHandle
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.observe.expect import address_owners
 from anycast_ctl.lab.programs.backend import parse_answer
+from anycast_ctl.render.node_files import client_cert_file, client_key_file
 from anycast_ctl.sim.predict import FlowTuple, predict_held
 
 PROTO_TCP = 6
@@ -65,6 +73,10 @@ class FlowResult:
     predicted: str | None = None
     error: str | None = None
     seconds: float | None = None
+    backend_saw_src: str | None = None  # the client address in the LB's PROXY v2 header
+    connection_id: str | None = None  # the LB's id of this connection (its log, the backend's)
+    reason: str | None = None  # why it failed (module docstring); None when ok
+    server_name: str | None = None  # the TLS name the client sent (SNI)
 
     @property
     def agrees(self) -> bool:
@@ -117,7 +129,8 @@ def plan_flows(
     """`connections` flows spread round-robin over every (client, VIP) pair of one family.
 
     Flow i: pair i % P; source = host ((i // P) % sources) + 1 of the client's prefix;
-    source port = first_port + i. The same arguments always give the same flows.
+    source port = first_port + i; TLS name the VIP's, or its SNI route names in turn. The same
+    arguments always give the same flows.
     """
     pairs = [(c, v) for v in topo.vips for c in topo.clients if c.prefix(v.version) is not None]
     problems = []
@@ -143,12 +156,38 @@ def plan_flows(
         assert prefix is not None  # `pairs` holds only clients with a prefix of the VIP's family
         usable = max(1, prefix.num_addresses - 2)
         src = prefix.network_address + 1 + ((i // len(pairs)) % min(sources, usable))
+        # An SNI-routed VIP's flows take its route names in turn, so every route is exercised.
+        names = [r.server_name for r in vip.sni_routes] if vip.sni_routes else [vip.tls_name]
+        name = names[(i // len(pairs)) % len(names)]
         flows.append(
-            Flow(
-                client.name, vip.name, str(src), first_port + i, str(vip.ip), vip.port, vip.tls_name
-            )
+            Flow(client.name, vip.name, str(src), first_port + i, str(vip.ip), vip.port, name)
         )
     return flows
+
+
+def refine_reason(reason: str | None, flow: Flow, topo: Topology) -> str | None:
+    """A "closed" (the LB refused) flow's likely cause from the VIP's policy (pure)."""
+    if reason != "closed":
+        return reason
+    vip = topo.vip(flow.vip)
+    src = ipaddress.ip_address(flow.src)
+    if vip.allow_sources is not None and not any(
+        src in ipaddress.ip_network(p) for p in vip.allow_sources
+    ):
+        return "refused-by-allow-list"
+    if vip.rate_limit is not None:
+        return "rate-limited"
+    if vip.sni_routes is not None:
+        return "refused-by-sni"
+    return "closed"
+
+
+def saw_address(endpoint: str | None) -> str | None:
+    """'198.18.1.7:20001' or '[2001:db8::7]:20001' -> the address; None if absent."""
+    if not endpoint or endpoint == "None":
+        return None
+    host = endpoint.rpartition(":")[0]
+    return host.strip("[]") or None
 
 
 def lb_of_peer(peer: str | None, owners: dict[str, str], lbs: set[str]) -> str | None:
@@ -165,9 +204,14 @@ def lb_of_peer(peer: str | None, owners: dict[str, str], lbs: set[str]) -> str |
 
 # ---------------------------------------------------------------- running (I/O)
 def run_flows(
-    lab: LabHandle, flows: list[Flow], concurrency: int = 64, timeout: float = 5.0
+    lab: LabHandle,
+    flows: list[Flow],
+    concurrency: int = 64,
+    timeout: float = 5.0,
+    client_cert: bool = True,
 ) -> list[FlowResult]:
-    """Send the flows (each client's from inside its namespace, clients in parallel)."""
+    """Send the flows (each client's from inside its namespace, clients in parallel); with
+    `client_cert` each client presents its lab certificate when one was issued."""
     owners = address_owners(lab.plan)
     lbs = {lb.name for lb in lab.topology.lbs}
     by_client: dict[str, list[int]] = {}
@@ -179,6 +223,8 @@ def run_flows(
         indices = by_client[client]
         batch = [asdict(flows[i]) for i in indices]
         rounds = math.ceil(len(batch) / max(1, concurrency))
+        cert, key = lab.dir / client_cert_file(client), lab.dir / client_key_file(client)
+        identity = ["--cert", str(cert), "--key", str(key)] if client_cert and cert.exists() else []
         result = daemons.run(
             lab.tag,
             [
@@ -191,6 +237,7 @@ def run_flows(
                 str(concurrency),
                 "--timeout",
                 str(timeout),
+                *identity,
             ],
             netns=lab.namespace(client),
             stdin=json.dumps(batch),
@@ -235,6 +282,12 @@ def flow_results(
                 error=answer.get("error")
                 or (None if ok else f"unexpected answer {answer.get('line')!r}"),
                 seconds=answer.get("seconds"),
+                backend_saw_src=saw_address(fields.get("client")),
+                connection_id=fields.get("id") if fields.get("id") != "None" else None,
+                reason=None
+                if ok
+                else refine_reason(answer.get("reason", "error"), flow, lab.topology),
+                server_name=flow.server_name,
             )
         )
     return out
@@ -256,12 +309,13 @@ def run_traffic(
     sources: int = 8,
     concurrency: int = 64,
     timeout: float = 5.0,
+    client_cert: bool = True,
     clock=time.monotonic,
 ) -> TrafficResult:
     flows = plan_flows(lab.topology, connections, first_port, sources)
     orders = kernel_orders(lab)
     started = clock()
-    results = run_flows(lab, flows, concurrency, timeout)
+    results = run_flows(lab, flows, concurrency, timeout, client_cert)
     elapsed = clock() - started
     predicted = predict_held(lab.topology, [f.five_tuple for f in flows], orders)
     for result, lb in zip(results, predicted, strict=True):

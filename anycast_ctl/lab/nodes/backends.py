@@ -1,5 +1,10 @@
 """Start a lab backend: the TLS server of lab/programs/backend.py in the backend's namespace,
-with the certificate the lab CA issued it (lab/nodes/files.py)."""
+with the certificate the lab CA issued it (lab/nodes/files.py).
+
+It accepts connections only from the LB nodes' addresses and only with a PROXY v2 header
+(HAProxy's `send-proxy-v2`); a backend serving `client_certificates: required` VIPs requires a
+client certificate issued by the lab CA.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,15 @@ PROGRAM = "anycast_ctl.lab.programs.backend"
 
 
 def start_backend(
-    tag: str, backend: str, netns: str, listen: str, cert: Path, key: Path, timeout: float = 10.0
+    tag: str,
+    backend: str,
+    netns: str,
+    listen: str,
+    cert: Path,
+    key: Path,
+    proxy_from: list[str],
+    client_ca: Path | None = None,
+    timeout: float = 10.0,
 ) -> Daemon:
     directory = state.node_dir(tag, backend)
     directory.mkdir(parents=True, exist_ok=True)
@@ -38,6 +51,8 @@ def start_backend(
             listen,
             "--ready-file",
             str(ready),
+            *(arg for address in proxy_from for arg in ("--proxy-from", address)),
+            *(("--client-ca", str(client_ca)) if client_ca is not None else ()),
         ],
         netns=netns,
         log_path=directory / "backend.log",

@@ -1,4 +1,5 @@
-"""The lab's certificates: one CA made at `up`, one certificate per TLS backend.
+"""The lab's certificates: one CA made at `up`, one certificate per TLS backend, and one client
+certificate per client when a VIP requires client certificates.
 
 Each backend's certificate names the TLS names of every VIP it serves (its SANs), so a client
 that connects to a VIP and checks the certificate against the lab CA and the VIP's TLS name
@@ -92,12 +93,15 @@ def issue(
     dns_names: list[str],
     ip_addresses: list[str],
     now: dt.datetime,
+    client: bool = False,
 ) -> Issued:
-    """A server certificate for `dns_names` (SANs; the CN is informational only)."""
+    """A server certificate for `dns_names` (SANs; the CN is informational only), or with
+    `client` a client certificate for the CN (clientAuth, no SANs)."""
     key = _key()
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
-    cert = (
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
         .issuer_name(ca_cert.subject)
@@ -106,8 +110,11 @@ def issue(
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = (
+        builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
@@ -131,6 +138,7 @@ def issue_requests(
             list(request.dns_names),
             list(request.ip_addresses),
             now,
+            client=request.client,
         )
         out[request.cert], out[request.key] = issued.cert_pem, issued.key_pem
     return out

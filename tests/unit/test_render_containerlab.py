@@ -163,9 +163,13 @@ def test_backends_issue_their_certificates_then_serve_them(topo) -> None:
             == f"{plan.nodes[backend.name].loopback_v4.ip}:{backend.port}"
         )
         assert argv[argv.index("--cert") + 1] == f"{PKI_DIR}/{backend.name}.pem"
+        # PROXY v2 only from the LB nodes: every LB address, nothing else
+        proxies = {argv[i + 1] for i, a in enumerate(argv) if a == "--proxy-from"}
+        lb_ips = {str(plan.nodes[lb.name].loopback_v4.ip) for lb in topo.lbs}
+        assert lb_ips <= proxies
         script = files[f"{backend.name}/pki.sh"]
         for other in topo.backends:  # any backend may be the one that issues for all
-            names = [v.tls_name for v in topo.vips if other.name in v.backends]
+            names = [n for v in topo.vips for n in v.tls_names_of(other.name)]
             sans = ",".join(
                 [f"DNS:{n}" for n in sorted(set(names))]
                 + [f"IP:{plan.nodes[other.name].loopback_v4.ip}"]

@@ -120,7 +120,7 @@ def run_flows(
         for done in [pool.submit(one_client, c) for c in by_client]:
             done.result()
     owners = address_owners(topology.address_plan())
-    return flow_results(flows, raw, owners, {lb.name for lb in topology.lbs})
+    return flow_results(flows, raw, owners, {lb.name for lb in topology.lbs}, topology)
 
 
 def run_traffic(

@@ -182,6 +182,10 @@ def refine_reason(reason: str | None, flow: Flow, topo: Topology) -> str | None:
     return "closed"
 
 
+def _reason(reason: str | None, flow: Flow, topo: Topology | None) -> str | None:
+    return refine_reason(reason, flow, topo) if topo is not None else reason
+
+
 def saw_address(endpoint: str | None) -> str | None:
     """'198.18.1.7:20001' or '[2001:db8::7]:20001' -> the address; None if absent."""
     if not endpoint or endpoint == "None":
@@ -255,11 +259,15 @@ def run_flows(
     with ThreadPoolExecutor(max_workers=max(1, len(by_client))) as pool:
         for done in [pool.submit(one_client, c) for c in by_client]:
             done.result()
-    return flow_results(flows, raw, owners, lbs)
+    return flow_results(flows, raw, owners, lbs, lab.topology)
 
 
 def flow_results(
-    flows: list[Flow], raw: list[dict | None], owners: dict[str, str], lbs: set[str]
+    flows: list[Flow],
+    raw: list[dict | None],
+    owners: dict[str, str],
+    lbs: set[str],
+    topo: Topology | None = None,
 ) -> list[FlowResult]:
     """The traffic client's answers (None: none came) -> one result per flow (pure)."""
     out = []
@@ -284,9 +292,7 @@ def flow_results(
                 seconds=answer.get("seconds"),
                 backend_saw_src=saw_address(fields.get("client")),
                 connection_id=fields.get("id") if fields.get("id") != "None" else None,
-                reason=None
-                if ok
-                else refine_reason(answer.get("reason", "error"), flow, lab.topology),
+                reason=None if ok else _reason(answer.get("reason", "error"), flow, topo),
                 server_name=flow.server_name,
             )
         )

@@ -14,151 +14,31 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from anycast_ctl.agent.damping import Damping as DampingRule
 from anycast_ctl.config.common import (
     ASN,
     U32,
-    IPAddr,
     Md5Secret,
     Name,
     Port,
     RouterId,
-    SafeStr,
     StrictModel,
     UnicastIP,
     VipPrefix,
 )
 from anycast_ctl.config.loading import load_model
-
-Seconds = Annotated[float, Field(gt=0, le=3600)]
-
-
-class Timing(StrictModel):
-    """How often checks run and how many results it takes to change state."""
-
-    interval: Seconds = 1.0
-    timeout: Seconds = 0.5
-    rise: Annotated[int, Field(ge=1, le=100)] = 3  # OK results in a row to announce
-    # Soft failures that withdraw: `fall` of the last `window` results (no window: in a row).
-    fall: Annotated[int, Field(ge=1, le=100)] = 2
-    window: Annotated[int, Field(ge=1, le=1000)] | None = None
-
-    @model_validator(mode="after")
-    def _timeout_fits_interval(self) -> Timing:
-        if self.timeout > self.interval:
-            raise ValueError(
-                f"timeout ({self.timeout}s) must not exceed interval ({self.interval}s): "
-                "checks would overlap"
-            )
-        if self.window is not None and self.window < self.fall:
-            raise ValueError(
-                f"window ({self.window}) must be at least fall ({self.fall}): fall soft failures "
-                "among the last window results withdraw the VIP"
-            )
-        return self
-
-
-class FlapDamping(StrictModel):
-    """RFC 2439's flap damping applied to each VIP's announcement (docs/state-machine.md).
-
-    Every withdrawal caused by a failure adds `penalty`; the penalty halves every
-    `half_life` seconds. A withdrawal that lifts it above `suppress` keeps the VIP withdrawn,
-    however healthy, until it decays below `reuse` (at most `max_suppress` seconds after the
-    last flap). Withdrawals are never delayed.
-    """
-
-    enabled: bool = True
-    half_life: Seconds = 15.0
-    penalty: Annotated[float, Field(gt=0, le=1e6)] = 1000.0
-    suppress: Annotated[float, Field(gt=0, le=1e6)] = 2000.0
-    reuse: Annotated[float, Field(gt=0, le=1e6)] = 750.0
-    max_suppress: Seconds = 120.0
-
-    @model_validator(mode="after")
-    def _reuse_below_suppress(self) -> FlapDamping:
-        if self.reuse >= self.suppress:
-            raise ValueError(
-                f"reuse ({self.reuse:g}) must be below suppress ({self.suppress:g}): a suppressed "
-                "VIP comes back when its penalty decays below reuse"
-            )
-        return self
-
-    def rule(self) -> DampingRule | None:
-        """The state machine's parameters (None: damping off)."""
-        if not self.enabled:
-            return None
-        return DampingRule(
-            half_life=self.half_life,
-            penalty=self.penalty,
-            suppress=self.suppress,
-            reuse=self.reuse,
-            max_suppress=self.max_suppress,
-        )
-
-
-# ---------------------------------------------------------------- checks
-class _CheckBase(StrictModel):
-    # Per-check override of timing.timeout.
-    timeout: Seconds | None = None
-
-
-class TcpCheck(_CheckBase):
-    type: Literal["tcp"]
-    host: IPAddr = "127.0.0.1"
-    port: Port
-
-
-class HttpCheck(_CheckBase):
-    type: Literal["http"]
-    url: Annotated[SafeStr, Field(pattern=r"^https?://")]
-    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = [200]
-    body_regex: SafeStr | None = None
-    ca_file: Path | None = None  # for https; None means the system bundle
-    server_name: SafeStr | None = None  # SNI/verification name if it differs from the URL host
-    insecure: bool = False  # skip certificate verification (not recommended)
-
-    @field_validator("body_regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return value
-
-
-class TlsCheck(_CheckBase):
-    type: Literal["tls"]
-    host: IPAddr = "127.0.0.1"
-    port: Port = 443
-    server_name: SafeStr
-    ca_file: Path | None = None
-    # Fail (soft) when the certificate expires in fewer days than this.
-    min_days_valid: Annotated[int, Field(ge=0)] = 0
-
-
-class HaproxyCheck(_CheckBase):
-    """HAProxy's runtime API (`show stat`): frontend OPEN and enough servers UP."""
-
-    type: Literal["haproxy"]
-    socket: Path  # the stats socket (unix)
-    frontend: SafeStr
-    backend: SafeStr
-    min_servers_up: Annotated[int, Field(ge=0)] = 1
-
-
-class ExecCheck(_CheckBase):
-    """Run a command (argv, no shell); exit code 0 is healthy. Killed on timeout."""
-
-    type: Literal["exec"]
-    command: Annotated[list[SafeStr], Field(min_length=1)]
-
-
-Check = Annotated[
-    TcpCheck | HttpCheck | TlsCheck | HaproxyCheck | ExecCheck,
-    Field(discriminator="type"),
-]
+from anycast_ctl.config.node_checks import (
+    Check as Check,
+    ExecCheck as ExecCheck,
+    HaproxyCheck as HaproxyCheck,
+    HttpCheck as HttpCheck,
+    TcpCheck as TcpCheck,
+    TlsCheck as TlsCheck,
+)
+from anycast_ctl.config.node_timing import (
+    FlapDamping as FlapDamping,
+    Lifeline as Lifeline,
+    Timing as Timing,
+)
 
 
 # ---------------------------------------------------------------- BGP
@@ -369,37 +249,6 @@ class Certificates(StrictModel):
             raise ValueError("set slot and slots together (or neither: a hash of the node name)")
         if self.slot is not None and self.slots is not None and self.slot >= self.slots:
             raise ValueError(f"slot {self.slot} is not below slots {self.slots}")
-        return self
-
-
-class Lifeline(StrictModel):
-    """How fast a hung agent or a hung ExaBGP takes this node out of every router's FIB.
-
-    Both end with ExaBGP stopped, so its BGP sessions close (docs/agent.md, "Fail closed").
-    The startup limits apply until every VIP has had its first decision: a CPU-starved
-    start-up is slow, not hung.
-    """
-
-    # The guardian stops ExaBGP when the agent's event loop sends no heartbeat this long
-    # (heartbeats every 0.1 s).
-    stall_after: Annotated[float, Field(ge=0.3, le=60)] = 0.6
-    startup_stall_after: Annotated[float, Field(ge=0.3, le=600)] = 10.0
-    # ExaBGP must answer a command (or the agent's probe, sent every 0.1 s) this fast.
-    exabgp_answer_within: Annotated[float, Field(ge=0.2, le=60)] = 0.4
-    startup_exabgp_answer_within: Annotated[float, Field(ge=0.2, le=600)] = 10.0
-
-    @model_validator(mode="after")
-    def _startup_is_looser(self) -> Lifeline:
-        if self.startup_stall_after < self.stall_after:
-            raise ValueError(
-                f"startup_stall_after ({self.startup_stall_after}s) must not be shorter than "
-                f"stall_after ({self.stall_after}s)"
-            )
-        if self.startup_exabgp_answer_within < self.exabgp_answer_within:
-            raise ValueError(
-                f"startup_exabgp_answer_within ({self.startup_exabgp_answer_within}s) must not "
-                f"be shorter than exabgp_answer_within ({self.exabgp_answer_within}s)"
-            )
         return self
 
 

@@ -57,6 +57,7 @@ def test_every_alert_the_edge_needs_is_there_and_unit_tested() -> None:
     assert {
         "AnycastVipWithdrawnEverywhere",
         "AnycastVipFlapping",
+        "AnycastVipSuppressed",
         "AnycastCertificateExpiring",
         "HaproxyRateLimitRefusalsSpiking",
         "AnycastAgentDown",

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from anycast_ctl.cli.lab_support import need_root
-from anycast_ctl.config.topology import Topology
+from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab.experiments import failover_report
 from anycast_ctl.lab.experiments.baseline import Implementation
@@ -68,6 +68,11 @@ def _say(msg: str) -> None:
 )
 @click.option("--node", help="The LB node to act on (default: the first LB node announcing a VIP).")
 @click.option(
+    "--router",
+    help="The router that router-kill and router-drain act on (default: the first router "
+    "another router of its tier can stand in for).",
+)
+@click.option(
     "--runs", type=click.IntRange(1, 1000), default=3, show_default=True, help="Runs per scenario."
 )
 @click.option(
@@ -91,16 +96,36 @@ def _say(msg: str) -> None:
     help="Steady-load TLS connections per second during each run.",
 )
 @click.option(
+    "--long-lived",
+    type=click.IntRange(0, 2000),
+    default=200,
+    show_default=True,
+    help="TLS connections held open through each event, each exchanging a line every 50 ms "
+    "(0: none); the report counts the ones the event broke against the simulator's prediction.",
+)
+@click.option(
     "--json", "json_file", type=click.Path(dir_okay=False), help="Write the report as JSON here."
 )
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write a PNG plot here.")
 def failover(
-    name, topology_file, node, runs, scenario_opts, baseline, rate, json_file, plot_file
+    name,
+    topology_file,
+    node,
+    router,
+    runs,
+    scenario_opts,
+    baseline,
+    rate,
+    long_lived,
+    json_file,
+    plot_file,
 ) -> None:
     """Kill/hang HAProxy, kill the agent or ExaBGP, drain/undrain, take the link down on one
-    LB node; time until every router's FIB drops it (and takes it back), count failed
-    connections, compare the flows that moved with the simulator's prediction."""
+    LB node, kill or drain a router; time until every router's FIB drops it (and takes it
+    back), count failed new connections and broken long-lived ones, compare the flows that
+    moved with the simulator's prediction."""
     from anycast_ctl.lab.experiments.failover import Settings, run_experiments
+    from anycast_ctl.lab.experiments.router_acts import pick_router
     from anycast_ctl.lab.topology_up import Lab
 
     if name and topology_file:
@@ -108,14 +133,27 @@ def failover(
             "<argument>", "NAME", "give either a running lab's NAME or --topology, not both"
         )
     scenarios = parse_scenarios(scenario_opts)
+    wants_router = bool(set(scenarios) & {"router-kill", "router-drain"})
+    if topology_file:
+        topology = load_topology(topology_file)
+        pick_node(topology, node)
+        if wants_router:
+            pick_router(topology, router)
     need_root()
     implementations = [Implementation.ANYCAST.value] + (BASELINES if baseline else [])
     started = time.monotonic()
     lab = Lab.up(topology_file, "failover", log=_say) if topology_file else Lab.attach(name)
-    lb = pick_node(lab.topology, node)
     try:
+        lb = pick_node(lab.topology, node)
+        chosen = pick_router(lab.topology, router) if wants_router else None
         measurements = run_experiments(
-            lab, implementations, scenarios, lb, Settings(runs=runs, rate=rate), say=_say
+            lab,
+            implementations,
+            scenarios,
+            lb,
+            Settings(runs=runs, rate=rate, long_lived=long_lived),
+            say=_say,
+            router=chosen,
         )
     finally:
         if topology_file:
@@ -126,6 +164,8 @@ def failover(
         "node": lb,
         "runs": runs,
         "rate": rate,
+        "long_lived": long_lived,
+        **({"router": chosen} if chosen else {}),
         "scenarios": scenarios,
         "implementations": implementations,
         "seconds": round(time.monotonic() - started, 1),

@@ -7,7 +7,9 @@ The address plan fixes link and loopback addresses; this adds what the plan leav
 - an LB node has no route from BGP (routers send LBs nothing): it gets a static route to each
   client prefix, through every upstream router that reaches that client, and a host route to
   each backend's loopback over the direct link (backends listen on their loopback);
-- a router gets the topology's multipath hashing sysctls, so every flow is predictable.
+- a router gets the topology's multipath hashing sysctls, so every flow is predictable;
+- an LB node skips a static next hop whose link lost its carrier (a dead router), as it
+  would if it learned its return routes from a routing daemon.
 Backends need no route: the LBs connect from their link address, which is directly connected.
 
 `setup_commands` spells all of it as iproute2/sysctl commands (one argv string each, no shell),
@@ -152,6 +154,16 @@ def router_sysctls(topology: Topology, router: str) -> dict[str, int]:
     return out
 
 
+def lb_sysctls(topology: Topology) -> dict[str, int]:
+    """An LB node's static routes to the clients spread over its routers; without this, the
+    kernel keeps hashing return traffic onto a next hop whose link is down (RTNH_F_LINKDOWN)
+    and every connection of that share stalls when a router dies."""
+    out = {"net.ipv4.conf.all.ignore_routes_with_linkdown": 1}
+    if topology.needs_ipv6:
+        out["net.ipv6.conf.all.ignore_routes_with_linkdown"] = 1
+    return out
+
+
 def route_command(route: Route) -> str:
     family = "-6 " if route.version == 6 else ""
     if len(route.nexthops) == 1:
@@ -179,6 +191,8 @@ def setup_commands(
         cmds += [
             f"sysctl -w {key}={value}" for key, value in router_sysctls(topology, node).items()
         ]
+    if topology.kind(node) == "lb":
+        cmds += [f"sysctl -w {key}={value}" for key, value in lb_sysctls(topology).items()]
     for device, cidr in addresses(plan, node):
         # nodad: a lab link address is unique by construction; DAD would delay it by seconds.
         cmds.append(

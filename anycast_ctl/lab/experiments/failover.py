@@ -1,11 +1,16 @@
 """Run failover scenarios on a lab and measure them (scenarios.py acts, this module times).
 
-One run, under steady client load (lab/experiments/steady.py):
-  1. the lab is converged; probe flows are sent and land where the simulator says;
+One run, under steady client load (lab/experiments/steady.py) and with long-lived connections
+held open (lab/experiments/longlived.py):
+  1. the lab is converged; probe flows are sent and land where the simulator says; the
+     long-lived connections open;
   2. the event (time T0); every adjacent router's FIB is watched (lab/observe/fibset.py) until
-     none uses the node: withdraw time = the last router's moment - T0;
+     none uses the node: withdraw time = the last router's moment - T0 (then the rest of the
+     event, if it has one: a drained router goes);
   3. the same probe flows again: which moved, against the simulator's prediction for the
-     node leaving (the kernel's next-hop order before, minus the node);
+     node leaving (the kernel's next-hop order before, minus the node); the long-lived
+     connections get LONG_LIVED_WINDOW to notice a break, then the ones broken are counted
+     against the prediction from the kernel's next-hop order before and after;
   4. the recovery act (T1); withdraw's mirror: until every adjacent router uses it again;
   5. failed steady-load connections, and withdrawals of other (healthy) nodes, over the run;
   6. restore anything still broken, so the next run starts from a converged lab.
@@ -20,11 +25,15 @@ from dataclasses import dataclass, field
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.experiments.baseline import Implementation
-from anycast_ctl.lab.experiments.failover_report import Measurement
+from anycast_ctl.lab.experiments.failover_report import Measurement, long_lived_cell
+from anycast_ctl.lab.experiments.longlived import BrokenCounts, LongLived, broken_counts
+from anycast_ctl.lab.experiments.router_acts import pick_router
 from anycast_ctl.lab.experiments.scenarios import (
+    ROUTER_SCENARIOS,
     Deployment,
     Scenario,
     deploy,
+    finish,
     recover,
     restore,
     trigger,
@@ -52,6 +61,11 @@ class Settings:
     connection_timeout: float = 2.0
     probe_flows: int = 120  # flows re-sent after the withdrawal to see which moved
     steady_seconds: float = 5.0  # the no-event observation period
+    long_lived: int = 200  # connections held open through each run (0: none)
+    long_lived_interval: float = 0.05  # each one exchanges a line this often
+    # An echo later than this: the connection is broken. Above three retransmissions
+    # (0.2 + 0.4 + 0.8 s at TCP's minimum RTO), so a lossy second is not a break.
+    long_lived_stall: float = 3.0
     withdraw_bound: dict[str, float] = field(
         default_factory=lambda: {"anycast": 3.0, "exabgp-fast": 3.0, "exabgp-default": 12.0}
     )
@@ -92,7 +106,31 @@ class Runner:
         self.say = say or (lambda _msg: None)
         self.flows = plan_flows(lab.topology, settings.probe_flows, first_port=20000)
         self._port = 30000
+        self._ll_port = 10000
         self._serial = 0
+
+    def _next_long_lived_ports(self) -> int:
+        """Fresh source ports for every run: the previous run's closed connections are in
+        TIME_WAIT, and a connect() from the same address and port to the VIP would fail."""
+        clients = max(1, len(self.lab.topology.clients))
+        need = -(-self.settings.long_lived // clients) // 8 + 2
+        if self._ll_port + need > 19999:
+            self._ll_port = 10000
+        first, self._ll_port = self._ll_port, self._ll_port + need
+        return first
+
+    def _hold(self, run_id: str) -> LongLived | None:
+        s = self.settings
+        if s.long_lived <= 0:
+            return None
+        return LongLived(
+            self.lab,
+            count=s.long_lived,
+            first_port=self._next_long_lived_ports(),
+            run_id=run_id,
+            interval=s.long_lived_interval,
+            stall=s.long_lived_stall,
+        ).start()
 
     def _next_ports(self, impl: str) -> int:
         need = ports_needed(
@@ -127,15 +165,18 @@ class Runner:
         self.lab.wait_converged(30)
         orders, before = self._probe_before() if scenario is not Scenario.STEADY else ({}, [])
         self._serial += 1
+        run_id = f"{impl}-{scenario}-{self._serial}"
+        held = self._hold(run_id)
         load = SteadyLoad(
             self.lab,
             rate=s.rate,
             max_seconds=s.max_run_seconds(impl),
             timeout=s.connection_timeout,
             first_port=self._next_ports(impl),
-            run_id=f"{impl}-{scenario}-{self._serial}",
+            run_id=run_id,
         ).start()
         notes: list[str] = []
+        ll_window: tuple[float, float, Orders, Orders] | None = None  # since, until, orders
         withdraw = recovered = None
         per: dict[str, float | None] = {}
         moved: tuple[int | None, int | None, int | None] = (None, None, None)
@@ -143,16 +184,27 @@ class Runner:
         try:
             load.wait_flowing(max(3, int(s.rate / 2)))
             start = time.monotonic()
+            ll_before = kernel_orders(self.lab)
             if scenario is Scenario.STEADY:
                 load.wait_flowing(int(s.rate * s.steady_seconds), timeout=s.steady_seconds * 3 + 10)
                 event = None
+                ll_window = (start, time.monotonic(), ll_before, kernel_orders(self.lab))
             else:
                 event = trigger(dep, scenario, lb)
                 w_bound = s.withdraw_bound[impl]
                 withdraw, per = fibs.time_all(lb, event.at, w_bound, back=False)
                 if withdraw is not None:
+                    finish(dep, event)
+                    settled = time.monotonic()
+                    ll_after = kernel_orders(self.lab)
                     after = run_flows(self.lab, self.flows, timeout=s.connection_timeout)
                     moved = moved_flows(self.lab.topology, self.flows, before, after, orders, lb)
+                    # Every held connection exchanges a line at least every interval: within
+                    # the stall bound of the settled moment, each one has seen its break.
+                    rest = settled + s.long_lived_stall + 0.5 - time.monotonic()
+                    if held is not None and rest > 0:
+                        time.sleep(rest)
+                    ll_window = (event.at, time.monotonic(), ll_before, ll_after)
                 else:
                     notes.append("still in some FIB at the bound")
                 t1 = recover(dep, event)
@@ -168,11 +220,18 @@ class Runner:
                 load.wait_flowing(max(3, int(s.rate / 4)), timeout=10)
         finally:
             connections = load.stop()
+            conns = held.stop() if held is not None else []
         end = time.monotonic()
+        counts: BrokenCounts | None = None
+        if held is not None and ll_window is not None:
+            counts = broken_counts(self.lab.topology, conns, *ll_window[:2], lb, *ll_window[2:])
+            if counts.mismatch:
+                notes.append(f"long-lived broken unlike predicted: {counts.mismatch}")
         healthy = {x.name for x in self.lab.topology.lbs if x.vips} - (
             {lb} if scenario is not Scenario.STEADY else set()
         )
-        spurious = fibs.departures(start, end, healthy)
+        skip = frozenset({lb}) if scenario in ROUTER_SCENARIOS else frozenset()
+        spurious = fibs.departures(start, end, healthy, skip)
         if spurious:
             notes.append("left a FIB: " + ",".join(spurious))
         in_window = [c for c in connections if c.start >= start - 1]
@@ -196,6 +255,10 @@ class Runner:
             predicted_moved=moved[1],
             moved_mismatch=moved[2],
             spurious=len(spurious),
+            long_lived=counts.open if counts else None,
+            long_lived_broken=counts.broken if counts else None,
+            long_lived_broken_collateral=counts.collateral if counts else None,
+            long_lived_predicted_broken=counts.predicted if counts else None,
             per_router=per,
             note="; ".join(notes),
         )
@@ -210,13 +273,21 @@ def run_experiments(
     say: Say | None = None,
     deploy_fn: Callable[[LabHandle, Implementation], Deployment] = deploy,
     restore_to: str | None = Implementation.ANYCAST,
+    router: str | None = None,
 ) -> list[Measurement]:
     """Every scenario `settings.runs` times for every implementation, deploying each in turn
     on every LB node; at the end `restore_to` is deployed again (None: leave the last one).
-    A bounded wait that runs out (the lab did not converge again, a daemon did not start) is
-    a LabError naming the lab, like every other failure of the lab."""
+    Router scenarios act on `router` (None: the first one router_acts.pick_router accepts;
+    UserError when the topology has none). A bounded wait that runs out (the lab did not
+    converge again, a daemon did not start) is a LabError naming the lab, like every other
+    failure of the lab."""
+    if any(Scenario(s) in ROUTER_SCENARIOS for s in scenarios):
+        router = pick_router(lab.topology, router)
+    nodes = {s: router if Scenario(s) in ROUTER_SCENARIOS else lb for s in scenarios}
     try:
-        return _run_all(lab, implementations, scenarios, lb, settings, say, deploy_fn, restore_to)
+        return _run_all(
+            lab, implementations, scenarios, nodes, settings, say, deploy_fn, restore_to
+        )
     except TimeoutError as exc:
         raise LabError(f"lab {lab.name}: {exc}") from exc
 
@@ -225,7 +296,7 @@ def _run_all(
     lab: LabHandle,
     implementations: list[str],
     scenarios: list[str],
-    lb: str,
+    nodes: dict[str, str | None],
     settings: Settings,
     say: Say | None,
     deploy_fn: Callable[[LabHandle, Implementation], Deployment],
@@ -241,7 +312,9 @@ def _run_all(
                 dep = deploy_fn(lab, Implementation(impl))
                 for scenario in scenarios:
                     for run in range(settings.runs):
-                        m = runner.run(dep, Scenario(scenario), lb, run, fibs)
+                        node = nodes[scenario]
+                        assert node is not None  # run_experiments picked one
+                        m = runner.run(dep, Scenario(scenario), node, run, fibs)
                         say(_one_line(m))
                         out.append(m)
         finally:
@@ -258,8 +331,9 @@ def _one_line(m: Measurement) -> str:
     moved = (
         "" if m.moved is None else f" moved {m.moved}/{m.predicted_moved} (diff {m.moved_mismatch})"
     )
+    held = "" if m.long_lived is None else f" long-lived broken {long_lived_cell(m)}"
     return (
         f"{m.implementation:<14} {m.scenario:<12} #{m.run}: withdraw {ms(m.withdraw_s)} "
-        f"recover {ms(m.recover_s)} failed {m.failed}/{m.connections}{moved} spurious {m.spurious}"
-        + (f"  [{m.note}]" if m.note else "")
+        f"recover {ms(m.recover_s)} failed {m.failed}/{m.connections}{moved}{held} "
+        f"spurious {m.spurious}" + (f"  [{m.note}]" if m.note else "")
     )

@@ -25,6 +25,8 @@ SCENARIO_ORDER = (
     "exabgp-kill",
     "drain",
     "link-down",
+    "router-kill",
+    "router-drain",
 )
 GOAL_WITHDRAW_S = 0.300  # the lab's aim: a HAProxy crash leaves every FIB in < 300 ms p99
 
@@ -45,6 +47,11 @@ class Measurement:
     predicted_moved: int | None = None  # the simulator's count for the same flows
     moved_mismatch: int | None = None  # |observed moved set  (sym. diff.)  predicted moved set|
     spurious: int = 0  # other (healthy) nodes that left some FIB during the run
+    # Long-lived connections held through the event (None: none were held in this run).
+    long_lived: int | None = None  # open at the event
+    long_lived_broken: int | None = None  # of those, broken by the event (before recovery)
+    long_lived_broken_collateral: int | None = None  # broken ones on another node than `node`
+    long_lived_predicted_broken: int | None = None  # the simulator's count (kernel orders)
     per_router: dict[str, float | None] = field(default_factory=dict)  # "router/vip" -> withdraw_s
     note: str = ""
 
@@ -84,6 +91,10 @@ class SummaryRow:
     predicted_moved: int | None
     moved_mismatch: int | None
     spurious: int
+    long_lived: int | None = None
+    long_lived_broken: int | None = None
+    long_lived_broken_collateral: int | None = None
+    long_lived_predicted_broken: int | None = None
 
 
 def nearest_rank(values: list[float], q: float) -> float:
@@ -146,6 +157,14 @@ def summarize(measurements: list[Measurement]) -> list[SummaryRow]:
                 predicted_moved=_sum_or_none(m.predicted_moved for m in group),
                 moved_mismatch=_sum_or_none(m.moved_mismatch for m in group),
                 spurious=sum(m.spurious for m in group),
+                long_lived=_sum_or_none(m.long_lived for m in group),
+                long_lived_broken=_sum_or_none(m.long_lived_broken for m in group),
+                long_lived_broken_collateral=_sum_or_none(
+                    m.long_lived_broken_collateral for m in group
+                ),
+                long_lived_predicted_broken=_sum_or_none(
+                    m.long_lived_predicted_broken for m in group
+                ),
             )
         )
     return rows
@@ -161,6 +180,7 @@ HEADERS = (
     "p99",
     "failed conns",
     "moved (predicted)",
+    "long-lived broken (predicted; collateral)",
     "spurious",
 )
 
@@ -170,6 +190,16 @@ def _moved_cell(row: SummaryRow) -> str:
         return "-"
     verdict = "exact" if row.moved_mismatch == 0 else f"{row.moved_mismatch} differ"
     return f"{row.moved} ({row.predicted_moved}, {verdict})"
+
+
+def long_lived_cell(row: SummaryRow | Measurement) -> str:
+    """'41/200 (41; 14)': broken of those open at the event (predicted; collateral)."""
+    if row.long_lived is None:
+        return "-"
+    return (
+        f"{row.long_lived_broken}/{row.long_lived} "
+        f"({row.long_lived_predicted_broken}; {row.long_lived_broken_collateral})"
+    )
 
 
 def table_rows(rows: list[SummaryRow]) -> list[tuple[str, ...]]:
@@ -184,6 +214,7 @@ def table_rows(rows: list[SummaryRow]) -> list[tuple[str, ...]]:
             r.recover.cell(r.recover.p99),
             f"{r.failed}/{r.connections}" if r.connections else "-",
             _moved_cell(r),
+            long_lived_cell(r),
             str(r.spurious),
         )
         for r in rows
@@ -285,7 +316,8 @@ def write_plot(
             (
                 "withdraw: event -> out of every FIB (s)",
                 "recover: action -> back in every FIB (s)",
-                "failed connections per run; flows moved (predicted)",
+                "failed new connections per run; probe flows moved (predicted);\n"
+                "long-lived broken/open (predicted; collateral)",
             ),
             strict=True,
         )
@@ -299,8 +331,11 @@ def write_plot(
                 if panel == 2:
                     per_run = row.failed / max(1, row.runs)
                     ax.barh(pos, per_run, height, color=COLORS.get(impl, "grey"))
-                    if row.moved is not None:
-                        ax.text(per_run, pos, f" moved {_moved_cell(row)}", va="center", fontsize=7)
+                    label = "" if row.moved is None else f" moved {_moved_cell(row)}"
+                    if row.long_lived is not None:
+                        label += f"  long-lived {long_lived_cell(row)}"
+                    if label:
+                        ax.text(per_run, pos, label, va="center", fontsize=7)
                     continue
                 t = row.withdraw if panel == 0 else row.recover
                 _timing_bar(ax, pos, height, t, COLORS.get(impl, "grey"))

@@ -1,9 +1,14 @@
-"""Failure and maintenance events on one LB node of a running lab, and their recoveries.
+"""Failure and maintenance events on one LB node (or one router) of a running lab, and their
+recoveries.
 
     dep = deploy(lab, Implementation.ANYCAST)      # deployment.py: every LB runs it
     ev = trigger(dep, Scenario.HAPROXY_KILL, "lb1")   # ev.at: monotonic time just before the act
     t1 = recover(dep, ev)                            # monotonic time just before the recovery act
     restore(dep, "lb1")                              # whatever is still broken, mend it; converge
+
+Router scenarios (ROUTER_SCENARIOS) act on a router instead (lab/experiments/router_acts.py);
+`finish(dep, ev)` is the part of an event that comes after its withdrawal (router-drain: the
+router goes once its upstream neighbours stopped using it).
 
 Every act is on a recorded pid or a named interface: nothing is killed by name.
 """
@@ -17,6 +22,7 @@ from enum import StrEnum
 
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab.errors import LabError
+from anycast_ctl.lab.experiments import router_acts
 from anycast_ctl.lab.experiments.baseline import Implementation, disable_path
 from anycast_ctl.lab.experiments.deployment import (
     Deployment,
@@ -34,10 +40,12 @@ from anycast_ctl.render import hostnet
 # `deploy` comes along: every scenario run starts with one.
 __all__ = [
     "EVENTS",
+    "ROUTER_SCENARIOS",
     "Deployment",
     "Event",
     "Scenario",
     "deploy",
+    "finish",
     "recover",
     "restore",
     "trigger",
@@ -53,9 +61,13 @@ class Scenario(StrEnum):
     EXABGP_KILL = "exabgp-kill"  # SIGKILL; recovery: start ExaBGP again
     DRAIN = "drain"  # anycast-ctl drain (healthcheck: its --disable file); recovery: undrain
     LINK_DOWN = "link-down"  # the LB's router-facing links down; recovery: up
+    ROUTER_KILL = "router-kill"  # a router's zebra and bgpd SIGKILLed, its links down at once
+    ROUTER_DRAIN = "router-drain"  # withdrawn upstream; once unused, switched off (as a kill)
 
 
 EVENTS: tuple[Scenario, ...] = tuple(s for s in Scenario if s is not Scenario.STEADY)
+# Scenarios whose node is a router (router_acts.redundant_routers), not an LB node.
+ROUTER_SCENARIOS: frozenset[Scenario] = frozenset({Scenario.ROUTER_KILL, Scenario.ROUTER_DRAIN})
 
 
 @dataclass
@@ -139,7 +151,21 @@ def trigger(dep: Deployment, scenario: Scenario | str, lb: str) -> Event:
         for ifname in links:
             netns.set_link_down(lab.namespace(lb), ifname)
         return Event(scenario, lb, at, detail={"links": links})
+    if scenario is Scenario.ROUTER_KILL:
+        at = time.monotonic()
+        pids = router_acts.kill_router(lab, lb, signal.SIGKILL)
+        return Event(scenario, lb, at, pids)
+    if scenario is Scenario.ROUTER_DRAIN:
+        at = time.monotonic()
+        peers = router_acts.withdraw_upstream(lab, lb)
+        return Event(scenario, lb, at, detail={"withdrawn_towards": ",".join(peers)})
     raise LabError(f"unknown scenario {scenario}")
+
+
+def finish(dep: Deployment, event: Event) -> None:
+    """What the event does once the node is out of every FIB (most do nothing more)."""
+    if event.scenario is Scenario.ROUTER_DRAIN:
+        event.pids.update(router_acts.kill_router(dep.lab, event.lb, signal.SIGTERM))
 
 
 def recover(dep: Deployment, event: Event, respawn_wait: float = 3.0) -> float | None:
@@ -205,6 +231,10 @@ def recover(dep: Deployment, event: Event, respawn_wait: float = 3.0) -> float |
             netns.set_link_up(lab.namespace(lb), ifname)
         event.detail["routes_readded"] = readd_static_routes(lab, lb)
         return at
+    if s in ROUTER_SCENARIOS:
+        at = time.monotonic()
+        router_acts.bring_back(lab, lb)
+        return at
     raise LabError(f"unknown scenario {s}")
 
 
@@ -232,6 +262,11 @@ def restore(
     respawning, the next kill would count against ExaBGP's respawn budget (six deaths in a
     64 s window make it exit): runs must not depend on each other."""
     lab, mended = dep.lab, []
+    if lab.topology.kind(lb) == "router":
+        if not router_acts.intact(lab, lb):
+            mended = router_acts.bring_back(lab, lb)
+        lab.wait_converged(timeout)
+        return mended
     if fresh_exabgp and lab.daemon(lb, "exabgp").running():
         stop_exabgp(dep, lb)
         mended.append("ExaBGP stopped for a fresh start")

@@ -34,6 +34,9 @@ def build_network(tag: str, topo: Topology, plan: AddressPlan | None = None) -> 
                 **ROUTER_EXTRA_SYSCTLS,
             }.items():
                 netns.set_sysctl(ns, key, hex(value) if key.endswith("hash_fields") else value)
+        if kind == "lb":
+            for key, value in hostnet.lb_sysctls(topo).items():
+                netns.set_sysctl(ns, key, value)
         for device, cidr in hostnet.addresses(plan, node):
             netns.add_address(ns, device, cidr)
         for iface in plan.nodes[node].interfaces:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from anycast_ctl.lab.handle import LabHandle
+from anycast_ctl.lab.observe.expect import expected_nexthops
 from anycast_ctl.lab.observe.fibwatch import FibWatcher, state_at, with_any, without
 
 
@@ -48,11 +49,16 @@ class FibSet:
         return {str(address.ip)} if address is not None else set()
 
     def adjacent(self, lb: str) -> dict[tuple[str, str], set[str]]:
-        """(router, vip) -> the LB's gateways there, for every VIP it announces."""
-        vips = self.lab.topology.lb(lb).vips
+        """(router, vip) -> the node's gateways there: for an LB node, every VIP it announces;
+        for a router, every VIP an upstream router spreads over it when converged."""
+        topo = self.lab.topology
         out = {}
         for router, vip in self.watchers:
-            gws = self.gateways(router, vip, lb) if vip in vips else set()
+            if topo.kind(lb) == "lb":
+                uses = vip in topo.lb(lb).vips
+            else:
+                uses = lb in expected_nexthops(topo, router, vip)
+            gws = self.gateways(router, vip, lb) if uses else set()
             if gws:
                 out[(router, vip)] = gws
         return out
@@ -79,11 +85,16 @@ class FibSet:
             return None, per
         return max(times), per
 
-    def departures(self, start: float, end: float, healthy: set[str]) -> list[str]:
+    def departures(
+        self, start: float, end: float, healthy: set[str], skip: frozenset[str] = frozenset()
+    ) -> list[str]:
         """Each (router, vip, lb) where a healthy LB's gateway, in use at `start`, was
-        missing at some moment before `end`."""
+        missing at some moment before `end` (routers in `skip`, e.g. one switched off, are
+        not asked)."""
         found = []
         for (router, vip), watcher in self.watchers.items():
+            if router in skip:
+                continue
             samples = watcher.samples()
             first = state_at(samples, start)
             if first is None:

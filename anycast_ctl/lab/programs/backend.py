@@ -15,7 +15,13 @@ certificate that CA issued, else the handshake fails with a TLS alert), one line
 
 `peer` is the LB that carried the connection, `client` the client's own address as the PROXY
 header gave it, `id` the connection id in the LB's log. Each connection is also logged on
-stdout, accepted or not, with the same fields. Bounded: header, handshake and write deadlines,
+stdout, accepted or not, with the same fields.
+
+A client that offers the ALPN protocol `anycast-hold` (lab/programs/longlived_client.py) gets
+the same line and then an echo: every line it sends comes back, until it sends `bye` (the
+backend then closes first, so the client's port is not left in TIME_WAIT), closes, or stays
+silent for IDLE_TIMEOUT. HAProxy passes TLS through untouched, so the ALPN choice is the
+client's and the backend's alone; clients that offer no ALPN are answered as before. Bounded: header, handshake and write deadlines,
 at most MAX_CLIENTS connections at a time. Exits 0 on SIGTERM or SIGINT.
 """
 
@@ -37,6 +43,9 @@ HEADER_TIMEOUT = 5.0
 HANDSHAKE_TIMEOUT = 5.0
 WRITE_TIMEOUT = 5.0
 MAX_CLIENTS = 1024
+HOLD_ALPN = "anycast-hold"
+IDLE_TIMEOUT = 10.0  # a held connection whose client went away (reset elsewhere) frees its slot
+MAX_ECHO_LINE = 256
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -135,6 +144,7 @@ def server_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.
     if client_ca is not None:  # client_certificates: required
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(cafile=str(client_ca))
+    ctx.set_alpn_protocols([HOLD_ALPN])
     return ctx
 
 
@@ -150,10 +160,60 @@ async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n:
     return data
 
 
+@dataclass
+class TlsSession:
+    """A server-side TLS connection over `sock`, driven by hand through memory BIOs."""
+
+    loop: asyncio.AbstractEventLoop
+    sock: socket.socket
+    tls: ssl.SSLObject
+    incoming: ssl.MemoryBIO
+    outgoing: ssl.MemoryBIO
+
+    async def flush(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            await self.loop.sock_sendall(self.sock, data)
+
+    async def feed(self) -> None:
+        data = await self.loop.sock_recv(self.sock, 65536)
+        if not data:
+            raise ConnectionError("the client closed")
+        self.incoming.write(data)
+
+    async def close_notify(self) -> None:
+        with contextlib.suppress(ssl.SSLWantReadError):
+            self.tls.unwrap()  # our close_notify; the client's is not waited for
+        await self.flush()
+
+
+async def echo(session: TlsSession) -> None:
+    """Send every line back until `bye`, the client's close, an overlong line, or
+    IDLE_TIMEOUT of silence."""
+    pending = b""
+    while True:
+        try:
+            pending += session.tls.read(MAX_ECHO_LINE)
+        except ssl.SSLWantReadError:
+            await asyncio.wait_for(session.feed(), IDLE_TIMEOUT)
+            continue
+        except ssl.SSLZeroReturnError:
+            return
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if line == b"bye":
+                return
+            session.tls.write(line + b"\n")
+            await asyncio.wait_for(session.flush(), WRITE_TIMEOUT)
+        if len(pending) > MAX_ECHO_LINE:
+            return
+
+
 async def tls_answer(
     loop: asyncio.AbstractEventLoop, sock: socket.socket, ctx: ssl.SSLContext, line: bytes
-) -> None:
-    """TLS handshake over `sock` (memory BIOs), then `line`, then close_notify.
+) -> TlsSession:
+    """TLS handshake over `sock` (memory BIOs), then `line`; the caller closes (after an
+    echo, if the client asked for one).
 
     Driven by hand rather than by asyncio's SSL transport so that a failed handshake still
     sends its alert (asyncio aborts the connection without flushing it): a client without the
@@ -186,9 +246,8 @@ async def tls_answer(
             raise
     await flush()
     tls.write(line)
-    with contextlib.suppress(ssl.SSLWantReadError):
-        tls.unwrap()  # our close_notify; the client's is not waited for
     await flush()
+    return TlsSession(loop, sock, tls, incoming, outgoing)
 
 
 def log(**fields: object) -> None:
@@ -211,11 +270,14 @@ async def handle(
         header = parse_proxy_v2(head, body)
         if header.command == "LOCAL":
             return  # the LB's health check
-        await asyncio.wait_for(
+        session = await asyncio.wait_for(
             tls_answer(loop, sock, ctx, answer_line(name, peer, header)),
             HANDSHAKE_TIMEOUT + WRITE_TIMEOUT,
         )
         log(conn="ok", id=header.unique_id, client=header.client, vip=header.destination, via=via)
+        if session.tls.selected_alpn_protocol() == HOLD_ALPN:
+            await echo(session)
+        await asyncio.wait_for(session.close_notify(), WRITE_TIMEOUT)
     except (TimeoutError, OSError, ssl.SSLError, ValueError, ConnectionError) as exc:
         log(conn="failed", via=via, reason=f"{type(exc).__name__}: {exc}".replace(" ", "_"))
     finally:

@@ -186,6 +186,8 @@ class LongLived:
         self.stop_file.touch()
         for thread in self._threads:
             thread.join(timeout=30)
+        if any(thread.is_alive() for thread in self._threads):
+            self._errors.append("a client did not stop within 30 s of its stop file")
         if self._errors:
             raise LabError("long-lived connections failed: " + "; ".join(self._errors))
         owners = address_owners(self.lab.plan)

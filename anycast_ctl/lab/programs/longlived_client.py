@@ -150,7 +150,10 @@ async def hold(
 
     await asyncio.gather(*(start(h) for h in helds))
     opened = sum(h.ok for h in helds)
-    ready_file.write_text(json.dumps({"opened": opened, "failed": len(helds) - opened}))
+    # Atomically: the parent polls for the file and reads it at once.
+    partial = ready_file.with_name(ready_file.name + ".tmp")
+    partial.write_text(json.dumps({"opened": opened, "failed": len(helds) - opened}))
+    partial.rename(ready_file)
     while not stop.is_set() and not stop_file.exists():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.1)

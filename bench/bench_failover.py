@@ -1,6 +1,9 @@
 """Failover figures on the default topology: our agent vs ExaBGP's healthcheck (fastest and
-default settings), every scenario N times, p50/p99; plus the two goals (a HAProxy crash out of
-every FIB in < 300 ms p99, and no withdrawal a healthy service did not deserve).
+default settings), every LB scenario N times, p50/p99; plus the two goals (a HAProxy crash out
+of every FIB in < 300 ms p99, and no withdrawal a healthy service did not deserve). Then the
+router scenarios (router-kill, router-drain) with the agent on topologies/hybrid.yaml, whose
+two edge routers can stand in for each other. Every run holds long-lived connections and
+counts the ones the event broke against the simulator's prediction.
 
 Root only (it brings up a lab in namespaces). Environment:
     BENCH_FAILOVER_RUNS      runs per scenario for the agent and the fast baseline (default 20;
@@ -10,7 +13,8 @@ Root only (it brings up a lab in namespaces). Environment:
                              quick run's minutes; set it to 1 to include it)
     BENCH_FAILOVER_OUT       directory for failover.json and failover.png
                              (default /tmp/anycast-ctl-bench)
-    BENCH_FAILOVER_TAG       the lab's tag (default acx-bench-failover)
+    BENCH_FAILOVER_TAG       the lab's tag (default acx-bench-failover; the hybrid lab adds -hybrid)
+    BENCH_FAILOVER_ROUTER_RUNS  runs per router scenario (default 10; --quick: 1)
 """
 
 from __future__ import annotations
@@ -30,14 +34,16 @@ def main(quick: bool = False) -> None:
     from anycast_ctl.lab.experiments import failover_report
     from anycast_ctl.lab.experiments.baseline import Implementation
     from anycast_ctl.lab.experiments.failover import Settings, run_experiments
-    from anycast_ctl.lab.experiments.scenarios import Scenario
+    from anycast_ctl.lab.experiments.scenarios import ROUTER_SCENARIOS, Scenario
     from anycast_ctl.lab.topology_up import Lab
 
     runs = int(os.environ.get("BENCH_FAILOVER_RUNS", "1" if quick else "20"))
     runs_default = int(os.environ.get("BENCH_FAILOVER_RUNS_DEFAULT", "0" if quick else "5"))
     out = Path(os.environ.get("BENCH_FAILOVER_OUT", "/tmp/anycast-ctl-bench"))
     out.mkdir(parents=True, exist_ok=True)
-    scenarios = [s.value for s in Scenario]
+    scenarios = [s.value for s in Scenario if s not in ROUTER_SCENARIOS]
+    router_scenarios = [s.value for s in Scenario if s in ROUTER_SCENARIOS]
+    router_runs = int(os.environ.get("BENCH_FAILOVER_ROUTER_RUNS", "1" if quick else "10"))
     plan = [
         (impl, n)
         for impl, n in (
@@ -67,10 +73,29 @@ def main(quick: bool = False) -> None:
                 [impl.value],
                 scenarios,
                 "lb1",
-                Settings(runs=n),
+                Settings(runs=n, long_lived=100 if quick else 200),
                 say=lambda m: print("  " + m, flush=True),
                 restore_to=None,
             )
+    finally:
+        lab.down()
+    tag = os.environ.get("BENCH_FAILOVER_TAG")
+    print(f"hybrid: {router_runs} runs x {len(router_scenarios)} router scenarios", flush=True)
+    lab = Lab.up(
+        REPO / "topologies" / "hybrid.yaml",
+        "bench-failover-hybrid",
+        tag=f"{tag}-hybrid" if tag else None,
+    )
+    try:
+        measurements += run_experiments(
+            lab,
+            [Implementation.ANYCAST.value],
+            router_scenarios,
+            "lb1",
+            Settings(runs=router_runs, long_lived=100 if quick else 200),
+            say=lambda m: print("  " + m, flush=True),
+            restore_to=None,
+        )
     finally:
         lab.down()
     rows = failover_report.summarize(measurements)
@@ -80,9 +105,9 @@ def main(quick: bool = False) -> None:
     for impl, _ in plan:
         print(failover_report.format_goals(failover_report.goals(rows, impl.value), impl.value))
     meta = {
-        "topology": "default",
+        "topology": "default (router scenarios: hybrid, router r1)",
         "node": "lb1",
-        "runs": {i.value: n for i, n in plan},
+        "runs": {i.value: n for i, n in plan} | {"router scenarios": router_runs},
         "seconds": round(time.monotonic() - started, 1),
     }
     (out / "failover.json").write_text(
@@ -91,6 +116,6 @@ def main(quick: bool = False) -> None:
     failover_report.write_plot(
         measurements,
         str(out / "failover.png"),
-        title="failover on the default topology (lb1), p50 bar / p99 whisker",
+        title="failover: default topology (lb1), hybrid (r1); p50 bar / p99 whisker",
     )
     print(f"\nwrote {out / 'failover.json'} and {out / 'failover.png'}")

@@ -24,7 +24,13 @@ from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.errors import EXIT_USAGE, UserError
 from anycast_ctl.render import containerlab_nodes as cn
 from anycast_ctl.render.containerlab_nodes import CONF_DIR, PKI_DIR, RUN_DIR, STATE_DIR
-from anycast_ctl.render.hostnet import Route, router_sysctls, setup_commands, static_routes
+from anycast_ctl.render.hostnet import (
+    Route,
+    lb_sysctls,
+    router_sysctls,
+    setup_commands,
+    static_routes,
+)
 from anycast_ctl.render.node_files import agent_api, topology_files
 from anycast_ctl.render.templating import environment
 
@@ -138,6 +144,8 @@ def _clab_yaml(
         if kind == "router":
             # Set by the runtime when it creates the container (no exec, no privileges needed).
             spec["sysctls"] = dict(router_sysctls(topology, name))
+        elif kind == "lb":
+            spec["sysctls"] = dict(lb_sysctls(topology))
         spec["exec"] = setup_commands(topology, name, plan, routes, sysctls=False) + cn.exec_tail(
             topology, name
         )

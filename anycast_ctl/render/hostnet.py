@@ -183,7 +183,8 @@ def setup_commands(
     sysctls: bool = True,
 ) -> list[str]:
     """iproute2 and sysctl commands that configure `node` (links already exist and are up).
-    `sysctls=False` leaves the router's sysctls out (containerlab sets them at creation)."""
+    `sysctls=False` leaves the sysctls of routers and LB nodes out (containerlab sets them at
+    creation)."""
     plan = plan or topology.address_plan()
     routes = routes if routes is not None else static_routes(topology, plan)
     cmds = []
@@ -191,7 +192,7 @@ def setup_commands(
         cmds += [
             f"sysctl -w {key}={value}" for key, value in router_sysctls(topology, node).items()
         ]
-    if topology.kind(node) == "lb":
+    if sysctls and topology.kind(node) == "lb":
         cmds += [f"sysctl -w {key}={value}" for key, value in lb_sysctls(topology).items()]
     for device, cidr in addresses(plan, node):
         # nodad: a lab link address is unique by construction; DAD would delay it by seconds.

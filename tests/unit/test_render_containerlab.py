@@ -27,7 +27,7 @@ from anycast_ctl.render.containerlab import (
 from anycast_ctl.render.exabgp import agent_argv, render_exabgp
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import haproxy_configs
-from anycast_ctl.render.hostnet import addresses, router_sysctls
+from anycast_ctl.render.hostnet import addresses, lb_sysctls, router_sysctls
 from anycast_ctl.render.node_config import node_config_yaml, node_configs
 from anycast_ctl.render.node_files import daemon_configs
 from anycast_ctl.render.plan import router_plans
@@ -145,6 +145,8 @@ def test_router_sysctls_are_in_the_sysctls_key_not_exec(topo) -> None:
         if topo.kind(name) == "router":
             assert spec["sysctls"] == router_sysctls(topo, name)
             assert "net.ipv4.fib_multipath_hash_seed" in spec["sysctls"]
+        elif topo.kind(name) == "lb":
+            assert spec["sysctls"] == lb_sysctls(topo)
         else:
             assert "sysctls" not in spec
 

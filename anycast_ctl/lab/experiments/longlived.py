@@ -28,6 +28,7 @@ from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.observe.expect import address_owners
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.programs.backend import parse_answer
+from anycast_ctl.render.node_files import client_cert_file, client_key_file
 from anycast_ctl.sim.predict import FlowTuple, predict_held
 
 
@@ -128,6 +129,9 @@ class LongLived:
             self._flows[client] = flows
             flows_file = self.dir / f"{client}.flows.json"
             flows_file.write_text(json.dumps(flows))
+            cert = self.lab.dir / client_cert_file(client)
+            key = self.lab.dir / client_key_file(client)
+            identity = ["--cert", str(cert), "--key", str(key)] if cert.exists() else []
             argv = [
                 sys.executable,
                 "-m",
@@ -148,6 +152,7 @@ class LongLived:
                 f"{self.stall:g}",
                 "--timeout",
                 f"{self.timeout:g}",
+                *identity,
             ]
             thread = threading.Thread(target=self._run, args=(client, argv), daemon=True)
             thread.start()

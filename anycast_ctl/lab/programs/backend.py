@@ -21,8 +21,9 @@ A client that offers the ALPN protocol `anycast-hold` (lab/programs/longlived_cl
 the same line and then an echo: every line it sends comes back, until it sends `bye` (the
 backend then closes first, so the client's port is not left in TIME_WAIT), closes, or stays
 silent for IDLE_TIMEOUT. HAProxy passes TLS through untouched, so the ALPN choice is the
-client's and the backend's alone; clients that offer no ALPN are answered as before. Bounded: header, handshake and write deadlines,
-at most MAX_CLIENTS connections at a time. Exits 0 on SIGTERM or SIGINT.
+client's and the backend's alone; clients that offer no ALPN are answered as before.
+Bounded: header, handshake and write deadlines, at most MAX_CLIENTS connections at a time.
+Exits 0 on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Long-lived TLS connections for failover experiments, run inside a client's namespace:
 
     python -m anycast_ctl.lab.programs.longlived_client --ca ca.pem --flows flows.json \
-        --out results.json --ready-file READY --stop-file STOP [--interval 0.05] [--stall 3]
+        --out results.json --ready-file READY --stop-file STOP [--interval 0.05] [--stall 3] \
+        [--cert client.pem --key client.key]
 
 Opens every connection listed in flows.json (own source address and port, certificate
 verified, as lab/programs/traffic_client.py does) offering the ALPN protocol `anycast-hold`,
@@ -195,10 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.05)
     parser.add_argument("--stall", type=float, default=3.0)
     parser.add_argument("--timeout", type=float, default=5.0)
+    parser.add_argument("--cert", type=Path, help="the client's certificate, for mTLS VIPs")
+    parser.add_argument("--key", type=Path)
     args = parser.parse_args(argv)
     try:
         flows = json.loads(args.flows.read_text())
-        ctx = client_context(args.ca)
+        ctx = client_context(args.ca, args.cert, args.key)
         ctx.set_alpn_protocols([HOLD_ALPN])
     except (ValueError, OSError, ssl.SSLError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from typing import Any
 
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.lab.containers.podman import Deployment
 from anycast_ctl.lab.errors import LabError
-from anycast_ctl.lab.experiments.traffic import Flow, TrafficResult, flow_results, plan_flows
+from anycast_ctl.lab.experiments.traffic import (
+    Flow,
+    TrafficResult,
+    flow_results,
+    per_client,
+    plan_flows,
+)
+from anycast_ctl.lab.net.daemons import CommandResult
 from anycast_ctl.lab.observe.expect import address_owners, expected_nexthops
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.render.containerlab_nodes import PKI_DIR
@@ -86,39 +90,12 @@ def run_flows(
     concurrency: int = 64,
     timeout: float = 5.0,
 ) -> list[Any]:
-    by_client: dict[str, list[int]] = {}
-    for i, flow in enumerate(flows):
-        by_client.setdefault(flow.client, []).append(i)
-    raw: list[dict[str, Any] | None] = [None] * len(flows)
+    def exec_batch(client: str, batch: str, limit: float) -> CommandResult:
+        argv = ["python3", "-m", TRAFFIC_MODULE, "--ca", str(PKI_DIR / "ca.pem")]
+        argv += ["--concurrency", str(concurrency), "--timeout", str(timeout)]
+        return dep.exec(client, *argv, stdin=batch, timeout=limit)
 
-    def one_client(client: str) -> None:
-        indices = by_client[client]
-        rounds = math.ceil(len(indices) / max(1, concurrency))
-        result = dep.exec(
-            client,
-            "python3",
-            "-m",
-            TRAFFIC_MODULE,
-            "--ca",
-            str(PKI_DIR / "ca.pem"),
-            "--concurrency",
-            str(concurrency),
-            "--timeout",
-            str(timeout),
-            stdin=json.dumps([asdict(flows[i]) for i in indices]),
-            timeout=30 + rounds * timeout * 3,
-        )
-        if not result.ok:
-            raise LabError(
-                f"traffic tool in {client} failed ({result.returncode}): "
-                + result.stderr.strip()[-500:]
-            )
-        for i, answer in zip(indices, json.loads(result.stdout), strict=False):
-            raw[i] = answer
-
-    with ThreadPoolExecutor(max_workers=max(1, len(by_client))) as pool:
-        for done in [pool.submit(one_client, c) for c in by_client]:
-            done.result()
+    raw = per_client(flows, exec_batch, concurrency, timeout, what="traffic tool")
     owners = address_owners(topology.address_plan())
     return flow_results(flows, raw, owners, {lb.name for lb in topology.lbs}, topology)
 

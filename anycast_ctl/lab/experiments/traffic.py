@@ -26,8 +26,10 @@ import math
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.errors import Problem, UserError
@@ -207,6 +209,62 @@ def lb_of_peer(peer: str | None, owners: dict[str, str], lbs: set[str]) -> str |
 
 
 # ---------------------------------------------------------------- running (I/O)
+TRAFFIC_CLIENT = "anycast_ctl.lab.programs.traffic_client"
+
+
+class BatchRun(Protocol):
+    """What running one client's batch gives back (daemons.CommandResult has this shape)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def returncode(self) -> int: ...
+    @property
+    def stdout(self) -> str: ...
+    @property
+    def stderr(self) -> str: ...
+
+
+# (client, its flows as the traffic client's JSON stdin, time limit in seconds) -> its run
+ExecBatch = Callable[[str, str, float], BatchRun]
+
+
+def per_client(
+    flows: list[Flow],
+    exec_batch: ExecBatch,
+    concurrency: int,
+    timeout: float,
+    *,
+    what: str = "traffic client",
+) -> list[dict[str, Any] | None]:
+    """Each client's flows as one batch run by `exec_batch` (the clients in parallel): the
+    traffic client's answers in flow order, None where a client answered fewer flows than it
+    was given ("no result" in flow_results). A run that fails raises LabError naming `what`
+    and the client; the time limit allows every round of `concurrency` flows its timeout
+    three times over, plus start-up."""
+    by_client: dict[str, list[int]] = {}
+    for i, flow in enumerate(flows):
+        by_client.setdefault(flow.client, []).append(i)
+    raw: list[dict[str, Any] | None] = [None] * len(flows)
+
+    def one_client(client: str) -> None:
+        indices = by_client[client]
+        rounds = math.ceil(len(indices) / max(1, concurrency))
+        batch = json.dumps([asdict(flows[i]) for i in indices])
+        result = exec_batch(client, batch, 30 + rounds * timeout * 3)
+        if not result.ok:
+            raise LabError(
+                f"{what} in {client} failed ({result.returncode}): " + result.stderr.strip()[-500:]
+            )
+        for i, answer in zip(indices, json.loads(result.stdout), strict=False):
+            raw[i] = answer
+
+    with ThreadPoolExecutor(max_workers=max(1, len(by_client))) as pool:
+        for done in [pool.submit(one_client, c) for c in by_client]:
+            done.result()
+    return raw
+
+
 def run_flows(
     lab: LabHandle,
     flows: list[Flow],
@@ -218,47 +276,15 @@ def run_flows(
     `client_cert` each client presents its lab certificate when one was issued."""
     owners = address_owners(lab.plan)
     lbs = {lb.name for lb in lab.topology.lbs}
-    by_client: dict[str, list[int]] = {}
-    for i, flow in enumerate(flows):
-        by_client.setdefault(flow.client, []).append(i)
-    raw: list[dict | None] = [None] * len(flows)
 
-    def one_client(client: str) -> None:
-        indices = by_client[client]
-        batch = [asdict(flows[i]) for i in indices]
-        rounds = math.ceil(len(batch) / max(1, concurrency))
+    def exec_batch(client: str, batch: str, limit: float) -> daemons.CommandResult:
         cert, key = lab.dir / client_cert_file(client), lab.dir / client_key_file(client)
         identity = ["--cert", str(cert), "--key", str(key)] if client_cert and cert.exists() else []
-        result = daemons.run(
-            lab.tag,
-            [
-                sys.executable,
-                "-m",
-                "anycast_ctl.lab.programs.traffic_client",
-                "--ca",
-                str(lab.ca_file),
-                "--concurrency",
-                str(concurrency),
-                "--timeout",
-                str(timeout),
-                *identity,
-            ],
-            netns=lab.namespace(client),
-            stdin=json.dumps(batch),
-            timeout=30 + rounds * timeout * 3,
-        )
-        if not result.ok:
-            raise LabError(
-                f"traffic client in {client} failed ({result.returncode}): "
-                + result.stderr.strip()[-500:]
-            )
-        # A client that answered fewer flows leaves the rest without a result ("no result").
-        for i, answer in zip(indices, json.loads(result.stdout), strict=False):
-            raw[i] = answer
+        argv = [sys.executable, "-m", TRAFFIC_CLIENT, "--ca", str(lab.ca_file)]
+        argv += ["--concurrency", str(concurrency), "--timeout", str(timeout), *identity]
+        return daemons.run(lab.tag, argv, netns=lab.namespace(client), stdin=batch, timeout=limit)
 
-    with ThreadPoolExecutor(max_workers=max(1, len(by_client))) as pool:
-        for done in [pool.submit(one_client, c) for c in by_client]:
-            done.result()
+    raw = per_client(flows, exec_batch, concurrency, timeout, what="traffic client")
     return flow_results(flows, raw, owners, lbs, lab.topology)
 
 

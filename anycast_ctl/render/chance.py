@@ -22,6 +22,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from anycast_ctl.config.topology import Topology
+from anycast_ctl.render.hostnet import lb_underlay
 from anycast_ctl.sim.owners import HOP_LIMIT_MAX, ForwardEntry, fallback_chain
 
 TABLE = "anycast_chance"
@@ -206,8 +207,7 @@ def plan_for(
     addresses = topo.address_plan()
 
     def underlay(name: str) -> str:
-        first = next(i for i in addresses.nodes[name].interfaces if topo.kind(i.peer) == "router")
-        return str(first.ipv4.ip)
+        return lb_underlay(topo, addresses, name)
 
     live = alive - {node}
     peers = tuple(Peer(lb, i, underlay(lb)) for i, lb in enumerate(lbs) if lb in live)

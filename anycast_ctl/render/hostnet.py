@@ -9,7 +9,11 @@ The address plan fixes link and loopback addresses; this adds what the plan leav
   each backend's loopback over the direct link (backends listen on their loopback);
 - a router gets the topology's multipath hashing sysctls, so every flow is predictable;
 - an LB node skips a static next hop whose link lost its carrier (a dead router), as it
-  would if it learned its return routes from a routing daemon.
+  would if it learned its return routes from a routing daemon;
+- the LB nodes reach each other (the second chance's VXLAN underlay, docs/second-chance.md):
+  every LB node has a host route to every other one's underlay address (its address on its
+  first router link) through that router, and every LB<->router link carries UNDERLAY_MTU
+  bytes, so a forwarded 1500-byte packet plus VXLAN's 50 bytes is not fragmented.
 Backends need no route: the LBs connect from their link address, which is directly connected.
 
 `setup_commands` spells all of it as iproute2/sysctl commands (one argv string each, no shell),
@@ -23,6 +27,10 @@ from dataclasses import dataclass
 
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology
+
+# A full-size client packet (1500) inside VXLAN (+50) crosses an LB<->router link whole;
+# measured: an overlay of 1450 instead makes every forwarded segment fragment, 3-5x slower.
+UNDERLAY_MTU = 1550
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,52 @@ def _lb_routes(topology: Topology, plan: AddressPlan, lb: str) -> list[Route]:
     for peer in topology.neighbors(lb):
         if topology.kind(peer) == "backend":
             routes += _via(plan, lb, [peer], [str(plan.nodes[peer].loopback_v4)])
+    routes += _underlay_routes(topology, plan, lb)
     return routes
+
+
+def underlay_router(topology: Topology, lb: str) -> str | None:
+    """The router on the LB node's first router link: where its underlay address lives."""
+    return next((p for p in topology.neighbors(lb) if topology.kind(p) == "router"), None)
+
+
+def lb_underlay(topology: Topology, plan: AddressPlan, lb: str) -> str:
+    """The LB node's underlay address: its IPv4 address on its first router link (its VXLAN
+    packets come from it; the other LB nodes route to it through that router)."""
+    router = underlay_router(topology, lb)
+    if router is None:
+        raise ValueError(f"LB node {lb} has no router link")
+    return str(plan.interface(lb, router).ipv4.ip)
+
+
+def _underlay_routes(topology: Topology, plan: AddressPlan, lb: str) -> list[Route]:
+    """A /32 to each other LB node's underlay address, through the router that address is
+    connected to (a router learns other routers' LB links from nobody). None where this node
+    has no link to that router."""
+    neighbours = set(topology.neighbors(lb))
+    routes = []
+    for peer in topology.lbs:
+        router = underlay_router(topology, peer.name)
+        if peer.name == lb or router is None or router not in neighbours:
+            continue
+        routes += _via(plan, lb, [router], [f"{lb_underlay(topology, plan, peer.name)}/32"])
+    return routes
+
+
+def link_mtu(topology: Topology, a: str, b: str) -> int | None:
+    """The MTU of the link between nodes `a` and `b` (None: the kernel's default, 1500)."""
+    kinds = {topology.kind(a), topology.kind(b)}
+    return UNDERLAY_MTU if kinds == {"lb", "router"} else None
+
+
+def link_mtus(topology: Topology, plan: AddressPlan, node: str) -> list[tuple[str, int]]:
+    """(device, mtu) of the node's links that do not keep the default, in link order."""
+    out = []
+    for iface in plan.nodes[node].interfaces:
+        mtu = link_mtu(topology, node, iface.peer)
+        if mtu is not None:
+            out.append((iface.name, mtu))
+    return out
 
 
 def router_sysctls(topology: Topology, router: str) -> dict[str, int]:
@@ -194,6 +247,8 @@ def setup_commands(
         ]
     if sysctls and topology.kind(node) == "lb":
         cmds += [f"sysctl -w {key}={value}" for key, value in lb_sysctls(topology).items()]
+    for device, mtu in link_mtus(topology, plan, node):
+        cmds.append(f"ip link set dev {device} mtu {mtu}")
     for device, cidr in addresses(plan, node):
         # nodad: a lab link address is unique by construction; DAD would delay it by seconds.
         cmds.append(

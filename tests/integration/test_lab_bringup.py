@@ -103,6 +103,23 @@ def test_default_topology_comes_up_converges_and_traffic_lands_as_predicted(lab_
             is None
         ), answer
     _assert_traffic_as_predicted(lab, 300)
+    _assert_lb_nodes_reach_each_other(lab)
+
+
+def _assert_lb_nodes_reach_each_other(lab: Lab) -> None:
+    """The second chance's underlay: every LB node's kernel routes each other LB node's
+    underlay address through their router, over LB<->router links of 1550 bytes."""
+    lbs = [lb.name for lb in lab.topology.lbs]
+    for lb in lbs:
+        ns = lab.namespace(lb)
+        for peer in lbs:
+            if peer != lb:
+                underlay = str(lab.plan.interface(peer, "r1").ipv4.ip)
+                (hop,) = netns.fib_routes(ns, f"{underlay}/32")
+                assert hop["gateway"] == str(lab.plan.interface("r1", lb).ipv4.ip), (lb, peer, hop)
+        for ns_name, device in ((ns, "eth-r1"), (lab.namespace("r1"), f"eth-{lb}")):
+            mtu = daemons.run(lab.tag, ["ip", "-j", "link", "show", "dev", device], netns=ns_name)
+            assert json.loads(mtu.stdout)[0]["mtu"] == 1550, (ns_name, device)
 
 
 def test_two_router_topology_comes_up_converges_and_traffic_lands_as_predicted(lab_tag):

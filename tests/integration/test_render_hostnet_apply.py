@@ -73,6 +73,12 @@ def test_setup_commands_apply_and_route_replies_to_each_client(namespaces) -> No
     assert "dev eth-be2" in _run(
         "ip", "-n", ns["lb1"], "route", "get", str(plan.nodes["be2"].loopback_v4.ip)
     )
+    # The LB nodes reach each other's underlay address through r1 over 1550-byte links.
+    lb2_underlay = str(plan.interface("lb2", "r1").ipv4.ip)
+    assert "via " + str(plan.interface("r1", "lb1").ipv4.ip) in _run(
+        "ip", "-n", ns["lb1"], "route", "get", lb2_underlay
+    )
+    assert "mtu 1550" in _run("ip", "-n", ns["r1"], "link", "show", "dev", "eth-lb2")
     # c1 owns its whole prefix and leaves through r1 from it.
     assert "local 198.18.1.200 dev lo" in _run("ip", "-n", ns["c1"], "route", "get", "198.18.1.200")
     assert "src 198.18.1.1" in _run("ip", "-n", ns["c1"], "route", "get", "192.0.2.10")

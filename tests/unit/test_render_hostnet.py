@@ -7,8 +7,11 @@ from pathlib import Path
 
 from anycast_ctl.config.topology import load_topology
 from anycast_ctl.render.hostnet import (
+    UNDERLAY_MTU,
     NextHop,
     addresses,
+    lb_underlay,
+    link_mtus,
     router_sysctls,
     setup_commands,
     static_routes,
@@ -76,3 +79,28 @@ def test_every_planned_address_is_configured_once() -> None:
         cmds = setup_commands(topo, node, plan)
         for device, cidr in addresses(plan, node):
             assert cmds.count(f"ip addr add {cidr} dev {device}") == 1
+
+
+def test_every_lb_node_reaches_every_other_ones_underlay_through_its_router() -> None:
+    topo = load_topology(TOPOLOGIES / "leaf-spine.yaml")  # underlay: each LB's link to s1
+    plan = topo.address_plan()
+    lbs = [lb.name for lb in topo.lbs]
+    for lb in lbs:
+        routes = {r.prefix: r.nexthops for r in static_routes(topo)[lb]}
+        for peer in lbs:
+            underlay = f"{lb_underlay(topo, plan, peer)}/32"
+            if peer == lb:
+                assert underlay not in routes
+            else:
+                assert underlay == f"{plan.interface(peer, 's1').ipv4.ip}/32"
+                assert routes[underlay] == (_hop(plan, lb, "s1"),)
+
+
+def test_lb_router_links_carry_a_full_packet_inside_vxlan_on_both_ends() -> None:
+    topo = load_topology(TOPOLOGIES / "hybrid.yaml")
+    plan = topo.address_plan()
+    assert UNDERLAY_MTU >= 1500 + 50  # VXLAN over IPv4: outer IP 20, UDP 8, VXLAN 8, Ethernet 14
+    assert link_mtus(topo, plan, "lb2") == [("eth-r1", UNDERLAY_MTU), ("eth-r2", UNDERLAY_MTU)]
+    assert link_mtus(topo, plan, "r1") == [(f"eth-lb{i}", UNDERLAY_MTU) for i in (1, 2, 3)]
+    assert link_mtus(topo, plan, "u1") == link_mtus(topo, plan, "be1") == []
+    assert f"ip link set dev eth-lb1 mtu {UNDERLAY_MTU}" in setup_commands(topo, "r2", plan)

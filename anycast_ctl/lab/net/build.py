@@ -1,6 +1,6 @@
 """Build a topology's network in namespaces: one per node, a veth per link, addresses, static
-routes and the routers' sysctls, all from the address plan (render/hostnet.py says what; this
-does it through lab/net/netns.py, the one netlink user).
+routes, link MTUs and the routers' sysctls, all from the address plan (render/hostnet.py says
+what; this does it through lab/net/netns.py, the one netlink user).
 
 No daemon is started here: see lab/nodes/.
 """
@@ -25,7 +25,8 @@ def build_network(tag: str, topo: Topology, plan: AddressPlan | None = None) -> 
     namespaces = {node: netns.create_namespace(tag, node).name for node in topo.kinds}
     for link in topo.links:
         a, b = plan.interface(link.a, link.b), plan.interface(link.b, link.a)
-        netns.add_veth(namespaces[link.a], a.name, namespaces[link.b], b.name)
+        mtu = hostnet.link_mtu(topo, link.a, link.b)
+        netns.add_veth(namespaces[link.a], a.name, namespaces[link.b], b.name, mtu)
     for node, kind in topo.kinds.items():
         ns = namespaces[node]
         if kind == "router":

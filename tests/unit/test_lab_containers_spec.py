@@ -31,7 +31,8 @@ def test_the_rendered_default_lab_becomes_nodes_links_and_exec_lines_in_order() 
     assert r1.cmd == ("anycast-ctl-supervise", "/etc/anycast-ctl/programs.json")
     assert Bind(Path("/labs/default/r1"), "/etc/anycast-ctl", True) in r1.binds
     assert ("net.ipv4.fib_multipath_hash_seed", "24301") in r1.sysctls
-    assert r1.exec_lines[0] == ("ip", "addr", "add", "100.64.255.1/32", "dev", "lo")
+    assert r1.exec_lines[0] == ("ip", "link", "set", "dev", "eth-lb1", "mtu", "1550")
+    assert ("ip", "addr", "add", "100.64.255.1/32", "dev", "lo") in r1.exec_lines
     assert r1.exec_lines[-1] == ("anycast-ctl-supervise", "start")
     assert r1.restart_policy == "no"
     be1 = next(n for n in spec.nodes if n.name == "be1")

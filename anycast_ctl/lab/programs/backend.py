@@ -194,12 +194,18 @@ async def echo(session: TlsSession) -> None:
     pending = b""
     while True:
         try:
-            pending += session.tls.read(MAX_ECHO_LINE)
+            data = session.tls.read(MAX_ECHO_LINE)
         except ssl.SSLWantReadError:
             await asyncio.wait_for(session.feed(), IDLE_TIMEOUT)
             continue
         except ssl.SSLZeroReturnError:
             return
+        if not data:
+            # The client's close_notify: an SSLObject reports it as b"" (every read after it,
+            # too), not as SSLZeroReturnError. Reading on would spin without ever yielding to
+            # the event loop, and the whole backend would stop answering.
+            return
+        pending += data
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
             if line == b"bye":

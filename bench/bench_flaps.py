@@ -64,7 +64,8 @@ def crash_loop(rule, period: float, seconds: float = 60.0) -> tuple[int, float]:
     return announces, up_time / seconds
 
 
-def main() -> None:
+def main(quick: bool = False) -> None:
+    del quick  # pure and seconds long: the quick run is the full one
     t = PROFILE.agent
     print(
         f"recommended: interval {t.interval}s, rise {t.rise}, fall {t.fall} of the last "

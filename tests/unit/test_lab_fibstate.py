@@ -15,6 +15,7 @@ from anycast_ctl.lab.observe.fibstate import (
     RouteTable,
     RouteUpdate,
     decode_route,
+    departures_between,
     first_time,
     state_at,
     with_any,
@@ -126,3 +127,14 @@ def test_first_time_counts_from_since_or_the_first_later_sample():
     assert first_time(TIMELINE, 2.5, without({"a"})) == 2.5  # already out at `since`
     assert first_time(TIMELINE, 2.5, with_any({"a"})) == 3.0
     assert first_time(TIMELINE, 3.5, without({"b"})) is None
+
+
+def test_departures_between_counts_each_withdrawal_once():
+    later = [FibSample(4.0, hops("b")), FibSample(4.5, hops()), FibSample(5.0, hops("a"))]
+    flapping = [*TIMELINE, *later]
+    assert departures_between(flapping, 2.5, 10, {"a"}) == 1  # out at the start, again at 4
+    assert departures_between(flapping, 2.5, 3.5, {"a"}) == 0
+    assert departures_between(flapping, 1.0, 10, {"a"}) == 2  # out at 2 and at 4 (4.5 too)
+    assert departures_between(flapping, 1.0, 3.5, {"a"}) == 1
+    assert departures_between(flapping, 1.0, 10, {"b"}) == 1  # gone at 4.5 only
+    assert departures_between(flapping, 0.5, 10, {"a"}) == 2  # counted from its first sample

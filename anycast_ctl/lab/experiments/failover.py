@@ -29,11 +29,15 @@ from anycast_ctl.lab.experiments.failover_report import Measurement, long_lived_
 from anycast_ctl.lab.experiments.longlived import BrokenCounts, LongLived, broken_counts
 from anycast_ctl.lab.experiments.router_acts import pick_router
 from anycast_ctl.lab.experiments.scenarios import (
+    FLAKY_PERCENT,
+    QUIET_SCENARIOS,
     ROUTER_SCENARIOS,
     Deployment,
+    Event,
     Scenario,
     deploy,
     finish,
+    flaky_event,
     recover,
     restore,
     trigger,
@@ -61,6 +65,8 @@ class Settings:
     connection_timeout: float = 2.0
     probe_flows: int = 120  # flows re-sent after the withdrawal to see which moved
     steady_seconds: float = 5.0  # the no-event observation period
+    flaky_seconds: float = 20.0  # how long the flaky scenario's check answers late
+    flaky_percent: int = FLAKY_PERCENT  # of its requests answered late meanwhile
     long_lived: int = 200  # connections held open through each run (0: none)
     long_lived_interval: float = 0.05  # each one exchanges a line this often
     # An echo later than this: the connection is broken. Above three retransmissions
@@ -73,8 +79,16 @@ class Settings:
         default_factory=lambda: {"anycast": 15.0, "exabgp-fast": 15.0, "exabgp-default": 30.0}
     )
 
-    def max_run_seconds(self, impl: str) -> float:
-        return self.withdraw_bound[impl] + self.recover_bound[impl] + self.steady_seconds + 30
+    def withdraw_bound_for(self, impl: str, scenario: Scenario, hold_time: float) -> float:
+        """A stopped ExaBGP without a watch leaves when the routers' hold timer expires: wait
+        that long (and a little) so the figure is its time, not a miss at the usual bound."""
+        bound = self.withdraw_bound[impl]
+        return max(bound, hold_time + 3.0) if scenario is Scenario.EXABGP_HANG else bound
+
+    def max_run_seconds(self, impl: str, hold_time: float = 0.0) -> float:
+        longest = max(self.withdraw_bound_for(impl, Scenario.EXABGP_HANG, hold_time), 0.0)
+        events = max(longest, self.flaky_seconds)
+        return events + self.recover_bound[impl] + self.steady_seconds + 30
 
 
 def moved_flows(
@@ -108,6 +122,7 @@ class Runner:
         self._port = 30000
         self._ll_port = 10000
         self._serial = 0
+        self._hold_time = float(lab.topology.bgp.hold_time)
 
     def _next_long_lived_ports(self) -> int:
         """Fresh source ports for every run: the previous run's closed connections are in
@@ -134,7 +149,9 @@ class Runner:
 
     def _next_ports(self, impl: str) -> int:
         need = ports_needed(
-            self.settings.rate, self.settings.max_run_seconds(impl), len(self.lab.topology.clients)
+            self.settings.rate,
+            self.settings.max_run_seconds(impl, self._hold_time),
+            len(self.lab.topology.clients),
         )
         if self._port + need > 65000:
             self._port = 30000
@@ -163,14 +180,15 @@ class Runner:
     ) -> Measurement:
         s, impl = self.settings, dep.implementation.value
         self.lab.wait_converged(30)
-        orders, before = self._probe_before() if scenario is not Scenario.STEADY else ({}, [])
+        quiet = scenario in QUIET_SCENARIOS  # no withdrawal deserved: nothing moves
+        orders, before = ({}, []) if quiet else self._probe_before()
         self._serial += 1
         run_id = f"{impl}-{scenario}-{self._serial}"
         held = self._hold(run_id)
         load = SteadyLoad(
             self.lab,
             rate=s.rate,
-            max_seconds=s.max_run_seconds(impl),
+            max_seconds=s.max_run_seconds(impl, self._hold_time),
             timeout=s.connection_timeout,
             first_port=self._next_ports(impl),
             run_id=run_id,
@@ -181,6 +199,7 @@ class Runner:
         per: dict[str, float | None] = {}
         moved: tuple[int | None, int | None, int | None] = (None, None, None)
         w_bound = r_bound = None
+        withdrawals: int | None = None
         try:
             load.wait_flowing(max(3, int(s.rate / 2)))
             start = time.monotonic()
@@ -189,9 +208,13 @@ class Runner:
                 load.wait_flowing(int(s.rate * s.steady_seconds), timeout=s.steady_seconds * 3 + 10)
                 event = None
                 ll_window = (start, time.monotonic(), ll_before, kernel_orders(self.lab))
+            elif scenario is Scenario.FLAKY:
+                event, ll_window = self._flaky_period(dep, lb, ll_before)
+                withdrawals = fibs.withdrawals(event.at, ll_window[1], self._healthy(lb, True))
+                notes += [f"{k}={v}" for k, v in event.detail.items()]
             else:
                 event = trigger(dep, scenario, lb)
-                w_bound = s.withdraw_bound[impl]
+                w_bound = s.withdraw_bound_for(impl, scenario, self._hold_time)
                 withdraw, per = fibs.time_all(lb, event.at, w_bound, back=False)
                 if withdraw is not None:
                     finish(dep, event)
@@ -227,9 +250,7 @@ class Runner:
             counts = broken_counts(self.lab.topology, conns, *ll_window[:2], lb, *ll_window[2:])
             if counts.mismatch:
                 notes.append(f"long-lived broken unlike predicted: {counts.mismatch}")
-        healthy = {x.name for x in self.lab.topology.lbs if x.vips} - (
-            {lb} if scenario is not Scenario.STEADY else set()
-        )
+        healthy = self._healthy(lb, quiet)
         skip = frozenset({lb}) if scenario in ROUTER_SCENARIOS else frozenset()
         spurious = fibs.departures(start, end, healthy, skip)
         if spurious:
@@ -259,9 +280,27 @@ class Runner:
             long_lived_broken=counts.broken if counts else None,
             long_lived_broken_collateral=counts.collateral if counts else None,
             long_lived_predicted_broken=counts.predicted if counts else None,
+            withdrawals=withdrawals,
             per_router=per,
             note="; ".join(notes),
         )
+
+    def _healthy(self, lb: str, quiet: bool) -> set[str]:
+        """The LB nodes that deserve no withdrawal: all but `lb`, or all in a quiet run."""
+        every = {x.name for x in self.lab.topology.lbs if x.vips}
+        return every if quiet else every - {lb}
+
+    def _flaky_period(
+        self, dep: Deployment, lb: str, ll_before: Orders
+    ) -> tuple[Event, tuple[float, float, Orders, Orders]]:
+        """Make `lb`'s check late on some requests for `flaky_seconds`, then stop it; the
+        period is the long-lived connections' window."""
+        event = flaky_event(dep, lb, self.settings.flaky_percent)
+        # A fixed observation period, not a wait for a condition: nothing is expected to end.
+        time.sleep(max(0.0, event.at + self.settings.flaky_seconds - time.monotonic()))
+        until = recover(dep, event)
+        assert until is not None
+        return event, (event.at, until, ll_before, kernel_orders(self.lab))
 
 
 def run_experiments(

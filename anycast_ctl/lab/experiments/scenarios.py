@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab.errors import LabError
-from anycast_ctl.lab.experiments import router_acts
+from anycast_ctl.lab.experiments import flaky, hang_acts, router_acts
 from anycast_ctl.lab.experiments.baseline import Implementation, disable_path
 from anycast_ctl.lab.experiments.deployment import (
     Deployment,
@@ -40,12 +40,16 @@ from anycast_ctl.render import hostnet
 # `deploy` comes along: every scenario run starts with one.
 __all__ = [
     "EVENTS",
+    "FLAKY_PERCENT",
+    "HANG_SCENARIOS",
+    "QUIET_SCENARIOS",
     "ROUTER_SCENARIOS",
     "Deployment",
     "Event",
     "Scenario",
     "deploy",
     "finish",
+    "flaky_event",
     "recover",
     "restore",
     "trigger",
@@ -59,8 +63,11 @@ class Scenario(StrEnum):
     HAPROXY_HANG = "haproxy-hang"  # SIGSTOP; recovery: SIGCONT
     AGENT_KILL = "agent-kill"  # SIGKILL of ExaBGP's API process (agent or healthcheck)
     EXABGP_KILL = "exabgp-kill"  # SIGKILL; recovery: start ExaBGP again
+    AGENT_HANG = "agent-hang"  # SIGSTOP of ExaBGP's API process only; recovery: SIGCONT
+    EXABGP_HANG = "exabgp-hang"  # SIGSTOP of ExaBGP only; recovery: SIGCONT
     DRAIN = "drain"  # anycast-ctl drain (healthcheck: its --disable file); recovery: undrain
     LINK_DOWN = "link-down"  # the LB's router-facing links down; recovery: up
+    FLAKY = "flaky"  # the node's own VIP check late on a fraction of connects, for a period
     ROUTER_KILL = "router-kill"  # a router's zebra and bgpd SIGKILLed, its links down at once
     ROUTER_DRAIN = "router-drain"  # withdrawn upstream; once unused, switched off (as a kill)
 
@@ -68,6 +75,13 @@ class Scenario(StrEnum):
 EVENTS: tuple[Scenario, ...] = tuple(s for s in Scenario if s is not Scenario.STEADY)
 # Scenarios whose node is a router (router_acts.redundant_routers), not an LB node.
 ROUTER_SCENARIOS: frozenset[Scenario] = frozenset({Scenario.ROUTER_KILL, Scenario.ROUTER_DRAIN})
+# Scenarios whose node deserves no withdrawal (it stays healthy): no withdraw time to measure.
+QUIET_SCENARIOS: frozenset[Scenario] = frozenset({Scenario.STEADY, Scenario.FLAKY})
+HANG_SCENARIOS: dict[Scenario, str] = {
+    Scenario.AGENT_HANG: hang_acts.AGENT,
+    Scenario.EXABGP_HANG: hang_acts.EXABGP,
+}
+FLAKY_PERCENT = 5  # of the node's own check connects answered late
 
 
 @dataclass
@@ -159,7 +173,34 @@ def trigger(dep: Deployment, scenario: Scenario | str, lb: str) -> Event:
         at = time.monotonic()
         peers = router_acts.withdraw_upstream(lab, lb)
         return Event(scenario, lb, at, detail={"withdrawn_towards": ",".join(peers)})
+    if scenario in HANG_SCENARIOS or scenario is Scenario.FLAKY:
+        return _trigger_hang_or_flaky(dep, scenario, lb)
     raise LabError(f"unknown scenario {scenario}")
+
+
+def flaky_event(dep: Deployment, lb: str, late_percent: int = FLAKY_PERCENT) -> Event:
+    """The flaky scenario's act, with its share of late checks (trigger: FLAKY_PERCENT)."""
+    at = time.monotonic()
+    flaky.apply(dep.lab, lb, late_percent)
+    return Event(Scenario.FLAKY, lb, at, detail={"late_percent": late_percent})
+
+
+def _trigger_hang_or_flaky(dep: Deployment, scenario: Scenario, lb: str) -> Event:
+    if scenario is Scenario.FLAKY:
+        return flaky_event(dep, lb)
+    at, pids = hang_acts.freeze(dep, lb, HANG_SCENARIOS[scenario])
+    return Event(scenario, lb, at, pids)
+
+
+def _recover_hang_or_flaky(dep: Deployment, event: Event) -> float:
+    if event.scenario is Scenario.FLAKY:
+        event.detail["late_checks"] = flaky.dropped(dep.lab, event.lb)
+        at = time.monotonic()
+        flaky.remove(dep.lab, event.lb)
+        return at
+    at, how = hang_acts.thaw(dep, event.lb, HANG_SCENARIOS[event.scenario], event.pids)
+    event.detail["recovery"] = how
+    return at
 
 
 def finish(dep: Deployment, event: Event) -> None:
@@ -235,6 +276,8 @@ def recover(dep: Deployment, event: Event, respawn_wait: float = 3.0) -> float |
         at = time.monotonic()
         router_acts.bring_back(lab, lb)
         return at
+    if s in HANG_SCENARIOS or s is Scenario.FLAKY:
+        return _recover_hang_or_flaky(dep, event)
     raise LabError(f"unknown scenario {s}")
 
 
@@ -267,6 +310,9 @@ def restore(
             mended = router_acts.bring_back(lab, lb)
         lab.wait_converged(timeout)
         return mended
+    if hang_acts.continue_stopped(dep, lb):
+        mended.append("ExaBGP or its API process continued")
+    flaky.remove(lab, lb)  # idempotent
     if fresh_exabgp and lab.daemon(lb, "exabgp").running():
         stop_exabgp(dep, lb)
         mended.append("ExaBGP stopped for a fresh start")

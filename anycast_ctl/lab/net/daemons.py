@@ -92,6 +92,11 @@ def is_running(pid: int, started: int | None = None) -> bool:
     return started is None or start_time(pid) == started
 
 
+def is_stopped(pid: int) -> bool:
+    """Stopped by a signal (SIGSTOP) or a tracer: alive, but running nothing."""
+    return _proc_state(pid) in ("T", "t")
+
+
 def environ_has(pid: int, key: str, value: str) -> bool:
     try:
         raw = Path(f"/proc/{pid}/environ").read_bytes()

@@ -8,6 +8,7 @@ import time
 
 from anycast_ctl.lab.handle import LabHandle
 from anycast_ctl.lab.observe.expect import expected_nexthops
+from anycast_ctl.lab.observe.fibstate import departures_between
 from anycast_ctl.lab.observe.fibwatch import FibWatcher, state_at, with_any, without
 
 
@@ -105,3 +106,12 @@ class FibSet:
                 if gws and any(not (gws <= s.gateways) for s in window):
                     found.append(f"{router}/{vip}/{lb}")
         return found
+
+    def withdrawals(self, start: float, end: float, lbs: set[str]) -> int:
+        """How many times one of `lbs` left some router's FIB for some VIP in (start, end]
+        (each episode once per router and VIP)."""
+        return sum(
+            departures_between(watcher.samples(), start, end, self.gateways(router, vip, lb))
+            for (router, vip), watcher in self.watchers.items()
+            for lb in sorted(lbs)
+        )

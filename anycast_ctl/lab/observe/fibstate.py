@@ -146,3 +146,22 @@ def with_any(gateways: Iterable[str]) -> Callable[[FibSample], bool]:
     """Predicate: at least one of `gateways` is in use (the node is back)."""
     wanted = frozenset(gateways)
     return lambda sample: bool(sample.gateways & wanted)
+
+
+def departures_between(
+    samples: list[FibSample], start: float, end: float, gateways: Iterable[str]
+) -> int:
+    """How many times `gateways` went from all in use to not all in use in (start, end]:
+    each withdrawal of a node from this FIB counts once, however long it lasted and whether it
+    came back (one already out at `start` counts only if it leaves again)."""
+    wanted = frozenset(gateways)
+    if not wanted:
+        return 0
+    first = state_at(samples, start)
+    count, present = 0, first is not None and wanted <= first.gateways
+    for sample in samples:
+        if start < sample.time <= end:
+            now = wanted <= sample.gateways
+            count += present and not now
+            present = now
+    return count

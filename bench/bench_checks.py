@@ -24,10 +24,12 @@ from anycast_ctl.config import node
 
 RUNS = 200
 QUICK_RUNS = 40  # --quick: enough for a median, not for a p99 worth quoting
-STAT_ANSWER = (
-    b"# pxname,svname,status,type\nfe,FRONTEND,OPEN,0\n\n"
-    b"# pxname,svname,status,type\nbe,s1,UP,2\nbe,s2,UP,2\nbe,BACKEND,UP,1\n\n"
-)
+STAT_HEADER = b"# pxname,svname,status,type\n"
+STAT_ROWS = {
+    b"fe": b"fe,FRONTEND,OPEN,0\n",
+    b"be": b"be,s1,UP,2\nbe,s2,UP,2\nbe,BACKEND,UP,1\n",
+}
+PROMPT = b"\n> "
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -80,9 +82,18 @@ def quiet(handler):
 
 
 async def _stat(reader, writer):
-    await reader.readline()
-    writer.write(STAT_ANSWER)
-    await writer.drain()
+    """HAProxy's runtime API as the agent's check uses it: one interactive (`prompt`)
+    connection kept open, each command of a line (split on ";") answered, then the prompt."""
+    while line := await reader.readline():
+        for command in line.strip().split(b";"):
+            words = command.split()
+            if words[:2] == [b"show", b"info"]:
+                writer.write(b"Name: HAProxy\nStopping: 0\n")
+            elif words[:2] == [b"show", b"stat"]:
+                wanted = [words[2]] if len(words) > 2 and words[2] != b"-1" else list(STAT_ROWS)
+                writer.write(STAT_HEADER + b"".join(STAT_ROWS.get(p, b"") for p in wanted))
+            writer.write(PROMPT)
+        await writer.drain()
     writer.close()
 
 
@@ -116,7 +127,7 @@ async def run(directory: Path, runs: int = RUNS) -> None:
     https = await asyncio.start_server(_http, "127.0.0.1", 0, ssl=server_tls)
     tls = await asyncio.start_server(quiet(_hold), "127.0.0.1", 0, ssl=server_tls)
     silent = await asyncio.start_server(quiet(_hold), "127.0.0.1", 0)
-    stat = await asyncio.start_unix_server(_stat, str(directory / "stat.sock"))
+    stat = await asyncio.start_unix_server(quiet(_stat), str(directory / "stat.sock"))
     port = {
         name: s.sockets[0].getsockname()[1]
         for name, s in {"http": http, "https": https, "tls": tls, "silent": silent}.items()

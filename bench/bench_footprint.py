@@ -118,6 +118,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def last_complaint(directory: Path) -> str:
+    """The case's last critical line (else warning) in ExaBGP's log, which holds the agent's."""
+    lines = (directory / "exabgp.log").read_text(errors="replace").splitlines()
+    critical = [line for line in lines if " CRITICAL: " in line]
+    warnings = [line for line in lines if " WARNING: " in line]
+    return (critical or warnings or lines or ["no log"])[-1].split(" ", 2)[-1][-200:]
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -207,11 +215,14 @@ def _measure(shape: str, n: int, seconds: float, inside: list[str]) -> dict:
                 lambda: "route added" in (directory / "exabgp.log").read_text(), 30, "announce"
             )
             time.sleep(1.0)  # let start-up settle
-            before = {pid: cpu_seconds(pid) for pid in (agent, guardian, exabgp.pid)}
-            started = time.monotonic()
-            time.sleep(seconds)
-            elapsed = time.monotonic() - started
-            used = {pid: cpu_seconds(pid) - t for pid, t in before.items()}
+            try:
+                before = {pid: cpu_seconds(pid) for pid in (agent, guardian, exabgp.pid)}
+                started = time.monotonic()
+                time.sleep(seconds)
+                elapsed = time.monotonic() - started
+                used = {pid: cpu_seconds(pid) - t for pid, t in before.items()}
+            except FileNotFoundError:  # /proc/<pid> gone: the case's figures mean nothing
+                raise RuntimeError(f"a process exited: {last_complaint(directory)}") from None
             return {
                 "shape": shape,
                 "vips": n,

@@ -96,12 +96,31 @@ def haproxy_cmd(topology_path: str, node: str, out_dir: str, run_dir: str, profi
 @_run_dir_opt
 @_state_dir_opt
 @_profile_opt
+@click.option(
+    "--topology-file",
+    default="/etc/anycast-ctl/topology.yaml",
+    show_default=True,
+    help="Where the LB node finds this topology (second chance predicts the routers' "
+    "hashing with it); install the same file there. 'none': forward along the ring only.",
+)
 def node_cmd(
-    topology_path: str, node: str, out_dir: str, run_dir: str, state_dir: str, profile: str
+    topology_path: str,
+    node: str,
+    out_dir: str,
+    run_dir: str,
+    state_dir: str,
+    profile: str,
+    topology_file: str,
 ) -> None:
-    """Write the LB node's agent config (node.yaml)."""
+    """Write the LB node's agent config (node.yaml), second chance on unless the topology
+    turns it off."""
+    from anycast_ctl.render.node_chance import chance_notice
     from anycast_ctl.render.node_config import node_config, node_config_yaml
 
+    if topology_file != "none" and not Path(topology_file).is_absolute():
+        raise UserError.single(
+            "<argument>", "--topology-file", f"{topology_file!r} must be an absolute path"
+        )
     topology = load_topology(topology_path)
     config = node_config(
         topology,
@@ -109,7 +128,11 @@ def node_cmd(
         run_dir=Path(run_dir),
         profile=profile,
         state_dir=Path(state_dir),
+        topology_file=None if topology_file == "none" else Path(topology_file),
     )
+    notice = chance_notice(topology)
+    if notice is not None:
+        click.echo(f"note: {notice}", err=True)
     _emit(node_config_yaml(config, topology_name=topology.name), out_dir, "node.yaml")
 
 

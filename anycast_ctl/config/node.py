@@ -34,6 +34,7 @@ from anycast_ctl.config.node_checks import (
     TcpCheck as TcpCheck,
     TlsCheck as TlsCheck,
 )
+from anycast_ctl.config.node_chance import SecondChance as SecondChance
 from anycast_ctl.config.node_timing import (
     FlapDamping as FlapDamping,
     Lifeline as Lifeline,
@@ -266,6 +267,7 @@ class NodeConfig(StrictModel):
     metrics: Metrics = Metrics()
     certificates: Certificates = Certificates()
     lifeline: Lifeline = Lifeline()
+    second_chance: SecondChance = SecondChance()
 
     def cross_check(self) -> list[tuple[str, str]]:
         """Problems that span fields, as (field path, message); run by the loader."""
@@ -316,6 +318,20 @@ class NodeConfig(StrictModel):
                             "runs would overlap",
                         )
                     )
+        problems += self._chance_problems()
+        return problems
+
+    def _chance_problems(self) -> list[tuple[str, str]]:
+        chance, problems = self.second_chance, []
+        for i, peer in enumerate(chance.peers):
+            if peer.name == self.node:
+                problems.append((f"second_chance.peers[{i}].name", "a node is not its own peer"))
+        hosts = {str(ipaddress.ip_network(v.address).network_address) for v in self.vips}
+        for i, vip in enumerate(chance.vips):
+            if vip.address not in hosts:
+                problems.append(
+                    (f"second_chance.vips[{i}].address", f"{vip.address} is not a VIP of this node")
+                )
         return problems
 
     def timing_for(self, vip: Vip) -> Timing:

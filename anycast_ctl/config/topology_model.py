@@ -27,6 +27,7 @@ from anycast_ctl.config.common import (
     VipPrefix,
 )
 from anycast_ctl.config.edge_policy import EdgePolicy
+from anycast_ctl.config.topology_chance import TopologyChance
 
 # Interface names are "eth-<peer>" and Linux allows 15 characters: 4 + 11.
 NodeName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,10}$")]
@@ -248,6 +249,7 @@ class TopologyModel(StrictModel):
     clients: Annotated[list[Client], Field(min_length=1)]
     vips: Annotated[list[Vip], Field(min_length=1)]
     links: Annotated[list[Link], Field(min_length=1)]
+    second_chance: TopologyChance = TopologyChance()
     _source: str = PrivateAttr(default="<topology>")  # the file it was read from, for messages
 
     @property

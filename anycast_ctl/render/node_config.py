@@ -17,7 +17,7 @@ backends share one HAProxy frontend and pool: lb_layout.proxy_groups), both requ
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import yaml
 
@@ -26,6 +26,7 @@ from anycast_ctl.config.loading import validate
 from anycast_ctl.config.node import NodeConfig
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.render.lb_layout import LB_SESSION_HOPS, check_profile, lb_paths, proxy_groups
+from anycast_ctl.render.node_chance import chance_section
 
 EXABGP_DIALECT = "5.0"  # the ExaBGP in our venv and lab
 
@@ -44,6 +45,7 @@ def node_configs(
     run_dir: Path,
     profile: str = "recommended",
     state_dir: Path | None = None,
+    topology_file: PurePath | None = None,
 ) -> dict[str, NodeConfig]:
     """The agent config of every LB node that announces at least one VIP, by node name.
 
@@ -54,7 +56,13 @@ def node_configs(
     plan = topology.address_plan()
     return {
         lb.name: node_config(
-            topology, lb.name, run_dir=run_dir, profile=profile, plan=plan, state_dir=state_dir
+            topology,
+            lb.name,
+            run_dir=run_dir,
+            profile=profile,
+            plan=plan,
+            state_dir=state_dir,
+            topology_file=topology_file,
         )
         for lb in topology.lbs
         if lb.vips
@@ -69,11 +77,20 @@ def node_config(
     profile: str = "recommended",
     plan: AddressPlan | None = None,
     state_dir: Path | None = None,
+    topology_file: PurePath | None = None,
 ) -> NodeConfig:
-    """The agent config of one LB node; raises UserError if it cannot be a valid NodeConfig."""
+    """The agent config of one LB node; raises UserError if it cannot be a valid NodeConfig.
+    `topology_file`: where the node finds the topology (second chance predicts owners with it).
+    """
     plan = plan or topology.address_plan()
     data = node_config_data(
-        topology, lb, run_dir=run_dir, profile=profile, plan=plan, state_dir=state_dir
+        topology,
+        lb,
+        run_dir=run_dir,
+        profile=profile,
+        plan=plan,
+        state_dir=state_dir,
+        topology_file=topology_file,
     )
     return validate(NodeConfig, data, f"<node config rendered for {lb}>")
 
@@ -86,6 +103,7 @@ def node_config_data(
     profile: str,
     plan: AddressPlan,
     state_dir: Path | None = None,
+    topology_file: PurePath | None = None,
 ) -> dict[str, object]:
     """The NodeConfig as plain data: exactly the fields the rendering decides."""
     node = topology.lb(lb)
@@ -112,6 +130,7 @@ def node_config_data(
         for vip in group.vips:
             checks_of[vip.name] = [haproxy_check_name(group.name), tcp_check_name(group.name)]
     families = sorted({vip.version for vip in vips})
+    chance = chance_section(topology, lb, plan, topology_file)
     return {
         "node": lb,
         "bgp": {
@@ -140,6 +159,7 @@ def node_config_data(
         "loopback": {"manage": True, "interface": "lo", "mode": "always"},
         "control": {"socket": str(paths.control_socket)},
         "drain": {"state_file": str(paths.drain_file)},
+        **({"second_chance": chance} if chance is not None else {}),
     }
 
 

@@ -31,6 +31,7 @@ from anycast_ctl.config.topology import Topology
 from anycast_ctl.render.exabgp import agent_argv, render_exabgp
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import render_haproxy
+from anycast_ctl.render.node_chance import TOPOLOGY_FILE, topology_yaml
 from anycast_ctl.render.node_config import node_config, node_config_yaml
 from anycast_ctl.render.plan import router_plans
 
@@ -148,7 +149,13 @@ def node_files(
         out.files = frr_files(node, text, per_daemon=frr_per_daemon)
     elif kind == "lb" and topology.lb(node).vips:
         config = node_config(
-            topology, node, run_dir=run_dir, profile=profile, plan=plan, state_dir=state_dir
+            topology,
+            node,
+            run_dir=run_dir,
+            profile=profile,
+            plan=plan,
+            state_dir=state_dir,
+            topology_file=conf_dir / TOPOLOGY_FILE,
         )
         process = api(node, conf_dir)
         exabgp = render_exabgp(config, conf_dir / NODE_YAML, process.argv)
@@ -160,6 +167,8 @@ def node_files(
             **{f"{node}/{name}": text for name, text in exabgp.items()},
             **{f"{node}/{name}": text for name, text in process.files.items()},
         }
+        if config.second_chance.topology is not None:
+            out.files[f"{node}/{TOPOLOGY_FILE}"] = topology_yaml(topology)
     elif kind == "backend":
         loopback = plan.nodes[node].loopback_v4
         out.certificates[node] = CertRequest(

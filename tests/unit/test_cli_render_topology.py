@@ -68,6 +68,7 @@ def test_render_node_writes_yaml_the_agent_loads(render, tmp_path: Path) -> None
         run_dir=Path("/run/anycast-ctl"),
         profile="conservative",
         state_dir=Path("/var/lib/anycast-ctl"),
+        topology_file=Path("/etc/anycast-ctl/topology.yaml"),
     )
     loaded = load_node_config(tmp_path / "node.yaml")
     assert loaded == expected

@@ -83,7 +83,11 @@ def test_configs_are_the_other_renderers_output_with_container_paths(topo) -> No
             argv = next(p["argv"] for p in programs if p["name"] == daemon)
             assert argv[argv.index("-f") + 1] == f"{CONF_DIR}/{daemon}.conf"
     run_dir, state_dir = Path(str(RUN_DIR)), Path(str(STATE_DIR))
-    for lb, cfg in node_configs(topo, run_dir=run_dir, state_dir=state_dir).items():
+    chance_topology = CONF_DIR / "topology.yaml"
+    rendered = node_configs(
+        topo, run_dir=run_dir, state_dir=state_dir, topology_file=chance_topology
+    )
+    for lb, cfg in rendered.items():
         assert cfg.drain.state_file == state_dir / lb / "drain.json"  # not under /run
         assert files[f"{lb}/node.yaml"] == node_config_yaml(cfg, topology_name=topo.name)
         assert files[f"{lb}/haproxy.cfg"] == haproxy_configs(topo, run_dir=run_dir)[lb]

@@ -26,6 +26,7 @@ from anycast_ctl.config.common import (
     VipPrefix,
 )
 from anycast_ctl.config.loading import load_model
+from anycast_ctl.config.node_chance import SecondChance as SecondChance
 from anycast_ctl.config.node_checks import (
     Check as Check,
     ExecCheck as ExecCheck,
@@ -34,7 +35,6 @@ from anycast_ctl.config.node_checks import (
     TcpCheck as TcpCheck,
     TlsCheck as TlsCheck,
 )
-from anycast_ctl.config.node_chance import SecondChance as SecondChance
 from anycast_ctl.config.node_timing import (
     FlapDamping as FlapDamping,
     Lifeline as Lifeline,

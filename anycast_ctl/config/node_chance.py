@@ -71,7 +71,8 @@ class ChancePeer(StrictModel):
     def _overlay_matches(self) -> ChancePeer:
         if self.overlay is not None and self.overlay != overlay_of(self.index):
             raise ValueError(
-                f"overlay {self.overlay} is not node index {self.index}'s ({overlay_of(self.index)})"
+                f"overlay {self.overlay} is not node index {self.index}'s"
+                f" ({overlay_of(self.index)})"
             )
         return self
 

@@ -1,10 +1,10 @@
 """The topology's `second_chance` section: whether `render node` turns forwarding on, and how.
 
-    second_chance:
-      enabled: true        # the default: on wherever the topology has two LB nodes or more
-      hop_limit: 1
-      overlay_mtu: 1500    # needs 1550-byte frames between the LB nodes (null: the kernel's 1450)
-      key: "a shared secret of 16+ bytes"   # heartbeat HMAC; unset: source addresses only
+second_chance:
+  enabled: true        # the default: on wherever the topology has two LB nodes or more
+  hop_limit: 1
+  overlay_mtu: 1500    # needs 1550-byte frames between the LB nodes (null: the kernel's 1450)
+  key: "a shared secret of 16+ bytes"   # heartbeat HMAC; unset: source addresses only
 """
 
 from __future__ import annotations

@@ -62,19 +62,32 @@ def test_the_topology_copy_loads_back_the_same(tmp_path: Path) -> None:
     [
         ({"enabled": True}, "index and underlay"),
         (
-            {"enabled": True, "index": 0, "underlay": "10.0.0.1",
-             "peers": [{"name": "b", "index": 0, "underlay": "10.0.0.2"}]},
+            {
+                "enabled": True,
+                "index": 0,
+                "underlay": "10.0.0.1",
+                "peers": [{"name": "b", "index": 0, "underlay": "10.0.0.2"}],
+            },
             "index 0 is already",
         ),  # fmt: skip
         (
-            {"enabled": True, "index": 0, "underlay": "10.0.0.1",
-             "peers": [{"name": "b", "index": 1, "underlay": "10.0.0.1"}]},
+            {
+                "enabled": True,
+                "index": 0,
+                "underlay": "10.0.0.1",
+                "peers": [{"name": "b", "index": 1, "underlay": "10.0.0.1"}],
+            },
             "underlay 10.0.0.1 is already",
         ),  # fmt: skip
         (
-            {"enabled": True, "index": 0, "underlay": "10.0.0.1",
-             "peers": [{"name": "b", "index": 1, "underlay": "10.0.0.2",
-                        "overlay": "169.254.101.9"}]},
+            {
+                "enabled": True,
+                "index": 0,
+                "underlay": "10.0.0.1",
+                "peers": [
+                    {"name": "b", "index": 1, "underlay": "10.0.0.2", "overlay": "169.254.101.9"}
+                ],
+            },
             "is not node index 1's",
         ),  # fmt: skip
         ({"index": 0, "underlay": "fd00::1"}, "not an IPv4 address"),

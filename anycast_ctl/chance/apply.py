@@ -3,6 +3,7 @@ removed (the one place that runs `nft`, `ip` and `bridge` for it).
 
     apply_plan(plan, netns="acx-sc42-lb2")   # devices first (nft resolves them), then the table
     counters(netns)                            # {"forwarded": packets, "arrived": packets}
+                                               # (IPv4 and IPv6 tables together)
     remove(netns)                              # table and devices gone; safe to call twice
 
 The ruleset replaces the table in one nft transaction, so updating the entries never opens a
@@ -18,6 +19,7 @@ import subprocess
 from collections.abc import Sequence
 
 from anycast_ctl.render.chance import (
+    FAMILY,
     TABLE,
     VXLAN_PORT,
     ChancePlan,
@@ -97,6 +99,11 @@ def _ensure_device(dev: OverlayDevice, netns: str | None, timeout: float) -> Non
             timeout,
         )  # fmt: skip
     _run(["ip", "addr", "replace", dev.address, "dev", dev.name], netns, timeout)
+    if dev.address6 is not None:
+        # nodad: overlay addresses are unique by construction; DAD would hold them for seconds.
+        _run(
+            ["ip", "-6", "addr", "replace", dev.address6, "dev", dev.name, "nodad"], netns, timeout
+        )
     fdb = json.loads(_run(["bridge", "-j", "fdb", "show", "dev", dev.name], netns, timeout))
     for entry in fdb:
         if entry.get("mac") == ZERO_MAC and entry.get("dst") not in dev.remotes:
@@ -139,18 +146,21 @@ def remove(netns: str | None = None, timeout: float = 10.0) -> None:
 
 
 def counters(netns: str | None = None, timeout: float = 10.0) -> dict[str, int]:
-    """Packets through each named counter of the table; {} when the table is absent."""
-    try:
-        out = _run(["nft", "-j", "list", "counters", "table", "ip", TABLE], netns, timeout)
-    except ChanceError as exc:
-        if "No such file" in str(exc):
-            return {}
-        raise
+    """Packets through each named counter, the IPv4 and IPv6 tables' added up; {} when
+    neither table is there."""
     result: dict[str, int] = {}
-    for item in json.loads(out).get("nftables", []):
-        counter = item.get("counter")
-        if isinstance(counter, dict):
-            result[str(counter["name"])] = int(counter["packets"])
+    for family in FAMILY.values():
+        try:
+            out = _run(["nft", "-j", "list", "counters", "table", family, TABLE], netns, timeout)
+        except ChanceError as exc:
+            if "No such file" in str(exc):
+                continue
+            raise
+        for item in json.loads(out).get("nftables", []):
+            counter = item.get("counter")
+            if isinstance(counter, dict):
+                name = str(counter["name"])
+                result[name] = result.get(name, 0) + int(counter["packets"])
     return result
 
 

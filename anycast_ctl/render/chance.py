@@ -10,6 +10,10 @@ See docs/second-chance.md for why this mechanism and what it costs.
     ruleset(plan)           # text for `nft -f`, replacing the table atomically
     overlay_devices(plan)   # one VXLAN device per hop level
 
+IPv4 VIPs get `table ip anycast_chance`, IPv6 VIPs `table ip6 anycast_chance` (the same rules
+with `dup to ip6` targets); both ride the same VXLAN devices over the IPv4 underlay, each device
+carrying an overlay address of each family the node serves.
+
 Hops are counted by device: a packet arriving from a client is forwarded over level 1
 (`acxch1`); one arriving on level k with no state here is forwarded over level k+1; one
 arriving on the last level is never forwarded again. So no packet crosses more than
@@ -29,6 +33,8 @@ TABLE = "anycast_chance"
 VNI_BASE = 0xAC5C00  # level k uses VNI VNI_BASE + k
 VXLAN_PORT = 4789
 OVERLAY_FIRST_OCTET = 100
+OVERLAY6_PREFIX = "fd00:ac5c"  # level k's IPv6 overlay: fd00:ac5c:k::/64
+FAMILY = {4: "ip", 6: "ip6"}
 MAX_NODES = 254
 
 
@@ -45,7 +51,7 @@ class ChancePlan:
     index: int
     underlay: str
     peers: tuple[Peer, ...]  # live LB nodes only: a node that is down is never a target
-    vips: tuple[tuple[str, int], ...]  # (IPv4 VIP, TCP port) served by this node
+    vips: tuple[tuple[str, int], ...]  # (VIP, TCP port) served by this node, either family
     entries: tuple[ForwardEntry, ...]  # flows this node receives but another node owns
     chain: tuple[str, ...]  # fallback for flows without an entry: its first peer is asked
     hop_limit: int = 1
@@ -68,7 +74,7 @@ class ChancePlan:
         for address in (self.underlay, *(p.underlay for p in self.peers)):
             _ipv4(address, "underlay address")
         for vip, port in self.vips:
-            _ipv4(vip, "VIP")
+            _version(vip, "VIP")
             if not 1 <= port <= 65535:
                 raise ValueError(f"VIP port {port} is outside 1..65535")
         for entry in self.entries:
@@ -76,11 +82,16 @@ class ChancePlan:
                 raise ValueError(
                     f"flow {entry.flow} is owned by {entry.owner}, which is not a live peer"
                 )
-            _ipv4(entry.flow[0], "flow source")
-            _ipv4(entry.flow[2], "flow destination")
+            source = _version(entry.flow[0], "flow source")
+            if _version(entry.flow[2], "flow destination") != source:
+                raise ValueError(f"flow {entry.flow} mixes IPv4 and IPv6")
         for name in self.chain:
             if name not in names:
                 raise ValueError(f"fallback node {name} is not a live peer")
+
+    def families(self) -> tuple[int, ...]:
+        """The IP versions this node serves VIPs of (each gets its table), 4 first."""
+        return tuple(sorted({ipaddress.ip_address(vip).version for vip, _ in self.vips}))
 
 
 def _ipv4(text: str, what: str) -> None:
@@ -90,11 +101,22 @@ def _ipv4(text: str, what: str) -> None:
         raise ValueError(f"{what} {text!r} is not an IPv4 address") from None
 
 
+def _version(text: str, what: str) -> int:
+    try:
+        return ipaddress.ip_address(text).version
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not an IP address") from None
+
+
 def device(level: int) -> str:
     return f"acxch{level}"
 
 
-def overlay_address(level: int, index: int) -> str:
+def overlay_address(level: int, index: int, version: int = 4) -> str:
+    """Node `index`'s address on level `level`'s overlay: 169.254.(100+level).(index+1), and
+    for IPv6 the unique-local fd00:ac5c:LEVEL::(index+1) (hex)."""
+    if version == 6:
+        return f"{OVERLAY6_PREFIX}:{level:x}::{index + 1:x}"
     return f"169.254.{OVERLAY_FIRST_OCTET + level}.{index + 1}"
 
 
@@ -104,8 +126,9 @@ class OverlayDevice:
     vni: int
     local: str  # underlay address of this node
     address: str  # this node's overlay address, with its /24
-    remotes: tuple[str, ...]  # underlay addresses flooded to (ARP): the live peers only
+    remotes: tuple[str, ...]  # underlay addresses flooded to (ARP, ND): the live peers only
     mtu: int | None = None
+    address6: str | None = None  # its IPv6 overlay address with its /64 (IPv6 VIPs only)
 
 
 def overlay_devices(plan: ChancePlan) -> list[OverlayDevice]:
@@ -118,34 +141,55 @@ def overlay_devices(plan: ChancePlan) -> list[OverlayDevice]:
             f"{overlay_address(level, plan.index)}/24",
             remotes,
             plan.mtu,
+            f"{overlay_address(level, plan.index, 6)}/64" if 6 in plan.families() else None,
         )
         for level in range(1, plan.hop_limit + 1)
     ]
 
 
 def ruleset(plan: ChancePlan) -> str:
-    """The whole table, preceded by its deletion: `nft -f` applies it in one transaction."""
+    """Both tables, each preceded by its deletion: `nft -f` applies it in one transaction.
+
+    The IPv4 table is always there (it guards the VXLAN port); the IPv6 one only when the node
+    serves an IPv6 VIP, else it goes (a node that lost its last IPv6 VIP keeps no stale one).
+    """
+    lines = [line for family in FAMILY.values() for line in _deletion(family)]
+    lines += _table(plan, 4)
+    if 6 in plan.families():
+        lines += _table(plan, 6)
+    return "\n".join([*lines, ""])
+
+
+def _deletion(family: str) -> list[str]:
+    return [f"table {family} {TABLE} {{}}", f"delete table {family} {TABLE}"]
+
+
+def _table(plan: ChancePlan, version: int) -> list[str]:
+    family, addr = FAMILY[version], "ipv4_addr" if version == 4 else "ipv6_addr"
     by_name = {p.name: p for p in plan.peers}
     devices = ", ".join(f'"{device(k)}"' for k in range(1, plan.hop_limit + 1))
     last = device(plan.hop_limit)
-    lines = [
-        f"table ip {TABLE} {{}}",
-        f"delete table ip {TABLE}",
-        f"table ip {TABLE} {{",
-        "\tset peers {",
-        "\t\ttype ipv4_addr",
-        *_elements(sorted({p.underlay for p in plan.peers}, key=ipaddress.IPv4Address)),
-        "\t}",
+    vips = [(v, port) for v, port in plan.vips if ipaddress.ip_address(v).version == version]
+    entries = [e for e in plan.entries if ipaddress.ip_address(e.flow[2]).version == version]
+    lines = [f"table {family} {TABLE} {{"]
+    if version == 4:
+        lines += [
+            "\tset peers {",
+            "\t\ttype ipv4_addr",
+            *_elements(sorted({p.underlay for p in plan.peers}, key=ipaddress.IPv4Address)),
+            "\t}",
+        ]
+    lines += [
         "\tset vips {",
-        "\t\ttype ipv4_addr . inet_service",
-        *_elements([f"{vip} . {port}" for vip, port in plan.vips]),
+        f"\t\ttype {addr} . inet_service",
+        *_elements([f"{vip} . {port}" for vip, port in vips]),
         "\t}",
         "\tmap owners {",
-        "\t\ttype ipv4_addr . inet_service . ipv4_addr . inet_service : ipv4_addr",
+        f"\t\ttype {addr} . inet_service . {addr} . inet_service : {addr}",
         *_elements(
             [
-                f"{s} . {sp} . {d} . {dp} : {overlay_address(1, by_name[e.owner].index)}"
-                for e in plan.entries
+                f"{s} . {sp} . {d} . {dp} : {overlay_address(1, by_name[e.owner].index, version)}"
+                for e in entries
                 for s, sp, d, dp in [e.flow]
             ]
         ),
@@ -154,10 +198,15 @@ def ruleset(plan: ChancePlan) -> str:
         '\tcounter arrived { comment "received from another LB node" }',
         "\tchain prerouting {",
         "\t\ttype filter hook prerouting priority mangle; policy accept;",
-        "\t\t# VXLAN from anything but a live LB node never enters the overlay.",
-        f"\t\tudp dport {VXLAN_PORT} ip saddr != @peers drop",
+    ]
+    if version == 4:
+        lines += [
+            "\t\t# VXLAN from anything but a live LB node never enters the overlay.",
+            f"\t\tudp dport {VXLAN_PORT} ip saddr != @peers drop",
+        ]
+    lines += [
         "\t\tmeta l4proto != tcp accept",
-        "\t\tip daddr . tcp dport != @vips accept",
+        f"\t\t{family} daddr . tcp dport != @vips accept",
         f"\t\tiifname {{ {devices} }} counter name arrived",
         "\t\t# SYNs are always served here; so is every connection this node holds.",
         "\t\ttcp flags & syn == syn accept",
@@ -169,22 +218,21 @@ def ruleset(plan: ChancePlan) -> str:
         if successor is not None:
             lines.append(
                 f'\t\tiifname "{device(level)}" '
-                f"dup to {overlay_address(level + 1, successor.index)} "
+                f"dup to {overlay_address(level + 1, successor.index, version)} "
                 f'device "{device(level + 1)}" counter name forwarded drop'
             )
     lines.append(f"\t\tiifname {{ {devices} }} accept")
-    if plan.entries:
+    if entries:
         lines.append(
-            "\t\tdup to ip saddr . tcp sport . ip daddr . tcp dport map @owners "
+            f"\t\tdup to {family} saddr . tcp sport . {family} daddr . tcp dport map @owners "
             f'device "{device(1)}" counter name forwarded drop'
         )
     if successor is not None:
         lines.append(
-            f'\t\tdup to {overlay_address(1, successor.index)} device "{device(1)}" '
-            "counter name forwarded drop"
+            f"\t\tdup to {overlay_address(1, successor.index, version)} "
+            f'device "{device(1)}" counter name forwarded drop'
         )
-    lines += ["\t}", "}", ""]
-    return "\n".join(lines)
+    return [*lines, "\t}", "}"]
 
 
 def plan_for(
@@ -197,10 +245,10 @@ def plan_for(
     hop_limit: int = 1,
     mtu: int | None = None,
 ) -> ChancePlan:
-    """The plan of one LB node of a topology: its IPv4 VIPs, its live peers, the entries whose
-    owner is alive (a flow owned by a node that is down is lost whatever we do), and the
-    fallback chain (`likely` previous owners first). Underlay: each node's address on its
-    first link to a router."""
+    """The plan of one LB node of a topology: its VIPs (IPv4 and IPv6), its live peers, the
+    entries whose owner is alive (a flow owned by a node that is down is lost whatever we do),
+    and the fallback chain (`likely` previous owners first). Underlay: each node's address on
+    its first link to a router."""
     lbs = tuple(lb.name for lb in topo.lbs)
     if node not in lbs:
         raise ValueError(f"{node!r} is not one of the LB nodes ({', '.join(lbs)})")
@@ -212,7 +260,7 @@ def plan_for(
     live = alive - {node}
     peers = tuple(Peer(lb, i, underlay(lb)) for i, lb in enumerate(lbs) if lb in live)
     mine = topo.lb(node).vips
-    vips = tuple((str(v.ip), v.port) for v in topo.vips if v.name in mine and v.version == 4)
+    vips = tuple((str(v.ip), v.port) for v in topo.vips if v.name in mine)
     return ChancePlan(
         node,
         lbs.index(node),
@@ -235,5 +283,5 @@ def _elements(items: list[str]) -> list[str]:
 
 
 def removal() -> str:
-    """`nft -f` text that removes the table whether or not it exists."""
-    return f"table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"
+    """`nft -f` text that removes both tables whether or not they exist."""
+    return "\n".join([*(line for f in FAMILY.values() for line in _deletion(f)), ""])

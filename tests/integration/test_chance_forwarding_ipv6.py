@@ -1,0 +1,222 @@
+"""Second chance over IPv6 in real namespaces: the ip6 table keeps IPv6 connections that r1
+moves, beside the ip table keeping IPv4 ones, over the one IPv4 VXLAN underlay.
+
+c1, r1 and lb1..lb3 of tests/golden/chance/dual-stack.yaml (the default topology with an IPv6
+VIP and client prefix; addresses, routes, MTUs and r1's hashing from render/hostnet.py, no
+BGP: r1 gets the ECMP routes BGP would give it), an echo listener on both VIPs of every LB
+node answering with its own name, and the dual-stack plans of render/chance.py applied by
+chance/apply.py. Withdrawing lb1 is r1's routes losing lb1.
+
+Namespaces are named acx-sc6<pid>-<node> and removed even when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from anycast_ctl.chance import apply as chance
+from anycast_ctl.config.topology import Topology, load_topology
+from anycast_ctl.render.chance import plan_for
+from anycast_ctl.render.hostnet import setup_commands
+from anycast_ctl.sim.fabric import Event, Fabric
+from anycast_ctl.sim.flows import generate
+from anycast_ctl.sim.owners import forward_entries, owned_batch, owner_candidates, owner_change
+
+pytestmark = pytest.mark.root
+TOPOLOGY = Path(__file__).resolve().parents[1] / "golden" / "chance" / "dual-stack.yaml"
+NODES = ("c1", "r1", "lb1", "lb2", "lb3")
+LBS = ("lb1", "lb2", "lb3")
+VIP4, VIP6, PORT = "192.0.2.10", "2001:db8:f::10", 443
+FLOWS = [(f"198.18.1.{20 + i}", 41000 + 13 * i, VIP4) for i in range(12)] + [
+    (f"2001:db8:c1::{0x20 + i:x}", 43000 + 11 * i, VIP6) for i in range(24)
+]
+
+SERVER = r"""
+import socket, sys, threading
+name = sys.argv[1].encode()
+def serve(c):
+    with c:
+        while data := c.recv(4096):
+            c.sendall(name + b":" + data)
+def listen(family, address):
+    s = socket.socket(family); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((address, 443)); s.listen(128)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+threading.Thread(target=listen, args=(socket.AF_INET, "192.0.2.10"), daemon=True).start()
+threading.Thread(target=listen, args=(socket.AF_INET6, "2001:db8:f::10"), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+# "open SRC SPORT DST" -> "ok ID"; "send ID TEXT" -> the answer ("reset"/"timeout" if none).
+CLIENT = r"""
+import socket, sys
+conns = []
+for line in sys.stdin:
+    cmd, *args = line.split()
+    try:
+        if cmd == "open":
+            c = socket.socket(socket.AF_INET6 if ":" in args[0] else socket.AF_INET)
+            c.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: any address of the local prefix
+            c.settimeout(3); c.bind((args[0], int(args[1]))); c.connect((args[2], 443))
+            conns.append(c); out = f"ok {len(conns) - 1}"
+        elif cmd == "send":
+            c = conns[int(args[0])]; c.sendall(args[1].encode())
+            out = c.recv(4096).decode() or "reset"
+    except socket.timeout:
+        out = "timeout"
+    except OSError as exc:
+        out = "reset" if "reset" in str(exc).lower() else f"error {exc}"
+    print(out, flush=True)
+"""
+
+
+def _run(*argv: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, f"{shlex.join(argv)}: {done.stderr}"
+    return done.stdout
+
+
+@dataclass
+class Net:
+    topo: Topology
+    ns: dict[str, str]
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+    client: subprocess.Popen[str] | None = None
+
+    def ask(self, line: str) -> str:
+        assert self.client is not None and self.client.stdin and self.client.stdout
+        self.client.stdin.write(line + "\n")
+        self.client.stdin.flush()
+        return self.client.stdout.readline().strip()
+
+    def route(self, lbs: tuple[str, ...]) -> None:
+        plan = self.topo.address_plan()
+        for vip, family in ((VIP4, "-4"), (VIP6, "-6")):
+            hops = []
+            for lb in lbs:
+                theirs = plan.interface(lb, "r1")
+                address = theirs.ipv4 if family == "-4" else theirs.ipv6
+                assert address is not None  # dual-stack.yaml gives every link both families
+                gateway = address.ip
+                hops.append(f"nexthop via {gateway} dev eth-{lb}")
+            _run(
+                "ip", family, "-n", self.ns["r1"], "route", "replace", vip, *" ".join(hops).split()
+            )
+
+
+@pytest.fixture
+def net() -> Iterator[Net]:
+    topo = load_topology(TOPOLOGY)
+    plan = topo.address_plan()
+    ns = {n: f"acx-sc6{os.getpid()}-{n}" for n in NODES}
+    made: list[str] = []
+    state = Net(topo, ns)
+    try:
+        for name in ns.values():
+            _run("ip", "netns", "add", name)
+            made.append(name)
+            _run("ip", "-n", name, "link", "set", "dev", "lo", "up")
+        for a, b in [("c1", "r1"), *(("r1", lb) for lb in LBS)]:
+            _run("ip", "link", "add", f"eth-{b}", "netns", ns[a], "type", "veth",
+                 "peer", "name", f"eth-{a}", "netns", ns[b])  # fmt: skip
+            _run("ip", "-n", ns[a], "link", "set", "dev", f"eth-{b}", "up")
+            _run("ip", "-n", ns[b], "link", "set", "dev", f"eth-{a}", "up")
+        backends = {str(plan.nodes[be].loopback_v4) for be in ("be1", "be2")}
+        # The default route's IPv6 source must be an interface address (as lab/net/build.py
+        # does): a `src` only a local route covers is refused.
+        _run("ip", "-n", ns["c1"], "-6", "addr", "add", "2001:db8:c1::1/128", "dev", "lo", "nodad")
+        for node in NODES:
+            for cmd in setup_commands(topo, node, plan):
+                if "eth-be" not in cmd and not any(b in cmd for b in backends):
+                    _run("ip", "netns", "exec", ns[node], *shlex.split(cmd))
+        for lb in LBS:
+            _run("ip", "-n", ns[lb], "addr", "add", f"{VIP4}/32", "dev", "lo")
+            _run("ip", "-n", ns[lb], "-6", "addr", "add", f"{VIP6}/128", "dev", "lo", "nodad")
+            server = subprocess.Popen(
+                ["ip", "netns", "exec", ns[lb], "python3", "-c", SERVER, lb],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            state.procs.append(server)
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        state.route(LBS)
+        state.client = subprocess.Popen(
+            ["ip", "netns", "exec", ns["c1"], "python3", "-c", CLIENT],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        state.procs.append(state.client)
+        yield state
+    finally:
+        for proc in state.procs:
+            proc.kill()
+            proc.wait(timeout=10)
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+    assert not [
+        n for n in _run("ip", "netns", "list").split() if n.startswith(f"acx-sc6{os.getpid()}-")
+    ]
+
+
+def _apply_all(net: Net, *, with_entries: bool) -> None:
+    """Every node's dual-stack plan for lb1's withdrawal: its likely previous owners (from a
+    generated batch) and, with_entries, the per-flow entries of the test's own flows."""
+    fabric, withdraw = Fabric.from_topology(net.topo), Event("withdraw", "lb1")
+    (sample,) = [b for b in generate(net.topo, 20_000, seed=1) if b.flows.family == 4]
+    likely_change = owner_change(fabric, withdraw, sample)
+    changes = [
+        owner_change(fabric, withdraw, owned_batch(net.topo, flows))
+        for flows in (
+            [(s, p, d, PORT) for s, p, d in FLOWS if d == VIP4],
+            [(s, p, d, PORT) for s, p, d in FLOWS if d == VIP6],
+        )
+    ]
+    for lb in LBS:
+        entries = [e for c in changes for e in forward_entries(c, lb)] if with_entries else []
+        plan = plan_for(
+            net.topo,
+            lb,
+            alive=frozenset(LBS),
+            entries=tuple(entries),
+            likely=owner_candidates(likely_change, lb),
+            mtu=1500,
+        )
+        chance.apply_plan(plan, net.ns[lb])
+
+
+def test_moved_ipv6_and_ipv4_connections_are_served_by_their_owner(net: Net) -> None:
+    # The tables go in before the connections open: conntrack must see their handshakes.
+    for lb in LBS:
+        chance.apply_plan(plan_for(net.topo, lb, alive=frozenset(LBS), mtu=1500), net.ns[lb])
+    owners = []
+    for i, (src, sport, dst) in enumerate(FLOWS):
+        assert net.ask(f"open {src} {sport} {dst}") == f"ok {i}"
+        owners.append(net.ask(f"send {i} hello").split(":")[0])
+    lb1_v6 = [i for i, (o, f) in enumerate(zip(owners, FLOWS, strict=True)) if ":" in f[2]]
+    lb1_v6 = [i for i in lb1_v6 if owners[i] == "lb1"]
+    assert lb1_v6, f"no IPv6 flow landed on lb1: {owners}"  # those must move when lb1 goes
+
+    for with_entries in (True, False):  # per-flow entries, then the likely owners alone
+        _apply_all(net, with_entries=with_entries)
+        before = sum(chance.counters(net.ns[lb]).get("forwarded", 0) for lb in LBS)
+        net.route(("lb2", "lb3"))  # lb1 withdrawn, both families
+        answers = [net.ask(f"send {i} again").split(":")[0] for i in range(len(FLOWS))]
+        assert answers == owners, f"with_entries={with_entries}"
+        forwarded = sum(chance.counters(net.ns[lb]).get("forwarded", 0) for lb in LBS) - before
+        assert forwarded >= len(lb1_v6)
+        net.route(LBS)
+
+    # Without the tables an IPv6 connection of lb1 meets a node that does not know it: reset.
+    net.route(("lb2", "lb3"))
+    for lb in LBS:
+        chance.remove(net.ns[lb])
+        assert not chance.present(net.ns[lb])
+    assert net.ask(f"send {lb1_v6[0]} lost") == "reset"

@@ -113,7 +113,10 @@ def node_yaml(directory: Path, n: int, shape: str, stats: Path, fronts: list[int
 
 
 def cpu_seconds(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        raise RuntimeError(f"process {pid} died mid-run (its log's tail is above)") from None
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / TICK
 
@@ -210,9 +213,11 @@ def _measure(shape: str, n: int, seconds: float, inside: list[str]) -> dict:
             )
             agent = wait_for(lambda: child(exabgp.pid, "agent"), 20, "the agent")
             guardian = wait_for(lambda: child(agent, "lifeline"), 20, "the guardian")
-            # every VIP announced (the agent logs its announce lines through ExaBGP's log)
+            # every VIP announced (ExaBGP logs a "route added" per prefix)
             wait_for(
-                lambda: "route added" in (directory / "exabgp.log").read_text(), 30, "announce"
+                lambda: (directory / "exabgp.log").read_text().count("route added") >= n,
+                60,
+                f"all {n} VIPs announced",
             )
             time.sleep(1.0)  # let start-up settle
             try:
@@ -235,7 +240,11 @@ def _measure(shape: str, n: int, seconds: float, inside: list[str]) -> dict:
                 "seconds": elapsed,
             }
         except Exception:
-            print((directory / "exabgp.log").read_text()[-1500:], file=sys.stderr)
+            tail = (directory / "exabgp.log").read_text().splitlines()
+            print(
+                "\n".join(line for line in tail if "netlink INFO" not in line)[-1500:],
+                file=sys.stderr,
+            )
             raise
         finally:
             if exabgp is not None and exabgp.poll() is None:

@@ -16,7 +16,15 @@ import time
 from collections.abc import Callable
 from typing import Protocol, TextIO
 
-from anycast_ctl.agent.exabgp import Ack, Event, PeerState, Shutdown, Unknown, parse_line
+from anycast_ctl.agent.exabgp import (
+    Ack,
+    Event,
+    PeerState,
+    Shutdown,
+    Unknown,
+    parse_line,
+    prefixes_in,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +46,13 @@ class _Pending:
     """One command waiting for its ack. Abandoned on timeout but kept in line, so that a late
     ack is matched to it and not to the next command."""
 
-    __slots__ = ("future", "abandoned", "sent_at")
+    __slots__ = ("future", "abandoned", "sent_at", "prefixes")
 
-    def __init__(self, future: asyncio.Future[bool], sent_at: float) -> None:
+    def __init__(self, future: asyncio.Future[bool], sent_at: float, prefixes: int) -> None:
         self.future = future
         self.abandoned = False
         self.sent_at = sent_at
+        self.prefixes = prefixes  # the work it asks of ExaBGP (see exabgp.prefixes_in)
 
 
 class Speaker:
@@ -75,6 +84,7 @@ class Speaker:
         self.alive = True  # False once ExaBGP's side of the pipe is gone
         self.shutting_down = False  # ExaBGP announced that it is stopping
         self.last_line_at: float | None = None  # clock() when ExaBGP last wrote to us
+        self.last_ack_at: float | None = None  # clock() when ExaBGP last answered a command
         self.peers: dict[str, bool] = {}  # neighbor address -> session established
         self.ack_timeouts = 0
 
@@ -102,7 +112,7 @@ class Speaker:
         if self._ack:
             loop = asyncio.get_running_loop()
             now = self._clock()
-            pendings = [_Pending(loop.create_future(), now) for _ in lines]
+            pendings = [_Pending(loop.create_future(), now, prefixes_in(line)) for line in lines]
             self._pending.extend(pendings)
         try:
             self._writer.write("".join(line + "\n" for line in lines))
@@ -127,11 +137,20 @@ class Speaker:
 
     # ------------------------------------------------------------ liveness (the agent decides)
     def unanswered_for(self) -> float | None:
-        """Seconds the oldest command written to ExaBGP has waited for its ack (None: none
-        waits). An ExaBGP that stopped reading or answering shows here first."""
+        """Seconds ExaBGP has been on the oldest unanswered command (None: none waits): since
+        it was written, or since ExaBGP answered the command before it, whichever is later.
+        ExaBGP answers in order, so a burst of big commands is judged one command at a time,
+        and an ExaBGP that stopped reading or answering shows here first."""
         if not self._pending:
             return None
-        return max(0.0, self._clock() - self._pending[0].sent_at)
+        head = self._pending[0].sent_at
+        if self.last_ack_at is not None:
+            head = max(head, self.last_ack_at)
+        return max(0.0, self._clock() - head)
+
+    def unanswered_prefixes(self) -> int:
+        """How many prefixes the oldest unanswered command carries (0: none waits)."""
+        return self._pending[0].prefixes if self._pending else 0
 
     def since_last_line(self) -> float | None:
         """Seconds since ExaBGP last wrote to us (None: never)."""
@@ -183,6 +202,7 @@ class Speaker:
             self.on_event(event)
 
     def _match_ack(self, ok: bool) -> None:
+        self.last_ack_at = self._clock()
         if not self._pending:
             log.warning(
                 "ExaBGP acked (%s) a command we are not waiting for", "done" if ok else "error"

@@ -125,3 +125,23 @@ def test_nothing_to_say_is_no_line():
 def test_an_unknown_dialect_is_refused():
     with pytest.raises(ValueError, match="dialect"):
         announce_lines(vips(2), Bgp.model_validate(EBGP.model_dump()), "6.0")
+
+
+@pytest.mark.parametrize(
+    "line, prefixes",
+    [
+        ("announce route 198.51.100.1/32 next-hop self", 1),
+        ("#", 1),
+        ("withdraw attributes nlri 198.51.100.1/32 198.51.100.2/32", 2),
+        ("announce attributes next-hop self community [ 65000:1 ] nlri 10.0.0.1/32", 1),
+    ],
+)
+def test_prefixes_in_counts_what_a_command_asks_exabgp_to_do(line, prefixes):
+    assert exabgp.prefixes_in(line) == prefixes
+
+
+def test_each_batched_line_counts_its_own_prefixes():
+    lines = withdraw_lines(vips(250), EBGP, "5.0")
+    assert [exabgp.prefixes_in(line) for line in lines] == [
+        min(exabgp.NLRI_PER_LINE, 250 - start) for start in range(0, 250, exabgp.NLRI_PER_LINE)
+    ]

@@ -8,7 +8,14 @@ import time
 
 import pytest
 
-from anycast_ctl.agent.exabgp_watch import PROBE, PROBE_EVERY, ExabgpWatch, probe_due, verdict
+from anycast_ctl.agent.exabgp_watch import (
+    PER_PREFIX,
+    PROBE,
+    PROBE_EVERY,
+    ExabgpWatch,
+    probe_due,
+    verdict,
+)
 from anycast_ctl.agent.speaker import Speaker
 
 
@@ -18,6 +25,15 @@ from anycast_ctl.agent.speaker import Speaker
 )
 def test_verdict(waited, limit, hung):
     assert (verdict(waited, limit) is not None) is hung
+
+
+def test_a_command_with_many_prefixes_is_allowed_time_for_each():
+    limit, prefixes = 0.4, 100
+    allowed = limit + PER_PREFIX * (prefixes - 1)
+    assert verdict(allowed - 0.01, limit, prefixes) is None
+    reason = verdict(allowed + 0.01, limit, prefixes)
+    assert reason is not None and "100 prefixes" in reason
+    assert verdict(limit + 0.01, limit, 1) is not None  # a probe gets no more than the limit
 
 
 @pytest.mark.parametrize(
@@ -110,6 +126,70 @@ def test_the_startup_limit_applies_until_tighten():
         assert not task.done()  # slow at start-up is not hung
         watch.tighten()
         assert "has not answered" in await asyncio.wait_for(task, 1.0)
+        reader.cancel()
+
+    run(body())
+
+
+class SlowExabgp(Exabgp):
+    """ExaBGP's side: answers each line `seconds` after it answered the one before."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.queued = 0
+
+    def write(self, text: str):
+        loop = asyncio.get_running_loop()
+        for line in text.splitlines():
+            self.lines.append(line)
+            self.queued += 1
+            loop.call_later(self.seconds * self.queued, self.to_agent.feed_data, b"done\n")
+
+
+def test_a_burst_answered_line_by_line_is_not_called_hung():
+    # Five commands answered 0.15 s apart: the last waits 0.75 s in all, but ExaBGP answers
+    # something every 0.15 s, within the 0.3 s limit: working, not hung.
+    async def body():
+        exabgp = SlowExabgp(0.15)
+        speaker = Speaker(exabgp.to_agent, exabgp)
+        reader = asyncio.create_task(speaker.run_reader())
+        watch = ExabgpWatch(speaker, limit=0.3)
+        task = asyncio.create_task(watch.run())
+        burst = [f"withdraw route 192.0.2.{i}/32" for i in range(5)]
+        assert await speaker.send_many(burst) == [True] * 5
+        assert not task.done()
+        task.cancel()
+        reader.cancel()
+
+    run(body())
+
+
+def test_the_age_of_a_waiting_command_counts_from_the_answer_before_it():
+    async def body():
+        clock = [100.0]
+        exabgp = Exabgp()
+        exabgp.frozen = True
+        speaker = Speaker(exabgp.to_agent, exabgp, clock=lambda: clock[0])
+        reader = asyncio.create_task(speaker.run_reader())
+        sending = asyncio.create_task(
+            speaker.send_many(
+                [
+                    "withdraw route 192.0.2.1/32",
+                    "withdraw attributes nlri " + " ".join(f"192.0.2.{i}/32" for i in range(2, 12)),
+                ]
+            )
+        )
+        await asyncio.sleep(0.01)
+        clock[0] = 101.0
+        assert speaker.unanswered_for() == 1.0 and speaker.unanswered_prefixes() == 1
+        exabgp.to_agent.feed_data(b"done\n")  # the first answered at 101.0
+        await asyncio.sleep(0.01)
+        clock[0] = 101.25
+        assert speaker.unanswered_for() == 0.25 and speaker.unanswered_prefixes() == 10
+        exabgp.to_agent.feed_data(b"done\n")
+        assert await sending == [True, True]
+        assert speaker.unanswered_for() is None and speaker.unanswered_prefixes() == 0
         reader.cancel()
 
     run(body())

@@ -1,7 +1,8 @@
 """`anycast-ctl render ...`: configs for the daemons around the agent, written to files.
 
 `render exabgp CONFIG --out DIR` turns one node config into the exabgp.conf and exabgp.env
-that run the agent inside ExaBGP. The topology-based commands (haproxy, node, frr) join this
+that run the agent inside ExaBGP, and the bfdd.conf of FRR's bfdd beside it (unless the
+config's `bfd.enabled` is false). The topology-based commands (haproxy, node, frr) join this
 group from cli/render_topology_cmd.py.
 """
 
@@ -29,7 +30,7 @@ def render() -> None:
     required=True,
     metavar="DIR",
     type=click.Path(file_okay=False),
-    help="Directory to write exabgp.conf and exabgp.env into (created if missing).",
+    help="Directory to write exabgp.conf, exabgp.env and bfdd.conf into (created if missing).",
 )
 @click.option(
     "--agent-command",
@@ -40,8 +41,9 @@ def render() -> None:
     "ExaBGP looks a relative program up in its PATH.",
 )
 def exabgp_cmd(config_path: str, out_dir: str, agent_command: str) -> None:
-    """Write exabgp.conf and exabgp.env for the node config CONFIG into DIR."""
+    """Write exabgp.conf, exabgp.env and bfdd.conf for the node config CONFIG into DIR."""
     from anycast_ctl.config.node import load_node_config
+    from anycast_ctl.render.bfdd import BFDD_CONF, render_bfdd
     from anycast_ctl.render.exabgp import agent_argv, render_exabgp
 
     config = load_node_config(config_path)
@@ -52,6 +54,9 @@ def exabgp_cmd(config_path: str, out_dir: str, agent_command: str) -> None:
     # ExaBGP may run from any directory: give it the config's absolute path.
     config_file = Path(config_path).resolve()
     files = render_exabgp(config, config_file, agent_argv(command, config_file))
+    bfdd = render_bfdd(config)
+    if bfdd is not None:
+        files[BFDD_CONF] = bfdd
     out = Path(out_dir)
     for name, text in files.items():
         path = out / name

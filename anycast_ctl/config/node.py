@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from anycast_ctl.config.bfd import NodeBfd
 from anycast_ctl.config.common import (
     ASN,
     U32,
@@ -256,6 +257,7 @@ class Certificates(StrictModel):
 class NodeConfig(StrictModel):
     node: Name
     bgp: Bgp
+    bfd: NodeBfd = NodeBfd()  # the node's bfdd, beside ExaBGP (config/bfd.py)
     exabgp: Exabgp = Exabgp()
     timing: Timing = Timing()
     damping: FlapDamping = FlapDamping()
@@ -284,6 +286,7 @@ class NodeConfig(StrictModel):
                     (where, f"{n.address} is already bgp.neighbors[{first[n.address]}]")
                 )
             first.setdefault(n.address, i)
+        problems += self._bfd_problems()
         own = {self.bgp.router_id: "bgp.router_id"}
         for i, n in enumerate(self.bgp.neighbors):
             own.setdefault(n.address, f"bgp.neighbors[{i}].address")
@@ -333,6 +336,19 @@ class NodeConfig(StrictModel):
                     (f"second_chance.vips[{i}].address", f"{vip.address} is not a VIP of this node")
                 )
         return problems
+
+    def _bfd_problems(self) -> list[tuple[str, str]]:
+        if not self.bfd.enabled:
+            return []
+        return [
+            (
+                "bfd.interval_ms",
+                f"BFD detects a dead peer in {self.bfd.detection_ms} ms (interval_ms x "
+                f"multiplier), not before bgp.neighbors[{i}].hold_time ({n.hold_time} s) would",
+            )
+            for i, n in enumerate(self.bgp.neighbors)
+            if self.bfd.detection_ms >= n.hold_time * 1000
+        ]
 
     def timing_for(self, vip: Vip) -> Timing:
         return vip.timing or self.timing

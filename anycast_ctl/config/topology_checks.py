@@ -237,6 +237,15 @@ def _hashing(topo: TopologyModel) -> Problems:
 
 def _bgp(topo: TopologyModel) -> Problems:
     problems: Problems = []
+    if topo.bfd.enabled and topo.bfd.detection_ms >= topo.bgp.hold_time * 1000:
+        problems.append(
+            (
+                "bfd.interval_ms",
+                f"BFD detects a dead peer in {topo.bfd.detection_ms} ms "
+                f"(interval_ms x multiplier), not before bgp.hold_time ({topo.bgp.hold_time} s) "
+                "would: shorten it or set bfd.enabled: false",
+            )
+        )
     for i, lb in enumerate(topo.lbs):
         limit = topo.maximum_prefix_for(lb.name)
         if len(lb.vips) > limit:

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, PrivateAttr, field_validator
 
+from anycast_ctl.config.bfd import TopologyBfd
 from anycast_ctl.config.common import (
     ASN,
     U32,
@@ -242,6 +243,7 @@ class TopologyModel(StrictModel):
     tiers: Annotated[list[Name], Field(min_length=1)]  # router tiers, clients' side first
     hashing: Hashing = Hashing()
     bgp: BgpPolicy = BgpPolicy()
+    bfd: TopologyBfd = TopologyBfd()  # on every router-LB session (config/bfd.py)
     addressing: Addressing = Addressing()
     routers: Annotated[list[Router], Field(min_length=1)]
     lbs: Annotated[list[LoadBalancer], Field(min_length=1)]

@@ -135,7 +135,8 @@ def start(
     say(f"starting FRR on {len(topo.routers)} routers")
     frr.start_routers(tag, topo, namespaces)
     lbs = [node.name for node in topo.lbs if node.vips]
-    say(f"starting HAProxy, ExaBGP and the agent on {len(lbs)} LB nodes")
+    say(f"starting HAProxy, bfdd, ExaBGP and the agent on {len(lbs)} LB nodes")
     for node in lbs:
         lb.start_haproxy(tag, node, namespaces[node])
+        lb.start_bfdd(tag, node, namespaces[node])
         lb.start_exabgp(tag, node, namespaces[node])

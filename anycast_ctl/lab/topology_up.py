@@ -202,6 +202,9 @@ class Lab:
     def start_haproxy(self, lb: str) -> Daemon:
         return lb_node.start_haproxy(self.tag, lb, self.namespace(lb))
 
+    def start_bfdd(self, lb: str) -> Daemon | None:
+        return lb_node.start_bfdd(self.tag, lb, self.namespace(lb))
+
     def start_exabgp(self, lb: str, api: ApiFor | None = None) -> Daemon:
         rendered = node_files(
             self.topology,
@@ -255,9 +258,19 @@ class Lab:
     def converged(self, down_lbs: frozenset[str] = frozenset()) -> list[str]:
         """What keeps the lab from its converged state ([] when converged)."""
         problems = []
+        bfd_lbs = self.bfd_lbs()
         for router in self.topology.routers:
-            problems += router_problems(self.topology, self.router_view(router.name), down_lbs)
+            view = self.router_view(router.name)
+            problems += router_problems(self.topology, view, down_lbs, bfd_lbs)
         return problems
+
+    def bfd_lbs(self) -> frozenset[str]:
+        """LB nodes whose bfdd runs (the routers' BFD sessions to them must be up)."""
+        return frozenset(
+            node
+            for node, ds in self.daemons().items()
+            if "bfdd" in ds and self.topology.kind(node) == "lb" and ds["bfdd"].running()
+        )
 
     def wait_converged(
         self,

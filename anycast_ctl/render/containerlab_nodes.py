@@ -5,8 +5,11 @@ anycast_ctl/supervise.py): it waits until the last `exec:` line, `anycast-ctl-su
 by which time containerlab has attached the links and the earlier lines have set addresses and
 routes, then starts the node's programs and restarts one that dies.
 
-- routers: zebra and bgpd, each reading its part of frr.conf (zebra.conf, bgpd.conf);
-- LB nodes: HAProxy (master-worker, foreground) and ExaBGP, which runs the agent;
+- routers: zebra, bfdd (BFD on) and bgpd, each reading its part of frr.conf (zebra.conf,
+  bfdd.conf, bgpd.conf);
+- LB nodes: HAProxy (master-worker, foreground), bfdd (BFD on; the image must have
+  /var/run/frr owned by frr, as images/lb/Containerfile makes it) and ExaBGP, which runs the
+  agent;
 - backends: `pki.sh` makes the lab CA and every backend's certificate at deploy time (the first
   backend to take the lock issues all of them, the CA's key stays in memory and is gone
   afterwards), then anycast-ctl's TLS server;
@@ -42,36 +45,38 @@ def _programs(items: list[tuple[str, list[str]]]) -> str:
     return json.dumps(body, indent=2) + "\n"
 
 
-def router_programs() -> str:
-    # -A 127.0.0.1: vty only on loopback; -s: a netlink buffer big enough for full ECMP tables.
-    return _programs(
-        [
-            (
-                "zebra",
-                ["/usr/lib/frr/zebra", "-f", str(CONF_DIR / "zebra.conf"), "-A", "127.0.0.1"]
-                + ["-s", "90000000"],
-            ),
-            ("bgpd", ["/usr/lib/frr/bgpd", "-f", str(CONF_DIR / "bgpd.conf"), "-A", "127.0.0.1"]),
-        ]
-    )
+def _frr_daemon(name: str, *extra: str) -> tuple[str, list[str]]:
+    # -A 127.0.0.1: vty only on loopback.
+    return (name, [f"/usr/lib/frr/{name}", "-f", str(CONF_DIR / f"{name}.conf"), "-A", "127.0.0.1"])
 
 
-def lb_programs() -> str:
-    return _programs(
-        [
-            ("haproxy", ["haproxy", "-Ws", "-f", str(CONF_DIR / "haproxy.cfg")]),
-            (
+def router_programs(bfd: bool = True) -> str:
+    """zebra, bfdd (with BFD on) and bgpd, in the order the namespace lab starts them
+    (lab/nodes/frr.DAEMON_ORDER: bgpd registers its BFD peers through zebra with bfdd)."""
+    zebra = _frr_daemon("zebra")
+    zebra[1].extend(["-s", "90000000"])  # a netlink buffer big enough for full ECMP tables
+    daemons = [zebra, *([_frr_daemon("bfdd")] if bfd else []), _frr_daemon("bgpd")]
+    return _programs(daemons)
+
+
+def lb_programs(bfd: bool = True) -> str:
+    """HAProxy, bfdd (with BFD on: alone, without zebra, as in the namespace lab) and ExaBGP."""
+    programs = [("haproxy", ["haproxy", "-Ws", "-f", str(CONF_DIR / "haproxy.cfg")])]
+    if bfd:
+        programs.append(_frr_daemon("bfdd"))
+    programs.append(
+        (
+            "exabgp",
+            [
                 "exabgp",
-                [
-                    "exabgp",
-                    "--env-file",
-                    str(CONF_DIR / "exabgp.env"),
-                    "server",
-                    str(CONF_DIR / "exabgp.conf"),
-                ],
-            ),
-        ]
+                "--env-file",
+                str(CONF_DIR / "exabgp.env"),
+                "server",
+                str(CONF_DIR / "exabgp.conf"),
+            ],
+        )
     )
+    return _programs(programs)
 
 
 def backend_listen(topology: Topology, backend: str) -> str:
@@ -144,9 +149,9 @@ def node_files(topology: Topology, certificates: dict[str, CertRequest]) -> dict
     files: dict[str, str] = {}
     for node, kind in topology.kinds.items():
         if kind == "router":
-            files[f"{node}/{PROGRAMS}"] = router_programs()
+            files[f"{node}/{PROGRAMS}"] = router_programs(topology.bfd.enabled)
         elif kind == "lb":
-            files[f"{node}/{PROGRAMS}"] = lb_programs()
+            files[f"{node}/{PROGRAMS}"] = lb_programs(topology.bfd.enabled)
         elif kind == "backend":
             files[f"{node}/{PROGRAMS}"] = backend_programs(topology, node)
             files[f"{node}/pki.sh"] = pki_script(topology, certificates)

@@ -3,7 +3,8 @@
 The plan says everything a router's policy depends on: which VIPs each LB peer may announce
 (exact host routes, as the fewest `ge/le` ranges that accept exactly them: prefix_ranges.py;
 anything else is denied), the maximum-prefix guard, the TCP-MD5 password
-of every session, ECMP width and the BGP timers. FRR 8.4 eBGP sends and accepts nothing
+of every session, ECMP width, the BGP timers and the BFD profile that LB sessions are tied to
+(bfdd's part of the integrated config: a `bfd` block). FRR 8.4 eBGP sends and accepts nothing
 without route-maps, so every neighbor gets an explicit route-map in and out.
 The per-router hashing sysctls are not FRR's business: the lab sets them on the namespace.
 """
@@ -16,6 +17,7 @@ from typing import Annotated, Literal
 import jinja2
 from pydantic import AfterValidator, Field, model_validator
 
+from anycast_ctl.config.bfd import BfdInterval, BfdMultiplier
 from anycast_ctl.config.common import (
     ASN,
     HostPrefix,
@@ -25,6 +27,7 @@ from anycast_ctl.config.common import (
     SafeStr,
     StrictModel,
 )
+from anycast_ctl.render.bfdd import PROFILE, profile_lines
 from anycast_ctl.render.prefix_ranges import host_ranges
 from anycast_ctl.render.templating import template
 
@@ -62,6 +65,8 @@ class Neighbor(StrictModel):
     # GTSM (RFC 5082): `neighbor X ttl-security hops N`; FRR then sends with TTL 255 and drops
     # what arrives with TTL below 256 - N. LB sessions are one hop (directly linked).
     ttl_security_hops: Annotated[int, Field(ge=1, le=254)] | None = None
+    # `neighbor X bfd profile P`: bgpd closes the session as soon as bfdd says the peer is down.
+    bfd: bool = False
 
     @model_validator(mode="after")
     def _policy_fits_peer(self) -> Neighbor:
@@ -91,6 +96,21 @@ class Neighbor(StrictModel):
         return not self.is_lb
 
 
+class BfdProfile(StrictModel):
+    """The router's BFD profile for its LB sessions (bfdd's `profile`, render/bfdd.PROFILE)."""
+
+    interval_ms: BfdInterval
+    multiplier: BfdMultiplier
+
+    @property
+    def name(self) -> str:
+        return PROFILE
+
+    @property
+    def detection_ms(self) -> int:
+        return self.interval_ms * self.multiplier
+
+
 class RouterPlan(StrictModel):
     """Everything frr.conf of one router says."""
 
@@ -104,6 +124,7 @@ class RouterPlan(StrictModel):
     connect_retry: Annotated[int, Field(ge=1, le=65535)] = 1
     # Prefixes this router originates (they must be in its RIB, e.g. connected client subnets).
     networks: tuple[Network, ...] = ()
+    bfd: BfdProfile | None = None  # needed by every neighbor with `bfd`
 
     @model_validator(mode="after")
     def _consistent(self) -> RouterPlan:
@@ -116,6 +137,8 @@ class RouterPlan(StrictModel):
             dupes = sorted({v for v in values if values.count(v) > 1})
             if dupes:
                 raise ValueError(f"neighbor {plural} must be unique; repeated: {', '.join(dupes)}")
+        if self.bfd is None and any(n.bfd for n in self.neighbors):
+            raise ValueError("a neighbor with bfd needs the router's bfd profile")
         return self
 
     def neighbors_of(self, family: int) -> list[Neighbor]:
@@ -156,4 +179,5 @@ def render_frr(plan: RouterPlan) -> str:
         ANY=ANY,
         prefix_list_name=prefix_list_name,
         route_map_name=route_map_name,
+        bfd_profile=(profile_lines(plan.bfd.interval_ms, plan.bfd.multiplier) if plan.bfd else []),
     )

@@ -142,6 +142,7 @@ def node_config_data(
                 for session in plan.sessions_of(lb)
             ],
         },
+        "bfd": _bfd(topology),
         "exabgp": {"dialect": EXABGP_DIALECT},
         "timing": timing.model_dump(exclude_none=True),
         "damping": damping.model_dump(),
@@ -161,6 +162,15 @@ def node_config_data(
         "drain": {"state_file": str(paths.drain_file)},
         **({"second_chance": chance} if chance is not None else {}),
     }
+
+
+def _bfd(topology: Topology) -> dict[str, object]:
+    """The LB's bfdd: the topology's timers. Multihop, because the routers are FRR 8.4 with
+    `ttl-security hops` on the LB sessions, which bgpd opens as multihop BFD (docs/bfd.md)."""
+    bfd = topology.bfd
+    if not bfd.enabled:
+        return {"enabled": False}
+    return {"interval_ms": bfd.interval_ms, "multiplier": bfd.multiplier, "multihop": True}
 
 
 def _neighbor(session: BgpSession, family: int) -> dict[str, object]:

@@ -6,12 +6,13 @@ both the namespace lab and the containerlab renderer write out.
     files.certificates["be1"]           # what to issue; keys are random, so issuing is the writer's
 
 Per kind of node:
-- router: frr.conf (integrated), and with `frr_per_daemon` also zebra.conf and bgpd.conf
-  (`daemon_configs`), for daemons started with `-f` each, as the namespace lab does;
-- LB node announcing a VIP: node.yaml (the agent), haproxy.cfg, exabgp.conf, exabgp.env, and
-  whatever files its API process needs. The API process is a parameter (`api`): our agent by
-  default, or another program such as ExaBGP's healthcheck; its argv goes into exabgp.conf as
-  rendered, never patched in afterwards;
+- router: frr.conf (integrated), and with `frr_per_daemon` also zebra.conf, bgpd.conf and,
+  with BFD on, bfdd.conf (`daemon_configs`), for daemons started with `-f` each, as the
+  namespace lab does;
+- LB node announcing a VIP: node.yaml (the agent), haproxy.cfg, exabgp.conf, exabgp.env,
+  bfdd.conf (BFD on: render/bfdd.py) and whatever files its API process needs. The API
+  process is a parameter (`api`): our agent by default, or another program such as ExaBGP's
+  healthcheck; its argv goes into exabgp.conf as rendered, never patched in afterwards;
 - backend: a certificate request (its TLS names and address), to be issued by a lab CA;
 - client: a client-certificate request when some VIP has `client_certificates: required`.
 `run_dir` is where LB nodes keep sockets, `state_dir` their drain state (`lb_layout.lb_paths`);
@@ -28,6 +29,7 @@ from pathlib import Path, PurePath
 
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology
+from anycast_ctl.render.bfdd import BFDD_CONF, render_bfdd
 from anycast_ctl.render.exabgp import agent_argv, render_exabgp
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import render_haproxy
@@ -86,32 +88,41 @@ class NodeFiles:
 
 _ZEBRA_ONLY = re.compile(r"^(no )?(zebra |ip forwarding|ipv6 forwarding)")
 _VTYSH_ONLY = re.compile(r"^service integrated-vtysh-config")
-_BGPD_BLOCK = re.compile(r"^router bgp ")
+# Top-level blocks (to their column-0 `exit`) that belong to one daemon only.
+_BLOCKS = {"bgpd": re.compile(r"^router bgp "), "bfdd": re.compile(r"^bfd$")}
 
 
 def daemon_configs(config_text: str) -> dict[str, str]:
-    """Split an integrated frr.conf into zebra's and bgpd's parts, so neither daemon logs the
-    other's commands as errors and a real config error stands out.
+    """Split an integrated frr.conf into zebra's, bgpd's and (when it has a `bfd` block)
+    bfdd's parts, so no daemon logs another's commands as errors and a real config error
+    stands out.
 
-    Top-level `router bgp` blocks (to their column-0 `exit`) go to bgpd only, zebra's own
-    commands to zebra only; shared lines (hostname, log, prefix-lists, route-maps) to both.
+    Top-level `router bgp` blocks go to bgpd only, `bfd` blocks to bfdd only (each to its
+    column-0 `exit`), zebra's own commands to zebra only; shared lines (hostname, log,
+    prefix-lists, route-maps) to every daemon.
     """
     out: dict[str, list[str]] = {"zebra": [], "bgpd": []}
-    in_bgp = False
+    if any(line == "bfd" for line in config_text.splitlines()):
+        out["bfdd"] = []
+    block: str | None = None
     for line in config_text.splitlines():
-        if in_bgp or _BGPD_BLOCK.match(line):
-            in_bgp = line not in ("exit", "end") if in_bgp else True
-            out["bgpd"].append(line)
+        if block is None:
+            block = next((d for d, start in _BLOCKS.items() if start.match(line)), None)
+        if block is not None:
+            out[block].append(line)
+            if line in ("exit", "end"):
+                block = None
         elif _ZEBRA_ONLY.match(line):
             out["zebra"].append(line)
         elif not _VTYSH_ONLY.match(line):
-            out["zebra"].append(line)
-            out["bgpd"].append(line)
+            for lines in out.values():
+                lines.append(line)
     return {daemon: "\n".join(lines) + "\n" for daemon, lines in out.items()}
 
 
 def frr_files(router: str, config_text: str, *, per_daemon: bool) -> dict[str, str]:
-    """frr.conf of one router, and with `per_daemon` zebra.conf and bgpd.conf beside it."""
+    """frr.conf of one router, and with `per_daemon` each daemon's part beside it
+    (zebra.conf, bgpd.conf, and bfdd.conf when the router runs BFD)."""
     files = {f"{router}/frr.conf": config_text}
     if per_daemon:
         files |= {f"{router}/{d}.conf": t for d, t in daemon_configs(config_text).items()}
@@ -159,8 +170,10 @@ def node_files(
         )
         process = api(node, conf_dir)
         exabgp = render_exabgp(config, conf_dir / NODE_YAML, process.argv)
+        bfdd = render_bfdd(config)
         out.files = {
             f"{node}/{NODE_YAML}": node_config_yaml(config, topology_name=topology.name),
+            **({f"{node}/{BFDD_CONF}": bfdd} if bfdd is not None else {}),
             f"{node}/haproxy.cfg": render_haproxy(
                 topology, node, run_dir=run_dir, profile=profile, plan=plan
             ),

@@ -8,6 +8,8 @@ Per BGP session of the address plan:
     toward the clients and client prefixes toward the LBs.
 Every session carries the topology's TCP-MD5 password; the lab requires one. Keepalive is a
 third of the hold time, as BGP suggests. A router originates the prefixes of its clients.
+With the topology's `bfd:` on (the default), every router-LB session is tied to BFD with its
+timers (render/bfdd.py renders the LB's end).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pydantic import ValidationError
 from anycast_ctl.config.address_plan import BgpSession, Speaker
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.errors import Problem, UserError
-from anycast_ctl.render.frr import ANY, Neighbor, RouterPlan
+from anycast_ctl.render.frr import ANY, BfdProfile, Neighbor, RouterPlan
 from anycast_ctl.render.lb_layout import LB_SESSION_HOPS
 
 ROUTER_PEER_MAX_PREFIX = 1000  # router-router sessions: a guard against a leak, not a policy
@@ -69,6 +71,11 @@ def router_plans(topo: Topology) -> dict[str, RouterPlan]:
             keepalive=max(1, hold // 3),
             hold=hold,
             networks=tuple(_client_prefixes(topo, router.name)),
+            bfd=(
+                BfdProfile(interval_ms=topo.bfd.interval_ms, multiplier=topo.bfd.multiplier)
+                if any(n.bfd for n in neighbors)
+                else None  # a router without LB sessions runs no bfdd
+            ),
         )
     return plans
 
@@ -101,6 +108,7 @@ def _neighbors(topo: Topology, me: str, session: BgpSession) -> list[Neighbor]:
                 max_prefix=max_prefix,
                 is_lb=is_lb,
                 ttl_security_hops=LB_SESSION_HOPS if is_lb else None,
+                bfd=is_lb and topo.bfd.enabled,
             )
         )
     return out

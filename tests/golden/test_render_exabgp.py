@@ -7,6 +7,8 @@ and read the diff: these files are what ExaBGP will be told.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from anycast_ctl.agent.exabgp import DIALECTS, RouteWriter
 from anycast_ctl.cli import cli
 from anycast_ctl.config.node import NodeConfig, load_node_config
 from anycast_ctl.errors import UserError
+from anycast_ctl.render.bfdd import render_bfdd
 from anycast_ctl.render.exabgp import agent_argv, render_exabgp
 
 HERE = Path(__file__).parent / "exabgp"
@@ -101,7 +104,7 @@ def test_api_commands_exabgp_cannot_run_are_refused(argv):
         render_exabgp(load_node_config(NODE), CONFIG_PATH, argv)
 
 
-def test_cli_writes_both_files_and_says_so(tmp_path):
+def test_cli_writes_every_file_and_says_so(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(
         cli,
@@ -119,6 +122,7 @@ def test_cli_writes_both_files_and_says_so(tmp_path):
     assert result.output.splitlines() == [
         f"wrote {out / 'exabgp.conf'}",
         f"wrote {out / 'exabgp.env'}",
+        f"wrote {out / 'bfdd.conf'}",
     ]
     conf = (out / "exabgp.conf").read_text()
     assert f"run /usr/bin/python3 -m anycast_ctl agent run {NODE.resolve()};" in conf
@@ -159,3 +163,72 @@ def test_batched_api_lines_match_golden(dialect):
         *writer.withdraw_many(writer.prefixes),
     ]
     check_golden(f"lines-batch-{dialect}.txt", "\n".join(lines) + "\n")
+
+
+BFDD_CASES = {"bfdd.conf": {}, "bfdd-multihop.conf": {"interval_ms": 100, "multihop": True}}
+
+
+@pytest.mark.parametrize("name", sorted(BFDD_CASES))
+def test_bfdd_matches_golden(name):
+    text = render_bfdd(_config(bfd=BFDD_CASES[name]))
+    assert text is not None
+    check_golden(name, text)
+
+
+@pytest.mark.skipif(shutil.which("vtysh") is None, reason="vtysh (FRR) not installed")
+@pytest.mark.parametrize("name", sorted(BFDD_CASES))
+def test_frr_accepts_bfdd_golden(name):
+    done = subprocess.run(
+        ["vtysh", "-C", "-f", str(HERE / name)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_bfdd_has_one_session_per_neighbor_from_its_local_address():
+    text = render_bfdd(_config(bfd={"multihop": True}))
+    assert text is not None
+    peers = [line.strip() for line in text.splitlines() if line.startswith(" peer ")]
+    assert peers == [
+        "peer 10.0.1.1 multihop local-address 10.0.1.11",
+        "peer 10.0.2.1 multihop local-address 10.0.2.11",
+        "peer fd00:1::1 multihop local-address fd00:1::11",
+    ]
+    assert "interface" not in text  # bfdd runs without zebra: it knows no interfaces
+
+
+def test_bfd_off_renders_no_bfdd_and_the_cli_writes_none(tmp_path):
+    assert render_bfdd(_config(bfd={"enabled": False})) is None
+    node = tmp_path / "node.yaml"
+    node.write_text(NODE.read_text() + "bfd:\n  enabled: false\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["render", "exabgp", str(node), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["exabgp.conf", "exabgp.env"]
+
+
+@pytest.mark.parametrize(
+    ("bfd", "line"),
+    [
+        (
+            "bfd:\n  interval_ms: 5\n",
+            "bfd.interval_ms: Input should be greater than or equal to 10",
+        ),
+        ("bfd:\n  multiplier: 1\n", "bfd.multiplier: Input should be greater than or equal to 2"),
+        (
+            "bfd:\n  interval_ms: 3000\n",
+            "bfd.interval_ms: BFD detects a dead peer in 9000 ms (interval_ms x multiplier), "
+            "not before bgp.neighbors[0].hold_time (9 s) would",
+        ),
+    ],
+)
+def test_bad_bfd_settings_exit_2_naming_the_field(tmp_path, capsys, bfd, line):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(NODE.read_text() + bfd)
+    from anycast_ctl.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["render", "exabgp", str(bad), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: {line}" in err, err
+    assert "Traceback" not in err

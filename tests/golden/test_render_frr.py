@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from anycast_ctl.config.topology import load_topology
-from anycast_ctl.render.frr import Neighbor, RouterPlan, render_frr
+from anycast_ctl.render.frr import BfdProfile, Neighbor, RouterPlan, render_frr
 from anycast_ctl.render.plan import router_plans
 
 GOLDEN = Path(__file__).parent / "frr"
@@ -74,6 +74,17 @@ PLANS = {
 }
 
 
+# The same router with BFD on its LB sessions (IPv4 and IPv6), 50 ms x 4.
+PLANS["edge-two-lbs-bfd"] = PLANS["edge-two-lbs"].model_copy(
+    update={
+        "bfd": BfdProfile(interval_ms=50, multiplier=4),
+        "neighbors": tuple(
+            n.model_copy(update={"bfd": n.is_lb}) for n in PLANS["edge-two-lbs"].neighbors
+        ),
+    }
+)
+
+
 for topo_file in sorted(TOPOLOGIES.glob("*.yaml")):
     for router, plan in router_plans(load_topology(topo_file)).items():
         PLANS[f"{topo_file.stem}.{router}"] = plan
@@ -104,3 +115,8 @@ def test_frr_accepts_golden_file(case: str) -> None:
         timeout=30,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_neighbor_with_bfd_needs_the_routers_profile() -> None:
+    with pytest.raises(ValueError, match="bfd profile"):
+        RouterPlan.model_validate({**PLANS["edge-two-lbs-bfd"].model_dump(), "bfd": None})

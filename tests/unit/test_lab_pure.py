@@ -60,6 +60,48 @@ def test_daemon_configs_lose_no_line() -> None:
     assert set(text.splitlines()) - kept == {"service integrated-vtysh-config"}
 
 
+def _rendered_with_bfd() -> str:
+    from anycast_ctl.render.frr import BfdProfile
+
+    lb = Neighbor(
+        name="lb1",
+        address="10.1.1.2",
+        remote_as=65101,
+        password="k",
+        accept=("192.0.2.10/32",),
+        max_prefix=1,
+        is_lb=True,
+        bfd=True,
+    )
+    plan = RouterPlan(
+        name="r1",
+        asn=65000,
+        router_id="10.255.0.1",
+        neighbors=(lb,),
+        bfd=BfdProfile(interval_ms=100, multiplier=3),
+    )
+    return render_frr(plan)
+
+
+def test_daemon_configs_give_the_bfd_block_to_bfdd_only() -> None:
+    text = _rendered_with_bfd()
+    parts = daemon_configs(text)
+    assert sorted(parts) == ["bfdd", "bgpd", "zebra"]
+    assert "  transmit-interval 100" in parts["bfdd"].splitlines()
+    assert "hostname r1" in parts["bfdd"]
+    for daemon in ("zebra", "bgpd"):
+        assert "bfd" not in parts[daemon].splitlines()
+        assert "  transmit-interval 100" not in parts[daemon].splitlines()
+    assert " neighbor 10.1.1.2 bfd profile anycast-lb" in parts["bgpd"].splitlines()
+    assert "router bgp 65000" not in parts["bfdd"]
+    kept = set().union(*(set(p.splitlines()) for p in parts.values()))
+    assert set(text.splitlines()) - kept == {"service integrated-vtysh-config"}
+
+
+def test_daemon_configs_without_bfd_have_no_bfdd_part() -> None:
+    assert sorted(daemon_configs(_rendered())) == ["bgpd", "zebra"]
+
+
 # ---------------------------------------------------------------- polling
 def test_wait_for_returns_first_truthy_value() -> None:
     values: Iterator[object] = iter([0, None, [], {"up": 1}, "later"])

@@ -13,6 +13,7 @@ import yaml
 
 from anycast_ctl.config.topology import load_topology
 from anycast_ctl.render import containerlab_nodes as cn
+from anycast_ctl.render.bfdd import render_bfdd
 from anycast_ctl.render.containerlab import (
     CONF_DIR,
     PKI_DIR,
@@ -101,7 +102,8 @@ def test_configs_are_the_other_renderers_output_with_container_paths(topo) -> No
         argvs = " ".join(" ".join(p["argv"]) for p in programs)
         for name in ("haproxy.cfg", "exabgp.env", "exabgp.conf"):
             assert f"{CONF_DIR}/{name}" in argvs
-        assert [p["name"] for p in programs] == ["haproxy", "exabgp"]
+        assert [p["name"] for p in programs] == ["haproxy", "bfdd", "exabgp"]
+        assert files[f"{lb}/bfdd.conf"] == render_bfdd(cfg)
 
 
 def test_exec_lines_are_single_commands_without_shell_syntax(topo) -> None:

@@ -1,5 +1,6 @@
 """Which program decides an LB node's announcements: our agent or ExaBGP's healthcheck, run by
-ExaBGP as its API process. `deploy` swaps it on every LB node of a running lab.
+ExaBGP as its API process. `deploy` swaps it on every LB node of a running lab; our agent
+runs with bfdd beside ExaBGP, a baseline without (`set_bfdd`).
 
     dep = deploy(lab, Implementation.EXABGP_FAST)   # ExaBGP restarted on each LB, lab converged
     dep.api_pid("lb1")                              # the healthcheck's pid
@@ -22,6 +23,7 @@ from anycast_ctl.lab.experiments.baseline import (
 )
 from anycast_ctl.lab.handle import LabHandle
 from anycast_ctl.lab.net import daemons
+from anycast_ctl.lab.net.daemons import Daemon
 from anycast_ctl.lab.net.diagnose import descendants
 from anycast_ctl.lab.nodes.common import lab_agent_api
 from anycast_ctl.lab.poll import wait_for
@@ -85,6 +87,7 @@ def deploy(
     agent is wanted (a baseline's settings are only read at start: always restart it)."""
     dep = Deployment(lab, Implementation(implementation))
     for lb in dep.lbs():
+        set_bfdd(dep, lb)
         if _already_runs(dep, lb):
             continue
         if lab.daemon(lb, "exabgp").running():
@@ -96,6 +99,24 @@ def deploy(
         wait_ready(dep, lb, timeout)
     lab.wait_converged(timeout)
     return dep
+
+
+def set_bfdd(dep: Deployment, lb: str) -> bool:
+    """bfdd runs on `lb` beside our agent and not beside a baseline: the baseline is ExaBGP's
+    healthcheck as people deploy it, without BFD, so a silent node is caught only by the hold
+    time. True when it had to be started or stopped. (With BFD off in the topology the node
+    has no bfdd.conf and none is started.)"""
+    try:
+        bfdd: Daemon | None = dep.lab.daemon(lb, "bfdd")
+    except LabError:
+        bfdd = None
+    running = bfdd is not None and bfdd.running()
+    if dep.implementation is Implementation.ANYCAST and not running:
+        return dep.lab.start_bfdd(lb) is not None
+    if dep.implementation is not Implementation.ANYCAST and bfdd is not None and running:
+        daemons.stop(bfdd, signal.SIGTERM, timeout=5)
+        return True
+    return False
 
 
 def wait_ready(dep: Deployment, lb: str, timeout: float = 30.0) -> None:

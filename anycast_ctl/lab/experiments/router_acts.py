@@ -77,11 +77,11 @@ def _links(lab: LabHandle, router: str) -> list[str]:
 
 
 def kill_router(lab: LabHandle, router: str, sig: int) -> dict[str, int]:
-    """Take every link of the router down (in one netlink session) and signal zebra and bgpd
+    """Take every link of the router down (in one netlink session) and signal its FRR daemons
     (SIGKILL: a crash; SIGTERM: switched off). Returns the pids signalled. The links go
     first: they are what the neighbours notice, and a kernel left forwarding without its
     routing daemons (whose routes go with the links) would only blur the moment."""
-    found = [lab.daemon(router, name) for name in ("bgpd", "zebra")]
+    found = list(reversed(frr.in_start_order(lab.daemons().get(router, {}))))
     netns.set_links_down(lab.namespace(router), _links(lab, router))
     return {d.name: d.pid for d in found if daemons.send_signal(d, sig)}
 
@@ -120,8 +120,9 @@ def withdraw_upstream(lab: LabHandle, router: str) -> list[str]:
 
 
 def intact(lab: LabHandle, router: str) -> bool:
-    """zebra and bgpd run, and no drain is configured (an interrupted run leaves neither)."""
-    if not all(lab.daemon(router, n).running() for n in ("zebra", "bgpd")):
+    """Its FRR daemons run, and no drain is configured (an interrupted run leaves neither)."""
+    found = frr.in_start_order(lab.daemons().get(router, {}))
+    if len(found) < 2 or not all(d.running() for d in found):
         return False
     try:
         config = frr.vtysh(lab.tag, router, "show running-config", netns=lab.namespace(router))
@@ -147,7 +148,7 @@ def bring_back(lab: LabHandle, router: str, timeout: float = 30.0) -> list[str]:
                 ns, route.prefix, [(h.gateway, h.device) for h in route.nexthops], route.source
             )
             done.append(f"route {route.prefix}")
-    running = [lab.daemon(router, n) for n in ("zebra", "bgpd")]
+    running = frr.in_start_order(lab.daemons().get(router, {}))
     if any(d.running() for d in running):
         for d in reversed(running):
             daemons.stop(d, signal.SIGTERM)

@@ -1,7 +1,10 @@
-"""Start an LB node's daemons: HAProxy, and ExaBGP with its API process (our agent, or another
-program the rendering was given). Their configs are already in the node's directory
-(lab/nodes/files.py); ExaBGP's readiness is its BGP sessions, which the lab's convergence
-wait checks.
+"""Start an LB node's daemons: HAProxy, ExaBGP with its API process (our agent, or another
+program the rendering was given) and FRR's bfdd, which answers the routers' BFD for ExaBGP's
+sessions. Their configs are already in the node's directory (lab/nodes/files.py); ExaBGP's
+and bfdd's readiness is their sessions, which the lab's convergence wait checks.
+
+bfdd runs without zebra here (nothing else of FRR is on an LB node): its sessions name their
+local address, not an interface, which bfdd could only learn from zebra (render/bfdd.py).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from anycast_ctl.lab import state
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.net.daemons import Daemon
 from anycast_ctl.lab.nodes.common import venv_script, wait_alive
+from anycast_ctl.lab.nodes.frr import start_daemon
+from anycast_ctl.render.bfdd import BFDD_CONF
 from anycast_ctl.render.lb_layout import lb_paths
 
 HAPROXY = "haproxy"
@@ -45,3 +50,12 @@ def start_exabgp(tag: str, lb: str, netns: str) -> Daemon:
         name="exabgp",
         env={"PYTHONUNBUFFERED": "1"},
     )
+
+
+def start_bfdd(tag: str, lb: str, netns: str) -> Daemon | None:
+    """bfdd in the LB's namespace with its bfdd.conf (None: the node has none, BFD is off)."""
+    directory = state.node_dir(tag, lb)
+    config = directory / BFDD_CONF
+    if not config.exists():
+        return None
+    return start_daemon(tag, lb, netns, "bfdd", config, directory)

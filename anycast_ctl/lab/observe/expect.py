@@ -1,8 +1,10 @@
 """What a converged lab should look like, and how far an observed one is from it (pure).
 
-A router is converged when every BGP session of its plan is Established and, for every VIP,
-its kernel FIB holds exactly the next hops that lead to an LB announcing that VIP (the
-simulator's Fabric says which: the same model `lab traffic` predicts with).
+A router is converged when every BGP session of its plan is Established, the BFD session of
+every LB session whose LB runs bfdd is Up (an experiment that starts before BFD is up would
+measure the hold time instead), and, for every VIP, its kernel FIB holds exactly the next
+hops that lead to an LB announcing that VIP (the simulator's Fabric says which: the same
+model `lab traffic` predicts with).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from anycast_ctl.render.plan import router_plans
 from anycast_ctl.sim.fabric import Fabric
 
 ESTABLISHED = "Established"
+BFD_UP = "Up"  # FRR's peerBfdInfo.status
 
 
 @dataclass
@@ -25,6 +28,7 @@ class RouterView:
 
     router: str
     sessions: dict[str, str] = field(default_factory=dict)
+    bfd: dict[str, str] = field(default_factory=dict)  # peer name -> BFD status, if it has BFD
     fib: dict[str, list[str]] = field(default_factory=dict)
     unknown_gateways: list[str] = field(default_factory=list)
 
@@ -63,15 +67,24 @@ def expected_nexthops(topo: Topology, router: str, vip: str) -> set[str]:
 
 
 def router_problems(
-    topo: Topology, view: RouterView, down_lbs: frozenset[str] = frozenset()
+    topo: Topology,
+    view: RouterView,
+    down_lbs: frozenset[str] = frozenset(),
+    bfd_lbs: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Why `view` is not the converged state ([] when it is). LBs in `down_lbs` are expected to
-    be withdrawn (drained, failed): their sessions may be anything, their next hops absent."""
+    be withdrawn (drained, failed): their sessions may be anything, their next hops absent.
+    The sessions of LBs in `bfd_lbs` (those running bfdd) must have their BFD session up."""
     problems = []
     for peer in session_peers(topo)[view.router].values():
         state = view.sessions.get(peer, "absent")
-        if state != ESTABLISHED and peer.removesuffix("-v6") not in down_lbs:
+        lb = peer.removesuffix("-v6")
+        if lb in down_lbs:
+            continue
+        if state != ESTABLISHED:
             problems.append(f"{view.router}: session to {peer} is {state}")
+        elif lb in bfd_lbs and view.bfd.get(peer, "absent") != BFD_UP:
+            problems.append(f"{view.router}: BFD to {peer} is {view.bfd.get(peer, 'absent')}")
     fabric = _fabric_without(topo, down_lbs)
     for i, vip in enumerate(topo.vips):
         want = set(fabric.candidates(view.router, i))

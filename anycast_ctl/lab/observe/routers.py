@@ -14,8 +14,17 @@ from anycast_ctl.lab.observe.expect import RouterView, canonical
 
 def bgp_states(tag: str, router: str, ns: str, peers: dict[str, str]) -> dict[str, str]:
     """peer name -> FRR state ("Established", "Active", ...); peers maps address -> name."""
+    return session_states(tag, router, ns, peers)[0]
+
+
+def session_states(
+    tag: str, router: str, ns: str, peers: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(peer name -> BGP state, peer name -> BFD status of the peers with BFD), from one
+    `show bgp neighbors json`; peers maps address -> name."""
     raw = frr.vtysh_json(tag, router, "show bgp neighbors json", netns=ns)
     states: dict[str, str] = {}
+    bfd: dict[str, str] = {}
     for address, info in raw.items():
         if not isinstance(info, dict) or "bgpState" not in info:
             continue
@@ -24,7 +33,10 @@ def bgp_states(tag: str, router: str, ns: str, peers: dict[str, str]) -> dict[st
         except ValueError:  # an interface-named peer: not in our configs, keep its key
             name = address
         states[name] = info["bgpState"]
-    return states
+        bfd_info = info.get("peerBfdInfo")
+        if isinstance(bfd_info, dict) and "status" in bfd_info:
+            bfd[name] = str(bfd_info["status"])
+    return states, bfd
 
 
 def fib_nexthops(ns: str, prefix: str, owners: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -43,7 +55,8 @@ def fib_nexthops(ns: str, prefix: str, owners: dict[str, str]) -> tuple[list[str
 def router_view(
     tag: str, topo: Topology, router: str, ns: str, owners: dict[str, str], peers: dict[str, str]
 ) -> RouterView:
-    view = RouterView(router=router, sessions=bgp_states(tag, router, ns, peers))
+    sessions, bfd = session_states(tag, router, ns, peers)
+    view = RouterView(router=router, sessions=sessions, bfd=bfd)
     for vip in topo.vips:
         names, unknown = fib_nexthops(ns, vip.address, owners)
         view.fib[vip.name] = names

@@ -127,3 +127,22 @@ def test_a_flaky_check_costs_the_agent_no_withdrawal_and_no_connection(lab_tag):
     assert late >= 2, m.note
     assert m.withdrawals == 0 and m.spurious == 0, m
     assert m.long_lived_broken == 0 and m.failed == 0, m
+
+
+def test_node_freeze_with_bfd_leaves_every_fib_within_1_5s_each_run(lab_tag):
+    from anycast_ctl.lab.topology_up import Lab
+
+    lab = Lab.up(DEFAULT, tag=lab_tag, timeout=60)
+    try:
+        dep = deploy(lab, Implementation.ANYCAST)
+        runner = Runner(lab, Settings(runs=2, rate=20, probe_flows=40, long_lived=0))
+        with FibSet(lab) as fibs:
+            runs = [runner.run(dep, Scenario.NODE_FREEZE, "lb1", i, fibs) for i in range(2)]
+        for m in runs:
+            # BFD 100 ms x 3: ~300 ms plus the FIB update; without BFD it is the 9 s hold time
+            assert m.withdraw_s is not None and m.withdraw_s <= 1.5, m
+            assert m.recover_s is not None, m
+            assert m.spurious == 0, m.note
+        lab.wait_converged(30)
+    finally:
+        lab.down()

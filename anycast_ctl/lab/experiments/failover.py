@@ -86,7 +86,7 @@ class Settings:
         """A stopped ExaBGP without a watch leaves when the routers' hold timer expires: wait
         that long (and a little) so the figure is its time, not a miss at the usual bound."""
         bound = self.withdraw_bound[impl]
-        if scenario is Scenario.EXABGP_HANG and self.await_hold_timer:
+        if scenario in (Scenario.EXABGP_HANG, Scenario.NODE_FREEZE) and self.await_hold_timer:
             return max(bound, hold_time + 3.0)
         return bound
 

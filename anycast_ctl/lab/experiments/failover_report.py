@@ -26,6 +26,7 @@ SCENARIO_ORDER = (
     "agent-kill",
     "exabgp-kill",
     "agent-hang",
+    "node-freeze",
     "exabgp-hang",
     "drain",
     "link-down",

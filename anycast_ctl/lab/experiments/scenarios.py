@@ -22,12 +22,13 @@ from enum import StrEnum
 
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab.errors import LabError
-from anycast_ctl.lab.experiments import flaky, hang_acts, router_acts
+from anycast_ctl.lab.experiments import flaky, freeze_acts, hang_acts, router_acts
 from anycast_ctl.lab.experiments.baseline import Implementation, disable_path
 from anycast_ctl.lab.experiments.deployment import (
     Deployment,
     deploy,
     gone,
+    set_bfdd,
     start_exabgp,
     stop_exabgp,
 )
@@ -68,6 +69,8 @@ class Scenario(StrEnum):
     DRAIN = "drain"  # anycast-ctl drain (healthcheck: its --disable file); recovery: undrain
     LINK_DOWN = "link-down"  # the LB's router-facing links down; recovery: up
     FLAKY = "flaky"  # the node's own VIP check late on a fraction of connects, for a period
+    # Every process of the node SIGSTOPped, its uplinks' traffic dropped, links up (freeze_acts)
+    NODE_FREEZE = "node-freeze"
     ROUTER_KILL = "router-kill"  # a router's zebra and bgpd SIGKILLed, its links down at once
     ROUTER_DRAIN = "router-drain"  # withdrawn upstream; once unused, switched off (as a kill)
 
@@ -175,6 +178,9 @@ def trigger(dep: Deployment, scenario: Scenario | str, lb: str) -> Event:
         return Event(scenario, lb, at, detail={"withdrawn_towards": ",".join(peers)})
     if scenario in HANG_SCENARIOS or scenario is Scenario.FLAKY:
         return _trigger_hang_or_flaky(dep, scenario, lb)
+    if scenario is Scenario.NODE_FREEZE:
+        at, pids = freeze_acts.freeze(dep, lb, uplinks(lab, lb))
+        return Event(scenario, lb, at, pids)
     raise LabError(f"unknown scenario {scenario}")
 
 
@@ -278,6 +284,10 @@ def recover(dep: Deployment, event: Event, respawn_wait: float = 3.0) -> float |
         return at
     if s in HANG_SCENARIOS or s is Scenario.FLAKY:
         return _recover_hang_or_flaky(dep, event)
+    if s is Scenario.NODE_FREEZE:
+        at, how = freeze_acts.thaw(dep, lb, event.pids)
+        event.detail["recovery"] = how
+        return at
     raise LabError(f"unknown scenario {s}")
 
 
@@ -310,9 +320,13 @@ def restore(
             mended = router_acts.bring_back(lab, lb)
         lab.wait_converged(timeout)
         return mended
+    if freeze_acts.mend(dep, lb):
+        mended.append("node-freeze undone")
     if hang_acts.continue_stopped(dep, lb):
         mended.append("ExaBGP or its API process continued")
     flaky.remove(lab, lb)  # idempotent
+    if set_bfdd(dep, lb):
+        mended.append("bfdd set as the deployment wants it")
     if fresh_exabgp and lab.daemon(lb, "exabgp").running():
         stop_exabgp(dep, lb)
         mended.append("ExaBGP stopped for a fresh start")

@@ -14,7 +14,14 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from anycast_ctl.agent.checks import Check, HaproxySource, build_check, probe_key, run_check
+from anycast_ctl.agent.checks import (
+    Check,
+    HaproxySource,
+    build_check,
+    probe_key,
+    run_check,
+    with_policy,
+)
 from anycast_ctl.agent.checks.haproxy import HaproxyChecker
 from anycast_ctl.agent.checks.outcome import Outcome
 from anycast_ctl.agent.health import CheckResult
@@ -30,7 +37,7 @@ class Observer:
         used = {name for vip in config.vips for name in vip.checks}
         self.sources: dict[Path, HaproxySource] = {}
         self.checks: dict[str, Check] = {
-            name: build_check(name, spec, self.sources)
+            name: with_policy(build_check(name, spec, self.sources), spec, config)
             for name, spec in config.checks.items()
             if name in used
         }

@@ -54,6 +54,25 @@ def transition_line(address: str, t: Transition) -> str:
     return f"vip {address}: {t.old} -> {t.new} ({t.reason}){reuse_note(t.reuse_at)}"
 
 
+def certificate_view(extra: Mapping[str, object]) -> dict[str, object] | None:
+    """A TLS check's certificate as the node's policy judged it: level "ok", "warn" (expiring,
+    still healthy) or "withdraw", days left and this node's thresholds; None for other
+    checks (no days left in their result)."""
+    if "days_left" not in extra:
+        return None
+    return {
+        "level": extra.get("certificate", "ok"),
+        "days_left": extra["days_left"],
+        "warn_days": extra.get("warn_days"),
+        "withdraw_days": extra.get("withdraw_days"),
+        "not_after": extra.get("not_after"),
+    }
+
+
+def _tls(result: CheckResult) -> bool:
+    return "days_left" in result.extra
+
+
 def status_payload(
     config: NodeConfig,
     statuses: Mapping[str, VipStatus],
@@ -83,6 +102,7 @@ def status_payload(
                     "latency_ms": round(r.latency * 1000, 3) if r else None,
                     "since": result_since.get(name),
                     **({"extra": dict(r.extra)} if r and r.extra else {}),
+                    **({"certificate": certificate_view(r.extra)} if r and _tls(r) else {}),
                 }
             )
         vips.append(

@@ -47,13 +47,29 @@ def lab() -> None:
     show_default=True,
     help="Health-check speeds of the agents and HAProxy.",
 )
+@click.option(
+    "--cert-days",
+    type=float,
+    default=None,
+    help="Validity of the lab's certificates in days (default 2; at least 10 minutes), to "
+    "cross the topology's certificates.warn_days / withdraw_days on purpose.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON when up.")
-def up(topology: str, name: str | None, timeout: float, profile: str, as_json: bool) -> None:
+def up(
+    topology: str,
+    name: str | None,
+    timeout: float,
+    profile: str,
+    cert_days: float | None,
+    as_json: bool,
+) -> None:
     """Build TOPOLOGY and start every daemon; wait until every router has converged."""
     from anycast_ctl.lab.topology_up import Lab
 
     need_root()
-    started = Lab.up(topology, name, timeout=timeout, profile=profile, log=_say)
+    started = Lab.up(
+        topology, name, timeout=timeout, profile=profile, log=_say, cert_days=cert_days
+    )
     status = started.status()
     if as_json:
         click.echo(

@@ -28,6 +28,7 @@ from anycast_ctl.config.common import (
     VipPrefix,
 )
 from anycast_ctl.config.edge_policy import EdgePolicy
+from anycast_ctl.config.topology_certificates import CertificateSettings
 from anycast_ctl.config.topology_chance import TopologyChance
 
 # Interface names are "eth-<peer>" and Linux allows 15 characters: 4 + 11.
@@ -245,6 +246,7 @@ class TopologyModel(StrictModel):
     bgp: BgpPolicy = BgpPolicy()
     bfd: TopologyBfd = TopologyBfd()  # on every router-LB session (config/bfd.py)
     addressing: Addressing = Addressing()
+    certificates: CertificateSettings = CertificateSettings()
     routers: Annotated[list[Router], Field(min_length=1)]
     lbs: Annotated[list[LoadBalancer], Field(min_length=1)]
     backends: list[Backend] = []

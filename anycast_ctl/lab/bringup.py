@@ -17,12 +17,14 @@ import yaml
 
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology, load_topology
+from anycast_ctl.errors import UserError
 from anycast_ctl.lab import state
 from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.net import build
 from anycast_ctl.lab.net.cleanup import lab_pids, tag_namespaces
 from anycast_ctl.lab.nodes import backends, frr, lb
 from anycast_ctl.lab.nodes.files import write_node_files
+from anycast_ctl.lab.nodes.pki import MIN_VALIDITY, VALIDITY
 from anycast_ctl.render.node_files import (
     CA_FILE,
     ApiFor,
@@ -41,6 +43,21 @@ Say = Callable[[str], None]
 
 class LabUpError(LabError):
     """`lab up` failed; everything it had created is already removed."""
+
+
+def cert_validity(cert_days: float | None) -> dt.timedelta:
+    """The lab certificates' validity: `cert_days` (at least MIN_VALIDITY), default VALIDITY."""
+    if cert_days is None:
+        return VALIDITY
+    validity = dt.timedelta(days=cert_days)
+    if not MIN_VALIDITY <= validity <= dt.timedelta(days=3650):
+        raise UserError.single(
+            "<lab>",
+            "cert_days",
+            f"{cert_days:g}: must lie in {MIN_VALIDITY / dt.timedelta(days=1):.4f}..3650"
+            " (the certificates must outlive the bring-up)",
+        )
+    return validity
 
 
 def tag_for(name: str) -> str:
@@ -70,6 +87,7 @@ def render(topology: Topology, tag: str, profile: str, api: ApiFor) -> NodeFiles
         api=api,
         profile=profile,
         frr_per_daemon=True,
+        ca_file=state.state_dir(tag) / CA_FILE,  # the lab's own CA, for TLS checks
     )
 
 
@@ -104,6 +122,7 @@ def start(
     meta: dict[str, Any],
     text: str,
     say: Say,
+    validity: dt.timedelta = VALIDITY,
 ) -> None:
     """Write the file map, build the network, start every daemon (no convergence wait)."""
     with state.updating(tag):
@@ -113,7 +132,7 @@ def start(
     now = dt.datetime.now(dt.UTC)
     write_meta(tag, {**meta, "created": now.isoformat(timespec="seconds")})
     say(f"writing {len(rendered.files)} config files and {len(rendered.certificates)} certificates")
-    write_node_files(directory, topo, rendered, name, now)
+    write_node_files(directory, topo, rendered, name, now, validity)
     say(f"building {len(topo.kinds)} namespaces and {len(topo.links)} links")
     namespaces = build.build_network(tag, topo, plan)
     say(f"starting {len(topo.backends)} TLS backends")

@@ -79,7 +79,11 @@ class Lab:
         timeout: float = 60.0,
         api: ApiFor | None = None,
         log: Say | None = None,
+        cert_days: float | None = None,
     ) -> Lab:
+        """Build and start `topology`; `cert_days` shortens the lab certificates' validity
+        (default 2 days) to cross the topology's `certificates` thresholds on purpose."""
+        validity = bringup.cert_validity(cert_days)
         topo, text = bringup.topology_text(topology)
         name = name or (tag.removeprefix(TAG_PREFIX) if tag else topo.name)
         lab = cls(tag or tag_for(name), name, topo, profile, api)
@@ -88,7 +92,9 @@ class Lab:
         say = log or (lambda _msg: None)
         started = time.monotonic()
         try:
-            bringup.start(lab.tag, lab.name, topo, lab.plan, rendered, lab._meta(), text, say)
+            bringup.start(
+                lab.tag, lab.name, topo, lab.plan, rendered, lab._meta(), text, say, validity
+            )
             say("waiting for BGP sessions and FIBs")
             lab.wait_converged(timeout, require_alive=True)
         except BaseException as exc:

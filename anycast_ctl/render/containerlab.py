@@ -117,6 +117,7 @@ def containerlab_files(topology: Topology, *, profile: str = "recommended") -> d
         api=agent_api([AGENT_PROGRAM]),
         profile=profile,
         frr_per_daemon=True,
+        ca_file=PKI_DIR / "ca.pem",  # only TLS checks (certificates.tls_checks) read it
     )
     files = rendered.files | cn.node_files(topology, rendered.certificates)
     files[clab_file_name(topology)] = _clab_yaml(topology, plan, routes)

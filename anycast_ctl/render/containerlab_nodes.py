@@ -138,8 +138,8 @@ def binds(topology: Topology, node: str) -> list[str]:
         out.append(f"{node}/frr.conf:{FRR_CONF}:ro")
     elif kind == "backend":
         out.append(f"pki:{PKI_DIR}")
-    elif kind == "client":
-        out.append(f"pki:{PKI_DIR}:ro")
+    elif kind == "client" or (kind == "lb" and topology.certificates.tls_checks):
+        out.append(f"pki:{PKI_DIR}:ro")  # an LB's TLS checks trust the lab CA (no key there)
     return out
 
 
@@ -167,10 +167,17 @@ def node_files(topology: Topology, certificates: dict[str, CertRequest]) -> dict
 
 def warnings(topology: Topology) -> list[str]:
     """What the rendering cannot check and a deployment depends on."""
-    if not topology.routers:
-        return []
-    return [
-        "the routers' sysctls set net.ipv4.fib_multipath_hash_seed, which exists from Linux 6.11"
-        " only: on an older kernel the router containers fail to start, and without the seed"
-        " the simulator's predictions would not match"
-    ]
+    out = []
+    if topology.routers:
+        out.append(
+            "the routers' sysctls set net.ipv4.fib_multipath_hash_seed, which exists from Linux"
+            " 6.11 only: on an older kernel the router containers fail to start, and without the"
+            " seed the simulator's predictions would not match"
+        )
+    if topology.certificates.tls_checks:
+        out.append(
+            f"the LB nodes' TLS checks read {PKI_DIR}/ca.pem, which the backends' pki.sh writes"
+            " at deploy time: an agent that starts before the file exists refuses its config"
+            " (the check's ca_file) and has to be started again once the backends are up"
+        )
+    return out

@@ -13,6 +13,15 @@ backends share one HAProxy frontend and pool: lb_layout.proxy_groups), both requ
   packets take. One probe stands for the group: its VIPs are bound by the same frontend of the
   same process (`transparent` binds cannot fail one address alone), and each address being on
   lo is the agent's own doing. So the checks per tick grow with groups, not with VIPs.
+With the topology's `certificates.tls_checks`, a third, `<group>-tls`: a TLS handshake to the
+same VIP:port with the VIP's TLS name, verified against `certificates.ca_file`, whose days left
+the node's `certificates:` policy judges (warn, staggered withdraw). Groups the LB node cannot
+check that way get none: a VIP requiring client certificates (the LB holds no key to present)
+and an SNI-routed VIP (the node's own probe reaches the pool without its route, so the backend
+answering may not hold the probed name).
+
+Every node config carries `certificates:` with the topology's thresholds and the node's slot
+(`certificate_slots`).
 """
 
 from __future__ import annotations
@@ -25,7 +34,14 @@ from anycast_ctl.config.address_plan import AddressPlan, BgpSession
 from anycast_ctl.config.loading import validate
 from anycast_ctl.config.node import NodeConfig
 from anycast_ctl.config.topology import Topology
-from anycast_ctl.render.lb_layout import LB_SESSION_HOPS, check_profile, lb_paths, proxy_groups
+from anycast_ctl.config.topology_model import Vip
+from anycast_ctl.render.lb_layout import (
+    LB_SESSION_HOPS,
+    ProxyGroup,
+    check_profile,
+    lb_paths,
+    proxy_groups,
+)
 from anycast_ctl.render.node_chance import chance_section
 
 EXABGP_DIALECT = "5.0"  # the ExaBGP in our venv and lab
@@ -39,6 +55,36 @@ def tcp_check_name(vip: str) -> str:
     return f"{vip}-tcp"
 
 
+def tls_check_name(vip: str) -> str:
+    return f"{vip}-tls"
+
+
+def tls_checkable(group: ProxyGroup) -> bool:
+    """Whether the LB node can check the certificate of the group's backends (module doc)."""
+    return all(v.client_certificates != "required" and not v.sni_routes for v in group.vips)
+
+
+def certificate_slots(topology: Topology) -> dict[str, tuple[int, int]]:
+    """LB node -> (slot, slots) for the staggered withdraw threshold (cert_policy.py).
+
+    Every node announcing a VIP sees the same certificates for it (the VIP's backends), so for
+    each VIP the last of the nodes announcing it must hold the last slot, which never withdraws
+    early. `slots` is the most nodes announcing one VIP; a VIP's nodes, in topology order, are
+    aligned to end at the last slot, and a node announcing several VIPs takes the latest slot
+    any of them gives it. So every VIP keeps a node until its certificate has expired, and the
+    nodes of the most shared VIP leave one at a time."""
+    announcing: dict[str, list[str]] = {}
+    for lb in topology.lbs:
+        for name in lb.vips:
+            announcing.setdefault(name, []).append(lb.name)
+    slots = max((len(nodes) for nodes in announcing.values()), default=1)
+    slot: dict[str, int] = {}
+    for nodes in announcing.values():
+        for rank, node in enumerate(nodes):
+            slot[node] = max(slot.get(node, 0), slots - len(nodes) + rank)
+    return {lb.name: (slot[lb.name], slots) for lb in topology.lbs if lb.name in slot}
+
+
 def node_configs(
     topology: Topology,
     *,
@@ -46,6 +92,7 @@ def node_configs(
     profile: str = "recommended",
     state_dir: Path | None = None,
     topology_file: PurePath | None = None,
+    ca_file: PurePath | None = None,
 ) -> dict[str, NodeConfig]:
     """The agent config of every LB node that announces at least one VIP, by node name.
 
@@ -63,6 +110,7 @@ def node_configs(
             plan=plan,
             state_dir=state_dir,
             topology_file=topology_file,
+            ca_file=ca_file,
         )
         for lb in topology.lbs
         if lb.vips
@@ -78,9 +126,12 @@ def node_config(
     plan: AddressPlan | None = None,
     state_dir: Path | None = None,
     topology_file: PurePath | None = None,
+    ca_file: PurePath | None = None,
 ) -> NodeConfig:
     """The agent config of one LB node; raises UserError if it cannot be a valid NodeConfig.
     `topology_file`: where the node finds the topology (second chance predicts owners with it).
+    `ca_file` (the CA as the node sees it) overrides the topology's `certificates.ca_file`:
+    the lab's own CA.
     """
     plan = plan or topology.address_plan()
     data = node_config_data(
@@ -91,6 +142,7 @@ def node_config(
         plan=plan,
         state_dir=state_dir,
         topology_file=topology_file,
+        ca_file=ca_file,
     )
     return validate(NodeConfig, data, f"<node config rendered for {lb}>")
 
@@ -104,6 +156,7 @@ def node_config_data(
     plan: AddressPlan,
     state_dir: Path | None = None,
     topology_file: PurePath | None = None,
+    ca_file: PurePath | None = None,
 ) -> dict[str, object]:
     """The NodeConfig as plain data: exactly the fields the rendering decides."""
     node = topology.lb(lb)
@@ -113,6 +166,8 @@ def node_config_data(
     vips = [topology.vip(name) for name in node.vips]
     checks: dict[str, dict[str, object]] = {}
     checks_of: dict[str, list[str]] = {}  # VIP name -> its group's checks
+    settings = topology.certificates
+    slot, slots = certificate_slots(topology)[lb]
     for group in proxy_groups(topology, lb):
         first = group.vips[0]
         checks[haproxy_check_name(group.name)] = {
@@ -127,8 +182,13 @@ def node_config_data(
             "host": str(first.ip),
             "port": first.port,
         }
+        names = [haproxy_check_name(group.name), tcp_check_name(group.name)]
+        if settings.tls_checks and tls_checkable(group):
+            tls = _tls_check(first, ca_file or settings.ca_file, timing.interval)
+            checks[tls_check_name(group.name)] = tls
+            names.append(tls_check_name(group.name))
         for vip in group.vips:
-            checks_of[vip.name] = [haproxy_check_name(group.name), tcp_check_name(group.name)]
+            checks_of[vip.name] = names
     families = sorted({vip.version for vip in vips})
     chance = chance_section(topology, lb, plan, topology_file)
     return {
@@ -161,6 +221,12 @@ def node_config_data(
         "control": {"socket": str(paths.control_socket)},
         "drain": {"state_file": str(paths.drain_file)},
         **({"second_chance": chance} if chance is not None else {}),
+        "certificates": {
+            "warn_days": settings.warn_days,
+            "withdraw_days": settings.withdraw_days,
+            "slot": slot,
+            "slots": slots,
+        },
     }
 
 
@@ -171,6 +237,21 @@ def _bfd(topology: Topology) -> dict[str, object]:
     if not bfd.enabled:
         return {"enabled": False}
     return {"interval_ms": bfd.interval_ms, "multiplier": bfd.multiplier, "multihop": True}
+
+
+def _tls_check(vip: Vip, ca_file: PurePath | None, interval: float) -> dict[str, object]:
+    # A handshake through HAProxy to a backend costs more than a connect: it gets the whole
+    # interval (the most a timeout may be: runs must not overlap), not the connect timeout.
+    out: dict[str, object] = {
+        "type": "tls",
+        "host": str(vip.ip),
+        "port": vip.port,
+        "server_name": vip.tls_name,
+        "timeout": interval,
+    }
+    if ca_file is not None:
+        out["ca_file"] = str(ca_file)
+    return out
 
 
 def _neighbor(session: BgpSession, family: int) -> dict[str, object]:

@@ -149,9 +149,11 @@ def node_files(
     frr_per_daemon: bool = False,
     plan: AddressPlan | None = None,
     state_dir: Path | None = None,
+    ca_file: PurePath | None = None,
 ) -> NodeFiles:
     """The files of one node (see the module's docstring); raises UserError for what the
-    topology cannot be rendered into."""
+    topology cannot be rendered into. `ca_file`: the lab CA as LB nodes see it, for their TLS
+    checks (the topology's `certificates.ca_file` otherwise)."""
     plan = plan or topology.address_plan()
     kind = topology.kind(node)
     out = NodeFiles()
@@ -167,6 +169,7 @@ def node_files(
             plan=plan,
             state_dir=state_dir,
             topology_file=conf_dir / TOPOLOGY_FILE,
+            ca_file=ca_file,
         )
         process = api(node, conf_dir)
         exabgp = render_exabgp(config, conf_dir / NODE_YAML, process.argv)
@@ -221,6 +224,7 @@ def topology_files(
     profile: str = "recommended",
     frr_per_daemon: bool = False,
     state_dir: Path | None = None,
+    ca_file: PurePath | None = None,
 ) -> NodeFiles:
     """`node_files` of every node, in topology order."""
     plan = topology.address_plan()
@@ -237,6 +241,7 @@ def topology_files(
                 frr_per_daemon=frr_per_daemon,
                 plan=plan,
                 state_dir=state_dir,
+                ca_file=ca_file,
             )
         )
     return out

@@ -142,3 +142,26 @@ def test_days_left_and_both_thresholds_are_metrics(tls):
     assert 4.9 < float(days.split()[-1]) <= 5.0
     assert 'anycast_certificate_warn_days{check="cert"} 30.0' in text
     assert 'anycast_certificate_withdraw_days{check="cert"} 3.0' in text
+
+
+def test_status_json_marks_each_tls_check_with_the_policys_verdict(tls):
+    from anycast_ctl.agent.status import certificate_view
+
+    first = {"warn_days": 30, "withdraw_days": 6, "slot": 0, "slots": 3}
+    (withdrawing,) = probe_through_the_policy(tls, "near", first)  # 5 days left
+    (expiring,) = probe_through_the_policy(tls, "near", {**first, "slot": 2})
+    (fine,) = probe_through_the_policy(tls, "good", {"warn_days": 10})
+    views = [certificate_view(r.extra) for r in (withdrawing, expiring, fine)]
+    assert [v["level"] for v in views if v] == ["withdraw", "warn", "ok"]
+    assert views[1] is not None and 4.9 < float(views[1]["days_left"]) <= 5.0  # type: ignore[arg-type]
+    assert (views[1]["warn_days"], views[1]["withdraw_days"]) == (30, 0)
+    assert certificate_view({"other": 1}) is None  # not a TLS check
+
+
+def test_the_agents_observer_applies_the_policy_to_its_tls_checks(tls):
+    # The running agent builds its checks in Observer, not checks_by_name: both must wrap.
+    from anycast_ctl.agent.checks.cert_policy import CertificatePolicyCheck
+    from anycast_ctl.agent.observe import Observer
+
+    config = validate(NodeConfig, node_data(4443, tls.ca, {"warn_days": 45}), "n.yaml")
+    assert isinstance(Observer(config).checks["cert"], CertificatePolicyCheck)

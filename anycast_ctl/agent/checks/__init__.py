@@ -77,10 +77,14 @@ def checks_by_name(config: node.NodeConfig) -> dict[str, Check]:
     built = {
         name: build_check(name, config.checks[name], sources) for name in schedule_checks(config)
     }
-    for name, check in built.items():  # the node's certificate-expiry policy on every TLS check
-        if isinstance(config.checks[name], node.TlsCheck):
-            built[name] = CertificatePolicyCheck(check, config.node, config.certificates)
-    return built
+    return {name: with_policy(check, config.checks[name], config) for name, check in built.items()}
+
+
+def with_policy(check: Check, spec: node.Check, config: node.NodeConfig) -> Check:
+    """The node's certificate-expiry policy around a TLS check; other checks as they are."""
+    if isinstance(spec, node.TlsCheck):
+        return CertificatePolicyCheck(check, config.node, config.certificates)
+    return check
 
 
 def probe_key(spec: node.Check) -> str:

@@ -35,6 +35,7 @@ from anycast_ctl.config.node import Certificates
 log = logging.getLogger(__name__)
 
 HASH_SLOTS = 8
+CERTIFICATE_LEVEL = "certificate"  # the key of the verdict in the outcome's extra (status)
 
 
 class Level(StrEnum):
@@ -71,8 +72,13 @@ def apply_policy(outcome: Outcome, node: str, policy: Certificates) -> tuple[Out
     if not isinstance(days, int | float) or outcome.health is not Health.OK:
         return outcome, Level.OK
     threshold = withdraw_threshold(node, policy)
-    extra = {**outcome.extra, "warn_days": policy.warn_days, "withdraw_days": threshold}
     level = judge(days, node, policy)
+    extra = {
+        **outcome.extra,
+        "warn_days": policy.warn_days,
+        "withdraw_days": threshold,
+        CERTIFICATE_LEVEL: level.value,
+    }
     if level is Level.WITHDRAW:
         slot, slots = slot_of(node, policy)
         detail = (

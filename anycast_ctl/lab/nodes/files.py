@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from anycast_ctl.config.topology import Topology
-from anycast_ctl.lab.nodes.pki import issue_requests
+from anycast_ctl.lab.nodes.pki import VALIDITY, issue_requests
 from anycast_ctl.render.node_files import PKI_DIR, NodeFiles
 
 
@@ -43,12 +43,16 @@ def write_files(
 
 
 def write_certificates(
-    root: Path, rendered: NodeFiles, lab_name: str, now: dt.datetime
+    root: Path,
+    rendered: NodeFiles,
+    lab_name: str,
+    now: dt.datetime,
+    validity: dt.timedelta = VALIDITY,
 ) -> list[Path]:
     """Issue the rendered certificate requests from a fresh lab CA and write them under root."""
     (root / PKI_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
     written = []
-    for relative, data in issue_requests(rendered.certificates, lab_name, now).items():
+    for relative, data in issue_requests(rendered.certificates, lab_name, now, validity).items():
         path = root / relative
         if path.suffix == ".key":
             path.touch(mode=0o600)
@@ -58,11 +62,16 @@ def write_certificates(
 
 
 def write_node_files(
-    root: Path, topology: Topology, rendered: NodeFiles, lab_name: str, now: dt.datetime
+    root: Path,
+    topology: Topology,
+    rendered: NodeFiles,
+    lab_name: str,
+    now: dt.datetime,
+    validity: dt.timedelta = VALIDITY,
 ) -> list[Path]:
     """Everything the lab's nodes read: configs, then the CA and the backends' certificates."""
     routers = frozenset(r.name for r in topology.routers)
     written = write_files(root, rendered.files, frr_nodes=routers)
     if rendered.certificates:
-        written += write_certificates(root, rendered, lab_name, now)
+        written += write_certificates(root, rendered, lab_name, now, validity)
     return written

@@ -24,6 +24,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from anycast_ctl.render.node_files import CA_FILE, CertRequest
 
 VALIDITY = dt.timedelta(days=2)  # a lab lives minutes; short validity leaves nothing worth stealing
+# `lab up --cert-days` may shorten it (to cross a node's certificate thresholds on purpose), to
+# no less than this: the certificates must outlive the lab's bring-up.
+MIN_VALIDITY = dt.timedelta(minutes=10)
 BACKDATE = dt.timedelta(minutes=5)  # tolerate a little clock skew between namespaces' readers
 
 
@@ -53,7 +56,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def make_ca(
-    lab: str, now: dt.datetime
+    lab: str, now: dt.datetime, validity: dt.timedelta = VALIDITY
 ) -> tuple[Issued, ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = _key()
     name = _name(f"anycast-ctl lab CA {lab}")
@@ -64,7 +67,7 @@ def make_ca(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + VALIDITY)
+        .not_valid_after(now + max(validity, VALIDITY))  # the CA never expires first
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -94,6 +97,7 @@ def issue(
     ip_addresses: list[str],
     now: dt.datetime,
     client: bool = False,
+    validity: dt.timedelta = VALIDITY,
 ) -> Issued:
     """A server certificate for `dns_names` (SANs; the CN is informational only), or with
     `client` a client certificate for the CN (clientAuth, no SANs)."""
@@ -108,7 +112,7 @@ def issue(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + VALIDITY)
+        .not_valid_after(now + validity)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
     )
     if sans:
@@ -124,11 +128,17 @@ def issue(
 
 
 def issue_requests(
-    requests: dict[str, CertRequest], lab: str, now: dt.datetime
+    requests: dict[str, CertRequest],
+    lab: str,
+    now: dt.datetime,
+    validity: dt.timedelta = VALIDITY,
 ) -> dict[str, bytes]:
-    """A fresh CA and every requested certificate: map key -> PEM bytes (the CA certificate
-    under CA_FILE; the CA's key is dropped here, so nothing more can ever be issued)."""
-    ca, ca_key, ca_cert = make_ca(lab, now)
+    """A fresh CA and every requested certificate, each valid `validity` from `now`: map key
+    -> PEM bytes (the CA certificate under CA_FILE; the CA's key is dropped here, so nothing
+    more can ever be issued)."""
+    if validity < MIN_VALIDITY:
+        raise ValueError(f"certificate validity {validity} is under {MIN_VALIDITY}")
+    ca, ca_key, ca_cert = make_ca(lab, now, validity)
     out = {CA_FILE: ca.cert_pem}
     for request in requests.values():
         issued = issue(
@@ -139,6 +149,7 @@ def issue_requests(
             list(request.ip_addresses),
             now,
             client=request.client,
+            validity=validity,
         )
         out[request.cert], out[request.key] = issued.cert_pem, issued.key_pem
     return out

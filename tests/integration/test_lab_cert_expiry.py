@@ -31,7 +31,11 @@ def test_short_lived_lab_certificates_warn_without_withdrawing(make_lab_tag, tmp
     topology.write_text(EDGE.read_text() + SETTINGS)
     lab = Lab.up(topology, tag=make_lab_tag(), timeout=90, cert_days=CERT_DAYS)
     for lb in ("lb1", "lb2"):
-        wait_for(lambda lb=lb: _tls_check(lab, lb).get("certificate"), 20, interval=0.2)
+
+        def judged(lb: str = lb) -> bool:
+            return bool(_tls_check(lab, lb).get("certificate"))
+
+        wait_for(judged, 20, interval=0.2)
         check = _tls_check(lab, lb)
         certificate = check["certificate"]
         assert certificate["level"] == "warn", check

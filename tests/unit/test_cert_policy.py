@@ -153,7 +153,7 @@ def test_status_json_marks_each_tls_check_with_the_policys_verdict(tls):
     (fine,) = probe_through_the_policy(tls, "good", {"warn_days": 10})
     views = [certificate_view(r.extra) for r in (withdrawing, expiring, fine)]
     assert [v["level"] for v in views if v] == ["withdraw", "warn", "ok"]
-    assert views[1] is not None and 4.9 < float(views[1]["days_left"]) <= 5.0  # type: ignore[arg-type]
+    assert views[1] is not None and 4.9 < float(views[1]["days_left"]) <= 5.0
     assert (views[1]["warn_days"], views[1]["withdraw_days"]) == (30, 0)
     assert certificate_view({"other": 1}) is None  # not a TLS check
 

@@ -73,7 +73,7 @@ def test_a_subset_announcing_a_vip_still_ends_in_the_last_slot():
         SimpleNamespace(name="lb2", vips=["a", "b"]),
         SimpleNamespace(name="lb3", vips=["a"]),
     ]
-    slots = certificate_slots(SimpleNamespace(lbs=lbs))  # type: ignore[arg-type]
+    slots = certificate_slots(SimpleNamespace(lbs=lbs))
     assert slots == {"lb1": (1, 3), "lb2": (2, 3), "lb3": (2, 3)}
 
 

@@ -13,6 +13,7 @@ systemd.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Mapping
 
@@ -73,6 +74,10 @@ class Failsafe:
     def first_decisions_made(self, announced: int, total: int) -> None:
         """Every VIP has a decision: start-up is over, and from now on a stall is a hang."""
         self.ready = True
+        # Start-up's objects (agent run disabled collection while importing) stay for good:
+        # freeze them out of every later collection, then collect as usual.
+        gc.freeze()
+        gc.enable()
         if self.lifeline is not None:
             self.lifeline.tighten()
         self.watch.tighten()

@@ -78,6 +78,7 @@ class AgentRuntime(CheckScheduling):
         self._control: ControlServer | None = None
         self._background: set[asyncio.Task] = set()  # held so the loop cannot drop them mid-run
         self._apply(config)
+        self.first_rise = set(self.vips)  # scheduling.py: paced fast until it ends
         self.drains = self._load_drains()
 
     # ------------------------------------------------------------------ config

@@ -19,6 +19,10 @@ from anycast_ctl.agent.health import CheckResult, Health
 from anycast_ctl.agent.observe import Observer
 from anycast_ctl.config.node import NodeConfig, Vip
 
+# The agent's first rise after it starts runs its checks this many times faster than the
+# interval (docs/state-machine.md, "Start-up"): still `rise` good results, each a full probe.
+FIRST_RISE_SPEEDUP = 10
+
 
 class CheckScheduling:
     # Set by AgentRuntime.
@@ -37,6 +41,7 @@ class CheckScheduling:
     damping: Any  # agent.damping.Damping | None
     failsafe: Any  # agent.failsafe.Failsafe
     _intervals: dict[str, float]
+    first_rise: set[str]  # VIPs still in their first rise since the agent started
 
     async def _step_all(self, updates: Sequence[tuple[Vip, Health | None]]) -> None:
         raise NotImplementedError
@@ -72,7 +77,7 @@ class CheckScheduling:
                 await self._run_checks(due)
                 await self._step_all(self._healths(due))
                 for vip in due:
-                    self.next_due[vip.address] = now + self._intervals[vip.address]
+                    self.next_due[vip.address] = now + self._pace(vip.address)
             # Readiness once every VIP has decided; systemd's watchdog, fed from this loop.
             longest_sleep = self.failsafe.loop_tick(self.statuses)
             await self._expire_graceful()
@@ -82,6 +87,17 @@ class CheckScheduling:
             await asyncio.sleep(
                 max(0.0, wake - self.clock())
             )  # scheduler wait until the next due tick
+
+    def _pace(self, address: str) -> float:
+        """Seconds to the VIP's next check. After an ExaBGP restart the node is out of every
+        FIB until its first rise ends, so that rise is paced fast; any other state (or any
+        failure during it) returns to the interval at once."""
+        interval = self._intervals[address]
+        if address in self.first_rise:
+            if self.statuses[address].state is fsm.VipState.RISING:
+                return interval / FIRST_RISE_SPEEDUP
+            self.first_rise.discard(address)
+        return interval
 
     def _health(self, vip: Vip) -> Health:
         return fsm.combine([self.results[name].health for name in vip.checks], vip.combine)

@@ -41,8 +41,14 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
 
     stdin/stdout are ExaBGP's pipe; logs go to stderr (ExaBGP forwards them to its log).
     """
+    import gc
     from pathlib import Path
 
+    # Start-up allocates hundreds of thousands of objects that live for good (the config's
+    # models, every module): collecting them while importing only delays the first announce.
+    # Collection resumes, with those objects frozen out of it, once every VIP has a decision
+    # (Failsafe.first_decisions_made).
+    gc.disable()
     if stall_after is not None and 0 < stall_after < MIN_STALL_AFTER:
         # Below the config's own minimum the guardian would take ordinary scheduling jitter
         # for a hang and stop a healthy ExaBGP.

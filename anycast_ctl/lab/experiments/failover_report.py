@@ -26,11 +26,11 @@ SCENARIO_ORDER = (
     "agent-kill",
     "exabgp-kill",
     "agent-hang",
-    "node-freeze",
     "exabgp-hang",
     "drain",
     "link-down",
     "flaky",
+    "node-freeze",
     "router-kill",
     "router-drain",
 )

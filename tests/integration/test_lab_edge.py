@@ -55,6 +55,14 @@ def test_sources_certificates_and_names_as_the_policy_says(lab: Lab) -> None:
     )
     admitted = [f for f in result.flows if f.ok]
     assert all(f.lb == f.predicted for f in admitted)
+    # The policy is part of the prediction: c2's refusals by web's allow-list are as predicted,
+    # so `lab traffic` exits 0 on this run.
+    assert {f.expected for f in result.flows if f.client == "c2" and f.vip == "web"} == {
+        "refused-by-allow-list"
+    }
+    assert result.agreement() == (120, 120), [
+        (f.client, f.vip, f.reason) for f in result.mismatches()
+    ]
     # PROXY v2: the backend saw the client itself, not the LB that connected to it
     assert [f for f in admitted if f.backend_saw_src != f.src] == []
     routes = {"api.shop.anycast.test": "be1", "www.shop.anycast.test": "be2"}  # edge.yaml
@@ -70,6 +78,7 @@ def test_without_a_client_certificate_every_flow_to_the_required_vip_fails(lab: 
     assert len(mtls) == 40
     assert {f.reason for f in mtls} == {"tls-alert"}, {f.error for f in mtls}
     assert all("certificate required" in (f.error or "") for f in mtls)
+    assert all(f.expected == "tls-alert" and f.agrees for f in mtls)  # as the policy says
     others = [f for f in result.flows if f.vip != "mtls" and f.client == "c1"]
     assert others and all(f.ok for f in others)  # the other VIPs need none
 

@@ -12,6 +12,7 @@ from anycast_ctl.errors import UserError
 from anycast_ctl.lab.experiments.traffic import (
     FlowResult,
     TrafficResult,
+    expected_outcome,
     lb_of_peer,
     plan_flows,
 )
@@ -98,3 +99,35 @@ def test_traffic_result_counts():
     assert [f.lb for f in result.mismatches()] == ["lb2"]
     assert len(result.failed()) == 1
     assert result.to_json()["as_predicted"] == 2
+
+
+EDGE = load_topology("topologies/edge.yaml")
+
+
+def test_the_policy_is_part_of_the_prediction():
+    flows = plan_flows(EDGE, 6)  # one per (client, VIP): web, mtls, shop x c1, c2
+    expected = {(f.client, f.vip): expected_outcome(f, EDGE) for f in flows}
+    assert expected[("c2", "web")] == "refused-by-allow-list"  # 198.18.2.0/24 not admitted
+    assert {k: v for k, v in expected.items() if v != "ok"} == {
+        ("c2", "web"): "refused-by-allow-list"
+    }
+    without = {(f.client, f.vip): expected_outcome(f, EDGE, client_cert=False) for f in flows}
+    assert without[("c1", "mtls")] == without[("c2", "mtls")] == "tls-alert"
+
+
+def test_a_refusal_the_policy_predicts_is_as_predicted_and_any_other_is_not():
+    def flow(ok, expected, reason=None, lb=None):
+        return FlowResult(
+            "c2", "web", "198.18.2.1", 1, "192.0.2.10", 443, ok,
+            lb=lb, predicted="lb1", reason=reason, expected=expected,
+        )  # fmt: skip
+
+    refused = flow(False, "refused-by-allow-list", reason="refused-by-allow-list")
+    admitted_anyway = flow(True, "refused-by-allow-list", lb="lb1")
+    other_reason = flow(False, "refused-by-allow-list", reason="timeout")
+    rate_limited = flow(False, "ok", reason="rate-limited")
+    result = TrafficResult([refused, admitted_anyway, other_reason, rate_limited])
+    assert [f.agrees for f in result.flows] == [True, False, False, False]
+    assert result.agreement() == (1, 4)
+    assert result.mismatches() == [admitted_anyway, other_reason]
+    assert result.to_json()["flows"][0]["expected"] == "refused-by-allow-list"

@@ -21,6 +21,7 @@ from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.experiments.traffic import (
     Flow,
     TrafficResult,
+    expected_outcome,
     flow_results,
     per_client,
     plan_flows,
@@ -118,6 +119,7 @@ def run_traffic(
     results = run_flows(dep, topology, flows, concurrency, timeout)
     elapsed = time.monotonic() - started
     predicted = predict_held(topology, [f.five_tuple for f in flows], orders)
-    for result, lb in zip(results, predicted, strict=True):
+    for flow, result, lb in zip(flows, results, predicted, strict=True):
         result.predicted = lb
+        result.expected = expected_outcome(flow, topology)
     return TrafficResult(results, orders, elapsed)

@@ -13,6 +13,12 @@ with "closed" refined by the VIP's policy into "refused-by-allow-list" (a source
 allow_sources), "rate-limited" (an admitted source on a rate-limited VIP) or "refused-by-sni";
 "tls-alert" is the backend refusing the handshake (e.g. no client certificate).
 
+The policy is part of the prediction (`expected_outcome`, per flow `expected`): a flow from
+outside allow_sources is predicted "refused-by-allow-list", one without a certificate to a VIP
+requiring one "tls-alert"; such a flow is as predicted when it failed with that reason, so
+`lab traffic` exits 0 when everything happened as the policy says. Rate limits are not
+predicted per flow: a rate-limited flow counts against the agreement (exit 1).
+
 The prediction is the simulator's (sim/predict.py `predict_held`), given the kernel's own
 next hops, read per router and per VIP from the FIB: hash-threshold maps a hash to the i-th
 next hop, so the members and their order decide the LB.
@@ -42,6 +48,7 @@ from anycast_ctl.render.node_files import client_cert_file, client_key_file
 from anycast_ctl.sim.predict import FlowTuple, predict_held
 
 PROTO_TCP = 6
+OK = "ok"
 Orders = dict[str, dict[str, list[str]]]  # vip -> router -> next hops in the kernel's order
 
 
@@ -79,9 +86,13 @@ class FlowResult:
     connection_id: str | None = None  # the LB's id of this connection (its log, the backend's)
     reason: str | None = None  # why it failed (module docstring); None when ok
     server_name: str | None = None  # the TLS name the client sent (SNI)
+    expected: str = OK  # what the VIP's policy says: "ok" or the refusal (expected_outcome)
 
     @property
     def agrees(self) -> bool:
+        """As predicted: admitted by the LB the simulator named, or refused as the policy says."""
+        if self.expected != OK:
+            return not self.ok and self.reason == self.expected
         return self.ok and self.lb is not None and self.lb == self.predicted
 
 
@@ -104,7 +115,9 @@ class TrafficResult:
         return sum(f.agrees for f in self.flows), len(self.flows)
 
     def mismatches(self) -> list[FlowResult]:
-        return [f for f in self.flows if f.ok and f.lb != f.predicted]
+        """Flows not as predicted: another LB than the simulator's, or not what the policy
+        says (refused when it admits, admitted or refused otherwise when it refuses)."""
+        return [f for f in self.flows if (f.ok or f.expected != OK) and not f.agrees]
 
     def failed(self) -> list[FlowResult]:
         return [f for f in self.flows if not f.ok]
@@ -165,6 +178,22 @@ def plan_flows(
             Flow(client.name, vip.name, str(src), first_port + i, str(vip.ip), vip.port, name)
         )
     return flows
+
+
+def expected_outcome(flow: Flow, topo: Topology, client_cert: bool = True) -> str:
+    """What the VIP's policy does with the flow (pure): "refused-by-allow-list" for a source
+    outside allow_sources, "tls-alert" for a flow without a certificate to a VIP requiring
+    one, else "ok". A rate limit is not predicted per flow (it depends on timing): a flow
+    refused by it counts as not as predicted."""
+    vip = topo.vip(flow.vip)
+    src = ipaddress.ip_address(flow.src)
+    if vip.allow_sources is not None and not any(
+        src in ipaddress.ip_network(p) for p in vip.allow_sources
+    ):
+        return "refused-by-allow-list"
+    if vip.client_certificates == "required" and not client_cert:
+        return "tls-alert"
+    return OK
 
 
 def refine_reason(reason: str | None, flow: Flow, topo: Topology) -> str | None:
@@ -350,6 +379,7 @@ def run_traffic(
     results = run_flows(lab, flows, concurrency, timeout, client_cert)
     elapsed = clock() - started
     predicted = predict_held(lab.topology, [f.five_tuple for f in flows], orders)
-    for result, lb in zip(results, predicted, strict=True):
+    for flow, result, lb in zip(flows, results, predicted, strict=True):
         result.predicted = lb
+        result.expected = expected_outcome(flow, lab.topology, client_cert)
     return TrafficResult(results, orders, elapsed)

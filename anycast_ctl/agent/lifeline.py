@@ -102,6 +102,7 @@ class Lifeline:
         stall_after: float = 0.6,
         startup_stall_after: float | None = None,
         grace: float = 1.0,
+        remove_chance: bool = False,
     ) -> Lifeline:
         """Start a guardian that stops `target_pid` (ExaBGP) when this process dies or stalls:
         no heartbeat for `startup_stall_after` (default: `stall_after`) until `tighten()`,
@@ -122,6 +123,7 @@ class Lifeline:
             "--stall-after", str(stall_after),
             "--startup-stall-after", str(startup_stall_after or stall_after),
             "--grace", str(grace),
+            *(["--remove-chance"] if remove_chance else []),
         ]  # fmt: skip
         import subprocess
 
@@ -195,6 +197,26 @@ class Lifeline:
 
 
 # ---------------------------------------------------------------- the guardian process
+# The second chance's table and overlay devices (render/chance.py: TABLE, device(); a unit
+# test keeps these in step): the guardian cannot import the package (-I -S).
+CHANCE_REMOVAL = "table ip anycast_chance {}\ndelete table ip anycast_chance\n"
+CHANCE_DEVICES = ("acxch1", "acxch2", "acxch3")
+
+
+def remove_chance() -> None:
+    """Forwarding state must not outlive the agent that keeps it true: table, then devices."""
+    import subprocess
+
+    for argv, stdin in [
+        (["nft", "-f", "-"], CHANCE_REMOVAL),
+        *((["ip", "link", "del", "dev", name], None) for name in CHANCE_DEVICES),
+    ]:
+        try:
+            subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError) as exc:
+            print(f"anycast-ctl lifeline: {' '.join(argv)}: {exc}", file=sys.stderr, flush=True)
+
+
 def _same_process(pid: int, start: int | None) -> bool:
     """Still the process we were told about, and not yet a zombie."""
     stat = _stat(pid)
@@ -228,6 +250,7 @@ def guard(
     stall_after: float,
     grace: float,
     startup_stall_after: float | None = None,
+    chance: bool = False,
 ) -> str:
     """Wait for the agent to die, stall, report ExaBGP hung, or stand down; stop ExaBGP
     unless it stood down. The loose `startup_stall_after` applies until the agent sends
@@ -270,6 +293,8 @@ def guard(
         _stop(target, target_start, 0.0, signal.SIGKILL)
     else:
         _stop(target, target_start, grace)  # the agent died: ExaBGP is well, let it send Cease
+    if chance:  # after ExaBGP: the routers first, then the forwarding the dead agent kept
+        remove_chance()
     return reason
 
 
@@ -286,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stall-after", type=float, required=True)
     parser.add_argument("--startup-stall-after", type=float, default=None)
     parser.add_argument("--grace", type=float, default=1.0)
+    parser.add_argument("--remove-chance", action="store_true")
     args = parser.parse_args(argv)
     # Signals meant for the agent's terminal or group are not for us: only the pipe decides.
     for sig in (signal.SIGINT, signal.SIGHUP):
@@ -298,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         args.stall_after,
         args.grace,
         args.startup_stall_after,
+        args.remove_chance,
     )
     return 0
 

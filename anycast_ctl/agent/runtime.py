@@ -80,6 +80,11 @@ class AgentRuntime(CheckScheduling):
         self._apply(config)
         self.first_rise = set(self.vips)  # scheduling.py: paced fast until it ends
         self.drains = self._load_drains()
+        self.chance = None  # anycast_ctl.chance.agent.ChanceAgent when second_chance is on
+        if config.second_chance.enabled:
+            from anycast_ctl.chance.agent import ChanceAgent
+
+            self.chance = ChanceAgent(config)
 
     # ------------------------------------------------------------------ config
     def _apply(self, config: NodeConfig) -> None:
@@ -155,6 +160,8 @@ class AgentRuntime(CheckScheduling):
             tasks += self.failsafe.tasks()
             await self._startup()
             self._watch()
+            if self.chance is not None:
+                tasks += self.chance.tasks()
             tasks += [
                 asyncio.create_task(self._check_loop(), name="checks"),
                 asyncio.create_task(self.stopping.wait(), name="stop"),
@@ -189,6 +196,9 @@ class AgentRuntime(CheckScheduling):
         # Fail closed: clear anything stale, in a few lines however many VIPs there are.
         await self._send_all(self.writer.withdraw_many(list(self.vips)))
         await self._reconcile_loopback()
+        if self.chance is not None:
+            # Before the first announce: conntrack must see every handshake of this node.
+            await self.chance.start()
         self._control = await serve_control(
             self.config.control.socket,
             self.config.control.allow_uids,
@@ -215,6 +225,8 @@ class AgentRuntime(CheckScheduling):
             await self._send_all(self.writer.withdraw_many(announced))
         if self.loopback is not None and self.config.loopback.manage:
             await self.loopback.reconcile_async(set())  # removes exactly the addresses we added
+        if self.chance is not None:
+            await self.chance.stop()
         log.info("agent stopped: everything withdrawn, VIP addresses removed")
 
     # ------------------------------------------------------------------ state machine
@@ -276,6 +288,8 @@ class AgentRuntime(CheckScheduling):
                 self.metrics.transition(address, change.old, change.new)
         if withdraw:
             await self._reconcile_loopback()
+        if self.chance is not None and (announce or withdraw):
+            self.chance.set_live(any(s.announced for s in self.statuses.values()))
         if self.metrics:
             for vip, _ in updates:
                 self._publish(vip.address, self.statuses[vip.address])
@@ -334,11 +348,15 @@ class AgentRuntime(CheckScheduling):
         targets = list(request.vips) or list(self.vips)  # the server already refused unknown VIPs
         now = self.clock()
         if request.op == "drain":
+            if self.chance is not None and request.whole_node:
+                await self.chance.leave()
             self.drains = self.drains.drain(
                 request.vips or None, by=peer.user, uid=peer.uid, reason=request.reason, now=now
             )
         else:
             self.drains = self.drains.undrain(request.vips or None)
+        if self.chance is not None:
+            self.chance.drained(all(self.drains.is_drained(a) is not None for a in self.vips))
         save_drain_state(self.config.drain.state_file, self.drains)
         await self._step_all([(self.vips[address], None) for address in targets])
         return self.status()
@@ -348,7 +366,7 @@ class AgentRuntime(CheckScheduling):
         exabgp = exabgp_status(
             speaker.alive, speaker.since_last_line(), speaker.peers, self.clock()
         )
-        return status_payload(
+        payload = status_payload(
             self.config,
             self.statuses,
             self.results,
@@ -358,3 +376,7 @@ class AgentRuntime(CheckScheduling):
             now=self.clock(),
             damping=self.damping,
         )
+        payload["second_chance"] = (
+            self.chance.status() if self.chance is not None else {"enabled": False}
+        )
+        return payload

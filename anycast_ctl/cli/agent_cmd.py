@@ -82,6 +82,7 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
                 parent,
                 stall_after=stall_after,
                 startup_stall_after=max(stall_after, config.lifeline.startup_stall_after),
+                remove_chance=config.second_chance.enabled,
             )
         elif stall_after:
             logging.getLogger("anycast_ctl.agent").warning(

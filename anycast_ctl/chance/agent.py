@@ -1,0 +1,235 @@
+"""Second chance in the agent (I/O shell): heartbeats, the table's lifetime, its updates.
+
+    chance = ChanceAgent(config)
+    await chance.start()        # the table, before the first announce (conntrack must see SYNs)
+    tasks += chance.tasks()     # heartbeats out and in; the table follows every change
+    chance.set_live(True)       # this node announces (or not)
+    await chance.stop()         # "gone" to the peers, table and devices removed
+
+Decisions are pure (chance/peers.py, chance/planner.py, chance/likely.py); applying goes
+through chance/apply.py in a thread, one apply at a time. A failure to apply is logged and
+shown in status; it never withdraws a VIP (forwarding helps moved connections, it is not
+what makes a VIP healthy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from anycast_ctl.chance import apply as chance_io
+from anycast_ctl.chance.likely import Likely
+from anycast_ctl.chance.peers import PeerTable, decode, encode
+from anycast_ctl.chance.planner import announced_set, plan
+from anycast_ctl.config.node import NodeConfig
+from anycast_ctl.render.chance import ChancePlan
+
+log = logging.getLogger("anycast_ctl.agent.chance")
+HISTORY = 4  # announced sets remembered: connections older than a few changes are rare
+COUNTERS_EVERY = 1.0
+
+
+class _Beats(asyncio.DatagramProtocol):
+    def __init__(self, owner: ChanceAgent) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.owner.received(data, addr[0])
+
+
+class ChanceAgent:
+    def __init__(self, config: NodeConfig, netns: str | None = None) -> None:
+        self.cfg = config.second_chance
+        self.node = config.node
+        self.netns = netns
+        beat = self.cfg.heartbeat
+        self.peers = PeerTable({p.name: p.underlay for p in self.cfg.peers}, beat.dead_after)
+        self.own_live = False
+        self.leaving = False  # a whole-node drain under way: say "drained" before withdrawing
+        self.gone = False  # past the drain timeout, or stopping: forward nothing, hold nothing
+        self.drain_deadline: float | None = None
+        self.history: list[frozenset[str]] = []
+        self.likely: Likely | None = None  # once the topology is read
+        self.applied: ChancePlan | None = None
+        self.loaded = False
+        self.error: str | None = None
+        self.counters: dict[str, int] = {}
+        self._transport: asyncio.DatagramTransport | None = None
+        self._changed = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._states: dict[str, str] = {}
+
+    # ------------------------------------------------------------ lifetime
+    async def start(self) -> None:
+        for reason in self.cfg.unpredictable:
+            log.warning("second chance: %s; forwarding along the fallback chain", reason)
+        if self.cfg.topology is not None:
+            try:
+                self.likely = await asyncio.to_thread(self._load_likely)
+            except Exception as exc:  # a topology we cannot read: the ring alone, said loudly
+                log.error(
+                    "second chance: cannot predict owners from %s: %s", self.cfg.topology, exc
+                )
+        await self._update()
+        try:
+            loop = asyncio.get_running_loop()
+            assert self.cfg.underlay is not None  # validated when enabled
+            self._transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Beats(self), local_addr=(self.cfg.underlay, self.cfg.heartbeat.port)
+            )
+        except OSError as exc:
+            self.error = f"heartbeats on {self.cfg.underlay}:{self.cfg.heartbeat.port}: {exc}"
+            log.error("second chance: %s; no peer is ever live, nothing is forwarded", self.error)
+
+    def _load_likely(self) -> Likely:
+        from anycast_ctl.config.topology import load_topology
+
+        assert self.cfg.topology is not None
+        return Likely(load_topology(self.cfg.topology))
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [
+            asyncio.create_task(self._beat_loop(), name="chance-beats"),
+            asyncio.create_task(self._update_loop(), name="chance-updates"),
+        ]
+
+    async def stop(self) -> None:
+        self.gone = True
+        self._send()  # peers stop forwarding to us at once, not after dead_after
+        if self._transport is not None:
+            self._transport.close()
+        async with self._lock:
+            try:
+                await asyncio.to_thread(chance_io.remove, self.netns)
+                log.info("second chance: table and overlay removed")
+            except chance_io.ChanceError as exc:
+                log.error("second chance: removing the table failed: %s", exc)
+            self.loaded, self.applied = False, None
+
+    # ------------------------------------------------------------ inputs
+    def set_live(self, live: bool) -> None:
+        if live != self.own_live:
+            self.own_live = live
+            self._send()  # at once: the peers' tables follow before the routers do
+            self._changed.set()
+
+    async def leave(self) -> None:
+        """A whole-node drain: tell the peers first and give them time to update their tables,
+        so the collateral flows they gain go to their owners from the routers' first move."""
+        self.leaving = True
+        self._send()
+        self._changed.set()
+        await asyncio.sleep(self.cfg.heartbeat.dead_after)
+
+    def drained(self, whole_node: bool) -> None:
+        """A whole-node drain starts the drain timeout; an undrain cancels it."""
+        if whole_node:
+            self.drain_deadline = time.monotonic() + self.cfg.drain_timeout
+        else:
+            self.drain_deadline = None
+            self.leaving = False
+            if self.gone:
+                self.gone = False
+                self._changed.set()
+
+    def received(self, data: bytes, source: str) -> None:
+        hb = self.cfg.heartbeat
+        beat = decode(data, hb.key, time.time(), hb.max_skew)
+        if beat is not None and self.peers.hear(beat, source, time.monotonic()):
+            self._check_states()
+
+    # ------------------------------------------------------------ loops
+    def _state(self) -> str:
+        if self.gone or not self.loaded:
+            return "gone"
+        return "live" if self.own_live and not self.leaving else "drained"
+
+    def _send(self) -> None:
+        if self._transport is None:
+            return
+        data = encode(self.node, self._state(), time.time(), self.cfg.heartbeat.key)
+        for peer in self.cfg.peers:
+            self._transport.sendto(data, (peer.underlay, self.cfg.heartbeat.port))
+
+    def _check_states(self) -> None:
+        states = self.peers.states(time.monotonic())
+        if states != self._states:
+            self._states = states
+            self._changed.set()
+
+    async def _beat_loop(self) -> None:
+        next_counters = 0.0
+        while True:
+            self._send()
+            self._check_states()
+            now = time.monotonic()
+            if self.drain_deadline is not None and now >= self.drain_deadline and not self.gone:
+                log.warning(
+                    "second chance: drained for %gs (the drain timeout): forwarding state removed,"
+                    " this node's remaining connections are left to end",
+                    self.cfg.drain_timeout,
+                )
+                self.gone = True
+                self._changed.set()
+            if self.loaded and now >= next_counters:
+                next_counters = now + COUNTERS_EVERY
+                try:
+                    self.counters = await asyncio.to_thread(chance_io.counters, self.netns)
+                except chance_io.ChanceError as exc:
+                    log.error("second chance: reading counters: %s", exc)
+            await asyncio.sleep(self.cfg.heartbeat.interval)
+
+    async def _update_loop(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            await self._update()
+
+    async def _update(self) -> None:
+        async with self._lock:
+            if self.gone:
+                if self.loaded:
+                    await asyncio.to_thread(chance_io.remove, self.netns)
+                    self.loaded, self.applied = False, None
+                return
+            states = self._states
+            now = announced_set(self.node, self.own_live and not self.leaving, states)
+            if not self.history or self.history[-1] != now:
+                self.history = [*self.history, now][-HISTORY:]
+            likely = self.likely.owners(tuple(self.history), self.node) if self.likely else ()
+            wanted = plan(self.cfg, self.node, states, likely)
+            if wanted == self.applied:
+                return
+            try:
+                await asyncio.to_thread(chance_io.apply_plan, wanted, self.netns)
+            except chance_io.ChanceError as exc:
+                self.error = str(exc)
+                log.error("second chance: applying the table failed: %s", exc)
+                return
+            first = not self.loaded
+            self.applied, self.loaded, self.error = wanted, True, None
+            log.info(
+                "second chance: table %s; targets %s, fallback %s",
+                "loaded" if first else "updated",
+                ",".join(p.name for p in wanted.peers) or "none",
+                ",".join(wanted.chain) or "none",
+            )
+
+    # ------------------------------------------------------------ status
+    def status(self) -> dict[str, object]:
+        return {
+            "enabled": True,
+            "table_loaded": self.loaded,
+            "state": self._state(),
+            "peers": dict(self._states) or {p.name: "down" for p in self.cfg.peers},
+            "fallback": list(self.applied.chain) if self.applied else [],
+            "forwarded": self.counters.get("forwarded", 0),
+            "arrived": self.counters.get("arrived", 0),
+            "predicted": self.likely is not None,
+            "error": self.error,
+            "drain_deadline_in_s": None
+            if self.drain_deadline is None
+            else round(max(0.0, self.drain_deadline - time.monotonic()), 1),
+        }

@@ -1,0 +1,64 @@
+"""The likely previous owners of the flows a node gains when the set of announcing LB nodes
+changes from `before` to `after` (pure): the kernel-exact model over a sample of flows.
+
+With hash-threshold ECMP a node's new share of the hash space overlaps one or two old
+shares, so forwarding to the first likely owner reaches the owner in one hop
+(docs/second-chance.md). Several changes in a row (a rolling upgrade): the owners under
+each older set come after the newest's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+
+import numpy as np
+
+from anycast_ctl.config.topology import Topology
+from anycast_ctl.sim.fabric import Fabric
+from anycast_ctl.sim.flows import FlowBatch, generate
+from anycast_ctl.sim.network import NO_PATH, HashCache, Plan, route
+from anycast_ctl.sim.owners import OwnerChange, owner_candidates
+
+SAMPLE_FLOWS = 20_000
+
+
+class Likely:
+    def __init__(self, topo: Topology) -> None:
+        self.fabric = Fabric.from_topology(topo)
+        (self.batch,) = list(generate(topo, SAMPLE_FLOWS, seed=1))
+        self.cache = HashCache(self.batch.flows)
+        self.candidates = lru_cache(maxsize=256)(self._candidates)
+
+    def _only(self, announcing: frozenset[str]) -> Fabric:
+        none: frozenset[int] = frozenset()
+        announces = {lb: v if lb in announcing else none for lb, v in self.fabric.announces.items()}
+        return replace(self.fabric, announces=announces)
+
+    def _candidates(
+        self, before: frozenset[str], after: frozenset[str], node: str
+    ) -> tuple[str, ...]:
+        if before == after or node not in after:
+            return ()
+        before_plan = Plan(self._only(before))
+        after_plan = Plan(self._only(after), base=before_plan)
+        first = before_plan.first_lb_id
+        batch: FlowBatch = self.batch
+
+        def index(p: Plan) -> np.ndarray:
+
+            last = route(p, batch, self.cache)[-1].astype(np.int64)
+            return np.where(last == NO_PATH, NO_PATH, last - first)
+
+        change = OwnerChange(self.fabric.lbs, index(before_plan), index(after_plan), batch)
+        return owner_candidates(change, node)
+
+    def owners(self, history: tuple[frozenset[str], ...], node: str) -> tuple[str, ...]:
+        """Newest change first: the owners under each older announced set of `history`."""
+        if not history:
+            return ()
+        now = history[-1]
+        out: dict[str, None] = {}
+        for older in reversed(history[:-1]):
+            out.update(dict.fromkeys(self.candidates(older, now, node)))
+        return tuple(out)

@@ -1,0 +1,119 @@
+"""Second chance run by the agents (real FRR, ExaBGP, HAProxy and agents on default.yaml):
+the table the agents load keeps long-lived connections through a drain, and it does not
+outlive its agent (SIGTERM stop, or death by SIGKILL: the lifeline guardian removes it).
+
+The lab's LB nodes have no routes to each other yet; the test adds host routes through r1
+(the underlay), as tests/integration/test_chance_forwarding.py does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anycast_ctl.chance import apply as chance
+from anycast_ctl.lab.experiments.longlived import LongLived
+from anycast_ctl.lab.net import daemons
+from anycast_ctl.lab.poll import wait_for
+from anycast_ctl.lab.topology_up import Lab
+
+pytestmark = pytest.mark.root
+DEFAULT = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
+CLI = str(Path(sys.executable).with_name("anycast-ctl"))
+LBS = ("lb1", "lb2", "lb3")
+
+
+def status(lab: Lab, lb: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [CLI, "status", "--config", str(lab.node_config_path(lb)), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return json.loads(done.stdout) if done.returncode == 0 else {}
+
+
+def chance_of(lab: Lab, lb: str) -> dict[str, Any]:
+    return dict(status(lab, lb).get("second_chance", {}))
+
+
+def agent_pid(exabgp_pid: int) -> int:
+    children = Path(f"/proc/{exabgp_pid}/task/{exabgp_pid}/children").read_text().split()
+    for pid in children:
+        if "agent" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+            return int(pid)
+    raise AssertionError(f"no agent under ExaBGP {exabgp_pid}")
+
+
+def test_moved_connections_survive_a_drain_and_the_table_dies_with_its_agent(
+    lab_tag: str,
+) -> None:
+    lab = Lab.up(DEFAULT, tag=lab_tag, timeout=90)
+    try:
+        plan = lab.topology.address_plan()
+        for lb in LBS:
+            gateway = str(plan.interface("r1", lb).ipv4.ip)
+            for peer in LBS:
+                if peer != lb:
+                    address = str(plan.interface(peer, "r1").ipv4.ip)
+                    subprocess.run(
+                        ["ip", "-n", lab.namespace(lb), "route", "replace", address,
+                         "via", gateway],
+                        check=True, timeout=30,
+                    )  # fmt: skip
+
+        def all_live() -> bool:
+            views = [chance_of(lab, lb) for lb in LBS]
+            return all(
+                v.get("table_loaded") and set(v.get("peers", {}).values()) == {"live"}
+                for v in views
+            )
+
+        wait_for(all_live, 30, what="every agent's table loaded and its peers live")
+        held = LongLived(lab, count=40, first_port=23000, run_id="chance").start()
+
+        drained = subprocess.run(
+            [CLI, "drain", "--config", str(lab.node_config_path("lb1")), "--reason", "test"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert drained.returncode == 0, drained.stderr
+        wait_for(lambda: "lb1" not in lab.fib_nexthops("r1", "web"), 10, what="lb1 withdrawn")
+        wait_for(
+            lambda: chance_of(lab, "lb2").get("peers", {}).get("lb1") == "drained",
+            5,
+            what="lb2 sees lb1 drained",
+        )
+        # lb1's connections now reach lb2 (the routers' hash), which sends them to lb1.
+        wait_for(
+            lambda: (
+                chance_of(lab, "lb2").get("forwarded", 0) > 0
+                and chance_of(lab, "lb1").get("arrived", 0) > 0
+            ),
+            10,
+            what="moved packets forwarded by lb2 and arriving at lb1",
+        )
+        conns = held.stop()
+        opened = [c for c in conns if c.opened is not None]
+        on_lb1 = [c for c in opened if c.lb == "lb1"]
+        assert len(opened) >= 36 and on_lb1, [c.lb for c in opened]
+        broken = [(c.lb, c.error) for c in opened if c.broken is not None]
+        assert broken == [], broken
+
+        # Stopped on purpose (SIGTERM, as systemctl stop): the agent removes its table.
+        assert chance.present(lab.namespace("lb2"))
+        daemons.stop(lab.daemon("lb2", "exabgp"), signal.SIGTERM, timeout=15)
+        wait_for(lambda: not chance.present(lab.namespace("lb2")), 15, what="lb2's table gone")
+
+        # Killed: the guardian removes it.
+        assert chance.present(lab.namespace("lb1"))
+        os.kill(agent_pid(lab.daemon("lb1", "exabgp").pid), signal.SIGKILL)
+        wait_for(lambda: not chance.present(lab.namespace("lb1")), 15, what="lb1's table gone")
+    finally:
+        lab.down()

@@ -199,7 +199,10 @@ class Lifeline:
 # ---------------------------------------------------------------- the guardian process
 # The second chance's table and overlay devices (render/chance.py: TABLE, device(); a unit
 # test keeps these in step): the guardian cannot import the package (-I -S).
-CHANCE_REMOVAL = "table ip anycast_chance {}\ndelete table ip anycast_chance\n"
+CHANCE_REMOVAL = (
+    "table ip anycast_chance {}\ndelete table ip anycast_chance\n"
+    "table ip6 anycast_chance {}\ndelete table ip6 anycast_chance\n"
+)
 CHANCE_DEVICES = ("acxch1", "acxch2", "acxch3")
 
 

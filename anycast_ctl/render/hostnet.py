@@ -189,6 +189,11 @@ def link_mtus(topology: Topology, plan: AddressPlan, node: str) -> list[tuple[st
     return out
 
 
+# A link going down flushes its IPv6 addresses by default (IPv4 ones stay): a router or LB
+# node whose link came back up would have none, and its IPv6 sessions could never return.
+KEEP_IPV6_ADDRESSES = {"net.ipv6.conf.all.keep_addr_on_down": 1}
+
+
 def router_sysctls(topology: Topology, router: str) -> dict[str, int]:
     """Forwarding and the router's effective multipath hashing (see Topology.hashing_for)."""
     h = topology.hashing_for(router)
@@ -203,6 +208,7 @@ def router_sysctls(topology: Topology, router: str) -> dict[str, int]:
             "net.ipv6.conf.all.forwarding": 1,
             "net.ipv6.fib_multipath_hash_policy": h.policy,
             "net.ipv6.fib_multipath_hash_fields": h.fields,
+            **KEEP_IPV6_ADDRESSES,
         }
     return out
 
@@ -214,6 +220,7 @@ def lb_sysctls(topology: Topology) -> dict[str, int]:
     out = {"net.ipv4.conf.all.ignore_routes_with_linkdown": 1}
     if topology.needs_ipv6:
         out["net.ipv6.conf.all.ignore_routes_with_linkdown"] = 1
+        out |= KEEP_IPV6_ADDRESSES
     return out
 
 

@@ -18,6 +18,7 @@ flows over the remaining routers, and the router can go.
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 
 from anycast_ctl.config.topology import Topology
@@ -111,7 +112,12 @@ def withdraw_upstream(lab: LabHandle, router: str) -> list[str]:
     lines = [f"route-map {DRAIN_MAP} deny 10", "exit", f"router bgp {topo.router(router).asn}"]
     for version in families:
         lines.append(f"address-family ipv{version} unicast")
-        lines += [f"neighbor {addr} route-map {DRAIN_MAP} out" for addr in peers]
+        # each session carries one family: an IPv6 peer's line in the IPv4 family is refused
+        lines += [
+            f"neighbor {addr} route-map {DRAIN_MAP} out"
+            for addr in peers
+            if ipaddress.ip_address(addr).version == version
+        ]
         lines.append("exit-address-family")
     _vtysh_config(lab, router, lines)
     for addr in peers:  # send the withdrawals now rather than at the next update round

@@ -3,6 +3,12 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
+# A second venv with ExaBGP 4.2 alone: the end-to-end tests run the agent (from $(VENV)) under
+# both ExaBGP 4.2 and 5.0 against real FRR. Pinned to the last 4.2 release.
+EXABGP42_VENV ?= .venv-exabgp42
+EXABGP42 := exabgp==4.2.25
+# The dedicated user ExaBGP and the agent run as (docs/systemd.md); the lab runs them as it too.
+SERVICE_USER := anycast-ctl
 APT_PACKAGES := frr haproxy iproute2 procps openssl nftables
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # promtool (checks and unit tests of docs/monitoring/alerts.yml) ships in Debian's prometheus
@@ -11,7 +17,7 @@ PROMTOOL_PACKAGE := prometheus
 PROMTOOL ?= promtool
 POLICY_RC_D ?= /usr/sbin/policy-rc.d
 
-.PHONY: all setup venv sysdeps lint test test-images unit integration demo bench images images-sysdeps clean
+.PHONY: all setup venv venv-exabgp42 service-user sysdeps lint test test-images unit integration demo bench images images-sysdeps clean
 
 all: test
 
@@ -22,6 +28,30 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The stamp names the pin, so changing the pin reinstalls; otherwise this costs nothing.
+EXABGP42_STAMP := $(EXABGP42_VENV)/.installed-$(subst ==,-,$(EXABGP42))
+$(EXABGP42_STAMP):
+	python3 -m venv $(EXABGP42_VENV)
+	$(EXABGP42_VENV)/bin/pip install -q --upgrade pip
+	$(EXABGP42_VENV)/bin/pip install -q '$(EXABGP42)'
+	touch $@
+
+venv-exabgp42: $(EXABGP42_STAMP)
+
+# The system user of docs/systemd/anycast-ctl.sysusers.conf, created only when missing (root
+# only): the lab runs ExaBGP and the agent as this user with CAP_NET_ADMIN alone, as the unit
+# does. Nothing else of the host changes.
+service-user:
+ifeq ($(IS_ROOT),yes)
+	@if ! getent passwd $(SERVICE_USER) >/dev/null; then \
+	  echo "creating system user $(SERVICE_USER) (useradd --system; no home, no login shell): ExaBGP and the agent run as it"; \
+	  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+	    --user-group --comment "anycast-ctl agent and ExaBGP" $(SERVICE_USER); \
+	fi
+else
+	@echo "not root: not creating user $(SERVICE_USER); the lab's privilege tests will be skipped"
+endif
 
 # System daemons for the lab and the end-to-end tests; only root can install them.
 # The lab runs its own FRR and HAProxy per namespace and never needs the system services.
@@ -62,7 +92,7 @@ else
 	@echo "not root: skipping apt packages ($(APT_PACKAGES) $(PROMTOOL_PACKAGE)); root-only and promtool tests will be skipped"
 endif
 
-setup: venv sysdeps
+setup: venv venv-exabgp42 sysdeps service-user
 
 # Style, import boundaries and types; `make test` runs it first, so a finding fails CI.
 lint: venv
@@ -127,4 +157,4 @@ images: venv images-sysdeps
 	time images/build.sh build/images $(BIN)/pip $(IMAGE_TAG) $(DEBIAN_MIRROR)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(EXABGP42_VENV) build *.egg-info

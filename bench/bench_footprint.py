@@ -32,6 +32,7 @@ from pathlib import Path
 
 from anycast_ctl.config.node import load_node_config
 from anycast_ctl.render.exabgp import agent_argv, render_exabgp
+from anycast_ctl.render.lb_layout import AS_ROOT
 
 SECONDS = float(os.environ.get("BENCH_FOOTPRINT_SECONDS", "60"))
 CASES = [("shared", 1), ("shared", 100), ("shared", 1000), ("distinct", 100), ("distinct", 1000)]
@@ -181,8 +182,11 @@ def _measure(shape: str, n: int, seconds: float, inside: list[str]) -> dict:
         (directory / "haproxy.cfg").write_text(haproxy_cfg(stats, fronts))
         (directory / "node.yaml").write_text(node_yaml(directory, n, shape, stats, fronts))
         config_path = directory / "node.yaml"
-        files = render_exabgp(
-            load_node_config(config_path), config_path, agent_argv([str(AGENT)], config_path)
+        files = render_exabgp(  # as root: its temporary directory and sockets are root's
+            load_node_config(config_path),
+            config_path,
+            agent_argv([str(AGENT)], config_path),
+            AS_ROOT,
         )
         for name, text in files.items():
             (directory / name).write_text(text)

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = Path("/run/anycast-ctl/agent.sock")
 SOCKET_MODE = 0o660
+# A directory the agent creates for its socket: the agent's user and group only (docs/systemd.md).
+SOCKET_DIR_MODE = 0o750
 IDLE_TIMEOUT = 30.0  # a connection that sends nothing for this long is closed
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
@@ -147,7 +149,7 @@ def _claim_path(path: Path) -> None:
         )
     if not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(path.parent, 0o755)
+        os.chmod(path.parent, SOCKET_DIR_MODE)
     try:
         st = os.lstat(path)
     except FileNotFoundError:

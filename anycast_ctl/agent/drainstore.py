@@ -190,11 +190,16 @@ def load_or_drain_all(path: str | Path, now: float) -> tuple[DrainState, UserErr
         return DrainState.drain_all(reason, now), exc
 
 
+# The agent's user writes it, its group (the operators') may read it, nobody else (docs/systemd.md).
+STATE_DIR_MODE = 0o750
+STATE_FILE_MODE = 0o640
+
+
 def save_drain_state(path: str | Path, state: DrainState) -> None:
     """Write atomically: a temporary file in the same directory, fsync, rename, fsync the
     directory. A crash leaves either the old file or the new one, never half of one."""
     path = Path(path)
-    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path.parent.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
     payload = json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -202,7 +207,7 @@ def save_drain_state(path: str | Path, state: DrainState) -> None:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, STATE_FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -215,8 +215,11 @@ class Metrics(StrictModel):
     listen_port: Port = 9567
 
 
+ExabgpDialect = Literal["4.2", "5.0"]
+
+
 class Exabgp(StrictModel):
-    dialect: Literal["4.2", "5.0"] = "5.0"
+    dialect: ExabgpDialect = "5.0"
 
 
 Days = Annotated[float, Field(ge=0, le=3650)]

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from anycast_ctl.config.address_plan import AddressPlan
+from anycast_ctl.config.node import ExabgpDialect
 from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab import state
@@ -25,6 +26,8 @@ from anycast_ctl.lab.net.cleanup import lab_pids, tag_namespaces
 from anycast_ctl.lab.nodes import backends, frr, lb
 from anycast_ctl.lab.nodes.files import write_node_files
 from anycast_ctl.lab.nodes.pki import MIN_VALIDITY, VALIDITY
+from anycast_ctl.render.lb_layout import AS_ROOT
+from anycast_ctl.render.node_config import EXABGP_DIALECT
 from anycast_ctl.render.node_files import (
     CA_FILE,
     ApiFor,
@@ -35,6 +38,8 @@ from anycast_ctl.render.node_files import (
 )
 
 TAG_PREFIX = "acx-"
+# The lab runs ExaBGP, the agent and HAProxy as root (lab/nodes/lb.py says why).
+LAB_RUN_AS = AS_ROOT
 LAB_FILE = "lab.json"
 TOPOLOGY_FILE = "topology.yaml"
 
@@ -77,7 +82,13 @@ def topology_text(topology: Topology | str | Path) -> tuple[Topology, str]:
     return load_topology(topology), Path(topology).read_text()
 
 
-def render(topology: Topology, tag: str, profile: str, api: ApiFor) -> NodeFiles:
+def render(
+    topology: Topology,
+    tag: str,
+    profile: str,
+    api: ApiFor,
+    exabgp: ExabgpDialect = EXABGP_DIALECT,
+) -> NodeFiles:
     """Every file the lab's nodes read, with the paths they have under the lab's state dir.
     Pure: each UserError of the topology surfaces here, before anything exists."""
     return topology_files(
@@ -88,6 +99,8 @@ def render(topology: Topology, tag: str, profile: str, api: ApiFor) -> NodeFiles
         profile=profile,
         frr_per_daemon=True,
         ca_file=state.state_dir(tag) / CA_FILE,  # the lab's own CA, for TLS checks
+        exabgp_dialect=exabgp,
+        run_as=LAB_RUN_AS,
     )
 
 
@@ -123,6 +136,7 @@ def start(
     text: str,
     say: Say,
     validity: dt.timedelta = VALIDITY,
+    exabgp: ExabgpDialect = EXABGP_DIALECT,
 ) -> None:
     """Write the file map, build the network, start every daemon (no convergence wait)."""
     with state.updating(tag):
@@ -158,4 +172,4 @@ def start(
     for node in lbs:
         lb.start_haproxy(tag, node, namespaces[node])
         lb.start_bfdd(tag, node, namespaces[node])
-        lb.start_exabgp(tag, node, namespaces[node])
+        lb.start_exabgp(tag, node, namespaces[node], exabgp)

@@ -22,6 +22,7 @@ from typing import Any
 
 from anycast_ctl.agent import control
 from anycast_ctl.config.address_plan import AddressPlan
+from anycast_ctl.config.node import ExabgpDialect
 from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab import bringup, state
@@ -46,6 +47,7 @@ from anycast_ctl.lab.observe.expect import (
 )
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.render.lb_layout import LbPaths, lb_paths
+from anycast_ctl.render.node_config import EXABGP_DIALECT
 from anycast_ctl.render.node_files import ApiFor, NodeFiles, node_files
 
 __all__ = ["Lab", "LabUpError", "running_labs", "tag_for"]
@@ -62,9 +64,11 @@ class Lab:
         topology: Topology,
         profile: str = "recommended",
         api: ApiFor | None = None,
+        exabgp: ExabgpDialect = EXABGP_DIALECT,
     ):
         self.tag, self.name, self.topology, self.profile = tag, name, topology, profile
         self.api = api or lab_agent_api()  # ExaBGP's API process on every LB node
+        self.exabgp = exabgp  # the ExaBGP version every LB node runs (the agent's dialect)
         self.bringup_seconds: float | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -80,20 +84,31 @@ class Lab:
         api: ApiFor | None = None,
         log: Say | None = None,
         cert_days: float | None = None,
+        exabgp: ExabgpDialect = EXABGP_DIALECT,
     ) -> Lab:
         """Build and start `topology`; `cert_days` shortens the lab certificates' validity
-        (default 2 days) to cross the topology's `certificates` thresholds on purpose."""
+        (default 2 days) to cross the topology's `certificates` thresholds on purpose;
+        `exabgp`: "5.0" (this venv's) or "4.2" (`make venv-exabgp42`) on every LB node."""
         validity = bringup.cert_validity(cert_days)
         topo, text = bringup.topology_text(topology)
         name = name or (tag.removeprefix(TAG_PREFIX) if tag else topo.name)
-        lab = cls(tag or tag_for(name), name, topo, profile, api)
+        lab = cls(tag or tag_for(name), name, topo, profile, api, exabgp)
         rendered = lab.render()  # every UserError in the topology surfaces before anything exists
         bringup.refuse_if_running(lab.tag, lab.name)
         say = log or (lambda _msg: None)
         started = time.monotonic()
         try:
             bringup.start(
-                lab.tag, lab.name, topo, lab.plan, rendered, lab._meta(), text, say, validity
+                lab.tag,
+                lab.name,
+                topo,
+                lab.plan,
+                rendered,
+                lab._meta(),
+                text,
+                say,
+                validity,
+                exabgp=exabgp,
             )
             say("waiting for BGP sessions and FIBs")
             lab.wait_converged(timeout, require_alive=True)
@@ -129,7 +144,13 @@ class Lab:
             )
         meta = json.loads(meta_path.read_text())
         topo = load_topology(state.state_dir(tag) / TOPOLOGY_FILE)
-        return cls(tag, meta["name"], topo, meta.get("profile", "recommended"))
+        return cls(
+            tag,
+            meta["name"],
+            topo,
+            meta.get("profile", "recommended"),
+            exabgp=meta.get("exabgp", EXABGP_DIALECT),
+        )
 
     def down(self) -> CleanupReport:
         return cleanup(self.tag)
@@ -140,7 +161,7 @@ class Lab:
     def render(self, api: ApiFor | None = None) -> NodeFiles:
         """Every node's files as this lab writes them (pure), with `api` (default: the lab's)
         as ExaBGP's API process."""
-        return bringup.render(self.topology, self.tag, self.profile, api or self.api)
+        return bringup.render(self.topology, self.tag, self.profile, api or self.api, self.exabgp)
 
     # ------------------------------------------------------------ names and paths
     @cached_property
@@ -220,9 +241,11 @@ class Lab:
             api=api or self.api,
             profile=self.profile,
             plan=self.plan,
+            exabgp_dialect=self.exabgp,
+            run_as=bringup.LAB_RUN_AS,
         )
         write_files(self.dir, rendered.files)
-        return lb_node.start_exabgp(self.tag, lb, self.namespace(lb))
+        return lb_node.start_exabgp(self.tag, lb, self.namespace(lb), self.exabgp)
 
     def exec(
         self, node: str, argv: list[str], *, timeout: float | None = 30.0, capture: bool = True
@@ -316,6 +339,7 @@ class Lab:
             "tag": self.tag,
             "topology": self.topology.name,
             "profile": self.profile,
+            "exabgp": self.exabgp,
         }
 
     def _check_daemons_alive(self) -> None:

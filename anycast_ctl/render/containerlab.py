@@ -31,6 +31,7 @@ from anycast_ctl.render.hostnet import (
     setup_commands,
     static_routes,
 )
+from anycast_ctl.render.lb_layout import AS_ROOT
 from anycast_ctl.render.node_files import agent_api, topology_files
 from anycast_ctl.render.templating import environment
 
@@ -118,6 +119,7 @@ def containerlab_files(topology: Topology, *, profile: str = "recommended") -> d
         profile=profile,
         frr_per_daemon=True,
         ca_file=PKI_DIR / "ca.pem",  # only TLS checks (certificates.tls_checks) read it
+        run_as=AS_ROOT,  # the images have no anycast-ctl user: containers run as root
     )
     files = rendered.files | cn.node_files(topology, rendered.certificates)
     files[clab_file_name(topology)] = _clab_yaml(topology, plan, routes)

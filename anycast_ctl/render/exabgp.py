@@ -7,9 +7,14 @@ The environment is chosen for failing closed (measured with ExaBGP 5.0.15; docs/
 - api.terminate = true: an agent that cannot even be started makes ExaBGP exit.
 - api.ack = true: the agent matches one `done`/`error` to every command it sends.
 - api.cli = false: no named pipes and no extra API process for `exabgp cli`.
-- daemon.user = root: the agent is ExaBGP's child and inherits its user; it needs
-  CAP_NET_ADMIN for the VIPs on the loopback and root-owned paths for its socket and state.
-The agent's own lifeline (anycast_ctl.agent.lifeline) stops ExaBGP when the agent dies or hangs.
+- daemon.user = anycast-ctl: ExaBGP is started as that user with CAP_NET_ADMIN alone (the unit's
+  AmbientCapabilities=, the lab's setpriv), which its child the agent inherits for the VIPs on
+  the loopback; an ExaBGP started as root by mistake drops to that user (without capabilities,
+  so the agent fails to add its VIPs and nothing is announced). Containers run it as root.
+- tcp.bind empty: ExaBGP only connects out to its routers and never listens (no port 179).
+The env differs between 4.2 and 5.0 only in the command that starts ExaBGP (`exabgp_argv`);
+the node config's `exabgp.dialect` says which one runs. The agent's own lifeline
+(anycast_ctl.agent.lifeline) stops ExaBGP when the agent dies or hangs.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from collections.abc import Sequence
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
-from anycast_ctl.agent.exabgp import announce_line, carriers
+from anycast_ctl.agent.exabgp import DIALECTS, announce_line, carriers
 from anycast_ctl.config.node import NodeConfig
 from anycast_ctl.errors import Problem, UserError
+from anycast_ctl.render.lb_layout import SERVICE, RunAs
 
 if TYPE_CHECKING:
     import jinja2
@@ -34,9 +40,8 @@ PROCESS_NAME = "anycast-agent"
 _RUN_WORD = re.compile(r"^[A-Za-z0-9_./:@%+=,-]+$")
 
 ENV_TEMPLATE = """\
-# {node}: ExaBGP environment rendered by `anycast-ctl render exabgp`; edits are overwritten.
-# Start: exabgp --env-file exabgp.env server exabgp.conf   (ExaBGP 5.0)
-#        exabgp --env exabgp.env exabgp.conf               (ExaBGP 4.2)
+# {node}: ExaBGP {version} environment rendered by `anycast-ctl render exabgp`; edits are
+# overwritten. Start: {start}
 
 [exabgp.api]
 # one `done`/`error` per command: the agent waits for it
@@ -51,10 +56,15 @@ cli = false
 encoder = json
 
 [exabgp.daemon]
-# the agent inherits this user: it needs CAP_NET_ADMIN for the VIPs on the loopback
-user = 'root'
+# Start ExaBGP as this user with CAP_NET_ADMIN alone (the agent, its child, inherits both: the
+# VIPs on the loopback). Started as root, ExaBGP drops to this user (and so to no capability).
+user = '{user}'
 daemonize = false
 pid = ''
+
+[exabgp.tcp]
+# no address: ExaBGP connects out to its routers and never listens (nothing binds port 179)
+bind = ''
 
 [exabgp.log]
 destination = 'stderr'
@@ -72,6 +82,17 @@ def _environment() -> jinja2.Environment:
 
 def _version(address: str) -> int:
     return ipaddress.ip_interface(address).version
+
+
+def exabgp_argv(program: str, version: str, env: PurePath, conf: PurePath) -> list[str]:
+    """The command line that starts ExaBGP `version` (a dialect) with these env and conf files.
+    4.2 has no subcommands, and takes its env file only as an absolute path (a relative one is
+    ignored: it then runs with the defaults, as user nobody; docs/exabgp.md)."""
+    if version == "4.2":
+        return [program, "--env", str(env), str(conf)]
+    if version == "5.0":
+        return [program, "--env-file", str(env), "server", str(conf)]
+    raise ValueError(f"unknown ExaBGP version {version!r} (known: {', '.join(DIALECTS)})")
 
 
 def exabgp_problems(config: NodeConfig) -> list[tuple[str, str]]:
@@ -140,9 +161,10 @@ def _neighbors(config: NodeConfig) -> list[dict[str, object]]:
 
 
 def render_exabgp(
-    config: NodeConfig, config_path: PurePath, api_argv: Sequence[str]
+    config: NodeConfig, config_path: PurePath, api_argv: Sequence[str], run_as: RunAs = SERVICE
 ) -> dict[str, str]:
-    """{'exabgp.conf': ..., 'exabgp.env': ...} for this node.
+    """{'exabgp.conf': ..., 'exabgp.env': ...} for this node, for the ExaBGP version its
+    `exabgp.dialect` names, run as `run_as.user`.
 
     ExaBGP runs `api_argv` as its API process (our agent: `agent_argv(program, config_path)`;
     the lab's baseline: ExaBGP's healthcheck). Each word must be plain: ExaBGP splits `run`
@@ -164,4 +186,8 @@ def render_exabgp(
             neighbors=_neighbors(config),
         )
     )
-    return {"exabgp.conf": conf, "exabgp.env": ENV_TEMPLATE.format(node=config.node)}
+    version = config.exabgp.dialect
+    here = PurePath("DIR")  # where both files are; ExaBGP 4.2 needs it absolute
+    start = " ".join(exabgp_argv("exabgp", version, here / "exabgp.env", here / "exabgp.conf"))
+    env = ENV_TEMPLATE.format(node=config.node, version=version, start=start, user=run_as.user)
+    return {"exabgp.conf": conf, "exabgp.env": env}

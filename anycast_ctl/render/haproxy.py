@@ -40,7 +40,14 @@ import jinja2
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.edge_policy import ClientCertificates, RateLimit
 from anycast_ctl.config.topology import Topology, Vip
-from anycast_ctl.render.lb_layout import ProxyGroup, check_profile, lb_paths, proxy_groups
+from anycast_ctl.render.lb_layout import (
+    SERVICE,
+    ProxyGroup,
+    RunAs,
+    check_profile,
+    lb_paths,
+    proxy_groups,
+)
 from anycast_ctl.render.templating import template
 
 # Explicit: HAProxy otherwise sizes it from `ulimit -n`; ~2 fds each fit a 20000 hard limit.
@@ -203,11 +210,14 @@ def render_haproxy(
     run_dir: Path,
     profile: str = "recommended",
     plan: AddressPlan | None = None,
+    run_as: RunAs = SERVICE,
 ) -> str:
-    """haproxy.cfg of LB node `lb`; its stats socket and pid file go under `run_dir/<lb>/`."""
+    """haproxy.cfg of LB node `lb`; its stats socket and pid file go under `run_dir/<lb>/`.
+    The socket is mode 660 with `run_as.group` (the agent's), or 600 without one."""
     plan = plan or topology.address_plan()
     return _template().render(
         node=lb,
+        socket_group=run_as.group,
         topology=topology.name,
         paths=lb_paths(run_dir, lb),
         maxconn=MAXCONN,
@@ -224,12 +234,14 @@ def render_haproxy(
 
 
 def haproxy_configs(
-    topology: Topology, *, run_dir: Path, profile: str = "recommended"
+    topology: Topology, *, run_dir: Path, profile: str = "recommended", run_as: RunAs = SERVICE
 ) -> dict[str, str]:
     """haproxy.cfg of every LB node that announces a VIP, by node name (as `node_configs`)."""
     plan = topology.address_plan()
     return {
-        lb.name: render_haproxy(topology, lb.name, run_dir=run_dir, profile=profile, plan=plan)
+        lb.name: render_haproxy(
+            topology, lb.name, run_dir=run_dir, profile=profile, plan=plan, run_as=run_as
+        )
         for lb in topology.lbs
         if lb.vips
     }

@@ -23,6 +23,25 @@ PROFILES: tuple[str, ...] = get_args(Profile)
 # so anything that crossed a router on its way (a spoofed OPEN from farther away) is dropped.
 LB_SESSION_HOPS = 1
 
+
+@dataclass(frozen=True)
+class RunAs:
+    """Who ExaBGP and the agent run as, and the group that may use HAProxy's stats socket.
+
+    The unit (docs/systemd/anycast-exabgp.service) and the lab start ExaBGP as SERVICE with
+    CAP_NET_ADMIN alone; ExaBGP's `daemon.user` names the same user, so an ExaBGP started as
+    root by mistake drops to it too. `group` None: the socket is HAProxy's user's only.
+    """
+
+    user: str
+    group: str | None
+
+
+SERVICE_USER = "anycast-ctl"  # docs/systemd/anycast-ctl.sysusers.conf
+SERVICE = RunAs(user=SERVICE_USER, group=SERVICE_USER)
+# Containers (render/containerlab.py) run everything as root, as their images have no such user.
+AS_ROOT = RunAs(user="root", group=None)
+
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
 

@@ -32,7 +32,7 @@ import yaml
 
 from anycast_ctl.config.address_plan import AddressPlan, BgpSession
 from anycast_ctl.config.loading import validate
-from anycast_ctl.config.node import NodeConfig
+from anycast_ctl.config.node import ExabgpDialect, NodeConfig
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.config.topology_model import Vip
 from anycast_ctl.render.lb_layout import (
@@ -44,7 +44,7 @@ from anycast_ctl.render.lb_layout import (
 )
 from anycast_ctl.render.node_chance import chance_section
 
-EXABGP_DIALECT = "5.0"  # the ExaBGP in our venv and lab
+EXABGP_DIALECT: ExabgpDialect = "5.0"  # the ExaBGP in our venv and lab
 
 
 def haproxy_check_name(vip: str) -> str:

@@ -28,13 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 from anycast_ctl.config.address_plan import AddressPlan
+from anycast_ctl.config.node import Exabgp, ExabgpDialect
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.render.bfdd import BFDD_CONF, render_bfdd
 from anycast_ctl.render.exabgp import agent_argv, render_exabgp
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import render_haproxy
+from anycast_ctl.render.lb_layout import SERVICE, RunAs
 from anycast_ctl.render.node_chance import TOPOLOGY_FILE, topology_yaml
-from anycast_ctl.render.node_config import node_config, node_config_yaml
+from anycast_ctl.render.node_config import EXABGP_DIALECT, node_config, node_config_yaml
 from anycast_ctl.render.plan import router_plans
 
 NODE_YAML = "node.yaml"
@@ -150,10 +152,14 @@ def node_files(
     plan: AddressPlan | None = None,
     state_dir: Path | None = None,
     ca_file: PurePath | None = None,
+    exabgp_dialect: ExabgpDialect = EXABGP_DIALECT,
+    run_as: RunAs = SERVICE,
 ) -> NodeFiles:
     """The files of one node (see the module's docstring); raises UserError for what the
-    topology cannot be rendered into. `ca_file`: the lab CA as LB nodes see it, for their TLS
-    checks (the topology's `certificates.ca_file` otherwise)."""
+    topology cannot be rendered into. `exabgp_dialect`: the ExaBGP version the LB nodes run;
+    `run_as`: who runs ExaBGP and the agent (the stats socket's group, ExaBGP's user).
+    `ca_file`: the lab CA as LB nodes see it, for their TLS checks (the topology's
+    `certificates.ca_file` otherwise)."""
     plan = plan or topology.address_plan()
     kind = topology.kind(node)
     out = NodeFiles()
@@ -171,14 +177,15 @@ def node_files(
             topology_file=conf_dir / TOPOLOGY_FILE,
             ca_file=ca_file,
         )
+        config = config.model_copy(update={"exabgp": Exabgp(dialect=exabgp_dialect)})
         process = api(node, conf_dir)
-        exabgp = render_exabgp(config, conf_dir / NODE_YAML, process.argv)
+        exabgp = render_exabgp(config, conf_dir / NODE_YAML, process.argv, run_as)
         bfdd = render_bfdd(config)
         out.files = {
             f"{node}/{NODE_YAML}": node_config_yaml(config, topology_name=topology.name),
             **({f"{node}/{BFDD_CONF}": bfdd} if bfdd is not None else {}),
             f"{node}/haproxy.cfg": render_haproxy(
-                topology, node, run_dir=run_dir, profile=profile, plan=plan
+                topology, node, run_dir=run_dir, profile=profile, plan=plan, run_as=run_as
             ),
             **{f"{node}/{name}": text for name, text in exabgp.items()},
             **{f"{node}/{name}": text for name, text in process.files.items()},
@@ -225,6 +232,8 @@ def topology_files(
     frr_per_daemon: bool = False,
     state_dir: Path | None = None,
     ca_file: PurePath | None = None,
+    exabgp_dialect: ExabgpDialect = EXABGP_DIALECT,
+    run_as: RunAs = SERVICE,
 ) -> NodeFiles:
     """`node_files` of every node, in topology order."""
     plan = topology.address_plan()
@@ -242,6 +251,8 @@ def topology_files(
                 plan=plan,
                 state_dir=state_dir,
                 ca_file=ca_file,
+                exabgp_dialect=exabgp_dialect,
+                run_as=run_as,
             )
         )
     return out

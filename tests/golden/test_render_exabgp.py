@@ -19,7 +19,8 @@ from anycast_ctl.cli import cli
 from anycast_ctl.config.node import NodeConfig, load_node_config
 from anycast_ctl.errors import UserError
 from anycast_ctl.render.bfdd import render_bfdd
-from anycast_ctl.render.exabgp import agent_argv, render_exabgp
+from anycast_ctl.render.exabgp import agent_argv, exabgp_argv, render_exabgp
+from anycast_ctl.render.lb_layout import AS_ROOT
 
 HERE = Path(__file__).parent / "exabgp"
 NODE = HERE / "node.yaml"
@@ -43,6 +44,38 @@ def test_render_matches_golden(name):
     files = render_exabgp(load_node_config(NODE), CONFIG_PATH, AGENT)
     assert sorted(files) == ["exabgp.conf", "exabgp.env"]
     check_golden(name, files[name])
+
+
+@pytest.mark.parametrize("name", ["exabgp.conf", "exabgp.env"])
+def test_render_for_exabgp_4_2_matches_golden(name):
+    config = load_node_config(NODE)
+    config = config.model_copy(
+        update={"exabgp": config.exabgp.model_copy(update={"dialect": "4.2"})}
+    )
+    check_golden(f"4.2-{name}", render_exabgp(config, CONFIG_PATH, AGENT)[name])
+
+
+def test_the_env_names_the_service_user_and_binds_nothing():
+    env = render_exabgp(load_node_config(NODE), CONFIG_PATH, AGENT)["exabgp.env"]
+    assert "user = 'anycast-ctl'" in env and "user = 'root'" not in env
+    assert "[exabgp.tcp]\n# no address: ExaBGP connects out to its routers" in env
+    assert "\nbind = ''\n" in env
+    root = render_exabgp(load_node_config(NODE), CONFIG_PATH, AGENT, AS_ROOT)["exabgp.env"]
+    assert "user = 'root'" in root
+
+
+def test_each_version_is_started_its_own_way():
+    env, conf = Path("/etc/x/exabgp.env"), Path("/etc/x/exabgp.conf")
+    assert exabgp_argv("exabgp", "5.0", env, conf) == [
+        "exabgp",
+        "--env-file",
+        str(env),
+        "server",
+        str(conf),
+    ]
+    assert exabgp_argv("exabgp", "4.2", env, conf) == ["exabgp", "--env", str(env), str(conf)]
+    with pytest.raises(ValueError, match="unknown ExaBGP version '4.1'"):
+        exabgp_argv("exabgp", "4.1", env, conf)
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

@@ -14,9 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
+from anycast_ctl.agent.exabgp import DIALECTS
+from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.net import daemons, netns
 from anycast_ctl.lab.nodes import frr
+from anycast_ctl.lab.nodes.common import exabgp_program
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.topology_up import Lab
 
@@ -27,9 +31,23 @@ CLI = str(Path(sys.executable).with_name("anycast-ctl"))
 VIP = "192.0.2.10/32"
 
 
-@pytest.fixture
-def lab(lab_tag):
-    return Lab.up(DEFAULT, tag=lab_tag, timeout=60)
+@pytest.fixture(params=DIALECTS, ids=lambda v: f"exabgp-{v}")
+def lab(request, lab_tag):
+    """The default lab with ExaBGP 5.0 (this venv's) or 4.2 (`make venv-exabgp42`'s) on every
+    LB node; the agent speaks that version's dialect."""
+    try:
+        exabgp_program(request.param)
+    except LabError as exc:  # only the 4.2 venv can be missing; `make test` makes it
+        pytest.skip(str(exc))
+    return Lab.up(DEFAULT, tag=lab_tag, timeout=60, exabgp=request.param)
+
+
+def test_each_lb_runs_the_exabgp_version_asked_for(lab):
+    exabgp = lab.daemon("lb1", "exabgp")
+    expected = exabgp_program(lab.exabgp)
+    assert expected in daemons.cmdline(exabgp.pid)
+    dialect = yaml.safe_load(lab.node_config_path("lb1").read_text())["exabgp"]["dialect"]
+    assert dialect == lab.exabgp
 
 
 def r1_uses(lab: Lab) -> list[str]:

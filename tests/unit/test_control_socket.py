@@ -173,7 +173,7 @@ def test_socket_file_mode_parent_dir_and_removal_on_close(tmp_path):
 
     sock_mode, dir_mode = serve(path, scenario)
     assert stat.S_ISSOCK(sock_mode) and stat.S_IMODE(sock_mode) == 0o660
-    assert stat.S_IMODE(dir_mode) == 0o755
+    assert stat.S_IMODE(dir_mode) == 0o750
     assert not path.exists()
 
 

@@ -88,7 +88,7 @@ def test_save_then_load_round_trips(tmp_path):
     save_drain_state(path, state)
     assert load_drain_state(path) == state
     assert json.loads(path.read_text())["vips"][A]["by"] == "alice"
-    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o640)
     assert [p.name for p in path.parent.iterdir()] == ["drain.json"]  # no temporary left behind
 
 

@@ -29,6 +29,7 @@ from anycast_ctl.render.exabgp import agent_argv, render_exabgp
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import haproxy_configs
 from anycast_ctl.render.hostnet import addresses, lb_sysctls, router_sysctls
+from anycast_ctl.render.lb_layout import AS_ROOT
 from anycast_ctl.render.node_config import node_config_yaml, node_configs
 from anycast_ctl.render.node_files import daemon_configs
 from anycast_ctl.render.plan import router_plans
@@ -91,9 +92,12 @@ def test_configs_are_the_other_renderers_output_with_container_paths(topo) -> No
     for lb, cfg in rendered.items():
         assert cfg.drain.state_file == state_dir / lb / "drain.json"  # not under /run
         assert files[f"{lb}/node.yaml"] == node_config_yaml(cfg, topology_name=topo.name)
-        assert files[f"{lb}/haproxy.cfg"] == haproxy_configs(topo, run_dir=run_dir)[lb]
+        # containers run as root: no service user in the images
+        assert (
+            files[f"{lb}/haproxy.cfg"] == haproxy_configs(topo, run_dir=run_dir, run_as=AS_ROOT)[lb]
+        )
         conf = CONF_DIR / "node.yaml"
-        exabgp = render_exabgp(cfg, conf, agent_argv(["anycast-ctl"], conf))
+        exabgp = render_exabgp(cfg, conf, agent_argv(["anycast-ctl"], conf), AS_ROOT)
         assert (files[f"{lb}/exabgp.conf"], files[f"{lb}/exabgp.env"]) == (
             exabgp["exabgp.conf"],
             exabgp["exabgp.env"],

@@ -21,6 +21,27 @@ def venv_script(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+# ExaBGP 4.2 lives in a venv of its own (`make venv-exabgp42`), beside this checkout's .venv.
+EXABGP42_VENV = ".venv-exabgp42"
+EXABGP42_ENV = "ANYCAST_CTL_EXABGP42"  # or the path of its `exabgp` script
+
+
+def exabgp_program(version: str) -> str:
+    """The `exabgp` script of ExaBGP `version`: 5.0 from this venv, 4.2 from its own."""
+    if version == "5.0":
+        return venv_script("exabgp")
+    if version != "4.2":
+        raise LabError(f"no ExaBGP {version} for the lab (known: 4.2, 5.0)")
+    program = os.environ.get(EXABGP42_ENV) or str(
+        Path(__file__).resolve().parents[3] / EXABGP42_VENV / "bin" / "exabgp"
+    )
+    if not os.access(program, os.X_OK):
+        raise LabError(
+            f"no ExaBGP 4.2 at {program}: run `make venv-exabgp42` (or set {EXABGP42_ENV})"
+        )
+    return program
+
+
 def lab_agent_api() -> ApiFor:
     """Our agent, from this venv, as ExaBGP's API process (the lab's default)."""
     return agent_api([venv_script("anycast-ctl")])

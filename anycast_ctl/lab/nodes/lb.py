@@ -12,9 +12,10 @@ from __future__ import annotations
 from anycast_ctl.lab import state
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.net.daemons import Daemon
-from anycast_ctl.lab.nodes.common import venv_script, wait_alive
+from anycast_ctl.lab.nodes.common import exabgp_program, wait_alive
 from anycast_ctl.lab.nodes.frr import start_daemon
 from anycast_ctl.render.bfdd import BFDD_CONF
+from anycast_ctl.render.exabgp import exabgp_argv
 from anycast_ctl.render.lb_layout import lb_paths
 
 HAPROXY = "haproxy"
@@ -37,14 +38,16 @@ def start_haproxy(tag: str, lb: str, netns: str, timeout: float = 10.0) -> Daemo
     return daemon
 
 
-def start_exabgp(tag: str, lb: str, netns: str) -> Daemon:
-    """ExaBGP as root in the LB's namespace, with the exabgp.conf and exabgp.env written there."""
+def start_exabgp(tag: str, lb: str, netns: str, version: str = "5.0") -> Daemon:
+    """ExaBGP `version` as root in the LB's namespace, with the exabgp.conf and exabgp.env
+    written there (rendered with `exabgp.daemon.user = root`: the lab's venv interpreter may
+    live where no other user can run it, e.g. under /root)."""
     directory = state.node_dir(tag, lb)
     conf, env = directory / "exabgp.conf", directory / "exabgp.env"
     return daemons.spawn(
         tag,
         lb,
-        [venv_script("exabgp"), "--env-file", str(env), "server", str(conf)],
+        exabgp_argv(exabgp_program(version), version, env, conf),
         netns=netns,
         log_path=directory / "exabgp.log",
         name="exabgp",

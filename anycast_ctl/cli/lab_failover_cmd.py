@@ -104,6 +104,15 @@ def _say(msg: str) -> None:
     "(0: none); the report counts the ones the event broke against the simulator's prediction.",
 )
 @click.option(
+    "--second-chance",
+    "second_chance",
+    type=click.Choice(["on", "off"]),
+    default=None,
+    help="Forward moved connections to their owner (the lab loads every LB node's table "
+    "itself, not the agent). Default: the product's, on where the topology enables it and "
+    "the routers' hashing is predictable.",
+)
+@click.option(
     "--json", "json_file", type=click.Path(dir_okay=False), help="Write the report as JSON here."
 )
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write a PNG plot here.")
@@ -117,6 +126,7 @@ def failover(
     baseline,
     rate,
     long_lived,
+    second_chance,
     json_file,
     plot_file,
 ) -> None:
@@ -124,7 +134,7 @@ def failover(
     LB node, kill or drain a router; time until every router's FIB drops it (and takes it
     back), count failed new connections and broken long-lived ones, compare the flows that
     moved with the simulator's prediction."""
-    from anycast_ctl.lab.experiments.failover import Settings, run_experiments
+    from anycast_ctl.lab.experiments.failover import Settings, run_experiments, second_chance_on
     from anycast_ctl.lab.experiments.router_acts import pick_router
     from anycast_ctl.lab.topology_up import Lab
 
@@ -151,7 +161,12 @@ def failover(
             implementations,
             scenarios,
             lb,
-            Settings(runs=runs, rate=rate, long_lived=long_lived),
+            Settings(
+                runs=runs,
+                rate=rate,
+                long_lived=long_lived,
+                second_chance=None if second_chance is None else second_chance == "on",
+            ),
             say=_say,
             router=chosen,
         )
@@ -165,6 +180,9 @@ def failover(
         "runs": runs,
         "rate": rate,
         "long_lived": long_lived,
+        "second_chance": second_chance_on(
+            lab.topology, None if second_chance is None else second_chance == "on"
+        ),
         **({"router": chosen} if chosen else {}),
         "scenarios": scenarios,
         "implementations": implementations,

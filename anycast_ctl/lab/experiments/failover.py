@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.lab.errors import LabError
+from anycast_ctl.lab.experiments import chance_driver
 from anycast_ctl.lab.experiments.baseline import Implementation
 from anycast_ctl.lab.experiments.failover_report import Measurement, long_lived_cell
 from anycast_ctl.lab.experiments.longlived import BrokenCounts, LongLived, broken_counts
@@ -53,6 +54,7 @@ from anycast_ctl.lab.experiments.traffic import (
 )
 from anycast_ctl.lab.handle import LabHandle
 from anycast_ctl.lab.observe.fibset import FibSet
+from anycast_ctl.sim.owners import unpredictable
 from anycast_ctl.sim.predict import predict_held
 
 Say = Callable[[str], None]
@@ -71,6 +73,9 @@ class Settings:
     # (False: its usual bound, reported as a miss; the quick bench saves those seconds)
     await_hold_timer: bool = True
     long_lived: int = 200  # connections held open through each run (0: none)
+    # Second chance, driven by the lab (chance_driver.py): None follows the product's default
+    # (on where the topology enables it and the routers' hashing is predictable).
+    second_chance: bool | None = None
     long_lived_interval: float = 0.05  # each one exchanges a line this often
     # An echo later than this: the connection is broken. Above three retransmissions
     # (0.2 + 0.4 + 0.8 s at TCP's minimum RTO), so a lossy second is not a break.
@@ -117,6 +122,21 @@ def moved_flows(
     observed = {i for i in both if before[i].lb != after[i].lb}
     predicted = {i for i in both if pred_before[i] != pred_after[i]}
     return len(observed), len(predicted), len(observed ^ predicted)
+
+
+def second_chance_on(topo: Topology, setting: bool | None) -> bool:
+    """Whether a run forwards: the setting, or the product's default for the topology."""
+    if setting is not None:
+        return setting
+    return topo.second_chance.enabled and not unpredictable(topo)
+
+
+def _forwarding_prediction(forwarding: bool, scenario: Scenario) -> str | None:
+    """How broken_counts predicts with forwarding: None (off, or a router event: the model's
+    prediction), "none" (the node still serves its connections), "own" (it lost them)."""
+    if not forwarding or scenario in ROUTER_SCENARIOS:
+        return None
+    return "none" if scenario.value in chance_driver.STILL_SERVING else "own"
 
 
 class Runner:
@@ -189,7 +209,14 @@ class Runner:
         orders, before = ({}, []) if quiet else self._probe_before()
         self._serial += 1
         run_id = f"{impl}-{scenario}-{self._serial}"
+        forwarding = second_chance_on(self.lab.topology, s.second_chance)
+        if forwarding:
+            chance_driver.load(self.lab)  # before the connections open: conntrack sees them
+        else:
+            chance_driver.unload(self.lab)
         held = self._hold(run_id)
+        if forwarding and held is not None:
+            chance_driver.load_owners(self.lab)
         load = SteadyLoad(
             self.lab,
             rate=s.rate,
@@ -252,7 +279,16 @@ class Runner:
         end = time.monotonic()
         counts: BrokenCounts | None = None
         if held is not None and ll_window is not None:
-            counts = broken_counts(self.lab.topology, conns, *ll_window[:2], lb, *ll_window[2:])
+            counts = broken_counts(
+                self.lab.topology,
+                conns,
+                *ll_window[:2],
+                lb,
+                *ll_window[2:],
+                forwarding=_forwarding_prediction(forwarding, scenario),
+            )
+            if forwarding:
+                notes.append("second chance on (lab-driven)")
             if counts.mismatch:
                 notes.append(f"long-lived broken unlike predicted: {counts.mismatch}")
         healthy = self._healthy(lb, quiet)

@@ -66,8 +66,13 @@ def broken_counts(
     node: str,
     before: Orders,
     after: Orders,
+    forwarding: str | None = None,
 ) -> BrokenCounts:
-    """Pure: count what an event at `since` broke by `until`, against the prediction."""
+    """Pure: count what an event at `since` broke by `until`, against the prediction.
+
+    forwarding (second chance on): "none" predicts no break (the node acted on still serves
+    its connections, the others are forwarded to their owners), "own" the node's own
+    connections only; None the simulator's prediction of which flows move."""
     held = [
         c
         for c in conns
@@ -77,7 +82,12 @@ def broken_counts(
     tuples = [c.five_tuple for c in held]
     pred_before = predict_held(topo, tuples, before) if held else []
     pred_after = predict_held(topo, tuples, after) if held else []
-    predicted = {i for i in range(len(held)) if pred_before[i] != pred_after[i]}
+    if forwarding == "none":
+        predicted: set[int] = set()
+    elif forwarding == "own":
+        predicted = {i for i, c in enumerate(held) if c.lb == node}
+    else:
+        predicted = {i for i in range(len(held)) if pred_before[i] != pred_after[i]}
     return BrokenCounts(
         open=len(held),
         broken=len(broken),

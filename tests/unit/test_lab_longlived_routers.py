@@ -111,6 +111,37 @@ def test_broken_counts_against_the_prediction_of_lb1_leaving():
     assert counts.broken == 0 and counts.mismatch == len(moved)  # after the window: not counted
 
 
+def test_with_forwarding_the_prediction_is_the_nodes_own_or_nothing():
+    t = topo("default")
+    before = {"web": {"r1": ["lb1", "lb2", "lb3"]}}
+    after = {"web": {"r1": ["lb2", "lb3"]}}
+    conns = [held(40000 + i, ("lb1", "lb2", "lb3")[i % 3]) for i in range(30)]
+    own = broken_counts(t, conns, 2.0, 9.0, "lb1", before, after, "own")
+    assert own.predicted == 10 and own.broken == 0 and own.mismatch == 10
+    none = broken_counts(t, conns, 2.0, 9.0, "lb1", before, after, "none")
+    assert none.predicted == none.mismatch == 0
+    model = broken_counts(t, conns, 2.0, 9.0, "lb1", before, after)
+    assert model.predicted > own.predicted  # lb2's moved ones too
+
+
+def test_second_chance_defaults_to_on_where_the_hashing_is_predictable():
+    from anycast_ctl.lab.experiments.failover import _forwarding_prediction, second_chance_on
+    from anycast_ctl.lab.experiments.scenarios import Scenario
+
+    t = topo("default")
+    assert second_chance_on(t, None) and not second_chance_on(t, False)
+    random_seed = t.model_copy(update={"hashing": t.hashing.model_copy(update={"seed": 0})})
+    assert not second_chance_on(random_seed, None)
+    off = t.model_copy(
+        update={"second_chance": t.second_chance.model_copy(update={"enabled": False})}
+    )
+    assert not second_chance_on(off, None) and second_chance_on(off, True)
+    assert _forwarding_prediction(True, Scenario.DRAIN) == "none"
+    assert _forwarding_prediction(True, Scenario.HAPROXY_KILL) == "own"
+    assert _forwarding_prediction(True, Scenario.ROUTER_KILL) is None
+    assert _forwarding_prediction(False, Scenario.HAPROXY_KILL) is None
+
+
 def test_no_connections_counts_nothing():
     counts = broken_counts(topo("default"), [], 0, 1, "lb1", {}, {})
     assert (counts.open, counts.broken, counts.predicted, counts.mismatch) == (0, 0, 0, 0)

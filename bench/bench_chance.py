@@ -1,0 +1,68 @@
+"""Second chance under long-lived TLS load, forwarding off vs on, in one run: default.yaml
+drain of lb1 and HAProxy kill on lb1, leaf-spine.yaml HAProxy kill on lb1 (one of eight
+withdrawn). Prints long_lived_broken and long_lived_broken_collateral side by side.
+
+The tables are loaded BY THE LAB (lab/experiments/chance_driver.py), not by the agent.
+
+Root only. Environment:
+    BENCH_CHANCE_RUNS   runs per scenario and setting (default 5; --quick: 1)
+    BENCH_CHANCE_HELD   long-lived connections per run (default 200; --quick: 100)
+--quick brings up two labs and runs six events: about 4-5 minutes here under load, far over
+40 s (a lab bring-up alone is 15-30 s); it is not part of the quick bench's budget unless run
+by name.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CASES = [("default", "drain"), ("default", "haproxy-kill"), ("leaf-spine", "haproxy-kill")]
+
+
+def main(quick: bool = False) -> None:
+    if os.geteuid() != 0:
+        print("bench_chance: skipped (needs root: network namespaces, FRR, HAProxy, ExaBGP)")
+        return
+    if quick and not os.environ.get("BENCH_CHANCE_QUICK"):
+        print("bench_chance: skipped in --quick (two labs, ~4-5 min; BENCH_CHANCE_QUICK=1 runs it)")
+        return
+    from anycast_ctl.lab.experiments.baseline import Implementation
+    from anycast_ctl.lab.experiments.failover import Settings, run_experiments
+    from anycast_ctl.lab.topology_up import Lab
+
+    runs = int(os.environ.get("BENCH_CHANCE_RUNS", "1" if quick else "5"))
+    held = int(os.environ.get("BENCH_CHANCE_HELD", "100" if quick else "200"))
+    started = time.monotonic()
+    rows = []
+    for topology in dict.fromkeys(t for t, _ in CASES):
+        scenarios = [s for t, s in CASES if t == topology]
+        lab = Lab.up(REPO / "topologies" / f"{topology}.yaml", f"bench-chance-{topology}")
+        try:
+            for on in (False, True):
+                for m in run_experiments(
+                    lab,
+                    [Implementation.ANYCAST.value],
+                    scenarios,
+                    "lb1",
+                    Settings(runs=runs, rate=10, long_lived=held, second_chance=on),
+                    say=lambda msg: print("  " + msg, flush=True),
+                    restore_to=None,
+                ):
+                    rows.append((topology, m.scenario, on, m))
+        finally:
+            lab.down()
+    print(f"\nsecond chance (lab-driven tables), {runs} runs x {held} long-lived connections")
+    print(f"{'topology':<11} {'scenario':<13} {'forwarding':<10} broken (per run)   collateral")
+    for topology, scenario in CASES:
+        for on in (False, True):
+            ms = [m for t, s, o, m in rows if (t, s, o) == (topology, scenario, on)]
+            broken = "/".join(f"{m.long_lived_broken}/{m.long_lived}" for m in ms)
+            collateral = "/".join(str(m.long_lived_broken_collateral) for m in ms)
+            print(
+                f"{topology:<11} {scenario:<13} {'on' if on else 'off':<10} {broken:<18} "
+                f"{collateral}"
+            )
+    print(f"({time.monotonic() - started:.0f} s)")

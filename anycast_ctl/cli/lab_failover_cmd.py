@@ -108,9 +108,8 @@ def _say(msg: str) -> None:
     "second_chance",
     type=click.Choice(["on", "off"]),
     default=None,
-    help="Forward moved connections to their owner (the lab loads every LB node's table "
-    "itself, not the agent). Default: the product's, on where the topology enables it and "
-    "the routers' hashing is predictable.",
+    help="on: the lab loads every LB node's second-chance table itself (per-flow entries); "
+    "off: the lab removes every table before each run. Default: whatever the agent does.",
 )
 @click.option(
     "--json", "json_file", type=click.Path(dir_okay=False), help="Write the report as JSON here."
@@ -134,7 +133,7 @@ def failover(
     LB node, kill or drain a router; time until every router's FIB drops it (and takes it
     back), count failed new connections and broken long-lived ones, compare the flows that
     moved with the simulator's prediction."""
-    from anycast_ctl.lab.experiments.failover import Settings, run_experiments, second_chance_on
+    from anycast_ctl.lab.experiments.failover import Settings, run_experiments
     from anycast_ctl.lab.experiments.router_acts import pick_router
     from anycast_ctl.lab.topology_up import Lab
 
@@ -180,9 +179,7 @@ def failover(
         "runs": runs,
         "rate": rate,
         "long_lived": long_lived,
-        "second_chance": second_chance_on(
-            lab.topology, None if second_chance is None else second_chance == "on"
-        ),
+        "second_chance": second_chance or "deployment",
         **({"router": chosen} if chosen else {}),
         "scenarios": scenarios,
         "implementations": implementations,

@@ -73,11 +73,9 @@ class Settings:
     # (False: its usual bound, reported as a miss; the quick bench saves those seconds)
     await_hold_timer: bool = True
     long_lived: int = 200  # connections held open through each run (0: none)
-    # Second chance, driven by the lab (chance_driver.py): None follows the product's default
-    # (on where the topology enables it and the routers' hashing is predictable). The library
-    # keeps it off unless asked, so earlier figures and tests mean what they meant; the CLI's
-    # `--second-chance` defaults to None, the product's default.
-    second_chance: bool | None = False
+    # Second chance driven by the lab (chance_driver.py): True loads the lab's tables, False
+    # removes every table before each run, None leaves them to the deployment (the agent).
+    second_chance: bool | None = None
     long_lived_interval: float = 0.05  # each one exchanges a line this often
     # An echo later than this: the connection is broken. Above three retransmissions
     # (0.2 + 0.4 + 0.8 s at TCP's minimum RTO), so a lossy second is not a break.
@@ -211,10 +209,10 @@ class Runner:
         orders, before = ({}, []) if quiet else self._probe_before()
         self._serial += 1
         run_id = f"{impl}-{scenario}-{self._serial}"
-        forwarding = second_chance_on(self.lab.topology, s.second_chance)
+        forwarding = s.second_chance is True
         if forwarding:
             chance_driver.load(self.lab)  # before the connections open: conntrack sees them
-        else:
+        elif s.second_chance is False:
             chance_driver.unload(self.lab)
         held = self._hold(run_id)
         if forwarding and held is not None:

@@ -31,14 +31,22 @@ from typing import TYPE_CHECKING, Any
 from anycast_ctl.agent import fsm
 from anycast_ctl.agent.control import ControlServer, serve_control
 from anycast_ctl.agent.drainstore import DrainState, load_or_drain_all, save_drain_state
+from anycast_ctl.agent.established import EstablishedError, read_established
 from anycast_ctl.agent.exabgp import PeerState, RouteWriter, Shutdown
 from anycast_ctl.agent.failsafe import Failsafe
 from anycast_ctl.agent.health import CheckResult, Health
 from anycast_ctl.agent.observe import CheckCrashed, Observer
 from anycast_ctl.agent.scheduling import CheckScheduling
 from anycast_ctl.agent.speaker import Speaker
-from anycast_ctl.agent.status import damping_view, exabgp_status, status_payload, transition_line
+from anycast_ctl.agent.status import (
+    connections_view,
+    damping_view,
+    exabgp_status,
+    status_payload,
+    transition_line,
+)
 from anycast_ctl.agent.vips import desired_for
+from anycast_ctl.chance.connections import count_by_vip
 from anycast_ctl.config.node import LoopbackMode, NodeConfig, Vip
 from anycast_ctl.errors import UserError
 
@@ -344,7 +352,7 @@ class AgentRuntime(CheckScheduling):
     # ------------------------------------------------------------------ control socket
     async def handle_control(self, request, peer) -> dict:
         if request.op == "status":
-            return self.status()
+            return await self.status_with_connections()
         targets = list(request.vips) or list(self.vips)  # the server already refused unknown VIPs
         now = self.clock()
         if request.op == "drain":
@@ -359,7 +367,16 @@ class AgentRuntime(CheckScheduling):
             self.chance.drained(all(self.drains.is_drained(a) is not None for a in self.vips))
         save_drain_state(self.config.drain.state_file, self.drains)
         await self._step_all([(self.vips[address], None) for address in targets])
-        return self.status()
+        return await self.status_with_connections()
+
+    async def status_with_connections(self) -> dict:
+        """The status plus the connections still open to our VIPs, counted now."""
+        payload = self.status()
+        try:
+            text = await read_established()
+        except EstablishedError as exc:
+            return {**payload, **connections_view(None, str(exc))}
+        return {**payload, **connections_view(count_by_vip(text, self.vips))}
 
     def status(self) -> dict:
         speaker = self.speaker

@@ -119,3 +119,12 @@ def status_payload(
             }
         )
     return {"ok": True, "node": config.node, "exabgp": exabgp, "vips": vips}
+
+
+def connections_view(by_vip: Mapping[str, int] | None, error: str = "") -> dict[str, object]:
+    """`connections_left` (established TCP connections to this node's VIPs, summed) and the
+    per-VIP counts; when they could not be read, None and why (an unknown count is not 0:
+    `drain --wait` must not tell an operator HAProxy may stop)."""
+    if by_vip is None:
+        return {"connections_left": None, "connections_left_by_vip": {}, "connections_error": error}
+    return {"connections_left": sum(by_vip.values()), "connections_left_by_vip": dict(by_vip)}

@@ -46,3 +46,20 @@ def parse_established(text: str, vips: Iterable[tuple[str, int]]) -> list[FlowKe
         if (local, local_port) in wanted:
             flows.append((peer, peer_port, local, local_port))
     return flows
+
+
+def count_by_vip(text: str, vips: Iterable[str]) -> dict[str, int]:
+    """Established connections per VIP (any port), keyed as given ('192.0.2.10/32' or a bare
+    address); every VIP has a key, 0 when nothing is left. The local end is the first ADDR:PORT
+    field of a line, as in `parse_established`. A connection whose peer is one of the VIPs too
+    is the node talking to itself (a health check of the VIP), not a client's: not counted."""
+    keys = {str(ipaddress.ip_address(v.partition("/")[0])): v for v in vips}
+    counts = dict.fromkeys(keys.values(), 0)
+    for line in text.splitlines():
+        ends = [e for e in (_endpoint(f) for f in line.split()) if e is not None]
+        if len(ends) < 2:
+            continue
+        key = keys.get(ends[0][0])
+        if key is not None and ends[1][0] not in keys:
+            counts[key] += 1
+    return counts

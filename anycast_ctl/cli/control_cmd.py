@@ -132,22 +132,110 @@ def _done(verb: str, vips: list[str], response: dict, as_json: bool) -> None:
     click.echo(f"{verb} {target}" + (f": {message}" if message else ""))
 
 
-@click.command(epilog=_EPILOG)
+_DRAIN_EPILOG = (
+    "Exit codes: 0 done (with --wait: no connections left); 1 the agent answered but could"
+    " not do it, or --wait timed out with connections left; 2 bad input, refused, or no agent"
+    " listening."
+)
+DEFAULT_WAIT_S = 300.0
+POLL_INTERVAL_S = 0.5
+AGENT_TIMEOUT_S = 5.0  # each request to the agent; `drain --timeout` is the --wait bound
+
+
+def _left_text(left: object) -> str:
+    if not isinstance(left, int) or isinstance(left, bool):
+        return "an unknown number of connections left"
+    return f"{left} connection{'' if left == 1 else 's'} left"
+
+
+def _left(response: dict) -> int | None:
+    value = response.get("connections_left")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def wait_drained(path: Path, first: dict, limit: float) -> tuple[int | None, float, bool]:
+    """Poll the agent's status until no connection to its VIPs is left or `limit` seconds
+    pass: (connections left, seconds waited, timed out). Progress lines go to stderr."""
+    start = time.monotonic()
+    response, shown = first, object()
+    while True:
+        left, waited = _left(response), time.monotonic() - start
+        if left == 0:
+            return 0, waited, False
+        if waited >= limit:
+            return left, waited, True
+        if left != shown:
+            why = response.get("connections_error")
+            click.echo(
+                f"waiting: {_left_text(left)} after {waited:.1f} s" + (f" ({why})" if why else ""),
+                err=True,
+            )
+            shown = left
+        time.sleep(min(POLL_INTERVAL_S, max(0.0, limit - waited)))
+        response = call_agent(path, {"op": "status"}, AGENT_TIMEOUT_S)
+
+
+@click.command(epilog=_DRAIN_EPILOG)
 @click.argument("vips", nargs=-1)
 @click.option(
     "--reason", required=True, help="Why (logged and shown in status with your user name)."
 )
-@_connection_options
+@click.option(
+    "--wait",
+    is_flag=True,
+    help=(
+        "After the drain, wait until no established connection to the node's VIPs is left"
+        " (polled every 0.5 s; progress on stderr), so HAProxy can be stopped."
+    ),
+)
+@click.option(
+    "--timeout",
+    type=Finite(0, 86400, low_open=True),
+    default=None,
+    help=f"With --wait: give up after this many seconds (default {DEFAULT_WAIT_S:g}; exit 1).",
+)
+@click.option(
+    "--socket",
+    "socket_opt",
+    type=click.Path(dir_okay=False),
+    help=(
+        "The agent's control socket (default: control.socket of --config, else of"
+        f" /etc/anycast-ctl/node.yaml if it exists, else {DEFAULT_SOCKET})."
+    ),
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="Node config file: its control.socket is used (default /etc/anycast-ctl/node.yaml).",
+)
 @_json_option
-def drain(vips, reason, config, socket_opt, timeout, as_json) -> None:
+def drain(vips, reason, wait, timeout, config, socket_opt, as_json) -> None:
     """Take VIPS (default: every VIP of the node) out of service: the agent withdraws them
-    and keeps them withdrawn, across restarts, until `undrain`."""
+    and keeps them withdrawn, across restarts, until `undrain`. With --wait, return when the
+    node's existing connections are gone (or at --timeout); --json then prints
+    {"connections_left": N, "waited_s": T, "timed_out": bool}."""
     if not reason.strip():
         raise UserError.single("<argument>", "--reason", "must not be empty: say why you drain")
+    if timeout is not None and not wait:
+        raise UserError.single("<argument>", "--timeout", "only with --wait (how long to wait)")
     targets = normalize_vips(vips)
     path = socket_path(socket_opt, config)
-    response = call_agent(path, {"op": "drain", "vips": targets, "reason": reason}, timeout)
-    _done("drained", targets, response, as_json)
+    payload = {"op": "drain", "vips": targets, "reason": reason}
+    response = call_agent(path, payload, AGENT_TIMEOUT_S)
+    if not wait:
+        _done("drained", targets, response, as_json)
+        return
+    if not as_json:
+        _done("drained", targets, response, False)
+    limit = DEFAULT_WAIT_S if timeout is None else timeout
+    left, waited, timed_out = wait_drained(path, response, limit)
+    if as_json:
+        summary = {"connections_left": left, "waited_s": round(waited, 3), "timed_out": timed_out}
+        click.echo(json.dumps(summary))
+    if timed_out:
+        raise AgentFailed(f"timed out after {waited:.1f} s: {_left_text(left)}")
+    if not as_json:
+        click.echo(f"no connections left after {waited:.1f} s")
 
 
 @click.command(epilog=_EPILOG)

@@ -81,8 +81,25 @@ def _exabgp_line(node: str, exabgp: dict, now: float) -> str:
     return line
 
 
+def _connections_line(payload: dict) -> str | None:
+    """'connections left: 3 (192.0.2.10/32 2, 2001:db8::10/128 1)'; None from an agent that
+    does not count them."""
+    if "connections_left" not in payload:
+        return None
+    left = payload.get("connections_left")
+    if not isinstance(left, int) or isinstance(left, bool):
+        return f"connections left: unknown ({payload.get('connections_error') or 'not counted'})"
+    by_vip = payload.get("connections_left_by_vip")
+    parts = []
+    if isinstance(by_vip, dict):
+        parts = [f"{vip} {n}" for vip, n in by_vip.items() if isinstance(n, int) and n]
+    return f"connections left: {left}" + (f" ({', '.join(parts)})" if parts else "")
+
+
 def format_status(payload: dict, now: float) -> str:
-    lines = [_exabgp_line(str(payload.get("node", "?")), payload.get("exabgp") or {}, now), ""]
+    lines = [_exabgp_line(str(payload.get("node", "?")), payload.get("exabgp") or {}, now)]
+    connections = _connections_line(payload)
+    lines += ([connections] if connections else []) + [""]
     vips = payload.get("vips") or []
     if not vips:
         return "\n".join(lines + ["no VIPs configured"])

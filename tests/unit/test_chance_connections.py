@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from anycast_ctl.chance.connections import parse_established
+from anycast_ctl.chance.connections import count_by_vip, parse_established
 from anycast_ctl.config.topology import load_topology
 from anycast_ctl.sim.fabric import Event, Fabric
 from anycast_ctl.sim.owners import forward_entries, owned_batch, owner_change
@@ -54,3 +54,11 @@ def test_a_nodes_connections_give_the_entries_of_the_nodes_that_gain_them() -> N
 def test_owned_batch_names_a_flow_that_fits_no_client() -> None:
     with pytest.raises(ValueError, match="flow 0, field src: 203.0.113.1 is in no client"):
         owned_batch(load_topology(TOPOLOGY), [("203.0.113.1", 1, "192.0.2.10", 443)])
+
+
+def test_count_by_vip_counts_every_port_of_each_vip_and_skips_the_nodes_own() -> None:
+    text = SS + "0 0 192.0.2.10:443 192.0.2.10:41000\n0 0 192.0.2.10:41000 192.0.2.10:443\n"
+    counts = count_by_vip(text, ["192.0.2.10/32", "2001:db8:0::10/128", "192.0.2.20/32"])
+    # 443 x3, the mapped one, 8443; the node's own connection to its VIP (both ends) is not
+    assert counts == {"192.0.2.10/32": 5, "2001:db8:0::10/128": 1, "192.0.2.20/32": 0}
+    assert count_by_vip("", ["192.0.2.10"]) == {"192.0.2.10": 0}

@@ -258,3 +258,95 @@ def test_without_socket_or_config_the_installed_node_config_names_the_socket(tmp
     assert control_cmd.socket_path(None, None) == Path("/run/anycast-ctl/lb1/agent.sock")
     monkeypatch.setattr(node, "DEFAULT_CONFIG", tmp_path / "absent.yaml")
     assert control_cmd.socket_path(None, None) == control_cmd.DEFAULT_SOCKET
+
+
+class DrainingAgent(Agent):
+    """Answers every request with the next count of connections left (the last one repeats)."""
+
+    def __init__(self, path, counts):
+        super().__init__(path)
+        self.counts = list(counts)
+
+    async def handle(self, req, peer):
+        self.requests.append(req)
+        left = self.counts.pop(0) if len(self.counts) > 1 else self.counts[0]
+        extra = {"connections_error": "ss: no answer"} if left is None else {}
+        return {**status_payload(time.time()), "connections_left": left, **extra}
+
+
+def test_drain_wait_returns_when_no_connection_is_left(sock):
+    with DrainingAgent(sock, [2, 1, 0]) as agent:
+        code, out, err = run_cli(
+            "drain", "--wait", "--timeout", "30", "--reason", "r", "--socket", str(sock)
+        )
+    assert code == 0, err
+    assert [r.op.value for r in agent.requests] == ["drain", "status", "status"]
+    assert "waiting: 2 connections left" in err and "waiting: 1 connection left" in err
+    assert out.splitlines()[-1].startswith("no connections left after ")
+
+
+def test_drain_wait_times_out_with_exit_1_saying_how_many_are_left(sock):
+    with DrainingAgent(sock, [1]) as agent:
+        started = time.monotonic()
+        code, _, err = run_cli(
+            "drain", "--wait", "--timeout", "1.2", "--reason", "r", "--socket", str(sock)
+        )
+        took = time.monotonic() - started
+    assert code == 1
+    assert err.splitlines()[-1].startswith("error: timed out after 1.")
+    assert err.splitlines()[-1].endswith(": 1 connection left")
+    assert 1.2 <= took < 20
+    assert len(agent.requests) >= 3  # polled, not one long sleep
+
+
+def test_drain_wait_json_summary_and_an_unknown_count_is_never_done(sock):
+    with DrainingAgent(sock, [None]):
+        code, out, err = run_cli(
+            "drain", "--wait", "--timeout", "0.6", "--json", "--reason", "r", "--socket", str(sock)
+        )
+    assert code == 1
+    summary = json.loads(out)
+    assert summary["connections_left"] is None and summary["timed_out"] is True
+    assert summary["waited_s"] >= 0.6
+    assert "unknown number of connections left" in err
+    with DrainingAgent(sock, [0]):
+        code, out, err = run_cli(
+            "drain", "--wait", "--json", "--reason", "r", "--socket", str(sock)
+        )
+    assert code == 0, err
+    assert json.loads(out) == {
+        "connections_left": 0,
+        "waited_s": json.loads(out)["waited_s"],
+        "timed_out": False,
+    }
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "abc", "1e9"])
+def test_drain_bad_timeout_exits_2_naming_it(sock, value):
+    with DrainingAgent(sock, [0]) as agent:
+        code, _, err = run_cli(
+            "drain", "--wait", "--timeout", value, "--reason", "r", "--socket", str(sock)
+        )
+    assert code == 2
+    assert "--timeout" in err and "Traceback" not in err
+    assert agent.requests == []
+
+
+def test_drain_timeout_without_wait_is_refused(sock):
+    with DrainingAgent(sock, [0]) as agent:
+        code, _, err = run_cli("drain", "--timeout", "5", "--reason", "r", "--socket", str(sock))
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "--timeout" in err and "--wait" in err
+    assert agent.requests == []
+
+
+def test_status_table_shows_connections_left():
+    payload = {
+        **status_payload(NOW),
+        "connections_left": 3,
+        "connections_left_by_vip": {"192.0.2.10/32": 3, "2001:db8::10/128": 0},
+    }
+    assert "connections left: 3 (192.0.2.10/32 3)" in format_status(payload, NOW).splitlines()
+    unknown = {**status_payload(NOW), "connections_left": None, "connections_error": "ss: boom"}
+    assert "connections left: unknown (ss: boom)" in format_status(unknown, NOW)
+    assert "connections left" not in format_status(status_payload(NOW), NOW)

@@ -131,12 +131,31 @@ def second_chance_on(topo: Topology, setting: bool | None) -> bool:
     return topo.second_chance.enabled and not unpredictable(topo)
 
 
-def _forwarding_prediction(forwarding: bool, scenario: Scenario) -> str | None:
-    """How broken_counts predicts with forwarding: None (off, or a router event: the model's
-    prediction), "none" (the node still serves its connections), "own" (it lost them)."""
-    if not forwarding or scenario in ROUTER_SCENARIOS:
+# Events after which the agent's own second chance still forwards to the acted-on node: its
+# agent lives and tells its peers it serves (a drain), or nothing was withdrawn. Any other LB
+# event stops its heartbeats or marks it down, so its peers forward it nothing: its own
+# connections break, the others' are forwarded to their owners.
+AGENT_STILL_SERVING = frozenset({"drain", "flaky", "steady"})
+
+
+def _forwarding_prediction(forwarding: str | None, scenario: Scenario) -> str | None:
+    """How broken_counts predicts, given who forwards (None: nobody, "lab": the lab's tables,
+    "agent": the agent's own): None (the model's prediction of which flows move; also for a
+    router event), "none" (the node still serves its connections), "own" (it lost them)."""
+    if forwarding is None or scenario in ROUTER_SCENARIOS:
         return None
-    return "none" if scenario.value in chance_driver.STILL_SERVING else "own"
+    serving = chance_driver.STILL_SERVING if forwarding == "lab" else AGENT_STILL_SERVING
+    return "none" if scenario.value in serving else "own"
+
+
+def forwarder(topo: Topology, setting: bool | None, implementation: Implementation) -> str | None:
+    """Who forwards moved connections in a run: the lab (setting True), nobody (False, or a
+    baseline, which runs no agent), or the agent where the topology leaves it on (None)."""
+    if setting is True:
+        return "lab"
+    if setting is None and implementation is Implementation.ANYCAST:
+        return "agent" if second_chance_on(topo, None) else None
+    return None
 
 
 class Runner:
@@ -210,6 +229,7 @@ class Runner:
         self._serial += 1
         run_id = f"{impl}-{scenario}-{self._serial}"
         forwarding = s.second_chance is True
+        who_forwards = forwarder(self.lab.topology, s.second_chance, dep.implementation)
         if forwarding:
             chance_driver.load(self.lab)  # before the connections open: conntrack sees them
         elif s.second_chance is False:
@@ -285,10 +305,10 @@ class Runner:
                 *ll_window[:2],
                 lb,
                 *ll_window[2:],
-                forwarding=_forwarding_prediction(forwarding, scenario),
+                forwarding=_forwarding_prediction(who_forwards, scenario),
             )
-            if forwarding:
-                notes.append("second chance on (lab-driven)")
+            if who_forwards is not None:
+                notes.append(f"second chance on ({who_forwards}-driven)")
             if counts.mismatch:
                 notes.append(f"long-lived broken unlike predicted: {counts.mismatch}")
         healthy = self._healthy(lb, quiet)

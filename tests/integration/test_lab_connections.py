@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from anycast_ctl.lab.experiments.failover import Runner, Settings
 from anycast_ctl.lab.experiments.failover_report import Measurement
@@ -25,11 +26,24 @@ TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 HELD = 200
 
 
-def measure(lab_tag: str, topology: str, plan: list[tuple[Scenario, str]]) -> list[Measurement]:
+def without_second_chance(topology: str, directory: Path) -> Path:
+    """A copy of a shipped topology with the agents' second chance off: what plain
+    hash-threshold ECMP breaks is what these tests measure (test_lab_second_chance.py and
+    test_chance_agent.py prove the forwarding)."""
+    data = yaml.safe_load((TOPOLOGIES / f"{topology}.yaml").read_text())
+    data["second_chance"] = {"enabled": False}
+    copy = directory / f"{topology}.yaml"
+    copy.write_text(yaml.safe_dump(data, sort_keys=False))
+    return copy
+
+
+def measure(
+    lab_tag: str, tmp_path: Path, topology: str, plan: list[tuple[Scenario, str]]
+) -> list[Measurement]:
     from anycast_ctl.lab.experiments.baseline import Implementation
     from anycast_ctl.lab.topology_up import Lab
 
-    lab = Lab.up(TOPOLOGIES / f"{topology}.yaml", tag=lab_tag, timeout=90)
+    lab = Lab.up(without_second_chance(topology, tmp_path), tag=lab_tag, timeout=90)
     try:
         dep = deploy(lab, Implementation.ANYCAST)
         settings = Settings(runs=1, rate=10, probe_flows=40, long_lived=HELD)
@@ -52,8 +66,8 @@ def assert_broken_as_predicted(m: Measurement) -> None:
     assert abs(m.long_lived_broken - m.long_lived_predicted_broken) <= tolerance(m), m
 
 
-def test_spine_kill_with_one_seed_for_both_spines_breaks_almost_no_connection(lab_tag):
-    (m,) = measure(lab_tag, "leaf-spine", [(Scenario.ROUTER_KILL, "s1")])
+def test_spine_kill_with_one_seed_for_both_spines_breaks_almost_no_connection(lab_tag, tmp_path):
+    (m,) = measure(lab_tag, tmp_path, "leaf-spine", [(Scenario.ROUTER_KILL, "s1")])
     assert m.withdraw_s is not None and m.recover_s is not None, m
     assert m.long_lived is not None and m.long_lived >= 0.9 * HELD, m
     assert m.long_lived_predicted_broken == 0, m
@@ -61,8 +75,8 @@ def test_spine_kill_with_one_seed_for_both_spines_breaks_almost_no_connection(la
     assert m.moved == 0 and m.moved_mismatch == 0, m
 
 
-def test_spine_kill_with_a_seed_per_spine_breaks_what_the_simulator_predicted(lab_tag):
-    (m,) = measure(lab_tag, "leaf-spine-per-spine-seeds", [(Scenario.ROUTER_KILL, "s1")])
+def test_spine_kill_with_a_seed_per_spine_breaks_what_the_simulator_predicted(lab_tag, tmp_path):
+    (m,) = measure(lab_tag, tmp_path, "leaf-spine-per-spine-seeds", [(Scenario.ROUTER_KILL, "s1")])
     assert_broken_as_predicted(m)
     # Half the flows cross s1 and 7 of 8 of those are re-hashed elsewhere: about 44 %.
     assert m.long_lived_predicted_broken is not None and m.long_lived is not None
@@ -70,9 +84,9 @@ def test_spine_kill_with_a_seed_per_spine_breaks_what_the_simulator_predicted(la
     assert m.long_lived_broken_collateral == m.long_lived_broken, m  # no LB node acted on
 
 
-def test_drain_haproxy_kill_and_router_drain_break_as_predicted_on_hybrid(lab_tag):
+def test_drain_haproxy_kill_and_router_drain_break_as_predicted_on_hybrid(lab_tag, tmp_path):
     plan = [(Scenario.DRAIN, "lb1"), (Scenario.HAPROXY_KILL, "lb1"), (Scenario.ROUTER_DRAIN, "r1")]
-    drain, kill, router_drain = measure(lab_tag, "hybrid", plan)
+    drain, kill, router_drain = measure(lab_tag, tmp_path, "hybrid", plan)
     for m in (drain, kill):
         assert_broken_as_predicted(m)
         # lb1's third goes, and hash-threshold ECMP moves some of the others' flows too.

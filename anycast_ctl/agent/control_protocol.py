@@ -1,8 +1,12 @@
 """The control socket's protocol, pure: request parsing, who may ask, the error replies.
 
 One JSON object per line in each direction.
-    request:  {"op": "drain" | "undrain" | "status", "vips": ["192.0.2.10/32"], "reason": "..."}
-              "vips" absent or empty = the whole node; "reason" is required for drain.
+    request:  {"op": "drain" | "undrain" | "status", "vips": ["192.0.2.10/32"], "reason": "...",
+               "connections": true}
+              "vips" absent or empty = the whole node; "reason" is required for drain;
+              "connections" (default false): count the established connections left to the
+              node's VIPs for the reply (`connections_left`); asked by `status` and by
+              `drain --wait`'s polls, not by scripts that poll the state.
     response: {"ok": true, ...payload} or {"ok": false, "error": "...", "kind": KIND}
               KIND is "refused" (caller not allowed), "bad_request" (the request is wrong) or
               "failed" (the agent could not do it); the CLI exits 2 for the first two, 1 otherwise.
@@ -43,6 +47,7 @@ class ControlRequest:
     op: Op
     vips: tuple[str, ...] = ()  # normalized host prefixes; empty = the whole node
     reason: str = ""
+    connections: bool = False  # count the connections left to the VIPs for the reply
 
     @property
     def whole_node(self) -> bool:
@@ -179,7 +184,7 @@ def parse_request(raw: bytes, known_vips: Collection[str] | None) -> ControlRequ
 
     problems = [
         Problem(SOURCE, key, "unknown field")
-        for key in sorted(set(data) - {"op", "vips", "reason"})
+        for key in sorted(set(data) - {"op", "vips", "reason", "connections"})
     ]
     op_value = data.get("op")
     op = None
@@ -197,6 +202,11 @@ def parse_request(raw: bytes, known_vips: Collection[str] | None) -> ControlRequ
     reason = ""
     if "reason" in data:
         reason = _text(data["reason"], "reason", problems) or ""
+    connections = data.get("connections", False)
+    if not isinstance(connections, bool):
+        problems.append(
+            Problem(SOURCE, "connections", f"must be true or false, not {connections!r}")
+        )
     if op is Op.DRAIN and not reason and not any(p.where == "reason" for p in problems):
         problems.append(
             Problem(
@@ -206,7 +216,7 @@ def parse_request(raw: bytes, known_vips: Collection[str] | None) -> ControlRequ
     if problems:
         raise UserError(problems)
     assert op is not None  # a missing or unknown op is one of the problems
-    return ControlRequest(op=op, vips=vips, reason=reason)
+    return ControlRequest(op=op, vips=vips, reason=reason, connections=connections is True)
 
 
 def peek_op(raw: bytes) -> str | None:

@@ -352,7 +352,7 @@ class AgentRuntime(CheckScheduling):
     # ------------------------------------------------------------------ control socket
     async def handle_control(self, request, peer) -> dict:
         if request.op == "status":
-            return await self.status_with_connections()
+            return await self.reply(request.connections)
         targets = list(request.vips) or list(self.vips)  # the server already refused unknown VIPs
         now = self.clock()
         if request.op == "drain":
@@ -367,13 +367,15 @@ class AgentRuntime(CheckScheduling):
             self.chance.drained(all(self.drains.is_drained(a) is not None for a in self.vips))
         save_drain_state(self.config.drain.state_file, self.drains)
         await self._step_all([(self.vips[address], None) for address in targets])
-        return await self.status_with_connections()
+        return await self.reply(request.connections)
 
-    async def status_with_connections(self) -> dict:
-        """The status plus the connections still open to our VIPs, counted now."""
+    async def reply(self, connections: bool) -> dict:
+        """The status, plus the connections still open to our VIPs counted now if asked."""
         payload = self.status()
+        if not connections:
+            return payload
         try:
-            text = await read_established()
+            text = await read_established(self.vips)
         except EstablishedError as exc:
             return {**payload, **connections_view(None, str(exc))}
         return {**payload, **connections_view(count_by_vip(text, self.vips))}

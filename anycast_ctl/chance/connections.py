@@ -1,4 +1,5 @@
-"""A node's own connections to its VIPs, from `ss -Htn state established` (pure parsing).
+"""A node's own connections to its VIPs, from `ss -Htn state established` (pure parsing, and
+the filter expression that makes the kernel dump only those).
 
 These are the flows whose previous owner is this node once the routers move them: fed to
 `sim.owners.owner_change` (through `owned_batch`), they give the entries every other node
@@ -46,6 +47,20 @@ def parse_established(text: str, vips: Iterable[tuple[str, int]]) -> list[FlowKe
         if (local, local_port) in wanted:
             flows.append((peer, peer_port, local, local_port))
     return flows
+
+
+def ss_filter_argv(vips: Iterable[str]) -> tuple[str, ...]:
+    """`ss` arguments that dump only the established TCP sockets whose local address is one of
+    `vips` ('192.0.2.10/32' or bare): ss compiles the expression to inet_diag bytecode, so the
+    kernel skips every other socket instead of the agent parsing them. The kernel matches an
+    IPv4 condition against a dual-stack socket's ::ffff:a.b.c.d too. Empty: nothing to ask.
+    IPv6 addresses go in brackets (ss reads a bare one's last group as a port)."""
+    terms: list[str] = []
+    for vip in dict.fromkeys(str(ipaddress.ip_address(v.partition("/")[0])) for v in vips):
+        terms += [*(("or",) if terms else ()), "src", f"[{vip}]" if ":" in vip else vip]
+    if not terms:
+        return ()
+    return ("ss", "-Htn", "state", "established", "(", *terms, ")")
 
 
 def count_by_vip(text: str, vips: Iterable[str]) -> dict[str, int]:

@@ -172,7 +172,7 @@ def wait_drained(path: Path, first: dict, limit: float) -> tuple[int | None, flo
             )
             shown = left
         time.sleep(min(POLL_INTERVAL_S, max(0.0, limit - waited)))
-        response = call_agent(path, {"op": "status"}, AGENT_TIMEOUT_S)
+        response = call_agent(path, {"op": "status", "connections": True}, AGENT_TIMEOUT_S)
 
 
 @click.command(epilog=_DRAIN_EPILOG)
@@ -221,6 +221,8 @@ def drain(vips, reason, wait, timeout, config, socket_opt, as_json) -> None:
     targets = normalize_vips(vips)
     path = socket_path(socket_opt, config)
     payload = {"op": "drain", "vips": targets, "reason": reason}
+    if wait:
+        payload["connections"] = True  # the first count comes with the drain's reply
     response = call_agent(path, payload, AGENT_TIMEOUT_S)
     if not wait:
         _done("drained", targets, response, as_json)
@@ -262,7 +264,7 @@ def status(config, socket_opt, timeout, as_json) -> None:
     """Each VIP's state, announcement, drain (who/why) and last check results, and
     whether ExaBGP is alive."""
     path = socket_path(socket_opt, config)
-    response = call_agent(path, {"op": "status"}, timeout)
+    response = call_agent(path, {"op": "status", "connections": True}, timeout)
     problems = status_shape_problems(response)
     if problems:
         raise UserError(

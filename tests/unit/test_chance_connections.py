@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from anycast_ctl.chance.connections import count_by_vip, parse_established
+from anycast_ctl.chance.connections import count_by_vip, parse_established, ss_filter_argv
 from anycast_ctl.config.topology import load_topology
 from anycast_ctl.sim.fabric import Event, Fabric
 from anycast_ctl.sim.owners import forward_entries, owned_batch, owner_change
@@ -62,3 +62,16 @@ def test_count_by_vip_counts_every_port_of_each_vip_and_skips_the_nodes_own() ->
     # 443 x3, the mapped one, 8443; the node's own connection to its VIP (both ends) is not
     assert counts == {"192.0.2.10/32": 5, "2001:db8:0::10/128": 1, "192.0.2.20/32": 0}
     assert count_by_vip("", ["192.0.2.10"]) == {"192.0.2.10": 0}
+
+
+def test_ss_filter_asks_the_kernel_for_established_sockets_local_to_the_vips_only() -> None:
+    argv = ss_filter_argv(["192.0.2.10/32", "2001:DB8:0::10/128", "192.0.2.10", "192.0.2.20"])
+    assert argv == (
+        "ss", "-Htn", "state", "established",
+        "(", "src", "192.0.2.10", "or", "src", "[2001:db8::10]", "or", "src", "192.0.2.20", ")",
+    )  # fmt: skip
+    assert ss_filter_argv(["2001:db8::10/128"])[-4:] == ("(", "src", "[2001:db8::10]", ")")
+
+
+def test_ss_filter_without_vips_asks_nothing() -> None:
+    assert ss_filter_argv([]) == ()

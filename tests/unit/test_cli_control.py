@@ -141,6 +141,16 @@ def test_status_json_is_the_raw_response(sock):
     assert response["vips"][1]["drain"]["reason"] == "kernel upgrade"
 
 
+def test_status_asks_for_the_connections_left_and_a_plain_drain_does_not(sock):
+    with Agent(sock) as agent:
+        assert run_cli("status", "--socket", str(sock))[0] == 0
+        assert run_cli("drain", "--reason", "r", "--socket", str(sock))[0] == 0
+    assert [(r.op.value, r.connections) for r in agent.requests] == [
+        ("status", True),
+        ("drain", False),
+    ]
+
+
 def test_drain_normalizes_vips_and_sends_the_reason(sock):
     with Agent(sock) as agent:
         code, out, err = run_cli(
@@ -281,6 +291,7 @@ def test_drain_wait_returns_when_no_connection_is_left(sock):
         )
     assert code == 0, err
     assert [r.op.value for r in agent.requests] == ["drain", "status", "status"]
+    assert all(r.connections for r in agent.requests)  # each reply carries a fresh count
     assert "waiting: 2 connections left" in err and "waiting: 1 connection left" in err
     assert out.splitlines()[-1].startswith("no connections left after ")
 

@@ -57,6 +57,12 @@ GOOD = [
         req(op="drain", reason="  upgrade  "),
         ControlRequest(Op.DRAIN, (), "upgrade"),
     ),
+    (
+        "status counting the connections left",
+        req(op="status", connections=True),
+        ControlRequest(Op.STATUS, (), "", connections=True),
+    ),
+    ("connections false", req(op="status", connections=False), ControlRequest(Op.STATUS)),
     ("trailing newline is fine", req(op="status") + b"\n", ControlRequest(Op.STATUS, (), "")),
 ]
 
@@ -100,6 +106,7 @@ BAD = [
     ("reason with newline", req(op="drain", reason="a\nb"), "reason", "control characters"),
     ("reason too long", req(op="drain", reason="x" * 501), "reason", "too long"),
     ("unknown field", req(op="status", force=True), "force", "unknown field"),
+    ("connections not a boolean", req(op="status", connections=1), "connections", "true or false"),
     (
         "oversized",
         b'{"op": "drain", "reason": "' + b"x" * MAX_REQUEST_BYTES + b'"}',

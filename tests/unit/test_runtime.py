@@ -261,3 +261,19 @@ async def test_a_session_coming_back_up_reannounces_what_is_up(tmp_path, service
     assert runtime.speaker.peers == {"10.0.0.1": True}
     runtime.stopping.set()
     await task
+
+
+@in_loop
+async def test_connections_left_are_counted_only_when_the_request_asks(tmp_path, service):
+    await service.start()
+    runtime, exabgp, task, _ = await start_agent(tmp_path, service.port)
+    await poll(lambda: runtime._control is not None)
+    sock = str(tmp_path / "agent.sock")
+    plain = await asyncio.to_thread(request, sock, {"op": "status"})
+    assert plain["ok"] and "connections_left" not in plain
+    asked = await asyncio.to_thread(request, sock, {"op": "status", "connections": True})
+    # The VIP is not on this host: nothing is left (or, without ss, the count is unknown).
+    assert asked["connections_left"] in (0, None)
+    assert set(asked["connections_left_by_vip"]) <= {VIP}
+    runtime.stopping.set()
+    await task

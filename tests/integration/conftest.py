@@ -50,8 +50,15 @@ def _print_logs(tag: str) -> None:
 
 
 # Root tests name labs and namespaces acx-<kind><pid>-... or acx-<kind>-<pid>-...; a pid of
-# three or more digits keeps by-hand labs such as "acx-adv1" out of the sweep.
-_TEST_TAG = re.compile(r"^acx-[a-z]+-?(\d{3,})(?:-[0-9a-f]+)?$")
+# three or more digits keeps by-hand labs such as "acx-adv1" out of the sweep. Runs sharing a
+# machine may give `lab_tag` another prefix (ANYCAST_TEST_LAB_PREFIX=cm: cm-t<pid>-0); the
+# sweep then looks only at that prefix's labs.
+LAB_PREFIX = os.environ.get("ANYCAST_TEST_LAB_PREFIX", "acx")
+if not re.fullmatch(r"[a-z]{2,4}", LAB_PREFIX):
+    raise pytest.UsageError(
+        f"ANYCAST_TEST_LAB_PREFIX: {LAB_PREFIX!r} must be 2 to 4 lowercase letters"
+    )
+_TEST_TAG = re.compile(rf"^{LAB_PREFIX}-[a-z]+-?(\d{{3,}})(?:-[0-9a-f]+)?$")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -78,7 +85,7 @@ def _sweep_labs_of_dead_test_runs():
 def make_lab_tag(request) -> Iterator[Callable[..., str]]:
     tags: list[str] = []
 
-    def make(prefix: str = "acx-t") -> str:
+    def make(prefix: str = f"{LAB_PREFIX}-t") -> str:
         tag = f"{prefix}{os.getpid()}-{next(_serial)}"
         cleanup(tag)  # only a dead run with our pid could have left something under this tag
         tags.append(tag)

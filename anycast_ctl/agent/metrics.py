@@ -7,11 +7,16 @@ of the library's global default registry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from anycast_ctl.agent.chance_metrics import ChanceCollector
 from anycast_ctl.agent.fsm import VipState
 from anycast_ctl.agent.health import CheckResult
 from anycast_ctl.agent.status import DampingView
+from anycast_ctl.chance.metrics_view import ChanceView
+from anycast_ctl.chance.nft_counters import ChanceCounters
 
 # Fast checks: most answer in well under a millisecond on loopback; timeouts sit near 0.1-1 s.
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -96,6 +101,12 @@ class AgentMetrics:
             ["vip"],
             registry=self.registry,
         )
+
+    def watch_chance(
+        self, view: Callable[[], ChanceView], read: Callable[[], ChanceCounters]
+    ) -> None:
+        """The second chance's metrics (agent/chance_metrics.py), read at each scrape."""
+        self.registry.register(ChanceCollector(view, read))
 
     def observe_check(self, result: CheckResult) -> None:
         self.check_results.labels(result.check, result.health.value).inc()

@@ -93,6 +93,8 @@ class AgentRuntime(CheckScheduling):
             from anycast_ctl.chance.agent import ChanceAgent
 
             self.chance = ChanceAgent(config)
+            if metrics is not None:
+                metrics.watch_chance(self.chance.metrics_view, self.chance.read_counters)
 
     # ------------------------------------------------------------------ config
     def _apply(self, config: NodeConfig) -> None:

@@ -21,6 +21,8 @@ from typing import Any
 
 from anycast_ctl.chance import apply as chance_io
 from anycast_ctl.chance.likely import Likely
+from anycast_ctl.chance.metrics_view import ChanceView
+from anycast_ctl.chance.nft_counters import ChanceCounters
 from anycast_ctl.chance.peers import PeerTable, decode, encode
 from anycast_ctl.chance.planner import announced_set, plan
 from anycast_ctl.config.node import NodeConfig
@@ -29,6 +31,7 @@ from anycast_ctl.render.chance import ChancePlan
 log = logging.getLogger("anycast_ctl.agent.chance")
 HISTORY = 4  # announced sets remembered: connections older than a few changes are rare
 COUNTERS_EVERY = 1.0
+COUNTERS_TIMEOUT = 2.0  # one metrics scrape's nft read; Prometheus' default timeout is 10 s
 
 
 class _Beats(asyncio.DatagramProtocol):
@@ -56,6 +59,8 @@ class ChanceAgent:
         self.loaded = False
         self.error: str | None = None
         self.counters: dict[str, int] = {}
+        self.table_generation = 0  # tables applied since start (metrics: each update shows)
+        self.table_updated_at: float | None = None  # monotonic time of the last apply
         self._transport: asyncio.DatagramTransport | None = None
         self._changed = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -208,6 +213,8 @@ class ChanceAgent:
                 self.error = str(exc)
                 log.error("second chance: applying the table failed: %s", exc)
                 return
+            self.table_generation += 1
+            self.table_updated_at = time.monotonic()
             first = not self.loaded
             self.applied, self.loaded, self.error = wanted, True, None
             log.info(
@@ -233,3 +240,18 @@ class ChanceAgent:
             if self.drain_deadline is None
             else round(max(0.0, self.drain_deadline - time.monotonic()), 1),
         }
+
+    def metrics_view(self) -> ChanceView:
+        """What the metrics show besides the counters (read from the metrics thread)."""
+        updated = self.table_updated_at
+        return ChanceView(
+            peers=dict(self._states) or {p.name: "down" for p in self.cfg.peers},
+            loaded=self.loaded,
+            forwarding=self.loaded and self._state() != "gone",
+            generation=self.table_generation,
+            age=None if updated is None else max(0.0, time.monotonic() - updated),
+        )
+
+    def read_counters(self) -> ChanceCounters:
+        """One `nft` run; ChanceError if it fails (the metrics count that, they never guess)."""
+        return chance_io.read_counters(self.netns, timeout=COUNTERS_TIMEOUT)

@@ -2,8 +2,9 @@
 removed (the one place that runs `nft`, `ip` and `bridge` for it).
 
     apply_plan(plan, netns="acx-sc42-lb2")   # devices first (nft resolves them), then the table
-    counters(netns)                            # {"forwarded": packets, "arrived": packets}
-                                               # (IPv4 and IPv6 tables together)
+    counters(netns)                            # {"forwarded": packets, "arrived": packets,
+                                               #  "forwarded_lb1": ...} (both tables together)
+    read_counters(netns)                       # packets and bytes per peer, one nft run
     remove(netns)                              # table and devices gone; safe to call twice
 
 The ruleset replaces the table in one nft transaction, so updating the entries never opens a
@@ -18,13 +19,13 @@ import json
 import subprocess
 from collections.abc import Sequence
 
+from anycast_ctl.chance.nft_counters import ChanceCounters, CountersFormatError, parse_counters
 from anycast_ctl.render.chance import (
-    FAMILY,
-    TABLE,
     VXLAN_PORT,
     ChancePlan,
     OverlayDevice,
     device,
+    forwarded_counter,
     overlay_devices,
     removal,
     ruleset,
@@ -145,23 +146,27 @@ def remove(netns: str | None = None, timeout: float = 10.0) -> None:
             _run(["ip", "link", "del", "dev", device(level)], netns, timeout)
 
 
+def read_counters(netns: str | None = None, timeout: float = 10.0) -> ChanceCounters:
+    """Packets and bytes of each named counter of both tables, in one `nft` run (cheap
+    enough for every metrics scrape); not `present` when neither table is there."""
+    out = _run(["nft", "-j", "list", "counters"], netns, timeout)
+    try:
+        return parse_counters(out)
+    except CountersFormatError as exc:
+        raise ChanceError(str(exc)) from None
+
+
 def counters(netns: str | None = None, timeout: float = 10.0) -> dict[str, int]:
-    """Packets through each named counter, the IPv4 and IPv6 tables' added up; {} when
-    neither table is there."""
-    result: dict[str, int] = {}
-    for family in FAMILY.values():
-        try:
-            out = _run(["nft", "-j", "list", "counters", "table", family, TABLE], netns, timeout)
-        except ChanceError as exc:
-            if "No such file" in str(exc):
-                continue
-            raise
-        for item in json.loads(out).get("nftables", []):
-            counter = item.get("counter")
-            if isinstance(counter, dict):
-                name = str(counter["name"])
-                result[name] = result.get(name, 0) + int(counter["packets"])
-    return result
+    """Packets through the counters: "forwarded" (to every peer), "arrived", and
+    "forwarded_<peer>" for each peer; {} when neither table is there."""
+    read = read_counters(netns, timeout)
+    if not read.present:
+        return {}
+    return {
+        "forwarded": read.forwarded_total.packets,
+        "arrived": read.arrived.packets,
+        **{forwarded_counter(peer): c.packets for peer, c in read.forwarded.items()},
+    }
 
 
 def present(netns: str | None = None, timeout: float = 10.0) -> bool:

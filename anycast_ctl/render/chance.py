@@ -18,6 +18,10 @@ Hops are counted by device: a packet arriving from a client is forwarded over le
 (`acxch1`); one arriving on level k with no state here is forwarded over level k+1; one
 arriving on the last level is never forwarded again. So no packet crosses more than
 `hop_limit` LB nodes after the first, and none can loop.
+
+Counters (named, read by chance/nft_counters.py): `forwarded_<peer>` for what each live peer
+was sent, at any level, and `arrived` for what came in over the overlay. Per-flow entries are
+a verdict map into one chain per peer (`to_<peer>`), so each packet is counted by its target.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ OVERLAY_FIRST_OCTET = 100
 OVERLAY6_PREFIX = "fd00:ac5c"  # level k's IPv6 overlay: fd00:ac5c:k::/64
 FAMILY = {4: "ip", 6: "ip6"}
 MAX_NODES = 254
+ARRIVED = "arrived"  # named counter: packets that came in over the overlay, from a peer
+FORWARDED_PREFIX = "forwarded_"  # + peer name: named counter of the packets sent to that peer
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,16 @@ def device(level: int) -> str:
     return f"acxch{level}"
 
 
+def forwarded_counter(peer: str) -> str:
+    """The named counter of the packets this node sent to `peer`, at any level (node names
+    are letters, digits, '_' and '-': nft identifiers as they are)."""
+    return f"{FORWARDED_PREFIX}{peer}"
+
+
+def peer_chain(peer: str) -> str:
+    return f"to_{peer}"
+
+
 def overlay_address(level: int, index: int, version: int = 4) -> str:
     """Node `index`'s address on level `level`'s overlay: 169.254.(100+level).(index+1), and
     for IPv6 the unique-local fd00:ac5c:LEVEL::(index+1) (hex)."""
@@ -185,17 +201,21 @@ def _table(plan: ChancePlan, version: int) -> list[str]:
         *_elements([f"{vip} . {port}" for vip, port in vips]),
         "\t}",
         "\tmap owners {",
-        f"\t\ttype {addr} . inet_service . {addr} . inet_service : {addr}",
+        f"\t\ttype {addr} . inet_service . {addr} . inet_service : verdict",
         *_elements(
             [
-                f"{s} . {sp} . {d} . {dp} : {overlay_address(1, by_name[e.owner].index, version)}"
+                f"{s} . {sp} . {d} . {dp} : goto {peer_chain(e.owner)}"
                 for e in entries
                 for s, sp, d, dp in [e.flow]
             ]
         ),
         "\t}",
-        '\tcounter forwarded { comment "sent to the owner or the fallback chain" }',
-        '\tcounter arrived { comment "received from another LB node" }',
+        *(
+            f'\tcounter {forwarded_counter(p.name)} {{ comment "sent to {p.name}" }}'
+            for p in plan.peers
+        ),
+        f'\tcounter {ARRIVED} {{ comment "received from another LB node" }}',
+        *(line for p in plan.peers for line in _peer_chain(p, version)),
         "\tchain prerouting {",
         "\t\ttype filter hook prerouting priority mangle; policy accept;",
     ]
@@ -207,7 +227,7 @@ def _table(plan: ChancePlan, version: int) -> list[str]:
     lines += [
         "\t\tmeta l4proto != tcp accept",
         f"\t\t{family} daddr . tcp dport != @vips accept",
-        f"\t\tiifname {{ {devices} }} counter name arrived",
+        f"\t\tiifname {{ {devices} }} counter name {ARRIVED}",
         "\t\t# SYNs are always served here; so is every connection this node holds.",
         "\t\ttcp flags & syn == syn accept",
         "\t\tct state established,related accept",
@@ -219,20 +239,26 @@ def _table(plan: ChancePlan, version: int) -> list[str]:
             lines.append(
                 f'\t\tiifname "{device(level)}" '
                 f"dup to {overlay_address(level + 1, successor.index, version)} "
-                f'device "{device(level + 1)}" counter name forwarded drop'
+                f'device "{device(level + 1)}" '
+                f"counter name {forwarded_counter(successor.name)} drop"
             )
     lines.append(f"\t\tiifname {{ {devices} }} accept")
     if entries:
-        lines.append(
-            f"\t\tdup to {family} saddr . tcp sport . {family} daddr . tcp dport map @owners "
-            f'device "{device(1)}" counter name forwarded drop'
-        )
+        lines.append(f"\t\t{family} saddr . tcp sport . {family} daddr . tcp dport vmap @owners")
     if successor is not None:
-        lines.append(
-            f"\t\tdup to {overlay_address(1, successor.index, version)} "
-            f'device "{device(1)}" counter name forwarded drop'
-        )
+        lines.append(f"\t\tgoto {peer_chain(successor.name)}")
     return [*lines, "\t}", "}"]
+
+
+def _peer_chain(peer: Peer, version: int) -> list[str]:
+    """A packet sent to `peer` over the first level, counted by its counter: the owners map
+    and the fallback jump here, so each peer's traffic is counted once, in the kernel."""
+    return [
+        f"\tchain {peer_chain(peer.name)} {{",
+        f"\t\tdup to {overlay_address(1, peer.index, version)} "
+        f'device "{device(1)}" counter name {forwarded_counter(peer.name)} drop',
+        "\t}",
+    ]
 
 
 def plan_for(

@@ -8,6 +8,7 @@ UPDATE_GOLDEN=1 after an intended change, and read the diff: it is what nft will
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -137,8 +138,24 @@ def test_dual_stack_ruleset_has_an_ip6_table_beside_the_ip_one(
     check_golden(name, text)
     ip6 = text[text.index("table ip6 anycast_chance {\n") :]
     assert "2001:db8:f::10 . 443" in ip6 and "192.0.2.10" not in ip6
-    assert "dup to ip6 saddr . tcp sport . ip6 daddr . tcp dport map @owners" in ip6
+    assert "ip6 saddr . tcp sport . ip6 daddr . tcp dport vmap @owners" in ip6
+    to_peer = r'dup to fd00:ac5c:1::\d device "acxch1" counter name forwarded_lb\d drop'
+    assert re.search(to_peer, ip6)
     assert "udp dport 4789" not in ip6  # VXLAN rides the IPv4 underlay: the ip table guards it
+
+
+def test_each_live_peer_has_its_counter_and_every_forwarding_rule_counts_into_one() -> None:
+    plan = plan_for(
+        load_topology(TOPOLOGY), "lb3", alive=frozenset({"lb1", "lb2", "lb3"}), hop_limit=2
+    )
+    text = ruleset(plan)
+    assert re.findall(r"^\tcounter (\S+) ", text, re.M) == [
+        "forwarded_lb1", "forwarded_lb2", "arrived",
+    ]  # fmt: skip
+    for line in text.splitlines():
+        if "dup to" in line:  # counted by the peer the packet goes to, at any level
+            assert re.search(r"counter name forwarded_(lb1|lb2) drop$", line), line
+    assert "forwarded_lb3" not in text  # never its own
 
 
 def test_ipv4_only_plan_has_no_ip6_table_and_drops_a_stale_one() -> None:

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from anycast_ctl.agent.chance_metrics import ChanceCollector
 from anycast_ctl.chance import apply as chance
+from anycast_ctl.chance.metrics_view import ChanceView
 from anycast_ctl.lab.experiments.longlived import LongLived
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.poll import wait_for
@@ -42,6 +44,20 @@ def status(lab: Lab, lb: str) -> dict[str, Any]:
 
 def chance_of(lab: Lab, lb: str) -> dict[str, Any]:
     return dict(status(lab, lb).get("second_chance", {}))
+
+
+def forwarded_metric(lab: Lab, lb: str, peer: str) -> float:
+    """anycast_second_chance_forwarded_packets_total{peer} as the agent's metrics would show
+    it: the same collector, reading the node's nft counters (the lab serves no metrics)."""
+    view = ChanceView({}, loaded=True, forwarding=True, generation=0, age=None)
+    collector = ChanceCollector(lambda: view, lambda: chance.read_counters(lab.namespace(lb)))
+    for family in collector.collect():
+        for sample in family.samples:
+            if sample.name == "anycast_second_chance_forwarded_packets_total" and sample.labels == {
+                "peer": peer
+            }:
+                return sample.value
+    return 0.0
 
 
 def agent_pid(exabgp_pid: int) -> int:
@@ -78,6 +94,7 @@ def test_moved_connections_survive_a_drain_and_the_table_dies_with_its_agent(
 
         wait_for(all_live, 30, what="every agent's table loaded and its peers live")
         held = LongLived(lab, count=40, first_port=23000, run_id="chance").start()
+        before = forwarded_metric(lab, "lb2", "lb1")
 
         drained = subprocess.run(
             [CLI, "drain", "--config", str(lab.node_config_path("lb1")), "--reason", "test"],
@@ -99,6 +116,12 @@ def test_moved_connections_survive_a_drain_and_the_table_dies_with_its_agent(
             10,
             what="moved packets forwarded by lb2 and arriving at lb1",
         )
+        wait_for(
+            lambda: forwarded_metric(lab, "lb2", "lb1") > before,
+            10,
+            what="lb2's forwarded-packets metric for peer lb1 rising",
+        )
+        assert chance.read_counters(lab.namespace("lb1")).arrived.packets > 0
         conns = held.stop()
         opened = [c for c in conns if c.opened is not None]
         on_lb1 = [c for c in opened if c.lb == "lb1"]

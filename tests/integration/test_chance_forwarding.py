@@ -33,6 +33,8 @@ from anycast_ctl.sim.flows import FlowBatch, generate
 from anycast_ctl.sim.owners import OwnerChange, forward_entries, owner_candidates, owner_change
 
 pytestmark = pytest.mark.root
+# acx-sc<pid>-<node>; ANYCAST_TEST_LAB_PREFIX=cm makes it cm-sc<pid>-<node> (conftest.py)
+PREFIX = f"{os.environ.get('ANYCAST_TEST_LAB_PREFIX', 'acx')}-sc"
 TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
 NODES = ("c1", "r1", "lb1", "lb2", "lb3")
 LBS = ("lb1", "lb2", "lb3")
@@ -124,7 +126,7 @@ class Net:
 def net() -> Iterator[Net]:
     topo = load_topology(TOPOLOGY)
     plan = topo.address_plan()
-    ns = {n: f"acx-sc{os.getpid()}-{n}" for n in NODES}
+    ns = {n: f"{PREFIX}{os.getpid()}-{n}" for n in NODES}
     made: list[str] = []
     state = Net(topo, ns, {lb: str(plan.interface("r1", lb).ipv4.ip) for lb in LBS})
     try:
@@ -165,7 +167,7 @@ def net() -> Iterator[Net]:
         for name in made:
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
     assert not [
-        n for n in _run("ip", "netns", "list").split() if n.startswith(f"acx-sc{os.getpid()}-")
+        n for n in _run("ip", "netns", "list").split() if n.startswith(f"{PREFIX}{os.getpid()}-")
     ]
 
 

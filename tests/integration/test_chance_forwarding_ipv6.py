@@ -30,6 +30,8 @@ from anycast_ctl.sim.flows import generate
 from anycast_ctl.sim.owners import forward_entries, owned_batch, owner_candidates, owner_change
 
 pytestmark = pytest.mark.root
+# acx-sc6<pid>-<node>; ANYCAST_TEST_LAB_PREFIX=cm makes it cm-sc6<pid>-<node> (conftest.py)
+PREFIX = f"{os.environ.get('ANYCAST_TEST_LAB_PREFIX', 'acx')}-sc6"
 TOPOLOGY = Path(__file__).resolve().parents[1] / "golden" / "chance" / "dual-stack.yaml"
 NODES = ("c1", "r1", "lb1", "lb2", "lb3")
 LBS = ("lb1", "lb2", "lb3")
@@ -118,7 +120,7 @@ class Net:
 def net() -> Iterator[Net]:
     topo = load_topology(TOPOLOGY)
     plan = topo.address_plan()
-    ns = {n: f"acx-sc6{os.getpid()}-{n}" for n in NODES}
+    ns = {n: f"{PREFIX}{os.getpid()}-{n}" for n in NODES}
     made: list[str] = []
     state = Net(topo, ns)
     try:
@@ -162,7 +164,7 @@ def net() -> Iterator[Net]:
         for name in made:
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
     assert not [
-        n for n in _run("ip", "netns", "list").split() if n.startswith(f"acx-sc6{os.getpid()}-")
+        n for n in _run("ip", "netns", "list").split() if n.startswith(f"{PREFIX}{os.getpid()}-")
     ]
 
 

@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from anycast_ctl.agent.metrics import AgentMetrics
+from anycast_ctl.chance.metrics_view import ChanceView
+from anycast_ctl.chance.nft_counters import ChanceCounters, Count
 
 MONITORING = Path(__file__).resolve().parents[2] / "docs" / "monitoring"
 RULES = MONITORING / "alerts.yml"
@@ -74,7 +76,11 @@ def test_every_alert_the_edge_needs_is_there_and_unit_tested() -> None:
 
 def agent_metric_names() -> set[str]:
     names = set()
-    for family in AgentMetrics("lb1").registry.collect():
+    metrics = AgentMetrics("lb1")
+    # The second chance's families exist once it is on: a node with a table and a peer.
+    view = ChanceView({"lb2": "live"}, loaded=True, forwarding=True, generation=1, age=0.5)
+    metrics.watch_chance(lambda: view, lambda: ChanceCounters(True, Count(), {"lb2": Count()}))
+    for family in metrics.registry.collect():
         suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
         names |= {family.name + s for s in suffixes.get(family.type, ("",))}
     return names

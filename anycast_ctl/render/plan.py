@@ -25,6 +25,17 @@ from anycast_ctl.render.frr import ANY, BfdProfile, Neighbor, RouterPlan
 from anycast_ctl.render.lb_layout import LB_SESSION_HOPS
 
 ROUTER_PEER_MAX_PREFIX = 1000  # router-router sessions: a guard against a leak, not a policy
+IPV6_SESSION_SUFFIX = "-v6"  # a node's IPv6 session is named after it with this suffix
+
+
+def neighbor_name(node: str, family: int) -> str:
+    """The FRR neighbor name of the session with `node` in this address family."""
+    return node if family == 4 else f"{node}{IPV6_SESSION_SUFFIX}"
+
+
+def neighbor_node(name: str) -> str:
+    """The node a neighbor name (neighbor_name) stands for, whatever its family."""
+    return name.removesuffix(IPV6_SESSION_SUFFIX)
 
 
 def router_plans(topo: Topology) -> dict[str, RouterPlan]:
@@ -99,7 +110,7 @@ def _neighbors(topo: Topology, me: str, session: BgpSession) -> list[Neighbor]:
         role = "LB node" if is_lb else f"{topo.router(peer.node).tier} router"
         out.append(
             Neighbor(
-                name=peer.node if family == 4 else f"{peer.node}-v6",
+                name=neighbor_name(peer.node, family),
                 address=str(address.ip),
                 remote_as=peer.asn,
                 description=f"{peer.node} ({role})",

@@ -17,9 +17,12 @@ from anycast_ctl.lab.experiments.failover_report import (
 )
 from anycast_ctl.lab.experiments.longlived import HeldConnection, broken_counts
 from anycast_ctl.lab.experiments.router_acts import (
+    DRAIN_MAP,
+    drain_lines,
     pick_router,
     redundant_routers,
     upstream_neighbors,
+    upstream_sessions,
 )
 from anycast_ctl.render.hostnet import lb_sysctls, setup_commands
 from anycast_ctl.sim.predict import predict_held
@@ -49,6 +52,45 @@ def test_upstream_neighbours_are_on_the_clients_side():
     assert upstream_neighbors(topo("hybrid"), "r1") == ["u1"]
     assert upstream_neighbors(topo("hybrid"), "u1") == ["c1", "c2"]
     assert upstream_neighbors(topo("leaf-spine"), "s2") == ["l1", "l2"]
+
+
+def dual_stack(name: str, tmp_path: Path):
+    """The topology with an IPv6 VIP beside the IPv4 one (on the same LB nodes) and an IPv6
+    prefix beside each client's IPv4 one."""
+    text = (TOPOLOGIES / f"{name}.yaml").read_text()
+    for n in (1, 2):
+        v4 = f"prefixes: [198.18.{n}.0/24]"
+        assert v4 in text
+        text = text.replace(v4, f'prefixes: [198.18.{n}.0/24, "2001:db8:c{n}::/64"]')
+    text = text.replace("vips: [web]}", "vips: [web, web6]}")
+    web = "  - {name: web, address: 192.0.2.10, port: 443, backends: [be1, be2]}\n"
+    assert web in text
+    text = text.replace(
+        web, web + '  - {name: web6, address: "2001:db8:f::10", port: 443, backends: [be1, be2]}\n'
+    )
+    path = tmp_path / f"{name}6.yaml"
+    path.write_text(text)
+    return load_topology(path)
+
+
+def test_a_drain_withdraws_over_both_sessions_of_a_dual_stack_neighbour(tmp_path):
+    hybrid6 = dual_stack("hybrid", tmp_path)
+    sessions = upstream_sessions(hybrid6, "r1")
+    assert sorted(sessions.values()) == ["u1", "u1-v6"]
+    lines = drain_lines(hybrid6, "r1")
+    drained = [line for line in lines if line.endswith(f"{DRAIN_MAP} out")]
+    assert len(drained) == 2
+    for addr in sessions:  # each in its own family's block
+        family = "ipv6" if ":" in addr else "ipv4"
+        line = f"neighbor {addr} route-map {DRAIN_MAP} out"
+        block = lines[lines.index(f"address-family {family} unicast") :]
+        assert line in block[: block.index("exit-address-family")]
+
+
+def test_a_drain_of_an_ipv4_only_router_has_no_ipv6_family():
+    lines = drain_lines(topo("hybrid"), "r1")
+    assert "address-family ipv6 unicast" not in lines
+    assert sum(line.endswith(f"{DRAIN_MAP} out") for line in lines) == 1
 
 
 def test_pick_router_defaults_to_the_first_and_refuses_the_irreplaceable():

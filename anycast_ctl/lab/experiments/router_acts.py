@@ -30,6 +30,7 @@ from anycast_ctl.lab.nodes import frr
 from anycast_ctl.lab.observe.expect import session_peers
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.render import hostnet
+from anycast_ctl.render.plan import neighbor_node
 
 DRAIN_MAP = "RM-LAB-DRAIN-OUT"
 
@@ -102,15 +103,23 @@ def _vtysh_config(lab: LabHandle, router: str, lines: list[str]) -> None:
         raise LabError(f"vtysh on {router}: {lines!r}: {problems or result.returncode}")
 
 
-def withdraw_upstream(lab: LabHandle, router: str) -> list[str]:
-    """Stop announcing anything to the router's upstream BGP neighbours (sessions stay up).
-    Returns the peers' names."""
-    topo = lab.topology
+def upstream_sessions(topo: Topology, router: str) -> dict[str, str]:
+    """The router's BGP sessions with its upstream neighbours: {peer address: neighbor name}.
+    A dual-stack neighbour has two, the IPv4 one and the IPv6 one ("u1-v6"): both count."""
     ups = set(upstream_neighbors(topo, router))
-    peers = {addr: name for addr, name in session_peers(topo)[router].items() if name in ups}
-    families = sorted({v.version for v in topo.vips})
+    return {
+        addr: name
+        for addr, name in session_peers(topo)[router].items()
+        if neighbor_node(name) in ups
+    }
+
+
+def drain_lines(topo: Topology, router: str) -> list[str]:
+    """The vtysh configuration lines of the drain (pure): a deny-all route-map out on every
+    upstream session, in the session's own address family."""
+    peers = upstream_sessions(topo, router)
     lines = [f"route-map {DRAIN_MAP} deny 10", "exit", f"router bgp {topo.router(router).asn}"]
-    for version in families:
+    for version in sorted({ipaddress.ip_address(addr).version for addr in peers}):
         lines.append(f"address-family ipv{version} unicast")
         # each session carries one family: an IPv6 peer's line in the IPv4 family is refused
         lines += [
@@ -119,7 +128,14 @@ def withdraw_upstream(lab: LabHandle, router: str) -> list[str]:
             if ipaddress.ip_address(addr).version == version
         ]
         lines.append("exit-address-family")
-    _vtysh_config(lab, router, lines)
+    return lines
+
+
+def withdraw_upstream(lab: LabHandle, router: str) -> list[str]:
+    """Stop announcing anything to the router's upstream BGP neighbours (sessions stay up).
+    Returns the sessions' neighbor names."""
+    peers = upstream_sessions(lab.topology, router)
+    _vtysh_config(lab, router, drain_lines(lab.topology, router))
     for addr in peers:  # send the withdrawals now rather than at the next update round
         frr.vtysh(lab.tag, router, f"clear bgp {addr} soft out", netns=lab.namespace(router))
     return sorted(peers.values())

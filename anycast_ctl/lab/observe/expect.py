@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.topology import Topology
-from anycast_ctl.render.plan import router_plans
+from anycast_ctl.render.plan import neighbor_node, router_plans
 from anycast_ctl.sim.fabric import Fabric
 
 ESTABLISHED = "Established"
@@ -78,7 +78,7 @@ def router_problems(
     problems = []
     for peer in session_peers(topo)[view.router].values():
         state = view.sessions.get(peer, "absent")
-        lb = peer.removesuffix("-v6")
+        lb = neighbor_node(peer)
         if lb in down_lbs:
             continue
         if state != ESTABLISHED:

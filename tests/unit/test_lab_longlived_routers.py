@@ -167,7 +167,7 @@ def test_with_forwarding_the_prediction_is_the_nodes_own_or_nothing():
 
 
 def test_second_chance_defaults_to_on_where_the_hashing_is_predictable():
-    from anycast_ctl.lab.experiments.failover import _forwarding_prediction, second_chance_on
+    from anycast_ctl.lab.experiments.forwarding import forwarding_prediction, second_chance_on
     from anycast_ctl.lab.experiments.scenarios import Scenario
 
     t = topo("default")
@@ -178,15 +178,15 @@ def test_second_chance_defaults_to_on_where_the_hashing_is_predictable():
         update={"second_chance": t.second_chance.model_copy(update={"enabled": False})}
     )
     assert not second_chance_on(off, None) and second_chance_on(off, True)
-    assert _forwarding_prediction("lab", Scenario.DRAIN) == "none"
-    assert _forwarding_prediction("lab", Scenario.HAPROXY_KILL) == "own"
-    assert _forwarding_prediction("lab", Scenario.ROUTER_KILL) is None
-    assert _forwarding_prediction(None, Scenario.HAPROXY_KILL) is None
+    assert forwarding_prediction("lab", Scenario.DRAIN) == "none"
+    assert forwarding_prediction("lab", Scenario.HAPROXY_KILL) == "own"
+    assert forwarding_prediction("lab", Scenario.ROUTER_KILL) is None
+    assert forwarding_prediction(None, Scenario.HAPROXY_KILL) is None
 
 
 def test_the_agents_own_forwarding_predicts_its_node_lost_unless_it_still_serves():
     from anycast_ctl.lab.experiments.baseline import Implementation
-    from anycast_ctl.lab.experiments.failover import _forwarding_prediction, forwarder
+    from anycast_ctl.lab.experiments.forwarding import forwarder, forwarding_prediction
     from anycast_ctl.lab.experiments.scenarios import Scenario
 
     t = topo("default")
@@ -199,11 +199,11 @@ def test_the_agents_own_forwarding_predicts_its_node_lost_unless_it_still_serves
         update={"second_chance": t.second_chance.model_copy(update={"enabled": False})}
     )
     assert forwarder(off, None, Implementation.ANYCAST) is None
-    assert _forwarding_prediction("agent", Scenario.DRAIN) == "none"
+    assert forwarding_prediction("agent", Scenario.DRAIN) == "none"
     # the lab's tables keep forwarding to a node whose agent died; the agent's peers do not
-    assert _forwarding_prediction("lab", Scenario.AGENT_KILL) == "none"
-    assert _forwarding_prediction("agent", Scenario.AGENT_KILL) == "own"
-    assert _forwarding_prediction("agent", Scenario.ROUTER_DRAIN) is None
+    assert forwarding_prediction("lab", Scenario.AGENT_KILL) == "none"
+    assert forwarding_prediction("agent", Scenario.AGENT_KILL) == "own"
+    assert forwarding_prediction("agent", Scenario.ROUTER_DRAIN) is None
 
 
 def test_no_connections_counts_nothing():

@@ -11,6 +11,7 @@ can measure forwarding before the agent manages the tables itself.
 
 The entries do not depend on the event: every node knows the owner of every connection held
 when `load_owners` ran, so one hop reaches the owner after any single change.
+Which events the tables still break nothing after: forwarding.LAB_STILL_SERVING.
 """
 
 from __future__ import annotations
@@ -24,12 +25,6 @@ from anycast_ctl.render.chance import plan_for
 from anycast_ctl.sim.owners import ForwardEntry
 
 OVERLAY_MTU = 1500  # the lab's LB<->router links carry 1550 (render/hostnet.UNDERLAY_MTU)
-
-# Events after which the acted-on node still serves its own connections (its HAProxy runs):
-# with forwarding on, they break none. Any other LB event loses the node's own connections.
-STILL_SERVING = frozenset(
-    {"drain", "agent-kill", "exabgp-kill", "agent-hang", "exabgp-hang", "flaky", "steady"}
-)
 
 
 def _lbs(lab: LabHandle) -> list[str]:

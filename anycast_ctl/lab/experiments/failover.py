@@ -27,6 +27,7 @@ from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.experiments import chance_driver
 from anycast_ctl.lab.experiments.baseline import Implementation
 from anycast_ctl.lab.experiments.failover_report import Measurement, long_lived_cell
+from anycast_ctl.lab.experiments.forwarding import forwarder, forwarding_prediction
 from anycast_ctl.lab.experiments.longlived import BrokenCounts, LongLived, broken_counts
 from anycast_ctl.lab.experiments.router_acts import pick_router
 from anycast_ctl.lab.experiments.scenarios import (
@@ -54,7 +55,6 @@ from anycast_ctl.lab.experiments.traffic import (
 )
 from anycast_ctl.lab.handle import LabHandle
 from anycast_ctl.lab.observe.fibset import FibSet
-from anycast_ctl.sim.owners import unpredictable
 from anycast_ctl.sim.predict import predict_held
 
 Say = Callable[[str], None]
@@ -122,40 +122,6 @@ def moved_flows(
     observed = {i for i in both if before[i].lb != after[i].lb}
     predicted = {i for i in both if pred_before[i] != pred_after[i]}
     return len(observed), len(predicted), len(observed ^ predicted)
-
-
-def second_chance_on(topo: Topology, setting: bool | None) -> bool:
-    """Whether a run forwards: the setting, or the product's default for the topology."""
-    if setting is not None:
-        return setting
-    return topo.second_chance.enabled and not unpredictable(topo)
-
-
-# Events after which the agent's own second chance still forwards to the acted-on node: its
-# agent lives and tells its peers it serves (a drain), or nothing was withdrawn. Any other LB
-# event stops its heartbeats or marks it down, so its peers forward it nothing: its own
-# connections break, the others' are forwarded to their owners.
-AGENT_STILL_SERVING = frozenset({"drain", "flaky", "steady"})
-
-
-def _forwarding_prediction(forwarding: str | None, scenario: Scenario) -> str | None:
-    """How broken_counts predicts, given who forwards (None: nobody, "lab": the lab's tables,
-    "agent": the agent's own): None (the model's prediction of which flows move; also for a
-    router event), "none" (the node still serves its connections), "own" (it lost them)."""
-    if forwarding is None or scenario in ROUTER_SCENARIOS:
-        return None
-    serving = chance_driver.STILL_SERVING if forwarding == "lab" else AGENT_STILL_SERVING
-    return "none" if scenario.value in serving else "own"
-
-
-def forwarder(topo: Topology, setting: bool | None, implementation: Implementation) -> str | None:
-    """Who forwards moved connections in a run: the lab (setting True), nobody (False, or a
-    baseline, which runs no agent), or the agent where the topology leaves it on (None)."""
-    if setting is True:
-        return "lab"
-    if setting is None and implementation is Implementation.ANYCAST:
-        return "agent" if second_chance_on(topo, None) else None
-    return None
 
 
 class Runner:
@@ -305,7 +271,7 @@ class Runner:
                 *ll_window[:2],
                 lb,
                 *ll_window[2:],
-                forwarding=_forwarding_prediction(who_forwards, scenario),
+                forwarding=forwarding_prediction(who_forwards, scenario),
             )
             if who_forwards is not None:
                 notes.append(f"second chance on ({who_forwards}-driven)")

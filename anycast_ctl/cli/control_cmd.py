@@ -92,14 +92,8 @@ def call_agent(path: Path, payload: dict, timeout: float) -> dict:
     return response
 
 
-def _connection_options(func):
-    func = click.option(
-        "--timeout",
-        type=Finite(0.1, 3600),
-        default=5.0,
-        show_default=True,
-        help="Seconds to wait for the agent (0.1 to 3600).",
-    )(func)
+def _socket_options(func):
+    """--config and --socket: which agent to talk to."""
     func = click.option(
         "--socket",
         "socket_opt",
@@ -115,6 +109,19 @@ def _connection_options(func):
         help="Node config file: its control.socket is used (default /etc/anycast-ctl/node.yaml).",
     )(func)
     return func
+
+
+def _connection_options(func):
+    """The agent to talk to and how long to wait for its answer (drain has its own
+    --timeout: the --wait bound)."""
+    func = click.option(
+        "--timeout",
+        type=Finite(0.1, 3600),
+        default=5.0,
+        show_default=True,
+        help="Seconds to wait for the agent (0.1 to 3600).",
+    )(func)
+    return _socket_options(func)
 
 
 def _json_option(func):
@@ -194,20 +201,7 @@ def wait_drained(path: Path, first: dict, limit: float) -> tuple[int | None, flo
     default=None,
     help=f"With --wait: give up after this many seconds (default {DEFAULT_WAIT_S:g}; exit 1).",
 )
-@click.option(
-    "--socket",
-    "socket_opt",
-    type=click.Path(dir_okay=False),
-    help=(
-        "The agent's control socket (default: control.socket of --config, else of"
-        f" /etc/anycast-ctl/node.yaml if it exists, else {DEFAULT_SOCKET})."
-    ),
-)
-@click.option(
-    "--config",
-    type=click.Path(dir_okay=False),
-    help="Node config file: its control.socket is used (default /etc/anycast-ctl/node.yaml).",
-)
+@_socket_options
 @_json_option
 def drain(vips, reason, wait, timeout, config, socket_opt, as_json) -> None:
     """Take VIPS (default: every VIP of the node) out of service: the agent withdraws them

@@ -7,37 +7,31 @@ second-chance table of render/chance.py applied by chance/apply.py. Withdrawing 
 route losing lb1: the connections it moves to another node must still be answered by the
 node that accepted them, while new connections (SYNs) are served where r1 sends them.
 
-Namespaces are named acx-sc<pid>-<node> and removed even when a test fails.
+The namespaces come from chance_net.py: acx-sc<pid>-<node> (ANYCAST_TEST_LAB_PREFIX=cm:
+cm-sc<pid>-<node>).
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 import statistics
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
+from chance_net import LBS, Net, chance_net, run
 
 from anycast_ctl.chance import apply as chance
-from anycast_ctl.config.topology import Topology, load_topology
+from anycast_ctl.config.topology import Topology
 from anycast_ctl.render.chance import plan_for
-from anycast_ctl.render.hostnet import setup_commands
 from anycast_ctl.sim.fabric import Event, Fabric
 from anycast_ctl.sim.flowarrays import FlowArrays
 from anycast_ctl.sim.flows import FlowBatch, generate
 from anycast_ctl.sim.owners import OwnerChange, forward_entries, owner_candidates, owner_change
 
 pytestmark = pytest.mark.root
-# acx-sc<pid>-<node>; ANYCAST_TEST_LAB_PREFIX=cm makes it cm-sc<pid>-<node> (conftest.py)
-PREFIX = f"{os.environ.get('ANYCAST_TEST_LAB_PREFIX', 'acx')}-sc"
 TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
-NODES = ("c1", "r1", "lb1", "lb2", "lb3")
-LBS = ("lb1", "lb2", "lb3")
 VIP, PORT = "192.0.2.10", 443
 FLOWS = [(f"198.18.1.{20 + i}", 41000 + 13 * i) for i in range(30)]
 
@@ -97,78 +91,10 @@ for line in sys.stdin:
 """
 
 
-def _run(*argv: str) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, f"{shlex.join(argv)}: {done.stderr}"
-    return done.stdout
-
-
-@dataclass
-class Net:
-    topo: Topology
-    ns: dict[str, str]
-    gateway: dict[str, str]  # r1's address toward each LB node
-    procs: list[subprocess.Popen[str]] = field(default_factory=list)
-    client: subprocess.Popen[str] | None = None
-
-    def ask(self, line: str) -> str:
-        assert self.client is not None and self.client.stdin and self.client.stdout
-        self.client.stdin.write(line + "\n")
-        self.client.stdin.flush()
-        return self.client.stdout.readline().strip()
-
-    def route(self, lbs: tuple[str, ...]) -> None:
-        hops = " ".join(f"nexthop via {self.gateway[lb]} dev eth-{lb}" for lb in lbs)
-        _run("ip", "-n", self.ns["r1"], *f"route replace {VIP}/32 {hops}".split())
-
-
 @pytest.fixture
 def net() -> Iterator[Net]:
-    topo = load_topology(TOPOLOGY)
-    plan = topo.address_plan()
-    ns = {n: f"{PREFIX}{os.getpid()}-{n}" for n in NODES}
-    made: list[str] = []
-    state = Net(topo, ns, {lb: str(plan.interface("r1", lb).ipv4.ip) for lb in LBS})
-    try:
-        for name in ns.values():
-            _run("ip", "netns", "add", name)
-            made.append(name)
-            _run("ip", "-n", name, "link", "set", "dev", "lo", "up")
-        for a, b in [("c1", "r1"), *(("r1", lb) for lb in LBS)]:
-            _run("ip", "link", "add", f"eth-{b}", "netns", ns[a], "type", "veth",
-                 "peer", "name", f"eth-{a}", "netns", ns[b])  # fmt: skip
-            _run("ip", "-n", ns[a], "link", "set", "dev", f"eth-{b}", "up")
-            _run("ip", "-n", ns[b], "link", "set", "dev", f"eth-{a}", "up")
-        for node in NODES:
-            for cmd in setup_commands(topo, node, plan):
-                if "eth-be" not in cmd and "100.64.255.5" not in cmd and "100.64.255.6" not in cmd:
-                    _run("ip", "netns", "exec", ns[node], *shlex.split(cmd))
-        for lb in LBS:
-            # The underlay (every LB node reaches the others through r1, links of 1550 bytes)
-            # comes with setup_commands, as in `lab up`.
-            _run("ip", "-n", ns[lb], "addr", "add", f"{VIP}/32", "dev", "lo")
-            server = subprocess.Popen(
-                ["ip", "netns", "exec", ns[lb], "python3", "-c", SERVER, lb],
-                stdout=subprocess.PIPE, text=True,
-            )  # fmt: skip
-            state.procs.append(server)
-            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        state.route(LBS)
-        state.client = subprocess.Popen(
-            ["ip", "netns", "exec", ns["c1"], "python3", "-c", CLIENT],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        state.procs.append(state.client)
-        yield state
-    finally:
-        for proc in state.procs:
-            proc.kill()
-            proc.wait(timeout=10)
-        for name in made:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
-    assert not [
-        n for n in _run("ip", "netns", "list").split() if n.startswith(f"{PREFIX}{os.getpid()}-")
-    ]
+    with chance_net(TOPOLOGY, "sc", (VIP,), SERVER, CLIENT) as made:
+        yield made
 
 
 def _change(topo: Topology, flows: list[tuple[str, int]]) -> OwnerChange:
@@ -253,8 +179,8 @@ def test_cost_of_a_forwarded_packet(net: Net, underlay_mtu: int) -> None:
     """Round-trip times and CPU of a connection served directly and through the second chance,
     with the default overlay MTU (1450) on a 1500 underlay, and 1500 on a 1550 underlay."""
     for lb in LBS:  # the lab's links carry UNDERLAY_MTU; the 1500 case narrows them back
-        _run("ip", "-n", net.ns[lb], "link", "set", "dev", "eth-r1", "mtu", str(underlay_mtu))
-        _run("ip", "-n", net.ns["r1"], "link", "set", "dev", f"eth-{lb}", "mtu", str(underlay_mtu))
+        run("ip", "-n", net.ns[lb], "link", "set", "dev", "eth-r1", "mtu", str(underlay_mtu))
+        run("ip", "-n", net.ns["r1"], "link", "set", "dev", f"eth-{lb}", "mtu", str(underlay_mtu))
     change = _change(net.topo, FLOWS)
     _open_all(net)
     moved = int(np.flatnonzero(change.moved)[0])
@@ -297,7 +223,7 @@ def test_cost_of_a_forwarded_packet(net: Net, underlay_mtu: int) -> None:
             f"cpu median {1000 * statistics.median(cpu[name]) / mib:.1f} ms per MiB"
         )
     print(f"forwarded skbs per MiB: {packets / rounds / mib:.0f} (GRO aggregates)")
-    pmtu = _run("ip", "-n", net.ns["c1"], "route", "get", VIP)
+    pmtu = run("ip", "-n", net.ns["c1"], "route", "get", VIP)
     print(f"underlay mtu {underlay_mtu}, overlay {overlay_mtu or 1450}; c1: {pmtu.strip()}")
 
 

@@ -7,34 +7,26 @@ BGP: r1 gets the ECMP routes BGP would give it), an echo listener on both VIPs o
 node answering with its own name, and the dual-stack plans of render/chance.py applied by
 chance/apply.py. Withdrawing lb1 is r1's routes losing lb1.
 
-Namespaces are named acx-sc6<pid>-<node> and removed even when the test fails.
+The namespaces come from chance_net.py: acx-sc6<pid>-<node> (ANYCAST_TEST_LAB_PREFIX=cm:
+cm-sc6<pid>-<node>).
 """
 
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from chance_net import LBS, Net, chance_net
 
 from anycast_ctl.chance import apply as chance
-from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.render.chance import plan_for
-from anycast_ctl.render.hostnet import setup_commands
 from anycast_ctl.sim.fabric import Event, Fabric
 from anycast_ctl.sim.flows import generate
 from anycast_ctl.sim.owners import forward_entries, owned_batch, owner_candidates, owner_change
 
 pytestmark = pytest.mark.root
-# acx-sc6<pid>-<node>; ANYCAST_TEST_LAB_PREFIX=cm makes it cm-sc6<pid>-<node> (conftest.py)
-PREFIX = f"{os.environ.get('ANYCAST_TEST_LAB_PREFIX', 'acx')}-sc6"
 TOPOLOGY = Path(__file__).resolve().parents[1] / "golden" / "chance" / "dual-stack.yaml"
-NODES = ("c1", "r1", "lb1", "lb2", "lb3")
-LBS = ("lb1", "lb2", "lb3")
 VIP4, VIP6, PORT = "192.0.2.10", "2001:db8:f::10", 443
 FLOWS = [(f"198.18.1.{20 + i}", 41000 + 13 * i, VIP4) for i in range(12)] + [
     (f"2001:db8:c1::{0x20 + i:x}", 43000 + 11 * i, VIP6) for i in range(24)
@@ -82,90 +74,10 @@ for line in sys.stdin:
 """
 
 
-def _run(*argv: str) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, f"{shlex.join(argv)}: {done.stderr}"
-    return done.stdout
-
-
-@dataclass
-class Net:
-    topo: Topology
-    ns: dict[str, str]
-    procs: list[subprocess.Popen[str]] = field(default_factory=list)
-    client: subprocess.Popen[str] | None = None
-
-    def ask(self, line: str) -> str:
-        assert self.client is not None and self.client.stdin and self.client.stdout
-        self.client.stdin.write(line + "\n")
-        self.client.stdin.flush()
-        return self.client.stdout.readline().strip()
-
-    def route(self, lbs: tuple[str, ...]) -> None:
-        plan = self.topo.address_plan()
-        for vip, family in ((VIP4, "-4"), (VIP6, "-6")):
-            hops = []
-            for lb in lbs:
-                theirs = plan.interface(lb, "r1")
-                address = theirs.ipv4 if family == "-4" else theirs.ipv6
-                assert address is not None  # dual-stack.yaml gives every link both families
-                gateway = address.ip
-                hops.append(f"nexthop via {gateway} dev eth-{lb}")
-            _run(
-                "ip", family, "-n", self.ns["r1"], "route", "replace", vip, *" ".join(hops).split()
-            )
-
-
 @pytest.fixture
 def net() -> Iterator[Net]:
-    topo = load_topology(TOPOLOGY)
-    plan = topo.address_plan()
-    ns = {n: f"{PREFIX}{os.getpid()}-{n}" for n in NODES}
-    made: list[str] = []
-    state = Net(topo, ns)
-    try:
-        for name in ns.values():
-            _run("ip", "netns", "add", name)
-            made.append(name)
-            _run("ip", "-n", name, "link", "set", "dev", "lo", "up")
-        for a, b in [("c1", "r1"), *(("r1", lb) for lb in LBS)]:
-            _run("ip", "link", "add", f"eth-{b}", "netns", ns[a], "type", "veth",
-                 "peer", "name", f"eth-{a}", "netns", ns[b])  # fmt: skip
-            _run("ip", "-n", ns[a], "link", "set", "dev", f"eth-{b}", "up")
-            _run("ip", "-n", ns[b], "link", "set", "dev", f"eth-{a}", "up")
-        backends = {str(plan.nodes[be].loopback_v4) for be in ("be1", "be2")}
-        # The default route's IPv6 source must be an interface address (as lab/net/build.py
-        # does): a `src` only a local route covers is refused.
-        _run("ip", "-n", ns["c1"], "-6", "addr", "add", "2001:db8:c1::1/128", "dev", "lo", "nodad")
-        for node in NODES:
-            for cmd in setup_commands(topo, node, plan):
-                if "eth-be" not in cmd and not any(b in cmd for b in backends):
-                    _run("ip", "netns", "exec", ns[node], *shlex.split(cmd))
-        for lb in LBS:
-            _run("ip", "-n", ns[lb], "addr", "add", f"{VIP4}/32", "dev", "lo")
-            _run("ip", "-n", ns[lb], "-6", "addr", "add", f"{VIP6}/128", "dev", "lo", "nodad")
-            server = subprocess.Popen(
-                ["ip", "netns", "exec", ns[lb], "python3", "-c", SERVER, lb],
-                stdout=subprocess.PIPE, text=True,
-            )  # fmt: skip
-            state.procs.append(server)
-            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        state.route(LBS)
-        state.client = subprocess.Popen(
-            ["ip", "netns", "exec", ns["c1"], "python3", "-c", CLIENT],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        state.procs.append(state.client)
-        yield state
-    finally:
-        for proc in state.procs:
-            proc.kill()
-            proc.wait(timeout=10)
-        for name in made:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
-    assert not [
-        n for n in _run("ip", "netns", "list").split() if n.startswith(f"{PREFIX}{os.getpid()}-")
-    ]
+    with chance_net(TOPOLOGY, "sc6", (VIP4, VIP6), SERVER, CLIENT) as made:
+        yield made
 
 
 def _apply_all(net: Net, *, with_entries: bool) -> None:

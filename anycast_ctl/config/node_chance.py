@@ -8,8 +8,12 @@ agent's side is `anycast_ctl/chance/`.
       enabled: true
       index: 1                      # this node's place among the topology's LB nodes
       underlay: 100.64.0.5          # where its overlay packets and heartbeats come from
-      vips: [{address: 192.0.2.10, port: 443}]
-      peers: [{name: lb1, index: 0, underlay: 100.64.0.1, overlay: 169.254.101.1}, ...]
+      vips: [{address: 192.0.2.10, port: 443}, {address: "2001:db8:f::10", port: 443}]
+      peers: [{name: lb1, index: 0, underlay: 100.64.0.1, overlay: 169.254.101.1,
+               overlay6: "fd00:ac5c:1::1"}, ...]   # overlay6: with an IPv6 VIP only
+
+An IPv6 VIP gets its own nft table (`table ip6 anycast_chance`) over the same VXLAN devices:
+the underlay stays IPv4, each device gains an IPv6 overlay address (render/chance.py).
       heartbeat: {port: 4795, interval: 0.15, dead_after: 0.6, key: "..."}
 """
 
@@ -25,6 +29,7 @@ from anycast_ctl.config.common import Name, Port, SafeStr, StrictModel
 
 MAX_NODE_INDEX = 253  # overlay host numbers 1..254 of a /24
 OVERLAY_NETWORK = "169.254.101.0/24"  # level 1 of render/chance.py's overlay
+OVERLAY6_NETWORK = "fd00:ac5c:1::/64"  # level 1 of its IPv6 overlay
 HOP_LIMIT_MAX = 3  # render/chance.py and sim/owners.py enforce the same bound
 DEFAULT_HEARTBEAT_PORT = 4795
 
@@ -39,13 +44,43 @@ def _ipv4(value: object) -> str:
     return str(address)
 
 
+def _vip(value: object) -> str:
+    try:
+        address = ipaddress.ip_address(str(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+    if (
+        address.is_unspecified
+        or address.is_multicast
+        or address.is_loopback
+        or address.is_link_local
+        or getattr(address, "ipv4_mapped", None) is not None
+    ):
+        raise ValueError(f"{address} cannot be a VIP (a unicast address clients reach)")
+    return str(address)
+
+
+def _ipv6(value: object) -> str:
+    try:
+        return str(ipaddress.IPv6Address(str(value)))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv6 address") from None
+
+
 IPv4 = Annotated[str, BeforeValidator(_ipv4)]
+IPv6 = Annotated[str, BeforeValidator(_ipv6)]
+VipAddress = Annotated[str, BeforeValidator(_vip)]
 NodeIndex = Annotated[int, Field(ge=0, le=MAX_NODE_INDEX)]
 
 
 def overlay_of(index: int) -> str:
     """A node's first-level overlay address (render/chance.overlay_address(1, index))."""
     return str(ipaddress.IPv4Network(OVERLAY_NETWORK)[index + 1])
+
+
+def overlay6_of(index: int) -> str:
+    """Its first-level IPv6 overlay address (render/chance.overlay_address(1, index, 6))."""
+    return str(ipaddress.IPv6Network(OVERLAY6_NETWORK)[index + 1])
 
 
 def heartbeat_key(value: str) -> str:
@@ -65,20 +100,25 @@ class ChancePeer(StrictModel):
     name: Name
     index: NodeIndex
     underlay: IPv4
-    overlay: IPv4 | None = None  # written by `render node` for the reader; must match index
+    # Written by `render node` for the reader (overlay6 with an IPv6 VIP); must match index.
+    overlay: IPv4 | None = None
+    overlay6: IPv6 | None = None
 
     @model_validator(mode="after")
     def _overlay_matches(self) -> ChancePeer:
-        if self.overlay is not None and self.overlay != overlay_of(self.index):
-            raise ValueError(
-                f"overlay {self.overlay} is not node index {self.index}'s"
-                f" ({overlay_of(self.index)})"
-            )
+        for given, wanted, field_name in (
+            (self.overlay, overlay_of(self.index), "overlay"),
+            (self.overlay6, overlay6_of(self.index), "overlay6"),
+        ):
+            if given is not None and given != wanted:
+                raise ValueError(
+                    f"{field_name} {given} is not node index {self.index}'s ({wanted})"
+                )
         return self
 
 
 class ChanceVip(StrictModel):
-    address: IPv4
+    address: VipAddress  # IPv4 or IPv6: each family gets its table
     port: Port = 443
 
 
@@ -129,6 +169,13 @@ class SecondChance(StrictModel):
             return self
         if self.index is None or self.underlay is None:
             raise ValueError("enabled needs index and underlay (this node's place and address)")
+        seen_vips: dict[tuple[str, int], int] = {}
+        for i, vip in enumerate(self.vips):
+            first = seen_vips.setdefault((vip.address, vip.port), i)
+            if first != i:
+                raise ValueError(
+                    f"vips[{i}] ({vip.address} port {vip.port}) is vips[{first}] again"
+                )
         seen_names: set[str] = set()
         seen_index = {self.index: "this node"}
         seen_underlay = {self.underlay: "this node"}

@@ -3,7 +3,8 @@
 On by default (`second_chance.enabled` in the topology) wherever the node has another LB
 node to forward to. Every LB node of the topology is a peer, with the address its overlay
 packets and heartbeats use: its IPv4 address on its first link to a router, as
-`render/chance.plan_for` computes it. Where the routers' hashing cannot be predicted, the
+`render/chance.plan_for` computes it. The node's IPv6 VIPs are listed beside its IPv4 ones
+(the agent builds an ip6 table for them), and the peers then carry their IPv6 overlay address. Where the routers' hashing cannot be predicted, the
 reasons go into the section (the agent logs them) and `chance_notice` says so to the operator.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from pathlib import PurePath
 
 from anycast_ctl.config.address_plan import AddressPlan
-from anycast_ctl.config.node_chance import overlay_of
+from anycast_ctl.config.node_chance import overlay6_of, overlay_of
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.sim.owners import unpredictable
 
@@ -39,6 +40,10 @@ def chance_section(
     if not settings.enabled or len(names) < 2 or own is None:
         return None
     mine = topo.lb(lb).vips
+    # Both families, IPv4 first: the IPv6 ones get the ip6 table over the same IPv4 underlay.
+    ordered = sorted((v for v in topo.vips if v.name in mine), key=lambda v: v.version)
+    vips = [{"address": str(v.ip), "port": v.port} for v in ordered]
+    dual = any(v.version == 6 for v in ordered)
     heartbeat: dict[str, object] = {"port": settings.heartbeat_port}
     if settings.key is not None:
         heartbeat["key"] = settings.key
@@ -46,13 +51,15 @@ def chance_section(
         "enabled": True,
         "index": names.index(lb),
         "underlay": own,
-        "vips": [
-            {"address": str(v.ip), "port": v.port}
-            for v in topo.vips
-            if v.name in mine and v.version == 4
-        ],
+        "vips": vips,
         "peers": [
-            {"name": name, "index": i, "underlay": address, "overlay": overlay_of(i)}
+            {
+                "name": name,
+                "index": i,
+                "underlay": address,
+                "overlay": overlay_of(i),
+                **({"overlay6": overlay6_of(i)} if dual else {}),
+            }
             for i, name in enumerate(names)
             if name != lb and (address := underlays[name]) is not None
         ],

@@ -28,6 +28,8 @@ from anycast_ctl.lab.topology_up import Lab
 
 pytestmark = pytest.mark.root
 DEFAULT = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
+# The default topology with an IPv6 VIP (web6) beside the IPv4 one.
+DUAL_STACK = Path(__file__).resolve().parents[1] / "golden" / "chance" / "dual-stack.yaml"
 CLI = str(Path(sys.executable).with_name("anycast-ctl"))
 LBS = ("lb1", "lb2", "lb3")
 
@@ -60,6 +62,28 @@ def forwarded_metric(lab: Lab, lb: str, peer: str) -> float:
     return 0.0
 
 
+def route_between_lbs(lab: Lab) -> None:
+    """Host routes between the LB nodes' underlay addresses, through r1."""
+    plan = lab.topology.address_plan()
+    for lb in LBS:
+        gateway = str(plan.interface("r1", lb).ipv4.ip)
+        for peer in LBS:
+            if peer != lb:
+                address = str(plan.interface(peer, "r1").ipv4.ip)
+                subprocess.run(
+                    ["ip", "-n", lab.namespace(lb), "route", "replace", address, "via", gateway],
+                    check=True,
+                    timeout=30,
+                )
+
+
+def all_live(lab: Lab) -> bool:
+    views = [chance_of(lab, lb) for lb in LBS]
+    return all(
+        v.get("table_loaded") and set(v.get("peers", {}).values()) == {"live"} for v in views
+    )
+
+
 def agent_pid(exabgp_pid: int) -> int:
     children = Path(f"/proc/{exabgp_pid}/task/{exabgp_pid}/children").read_text().split()
     for pid in children:
@@ -73,26 +97,8 @@ def test_moved_connections_survive_a_drain_and_the_table_dies_with_its_agent(
 ) -> None:
     lab = Lab.up(DEFAULT, tag=lab_tag, timeout=90)
     try:
-        plan = lab.topology.address_plan()
-        for lb in LBS:
-            gateway = str(plan.interface("r1", lb).ipv4.ip)
-            for peer in LBS:
-                if peer != lb:
-                    address = str(plan.interface(peer, "r1").ipv4.ip)
-                    subprocess.run(
-                        ["ip", "-n", lab.namespace(lb), "route", "replace", address,
-                         "via", gateway],
-                        check=True, timeout=30,
-                    )  # fmt: skip
-
-        def all_live() -> bool:
-            views = [chance_of(lab, lb) for lb in LBS]
-            return all(
-                v.get("table_loaded") and set(v.get("peers", {}).values()) == {"live"}
-                for v in views
-            )
-
-        wait_for(all_live, 30, what="every agent's table loaded and its peers live")
+        route_between_lbs(lab)
+        wait_for(lambda: all_live(lab), 30, what="every agent's table loaded and its peers live")
         held = LongLived(lab, count=40, first_port=23000, run_id="chance").start()
         before = forwarded_metric(lab, "lb2", "lb1")
 
@@ -138,5 +144,44 @@ def test_moved_connections_survive_a_drain_and_the_table_dies_with_its_agent(
         assert chance.present(lab.namespace("lb1"))
         os.kill(agent_pid(lab.daemon("lb1", "exabgp").pid), signal.SIGKILL)
         wait_for(lambda: not chance.present(lab.namespace("lb1")), 15, what="lb1's table gone")
+    finally:
+        lab.down()
+
+
+def test_a_dual_stack_agent_forwards_moved_ipv6_connections_through_its_ip6_table(
+    lab_tag: str,
+) -> None:
+    """`render node` of a dual-stack topology gives each agent its IPv6 VIP: the agent loads
+    an ip6 table beside the ip one, and a drain of lb1 breaks none of its IPv6 connections."""
+    lab = Lab.up(DUAL_STACK, tag=lab_tag, timeout=90)
+    try:
+        route_between_lbs(lab)
+        wait_for(lambda: all_live(lab), 30, what="every agent's table loaded and its peers live")
+        vip6 = str(lab.topology.vip("web6").ip)
+        for lb in LBS:
+            table = subprocess.run(
+                ["ip", "netns", "exec", lab.namespace(lb), "nft", "list", "table", "ip6",
+                 "anycast_chance"],
+                capture_output=True, text=True, timeout=30, check=True,
+            ).stdout  # fmt: skip
+            assert f"{vip6} . 443" in table, (lb, table)
+        held = LongLived(lab, count=40, first_port=23100, run_id="chance6").start()
+        drained = subprocess.run(
+            [CLI, "drain", "--config", str(lab.node_config_path("lb1")), "--reason", "test"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert drained.returncode == 0, drained.stderr
+        wait_for(lambda: "lb1" not in lab.fib_nexthops("r1", "web6"), 10, what="web6 withdrawn")
+        wait_for(
+            lambda: forwarded_metric(lab, "lb2", "lb1") + forwarded_metric(lab, "lb3", "lb1") > 0,
+            10,
+            what="moved packets forwarded to lb1",
+        )
+        conns = held.stop()
+        opened = [c for c in conns if c.opened is not None]
+        ipv6_on_lb1 = [c for c in opened if c.lb == "lb1" and ":" in c.dst]
+        assert len(opened) >= 36 and ipv6_on_lb1, [(c.lb, c.dst) for c in opened]
+        broken = [(c.lb, c.dst, c.error) for c in opened if c.broken is not None]
+        assert broken == [], broken
     finally:
         lab.down()

@@ -312,6 +312,47 @@ NODE_EDITS = [
         "loopback.interface",
         "pattern",
     ),
+    *(
+        (
+            f"chance-{name}",
+            "loopback: {manage: false}",
+            "second_chance:\n  enabled: true\n  index: 0\n  underlay: 10.0.0.2\n"
+            f"  vips: {vips}\n  peers: [{{name: lb2, index: 1, underlay: 10.0.0.6{peer}}}]\n"
+            "loopback: {manage: false}",
+            field,
+            what,
+        )
+        for name, vips, peer, field, what in [
+            (
+                "vip6-link-local",
+                '[{address: "fe80::1"}]',
+                "",
+                "second_chance.vips[0].address",
+                "cannot be a VIP",
+            ),
+            (
+                "vip6-not-an-address",
+                '[{address: "2001:db8::zz"}]',
+                "",
+                "second_chance.vips[0].address",
+                "not an IPv4 or IPv6 address",
+            ),
+            (
+                "vip6-twice",
+                '[{address: "2001:db8::10"}, {address: "2001:DB8:0::10"}]',
+                "",
+                "second_chance",
+                "vips[1] (2001:db8::10 port 443) is vips[0] again",
+            ),
+            (
+                "overlay6-wrong",
+                '[{address: "2001:db8::10"}]',
+                ', overlay6: "fd00:ac5c:1::9"',
+                "second_chance.peers[0]",
+                "overlay6 fd00:ac5c:1::9 is not node index 1's (fd00:ac5c:1::2)",
+            ),
+        ]
+    ),
 ]
 
 # ---------------------------------------------------------------- topology values

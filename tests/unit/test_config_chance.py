@@ -104,3 +104,38 @@ def test_a_peer_is_declared_dead_only_after_several_beats() -> None:
         Heartbeat(interval=0.5, dead_after=1.0)
     with pytest.raises(ValidationError, match="16-256 bytes"):
         Heartbeat(key="short")
+
+
+def test_ipv6_vips_and_overlay_addresses_are_taken_normalized() -> None:
+    cfg = SecondChance.model_validate(
+        {
+            "enabled": True,
+            "index": 0,
+            "underlay": "10.0.0.1",
+            "vips": [{"address": "192.0.2.10"}, {"address": "2001:DB8:0::10", "port": 8443}],
+            "peers": [
+                {"name": "b", "index": 1, "underlay": "10.0.0.2", "overlay6": "FD00:AC5C:1:0::2"}
+            ],
+        }
+    )
+    assert [(v.address, v.port) for v in cfg.vips] == [("192.0.2.10", 443), ("2001:db8::10", 8443)]
+    assert cfg.peers[0].overlay6 == "fd00:ac5c:1::2"
+
+
+@pytest.mark.parametrize(
+    ("address", "words"),
+    [
+        ("::ffff:192.0.2.10", "cannot be a VIP"),
+        ("ff02::1", "cannot be a VIP"),
+        ("::", "cannot be a VIP"),
+        ("2001:db8::/64", "not an IPv4 or IPv6 address"),
+    ],
+)
+def test_vips_that_no_client_reaches_are_refused(address: str, words: str) -> None:
+    with pytest.raises(ValidationError, match=words):
+        SecondChance.model_validate({"vips": [{"address": address}]})
+
+
+def test_the_underlay_stays_ipv4_for_dual_stack_nodes() -> None:
+    with pytest.raises(ValidationError, match="not an IPv4 address"):
+        SecondChance.model_validate({"peers": [{"name": "b", "index": 1, "underlay": "fd00::2"}]})

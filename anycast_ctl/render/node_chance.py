@@ -4,8 +4,9 @@ On by default (`second_chance.enabled` in the topology) wherever the node has an
 node to forward to. Every LB node of the topology is a peer, with the address its overlay
 packets and heartbeats use: its IPv4 address on its first link to a router, as
 `render/chance.plan_for` computes it. The node's IPv6 VIPs are listed beside its IPv4 ones
-(the agent builds an ip6 table for them), and the peers then carry their IPv6 overlay address. Where the routers' hashing cannot be predicted, the
-reasons go into the section (the agent logs them) and `chance_notice` says so to the operator.
+(the agent builds an ip6 table for them), and the peers then carry their IPv6 overlay
+address. Where the routers' hashing cannot be predicted, the reasons go into the section
+(the agent logs them) and `chance_notice` says so to the operator.
 """
 
 from __future__ import annotations

@@ -157,6 +157,7 @@ def test_a_dual_stack_agent_forwards_moved_ipv6_connections_through_its_ip6_tabl
     try:
         route_between_lbs(lab)
         wait_for(lambda: all_live(lab), 30, what="every agent's table loaded and its peers live")
+        assert all(chance_of(lab, lb)["predicted"] for lb in LBS)  # owners from the topology
         vip6 = str(lab.topology.vip("web6").ip)
         for lb in LBS:
             table = subprocess.run(

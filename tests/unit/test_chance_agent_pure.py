@@ -64,3 +64,12 @@ def test_the_plan_targets_serving_peers_only_and_the_likely_owner_first() -> Non
 def test_the_guardian_removes_what_the_renderer_names() -> None:
     assert removal() == lifeline.CHANCE_REMOVAL
     assert tuple(device(k) for k in range(1, HOP_LIMIT_MAX + 1)) == lifeline.CHANCE_DEVICES
+
+
+def test_likely_owners_of_a_dual_stack_topology_are_predicted() -> None:
+    dual = Path(__file__).resolve().parents[1] / "golden" / "chance" / "dual-stack.yaml"
+    likely = Likely(load_topology(dual))
+    every = frozenset({"lb1", "lb2", "lb3"})
+    # lb1 drained: lb2 takes lb1's range, lb3 a part of lb2's (hash-threshold, 3 -> 2).
+    assert likely.owners((every, every - {"lb1"}), "lb2") == ("lb1",)
+    assert likely.owners((every, every - {"lb1"}), "lb3") == ("lb2",)

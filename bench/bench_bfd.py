@@ -3,20 +3,25 @@ our agent with BFD (100 ms x 3, the topology default) against ExaBGP's healthche
 (exabgp-fast, no bfdd: only the BGP hold time, 9 s) in the same run, p50/p99 of the time
 until lb1 is gone from every router's kernel FIB. Goal: p99 <= 1 s with BFD.
 
-Root only. Environment: BENCH_BFD_RUNS (default 10; --quick: 1 each), BENCH_BFD_TAG.
+The baseline runs first: the quick bench's failover module leaves it deployed, and this one
+leaves our agent for bench_recovery (bench/__main__.py).
+
+Root only. Environment: BENCH_BFD_RUNS (default 10; --quick: 1 each); the lab's tag is
+PREFIX-default (bench/labs.py).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.labs import LabPool, pool_for
+
+LABS = ("default",)
 GOAL_S = 1.0
 
 
-def main(quick: bool = False) -> None:
+def main(quick: bool = False, labs: LabPool | None = None) -> None:
     if os.geteuid() != 0:
         print("bench_bfd: skipped (needs root: network namespaces, FRR, HAProxy, ExaBGP)")
         return
@@ -24,16 +29,13 @@ def main(quick: bool = False) -> None:
     from anycast_ctl.lab.experiments.baseline import Implementation
     from anycast_ctl.lab.experiments.failover import Settings, run_experiments
     from anycast_ctl.lab.experiments.scenarios import Scenario
-    from anycast_ctl.lab.topology_up import Lab
 
     runs = int(os.environ.get("BENCH_BFD_RUNS", "1" if quick else "10"))
     started = time.monotonic()
-    lab = Lab.up(
-        REPO / "topologies" / "default.yaml", "bench-bfd", tag=os.environ.get("BENCH_BFD_TAG")
-    )
     measurements = []
-    try:
-        for impl in (Implementation.ANYCAST, Implementation.EXABGP_FAST):
+    with pool_for(labs) as pool:
+        lab = pool.lab("default")
+        for impl in (Implementation.EXABGP_FAST, Implementation.ANYCAST):
             measurements += run_experiments(
                 lab,
                 [impl.value],
@@ -43,8 +45,6 @@ def main(quick: bool = False) -> None:
                 say=lambda m: print("  " + m, flush=True),
                 restore_to=None,
             )
-    finally:
-        lab.down()
     rows = failover_report.summarize(measurements)
     print()
     print(failover_report.format_table(rows))

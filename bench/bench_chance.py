@@ -6,41 +6,38 @@ The tables are loaded BY THE LAB (lab/experiments/chance_driver.py), not by the 
 
 Root only. Environment:
     BENCH_CHANCE_RUNS   runs per scenario and setting (default 5; --quick: 1)
-    BENCH_CHANCE_HELD   long-lived connections per run (default 200; --quick: 100)
---quick brings up two labs and runs six events: about 4-5 minutes here under load, far over
-40 s (a lab bring-up alone is 15-30 s); it is not part of the quick bench's budget unless run
-by name.
+    BENCH_CHANCE_HELD   long-lived connections per run (default 200; --quick: 50)
+The labs' tags are PREFIX-default and PREFIX-leaf-spine (bench/labs.py). Both are given back
+spoiled (the lab's tables stay loaded, and the agents' own idea of their table is stale), so
+`python -m bench` runs this module after every other that uses the default topology.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.labs import LabPool, pool_for
+
 CASES = [("default", "drain"), ("default", "haproxy-kill"), ("leaf-spine", "haproxy-kill")]
+LABS = tuple(dict.fromkeys(t for t, _ in CASES))
 
 
-def main(quick: bool = False) -> None:
+def main(quick: bool = False, labs: LabPool | None = None) -> None:
     if os.geteuid() != 0:
         print("bench_chance: skipped (needs root: network namespaces, FRR, HAProxy, ExaBGP)")
         return
-    if quick and not os.environ.get("BENCH_CHANCE_QUICK"):
-        print("bench_chance: skipped in --quick (two labs, ~4-5 min; BENCH_CHANCE_QUICK=1 runs it)")
-        return
     from anycast_ctl.lab.experiments.baseline import Implementation
     from anycast_ctl.lab.experiments.failover import Settings, run_experiments
-    from anycast_ctl.lab.topology_up import Lab
 
     runs = int(os.environ.get("BENCH_CHANCE_RUNS", "1" if quick else "5"))
-    held = int(os.environ.get("BENCH_CHANCE_HELD", "100" if quick else "200"))
+    held = int(os.environ.get("BENCH_CHANCE_HELD", "50" if quick else "200"))
     started = time.monotonic()
     rows = []
-    for topology in dict.fromkeys(t for t, _ in CASES):
-        scenarios = [s for t, s in CASES if t == topology]
-        lab = Lab.up(REPO / "topologies" / f"{topology}.yaml", f"bench-chance-{topology}")
-        try:
+    with pool_for(labs) as pool:
+        for topology in LABS:
+            scenarios = [s for t, s in CASES if t == topology]
+            lab = pool.lab(topology)
             for on in (False, True):
                 for m in run_experiments(
                     lab,
@@ -52,8 +49,7 @@ def main(quick: bool = False) -> None:
                     restore_to=None,
                 ):
                     rows.append((topology, m.scenario, on, m))
-        finally:
-            lab.down()
+            pool.spoil(topology)
     print(f"\nsecond chance (lab-driven tables), {runs} runs x {held} long-lived connections")
     print(f"{'topology':<11} {'scenario':<13} {'forwarding':<10} broken (per run)   collateral")
     for topology, scenario in CASES:

@@ -16,7 +16,8 @@ Two shapes of 1,000 VIPs:
 
 CPU is utime+stime from /proc/PID/stat over the window (default 60 s, BENCH_FOOTPRINT_SECONDS),
 after the VIPs are announced; RSS is VmRSS at the end. Run: `python -m bench footprint`
-(`--quick`: 10 s per case, the shared shape only).
+(`--quick`: 5 s per case, the shared shape only). The namespace is PREFIX-fp-PID
+(bench/labs.py: `--lab-prefix`, BENCH_LAB_PREFIX).
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from pathlib import Path
 from anycast_ctl.config.node import load_node_config
 from anycast_ctl.render.exabgp import agent_argv, render_exabgp
 from anycast_ctl.render.lb_layout import AS_ROOT
+from bench.labs import prefix_from_env
 
 SECONDS = float(os.environ.get("BENCH_FOOTPRINT_SECONDS", "60"))
+QUICK_SECONDS = 5.0  # 50 of the agent's ticks: enough to see a regression, not to quote
 CASES = [("shared", 1), ("shared", 100), ("shared", 1000), ("distinct", 100), ("distinct", 1000)]
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 EXABGP = Path(sys.executable).with_name("exabgp")
@@ -162,7 +165,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def measure(shape: str, n: int, seconds: float) -> dict:
-    netns = f"acx-bfp-{os.getpid()}"
+    netns = f"{prefix_from_env()}-fp-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", netns], check=True)
     try:
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
@@ -191,7 +194,7 @@ def _measure(shape: str, n: int, seconds: float, inside: list[str]) -> dict:
         for name, text in files.items():
             (directory / name).write_text(text)
         log = (directory / "exabgp.log").open("w")
-        env = {**os.environ, "ANYCAST_CTL_LAB": f"acx-bench-fp{os.getpid()}"}
+        env = {**os.environ, "ANYCAST_CTL_LAB": f"{prefix_from_env()}-fp-{os.getpid()}"}
         haproxy = subprocess.Popen(
             [*inside, HAPROXY, "-db", "-f", str(directory / "haproxy.cfg")],
             stdout=subprocess.DEVNULL,
@@ -264,7 +267,7 @@ def _measure(shape: str, n: int, seconds: float, inside: list[str]) -> dict:
 
 
 def main(quick: bool = False) -> None:
-    seconds = min(SECONDS, 10.0) if quick else SECONDS
+    seconds = min(SECONDS, QUICK_SECONDS) if quick else SECONDS
     cases = [c for c in CASES if c[0] == "shared"] if quick else CASES
     if os.geteuid() != 0 or not (
         os.access(HAPROXY, os.X_OK) and EXABGP.exists() and AGENT.exists()

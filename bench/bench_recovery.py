@@ -7,16 +7,18 @@ default topology in one run: our agent vs ExaBGP's healthcheck (fast settings) o
   router's own floor: the session closes), with both p99s (goal <= 1.25).
 
 Root only (a lab in namespaces). BENCH_RECOVERY_RUNS: runs per case (default 10; --quick: 2).
-BENCH_RECOVERY_TAG: the lab's tag (default acx-bench-recovery).
+The lab's tag is PREFIX-default (bench/labs.py); our agent is deployed first, as another module
+of the same run may have left a baseline.
 """
 
 from __future__ import annotations
 
 import os
 import statistics
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.labs import LabPool, pool_for
+
+LABS = ("default",)
 LB = "lb1"
 
 
@@ -34,30 +36,27 @@ def line(name: str, values: list[float]) -> str:
     )
 
 
-def main(quick: bool = False) -> None:
+def main(quick: bool = False, labs: LabPool | None = None) -> None:
     if os.geteuid() != 0:
         print("bench_recovery: skipped (needs root: network namespaces, FRR, HAProxy, ExaBGP)")
         return
     from anycast_ctl.lab.experiments.baseline import Implementation
     from anycast_ctl.lab.experiments.deployment import (
         Deployment,
+        deploy,
         start_exabgp,
         stop_exabgp,
         wait_ready,
     )
     from anycast_ctl.lab.experiments.scenarios import Scenario, recover, trigger
     from anycast_ctl.lab.observe.fibset import FibSet
-    from anycast_ctl.lab.topology_up import Lab
 
     runs = int(os.environ.get("BENCH_RECOVERY_RUNS", "2" if quick else "10"))
-    lab = Lab.up(
-        REPO / "topologies" / "default.yaml",
-        "bench-recovery",
-        tag=os.environ.get("BENCH_RECOVERY_TAG"),
-    )
     back: dict[str, list[float]] = {}
     withdraw: dict[str, list[float]] = {"haproxy-kill": [], "exabgp-kill": []}
-    try:
+    with pool_for(labs) as pool:
+        lab = pool.lab("default")
+        deploy(lab, Implementation.ANYCAST)
         with FibSet(lab) as fibs:
             for impl in (Implementation.ANYCAST, Implementation.EXABGP_FAST):
                 dep = Deployment(lab, impl)
@@ -82,8 +81,6 @@ def main(quick: bool = False) -> None:
                             back.setdefault(impl.value, []).append(again)
                         if again is None or gone is None:
                             print(f"  {impl} {scenario}: not back/gone within the bound")
-    finally:
-        lab.down()
     load = os.getloadavg()[0]
     print(f"default topology, node {LB}, {runs} runs per case, load {load:.1f} at the end")
     print("ExaBGP restart -> back in every router's FIB:")

@@ -17,16 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anycast_ctl.chance import apply as chance_io
-from anycast_ctl.chance.likely import Likely
 from anycast_ctl.chance.metrics_view import ChanceView
 from anycast_ctl.chance.nft_counters import ChanceCounters
 from anycast_ctl.chance.peers import PeerTable, decode, encode
 from anycast_ctl.chance.planner import announced_set, plan
 from anycast_ctl.config.node import NodeConfig
 from anycast_ctl.render.chance import ChancePlan
+
+if TYPE_CHECKING:  # numpy and the topology: loaded in the background (start)
+    from anycast_ctl.chance.likely import Likely
 
 log = logging.getLogger("anycast_ctl.agent.chance")
 HISTORY = 4  # announced sets remembered: connections older than a few changes are rare
@@ -65,19 +67,18 @@ class ChanceAgent:
         self._changed = asyncio.Event()
         self._lock = asyncio.Lock()
         self._states: dict[str, str] = {}
+        self._likely_task: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
 
     # ------------------------------------------------------------ lifetime
     async def start(self) -> None:
         for reason in self.cfg.unpredictable:
             log.warning("second chance: %s; forwarding along the fallback chain", reason)
-        if self.cfg.topology is not None:
-            try:
-                self.likely = await asyncio.to_thread(self._load_likely)
-            except Exception as exc:  # a topology we cannot read: the ring alone, said loudly
-                log.error(
-                    "second chance: cannot predict owners from %s: %s", self.cfg.topology, exc
-                )
+        # The first table needs no prediction (no peer is known yet, so it targets none), and
+        # the prediction costs numpy and the whole topology: loaded after it, off the loop, so
+        # the node's first announce does not wait for it. Until then the ring alone decides.
         await self._update()
+        if self.cfg.topology is not None:
+            self._likely_task = asyncio.create_task(self._predict(), name="chance-likely")
         try:
             loop = asyncio.get_running_loop()
             assert self.cfg.underlay is not None  # validated when enabled
@@ -88,7 +89,16 @@ class ChanceAgent:
             self.error = f"heartbeats on {self.cfg.underlay}:{self.cfg.heartbeat.port}: {exc}"
             log.error("second chance: %s; no peer is ever live, nothing is forwarded", self.error)
 
+    async def _predict(self) -> None:
+        try:
+            self.likely = await asyncio.to_thread(self._load_likely)
+        except Exception as exc:  # a topology we cannot read: the ring alone, said loudly
+            log.error("second chance: cannot predict owners from %s: %s", self.cfg.topology, exc)
+            return
+        self._changed.set()  # the table follows the prediction from now on
+
     def _load_likely(self) -> Likely:
+        from anycast_ctl.chance.likely import Likely
         from anycast_ctl.config.topology import load_topology
 
         assert self.cfg.topology is not None
@@ -102,6 +112,8 @@ class ChanceAgent:
 
     async def stop(self) -> None:
         self.gone = True
+        if self._likely_task is not None:
+            self._likely_task.cancel()
         self._send()  # peers stop forwarding to us at once, not after dead_after
         if self._transport is not None:
             self._transport.close()

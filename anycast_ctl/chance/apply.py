@@ -30,7 +30,7 @@ from anycast_ctl.render.chance import (
     removal,
     ruleset,
 )
-from anycast_ctl.sim.owners import HOP_LIMIT_MAX
+from anycast_ctl.sim.chain import HOP_LIMIT_MAX
 
 ZERO_MAC = "00:00:00:00:00:00"
 # Loose reverse-path check on the overlay: forwarded packets come from clients the node

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from anycast_ctl.sim.owners import FlowKey
+from anycast_ctl.sim.chain import FlowKey
 
 
 def _endpoint(text: str) -> tuple[str, int] | None:

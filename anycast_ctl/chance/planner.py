@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from anycast_ctl.config.node_chance import SecondChance
 from anycast_ctl.render.chance import ChancePlan, Peer
-from anycast_ctl.sim.owners import fallback_chain
+from anycast_ctl.sim.chain import fallback_chain
 
 
 def serving(states: dict[str, str]) -> frozenset[str]:

@@ -30,7 +30,7 @@ from anycast_ctl.config.common import Name, Port, SafeStr, StrictModel
 MAX_NODE_INDEX = 253  # overlay host numbers 1..254 of a /24
 OVERLAY_NETWORK = "169.254.101.0/24"  # level 1 of render/chance.py's overlay
 OVERLAY6_NETWORK = "fd00:ac5c:1::/64"  # level 1 of its IPv6 overlay
-HOP_LIMIT_MAX = 3  # render/chance.py and sim/owners.py enforce the same bound
+HOP_LIMIT_MAX = 3  # render/chance.py and sim/chain.py enforce the same bound
 DEFAULT_HEARTBEAT_PORT = 4795
 
 

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from anycast_ctl.config.topology import Topology
-from anycast_ctl.render.hostnet import lb_underlay
-from anycast_ctl.sim.owners import HOP_LIMIT_MAX, ForwardEntry, fallback_chain
+from anycast_ctl.sim.chain import HOP_LIMIT_MAX, ForwardEntry, fallback_chain
+
+if TYPE_CHECKING:  # the agent renders its ruleset without loading the topology's models
+    from anycast_ctl.config.topology import Topology
 
 TABLE = "anycast_chance"
 VNI_BASE = 0xAC5C00  # level k uses VNI VNI_BASE + k
@@ -275,6 +277,8 @@ def plan_for(
     entries whose owner is alive (a flow owned by a node that is down is lost whatever we do),
     and the fallback chain (`likely` previous owners first). Underlay: each node's address on
     its first link to a router."""
+    from anycast_ctl.render.hostnet import lb_underlay
+
     lbs = tuple(lb.name for lb in topo.lbs)
     if node not in lbs:
         raise ValueError(f"{node!r} is not one of the LB nodes ({', '.join(lbs)})")

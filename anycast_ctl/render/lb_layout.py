@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 from anycast_ctl.config.node import FlapDamping, Timing
-from anycast_ctl.config.topology import Topology, Vip
 from anycast_ctl.errors import UserError
+
+if TYPE_CHECKING:  # the agent imports this module's layout, not the topology's models
+    from anycast_ctl.config.topology import Topology, Vip
 
 Profile = Literal["recommended", "conservative"]
 PROFILES: tuple[str, ...] = get_args(Profile)

@@ -22,12 +22,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from anycast_ctl.config.topology import Algorithm, Topology
+
+# Defined where the agent imports them without numpy; part of this module's interface.
+from anycast_ctl.sim.chain import (
+    HOP_LIMIT_MAX as HOP_LIMIT_MAX,
+    FlowKey as FlowKey,
+    ForwardEntry as ForwardEntry,
+    fallback_chain as fallback_chain,
+)
 from anycast_ctl.sim.fabric import Event, Fabric, apply
 from anycast_ctl.sim.flowarrays import FlowArrays
 from anycast_ctl.sim.flows import FlowBatch, FlowMismatch, attach
 from anycast_ctl.sim.network import NO_PATH, HashCache, Plan, route
-
-HOP_LIMIT_MAX = 3  # a forwarded packet crosses at most this many LB nodes after the first
 
 
 @dataclass(frozen=True)
@@ -72,15 +78,6 @@ def owner_change(fabric: Fabric, event: Event, batch: FlowBatch) -> OwnerChange:
         return np.where(last == NO_PATH, NO_PATH, last - first)
 
     return OwnerChange(lbs, lb_index(before_plan), lb_index(after_plan), batch)
-
-
-FlowKey = tuple[str, int, str, int]  # source address, source port, VIP, VIP port (TCP)
-
-
-@dataclass(frozen=True)
-class ForwardEntry:
-    flow: FlowKey
-    owner: str  # the LB node that holds the flow's connection
 
 
 def forward_entries(change: OwnerChange, node: str) -> list[ForwardEntry]:
@@ -166,27 +163,3 @@ def unpredictable(topo: Topology, routers: list[str] | None = None) -> list[str]
                 "when there is one (use policy 3 with fields 0x37)"
             )
     return reasons
-
-
-def fallback_chain(
-    node: str,
-    lbs: tuple[str, ...],
-    alive: frozenset[str],
-    hop_limit: int,
-    likely: tuple[str, ...] = (),
-) -> tuple[str, ...]:
-    """Whom `node` asks, in order, for a flow it has no entry for.
-
-    First the `likely` previous owners (`owner_candidates`, where the hash is predictable),
-    then the nodes after `node` in the topology's order, wrapping around; only live nodes,
-    each once, at most `hop_limit` of them. The rendering counts hops on the wire, so a
-    packet crosses at most `hop_limit` nodes after the first whatever the chains say.
-    """
-    if not 1 <= hop_limit <= HOP_LIMIT_MAX:
-        raise ValueError(f"hop_limit must be within 1..{HOP_LIMIT_MAX}, not {hop_limit}")
-    if node not in lbs:
-        raise ValueError(f"{node!r} is not one of the LB nodes ({', '.join(lbs)})")
-    start = lbs.index(node)
-    ring = [lbs[(start + k) % len(lbs)] for k in range(1, len(lbs))]
-    order = dict.fromkeys(lb for lb in (*likely, *ring) if lb in alive and lb != node)
-    return tuple(order)[:hop_limit]

@@ -1,3 +1,3 @@
-from anycast_ctl.cli import main
+from anycast_ctl.entry import main
 
 main()

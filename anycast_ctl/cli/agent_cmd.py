@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import sys
 
 import click
 
+from anycast_ctl.agent.main import LOG_LEVELS, MAX_STALL_AFTER, MIN_STALL_AFTER, run as run_agent
 from anycast_ctl.cli.params import Finite
-
-# The same floor as the node config's lifeline.stall_after.
-MIN_STALL_AFTER = 0.3
 
 
 @click.group()
@@ -23,13 +19,13 @@ def agent() -> None:
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
 @click.option(
     "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
+    type=click.Choice(LOG_LEVELS),
     default="info",
     show_default=True,
 )
 @click.option(
     "--stall-after",
-    type=Finite(0, 3600),
+    type=Finite(0, MAX_STALL_AFTER),
     default=None,
     help="Stop ExaBGP if the agent sends no heartbeat this long (s, 0.3 to 3600) once "
     "every VIP has had its first decision; 0 disables the lifeline. Default: "
@@ -41,14 +37,6 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
 
     stdin/stdout are ExaBGP's pipe; logs go to stderr (ExaBGP forwards them to its log).
     """
-    import gc
-    from pathlib import Path
-
-    # Start-up allocates hundreds of thousands of objects that live for good (the config's
-    # models, every module): collecting them while importing only delays the first announce.
-    # Collection resumes, with those objects frozen out of it, once every VIP has a decision
-    # (Failsafe.first_decisions_made).
-    gc.disable()
     if stall_after is not None and 0 < stall_after < MIN_STALL_AFTER:
         # Below the config's own minimum the guardian would take ordinary scheduling jitter
         # for a hang and stop a healthy ExaBGP.
@@ -56,58 +44,4 @@ def run(config_path: str, log_level: str, stall_after: float | None) -> None:
             f"{stall_after:g} s is below {MIN_STALL_AFTER:g} s (0 disables the lifeline)",
             param_hint="'--stall-after'",
         )
-
-    from anycast_ctl.agent.lifeline import Lifeline, exabgp_parent
-    from anycast_ctl.agent.preflight import check_node_config
-    from anycast_ctl.agent.runtime import AgentRuntime
-    from anycast_ctl.agent.sdnotify import Notifier
-    from anycast_ctl.agent.speaker import stdio_speaker
-
-    # The same validation as `config check`: a bad config exits 2 before anything is announced.
-    config = check_node_config(config_path)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=log_level.upper(),
-        format=f"%(asctime)s anycast-ctl[{config.node}] %(name)s %(levelname)s: %(message)s",
-    )
-    if stall_after is None:
-        stall_after = config.lifeline.stall_after
-
-    async def main() -> int:
-        speaker = await stdio_speaker()
-        lifeline = None
-        parent = exabgp_parent()
-        if stall_after and parent is not None:
-            lifeline = Lifeline.start(
-                parent,
-                stall_after=stall_after,
-                startup_stall_after=max(stall_after, config.lifeline.startup_stall_after),
-                remove_chance=config.second_chance.enabled,
-            )
-        elif stall_after:
-            logging.getLogger("anycast_ctl.agent").warning(
-                "not started by ExaBGP: no lifeline; if this agent dies its routes are not"
-                " withdrawn"
-            )
-        # Imported only when used: the netlink client and prometheus_client cost RSS.
-        loopback = metrics = None
-        if config.loopback.manage:
-            from anycast_ctl.agent.netlink import LoopbackAddresses
-
-            loopback = LoopbackAddresses(config.loopback.interface)
-        if config.metrics.enabled:
-            from anycast_ctl.agent.metrics import AgentMetrics
-
-            metrics = AgentMetrics(config.node)
-        runtime = AgentRuntime(
-            config,
-            Path(config_path),
-            speaker,
-            loopback=loopback,
-            metrics=metrics,
-            lifeline=lifeline,
-            notifier=Notifier(),
-        )
-        return await runtime.run()
-
-    sys.exit(asyncio.run(main()))
+    sys.exit(run_agent(config_path, log_level, stall_after))

@@ -6,7 +6,7 @@ Validation never has side effects: nothing here opens sockets or runs check comm
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -86,7 +86,15 @@ MAX_YAML_NODES = 200_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _StrictLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (ten times faster on a config of 1,000 VIPs, which the
+# agent reads at every start); the constructor, and so every check below, is the same Python.
+if TYPE_CHECKING:  # both construct alike; the stubs know the pure-Python one best
+    _SafeLoader = yaml.SafeLoader
+else:
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_SafeLoader):
     """SafeLoader that refuses duplicate keys: a second `vips:` must not silently win."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:

@@ -82,6 +82,8 @@ class AgentRuntime(CheckScheduling):
         self.statuses: dict[str, fsm.VipStatus] = {}
         self.next_due: dict[str, float] = {}
         self.stopping = asyncio.Event()
+        # False until the set-up that must precede any announce is done (_services).
+        self.announcing = False
         self.exit_code = 0
         self._control: ControlServer | None = None
         self._background: set[asyncio.Task] = set()  # held so the loop cannot drop them mid-run
@@ -170,12 +172,16 @@ class AgentRuntime(CheckScheduling):
             tasks += self.failsafe.tasks()
             await self._startup()
             self._watch()
-            if self.chance is not None:
-                tasks += self.chance.tasks()
+            # The checks start now: the set-up left (the second chance's table, the control
+            # socket, metrics) runs beside the first rise, which announces only once the
+            # table is in (see _step_all).
             tasks += [
                 asyncio.create_task(self._check_loop(), name="checks"),
                 asyncio.create_task(self.stopping.wait(), name="stop"),
             ]
+            await self._services()
+            if self.chance is not None:
+                tasks += self.chance.tasks()
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task.get_name() == "exabgp-reader":
@@ -203,12 +209,17 @@ class AgentRuntime(CheckScheduling):
         return self.exit_code
 
     async def _startup(self) -> None:
-        # Fail closed: clear anything stale, in a few lines however many VIPs there are.
+        """Before any check: fail closed, and the VIPs' addresses as the checks need them."""
+        # Clear anything stale, in a few lines however many VIPs there are.
         await self._send_all(self.writer.withdraw_many(list(self.vips)))
         await self._reconcile_loopback()
+
+    async def _services(self) -> None:
+        """The rest of the set-up, while the first checks run."""
         if self.chance is not None:
             # Before the first announce: conntrack must see every handshake of this node.
             await self.chance.start()
+        self.announcing = True
         self._control = await serve_control(
             self.config.control.socket,
             self.config.control.allow_uids,
@@ -276,6 +287,11 @@ class AgentRuntime(CheckScheduling):
                     ),
                 )
             new, actions = memo[1]
+            if not self.announcing and any(isinstance(a, fsm.Announce) for a in actions):
+                # Set-up is not done: the VIP stays where it was (rising), and its next good
+                # result, a fast-paced check away, announces it. Never a late announce that
+                # a concurrent step could overtake: nothing is committed here.
+                continue
             self.statuses[vip.address] = new
             if health is not None:
                 self.failsafe.decided.add(vip.address)

@@ -94,7 +94,8 @@ class CheckScheduling:
         failure during it) returns to the interval at once."""
         interval = self._intervals[address]
         if address in self.first_rise:
-            if self.statuses[address].state is fsm.VipState.RISING:
+            # INIT too: a VIP whose announce waits for the set-up (runtime._step_all) with rise 1
+            if self.statuses[address].state in (fsm.VipState.RISING, fsm.VipState.INIT):
                 return interval / FIRST_RISE_SPEEDUP
             self.first_rise.discard(address)
         return interval

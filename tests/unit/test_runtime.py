@@ -125,6 +125,40 @@ async def test_announces_after_rise_and_withdraws_at_once_on_refusal(tmp_path, s
 
 
 @in_loop
+async def test_checks_start_before_the_set_up_ends_and_announce_only_after_it(tmp_path, service):
+    """The first rise runs beside the set-up (second chance table, control socket): rise
+    good results are not enough while it lasts; the first good one after it announces."""
+    await service.start()
+    path = write_config(tmp_path, service.port)
+    exabgp = FakeExabgp()
+    runtime = AgentRuntime(load_node_config(path), path, Speaker(exabgp.to_agent, exabgp))
+    set_up_may_end = asyncio.Event()
+    services = runtime._services
+
+    async def slow_services():
+        await set_up_may_end.wait()
+        await services()
+
+    runtime._services = slow_services  # type: ignore[method-assign]
+    task = asyncio.create_task(runtime.run())
+    seen: set[float] = set()
+
+    def rounds() -> int:
+        if "lb" in runtime.results:
+            seen.add(runtime.results["lb"].at)
+        return len(seen)
+
+    rise = runtime.config.timing.rise
+    await poll(lambda: rounds() > 2 * rise)  # good results, well past rise of them
+    assert not announced(exabgp) and runtime.statuses[VIP].state.value == "rising"
+    assert exabgp.lines and all(line.startswith("withdraw") for line in exabgp.lines)
+    set_up_may_end.set()
+    await poll(lambda: announced(exabgp), timeout=1.0)
+    runtime.stopping.set()
+    assert await task == 0
+
+
+@in_loop
 async def test_steady_health_sends_no_repeated_updates(tmp_path, service):
     await service.start()
     runtime, exabgp, task, _ = await start_agent(tmp_path, service.port)

@@ -139,7 +139,7 @@ async def test_checks_start_before_the_set_up_ends_and_announce_only_after_it(tm
         await set_up_may_end.wait()
         await services()
 
-    runtime._services = slow_services  # type: ignore[method-assign]
+    runtime._services = slow_services
     task = asyncio.create_task(runtime.run())
     seen: set[float] = set()
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 # The guardian runs this file as a script (`python -I -S lifeline.py`, see Lifeline.start):
 # it imports only what it needs at the top, and the agent's side imports the rest where used.
-import contextlib
 import os
 import select
 import signal
@@ -173,7 +172,9 @@ class Lifeline:
 
     def stand_down(self) -> None:
         """We are exiting on purpose with nothing announced: the guardian must not stop ExaBGP."""
-        with contextlib.suppress(OSError):
+        import contextlib  # the agent's side only: the guardian never imports it
+
+        with contextlib.suppress(OSError):  # a guardian gone already needs telling nothing
             os.write(self._fd, STAND_DOWN)
         self.close()
 
@@ -301,33 +302,66 @@ def guard(
     return reason
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+# The guardian's options (Lifeline.start writes them): name -> (type, default; None: required).
+OPTIONS: dict[str, tuple[type, object]] = {
+    "--fd": (int, None),
+    "--agent": (int, None),
+    "--target": (int, None),
+    "--target-start": (int, None),
+    "--stall-after": (float, None),
+    "--startup-stall-after": (float, 0.0),
+    "--grace": (float, 1.0),
+}
+FLAGS = ("--remove-chance",)
 
-    parser = argparse.ArgumentParser(
-        prog="anycast-ctl lifeline", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--agent", type=int, required=True)
-    parser.add_argument("--target", type=int, required=True)
-    parser.add_argument("--target-start", type=int, required=True)
-    parser.add_argument("--stall-after", type=float, required=True)
-    parser.add_argument("--startup-stall-after", type=float, default=None)
-    parser.add_argument("--grace", type=float, default=1.0)
-    parser.add_argument("--remove-chance", action="store_true")
-    args = parser.parse_args(argv)
+
+class UsageError(ValueError):
+    pass
+
+
+def parse_args(argv: list[str]) -> dict[str, object]:
+    """Pure: the guardian's argv -> its settings, keyed as in OPTIONS and FLAGS (without
+    the dashes). Read by hand: argparse would cost the guardian most of a MiB for good."""
+    values: dict[str, object] = {flag: False for flag in FLAGS}
+    words = iter(argv)
+    for word in words:
+        if word in FLAGS:
+            values[word] = True
+            continue
+        if word not in OPTIONS or word in values:
+            raise UsageError(f"unknown or repeated option {word!r}")
+        kind, _ = OPTIONS[word]
+        value = next(words, None)
+        try:
+            values[word] = kind(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{word} needs a {kind.__name__}, not {value!r}") from None
+    for name, (_, default) in OPTIONS.items():
+        if name not in values:
+            if default is None:
+                raise UsageError(f"{name} is required")
+            values[name] = default
+    return {name[2:]: value for name, value in values.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        print(f"anycast-ctl lifeline: {exc}", file=sys.stderr)
+        return 2
     # Signals meant for the agent's terminal or group are not for us: only the pipe decides.
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     guard(
-        args.fd,
-        args.agent,
-        args.target,
-        args.target_start,
-        args.stall_after,
-        args.grace,
-        args.startup_stall_after,
-        args.remove_chance,
+        args["fd"],  # type: ignore[arg-type]
+        args["agent"],  # type: ignore[arg-type]
+        args["target"],  # type: ignore[arg-type]
+        args["target-start"],  # type: ignore[arg-type]
+        args["stall-after"],  # type: ignore[arg-type]
+        args["grace"],  # type: ignore[arg-type]
+        args["startup-stall-after"] or None,  # type: ignore[arg-type]
+        bool(args["remove-chance"]),
     )
     return 0
 

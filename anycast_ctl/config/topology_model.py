@@ -283,8 +283,13 @@ class TopologyModel(StrictModel):
     def lb(self, name: str) -> LoadBalancer:
         return next(lb for lb in self.lbs if lb.name == name)
 
+    @cached_property
+    def _vips_by_name(self) -> dict[str, Vip]:
+        # lookups by name run per VIP per node: a scan would make 1,000 VIPs cost 10^6 steps
+        return {v.name: v for v in reversed(self.vips)}  # the first of a duplicated name wins
+
     def vip(self, name: str) -> Vip:
-        return next(v for v in self.vips if v.name == name)
+        return self._vips_by_name[name]
 
     def client(self, name: str) -> Client:
         return next(c for c in self.clients if c.name == name)

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.node import ExabgpDialect
 from anycast_ctl.config.topology import Topology, load_topology
@@ -26,6 +24,7 @@ from anycast_ctl.lab.net.cleanup import lab_pids, tag_namespaces
 from anycast_ctl.lab.nodes import backends, frr, lb
 from anycast_ctl.lab.nodes.files import write_node_files
 from anycast_ctl.lab.nodes.pki import MIN_VALIDITY, VALIDITY
+from anycast_ctl.render import yaml_text
 from anycast_ctl.render.lb_layout import AS_ROOT
 from anycast_ctl.render.node_config import EXABGP_DIALECT
 from anycast_ctl.render.node_files import (
@@ -78,7 +77,7 @@ def topology_text(topology: Topology | str | Path) -> tuple[Topology, str]:
     """The topology and the text the lab keeps of it (for `Lab.attach`)."""
     if isinstance(topology, Topology):
         data = topology.model_dump(mode="json", exclude_unset=True)
-        return topology, yaml.safe_dump(data, sort_keys=False)
+        return topology, yaml_text.dump(data, sort_keys=False)
     return load_topology(topology), Path(topology).read_text()
 
 

@@ -16,6 +16,7 @@ from pathlib import PurePath
 from anycast_ctl.config.address_plan import AddressPlan
 from anycast_ctl.config.node_chance import overlay6_of, overlay_of
 from anycast_ctl.config.topology import Topology
+from anycast_ctl.render import yaml_text
 from anycast_ctl.sim.owners import unpredictable
 
 TOPOLOGY_FILE = "topology.yaml"  # the copy an LB node's agent reads, beside its node.yaml
@@ -94,8 +95,6 @@ def chance_notice(topo: Topology) -> str | None:
 
 def topology_yaml(topo: Topology) -> str:
     """The topology as the agent reads it back (`load_topology`): the fields the file set."""
-    import yaml
-
     data = topo.model_dump(mode="json", exclude_unset=True)
     header = f"# Topology {topo.name!r} for the agent's second chance, rendered by anycast-ctl.\n"
-    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    return header + yaml_text.dump(data, sort_keys=False, default_flow_style=False)

@@ -28,13 +28,12 @@ from __future__ import annotations
 
 from pathlib import Path, PurePath
 
-import yaml
-
 from anycast_ctl.config.address_plan import AddressPlan, BgpSession
 from anycast_ctl.config.loading import validate
 from anycast_ctl.config.node import ExabgpDialect, NodeConfig
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.config.topology_model import Vip
+from anycast_ctl.render import yaml_text
 from anycast_ctl.render.lb_layout import (
     LB_SESSION_HOPS,
     ProxyGroup,
@@ -283,6 +282,6 @@ def node_config_yaml(config: NodeConfig, *, topology_name: str | None = None) ->
         "# Edits are overwritten when it is rendered again; change the topology instead.\n"
     )
     data = config.model_dump(mode="json", exclude_unset=True)
-    return header + yaml.safe_dump(
+    return header + yaml_text.dump(
         data, sort_keys=False, default_flow_style=False, allow_unicode=True
     )

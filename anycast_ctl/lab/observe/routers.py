@@ -41,8 +41,13 @@ def session_states(
 
 def fib_nexthops(ns: str, prefix: str, owners: dict[str, str]) -> tuple[list[str], list[str]]:
     """(next-hop node names in kernel order, gateways that belong to no node)."""
+    return name_hops(netns.fib_routes(ns, prefix), owners)
+
+
+def name_hops(hops: list[netns.NextHop], owners: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Next hops -> (node names in kernel order, gateways that belong to no node)."""
     names, unknown = [], []
-    for hop in netns.fib_routes(ns, prefix):
+    for hop in hops:
         gateway = hop["gateway"]
         owner = owners.get(canonical(gateway)) if gateway else None
         if owner is None:
@@ -57,8 +62,9 @@ def router_view(
 ) -> RouterView:
     sessions, bfd = session_states(tag, router, ns, peers)
     view = RouterView(router=router, sessions=sessions, bfd=bfd)
+    table = netns.fib_table(ns, [vip.address for vip in topo.vips])
     for vip in topo.vips:
-        names, unknown = fib_nexthops(ns, vip.address, owners)
+        names, unknown = name_hops(table.get(vip.address, []), owners)
         view.fib[vip.name] = names
         view.unknown_gateways.extend(unknown)
     return view

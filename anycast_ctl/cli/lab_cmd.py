@@ -54,6 +54,14 @@ def lab() -> None:
     help="Validity of the lab's certificates in days (default 2; at least 10 minutes), to "
     "cross the topology's certificates.warn_days / withdraw_days on purpose.",
 )
+@click.option(
+    "--vip-copies",
+    type=click.IntRange(min=1, max=10_000),
+    default=1,
+    show_default=True,
+    help="Make every VIP N VIPs on consecutive addresses (198.19.0.0/16, 2001:db8:5ca1::/64), "
+    "announced by the same nodes: default.yaml with 1000 runs 1,000 VIPs on each LB node.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON when up.")
 def up(
     topology: str,
@@ -61,15 +69,19 @@ def up(
     timeout: float,
     profile: str,
     cert_days: float | None,
+    vip_copies: int,
     as_json: bool,
 ) -> None:
     """Build TOPOLOGY and start every daemon; wait until every router has converged."""
+    from anycast_ctl.config.topology import Topology, load_topology
+    from anycast_ctl.lab.scale import with_vip_copies
     from anycast_ctl.lab.topology_up import Lab
 
     need_root()
-    started = Lab.up(
-        topology, name, timeout=timeout, profile=profile, log=_say, cert_days=cert_days
-    )
+    source: str | Topology = topology
+    if vip_copies > 1:
+        source = with_vip_copies(load_topology(topology), vip_copies)
+    started = Lab.up(source, name, timeout=timeout, profile=profile, log=_say, cert_days=cert_days)
     status = started.status()
     if as_json:
         click.echo(

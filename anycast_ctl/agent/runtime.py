@@ -304,6 +304,9 @@ class AgentRuntime(CheckScheduling):
                     withdraw.append(vip.address)
         if announce:
             await self._reconcile_loopback()  # the address must be there before traffic arrives
+        if self.chance is not None and (announce or withdraw):
+            # Before the lines: the peers' forwarding tables must lead the routers' move.
+            await self.chance.routes_change(any(s.announced for s in self.statuses.values()))
         await self._send_all(
             self.writer.withdraw_many(withdraw) + self.writer.announce_each(announce)
         )
@@ -314,8 +317,6 @@ class AgentRuntime(CheckScheduling):
                 self.metrics.transition(address, change.old, change.new)
         if withdraw:
             await self._reconcile_loopback()
-        if self.chance is not None and (announce or withdraw):
-            self.chance.set_live(any(s.announced for s in self.statuses.values()))
         if self.metrics:
             for vip, _ in updates:
                 self._publish(vip.address, self.statuses[vip.address])

@@ -3,7 +3,7 @@
     chance = ChanceAgent(config)
     await chance.start()        # the table, before the first announce (conntrack must see SYNs)
     tasks += chance.tasks()     # heartbeats out and in; the table follows every change
-    chance.set_live(True)       # this node announces (or not)
+    await chance.routes_change(True)   # before the announce (or withdraw) lines are written
     await chance.stop()         # "gone" to the peers, table and devices removed
 
 Decisions are pure (chance/peers.py, chance/planner.py, chance/likely.py); applying goes
@@ -23,7 +23,7 @@ from anycast_ctl.chance import apply as chance_io
 from anycast_ctl.chance.metrics_view import ChanceView
 from anycast_ctl.chance.nft_counters import ChanceCounters
 from anycast_ctl.chance.peers import PeerTable, decode, encode
-from anycast_ctl.chance.planner import announced_set, plan
+from anycast_ctl.chance.planner import announced_set, plan, serving
 from anycast_ctl.config.node import NodeConfig
 from anycast_ctl.render.chance import ChancePlan
 
@@ -34,6 +34,9 @@ log = logging.getLogger("anycast_ctl.agent.chance")
 HISTORY = 4  # announced sets remembered: connections older than a few changes are rare
 COUNTERS_EVERY = 1.0
 COUNTERS_TIMEOUT = 2.0  # one metrics scrape's nft read; Prometheus' default timeout is 10 s
+# How long an announce waits for this node's own table to follow (it gains flows at once).
+# An apply is one nft transaction, tens of ms; a failing one must not hold a VIP back long.
+ANNOUNCE_WAIT = 1.0
 
 
 class _Beats(asyncio.DatagramProtocol):
@@ -58,6 +61,7 @@ class ChanceAgent:
         self.history: list[frozenset[str]] = []
         self.likely: Likely | None = None  # once the topology is read
         self.applied: ChancePlan | None = None
+        self._devices_as: ChancePlan | None = None  # the last plan applied whole: its devices
         self.loaded = False
         self.error: str | None = None
         self.counters: dict[str, int] = {}
@@ -65,6 +69,9 @@ class ChanceAgent:
         self.table_updated_at: float | None = None  # monotonic time of the last apply
         self._transport: asyncio.DatagramTransport | None = None
         self._changed = asyncio.Event()
+        self._generation = 0  # bumped on each change the table must follow
+        self._caught_up = asyncio.Event()  # the table has followed every change so far
+        self._pending_since: float | None = None  # the first change not yet followed
         self._lock = asyncio.Lock()
         self._states: dict[str, str] = {}
         self._likely_task: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
@@ -95,7 +102,7 @@ class ChanceAgent:
         except Exception as exc:  # a topology we cannot read: the ring alone, said loudly
             log.error("second chance: cannot predict owners from %s: %s", self.cfg.topology, exc)
             return
-        self._changed.set()  # the table follows the prediction from now on
+        self._change()  # the table follows the prediction from now on
 
     def _load_likely(self) -> Likely:
         from anycast_ctl.chance.likely import Likely
@@ -123,21 +130,44 @@ class ChanceAgent:
                 log.info("second chance: table and overlay removed")
             except chance_io.ChanceError as exc:
                 log.error("second chance: removing the table failed: %s", exc)
-            self.loaded, self.applied = False, None
+            self.loaded, self.applied, self._devices_as = False, None, None
 
     # ------------------------------------------------------------ inputs
+    def _change(self) -> None:
+        if self._caught_up.is_set() or self._pending_since is None:
+            self._pending_since = time.monotonic()
+        self._generation += 1
+        self._caught_up.clear()
+        self._changed.set()
+
     def set_live(self, live: bool) -> None:
         if live != self.own_live:
             self.own_live = live
             self._send()  # at once: the peers' tables follow before the routers do
-            self._changed.set()
+            self._change()
+
+    async def routes_change(self, live: bool) -> None:
+        """Called before this node's announce or withdraw lines are written, with whether it
+        announces anything after them. The peers hear at once (one datagram each): the
+        routers move flows tens of ms after the lines, and a peer's table must already send
+        the flows it gains to their owners. Withdrawing is never delayed further. Announcing,
+        this node gains flows itself: its own table follows first, for at most ANNOUNCE_WAIT."""
+        was = self.own_live
+        self.set_live(live)
+        if live and not was:
+            try:
+                await asyncio.wait_for(self._caught_up.wait(), ANNOUNCE_WAIT)
+            except TimeoutError:
+                log.warning(
+                    "second chance: table not updated within %gs; announcing anyway", ANNOUNCE_WAIT
+                )
 
     async def leave(self) -> None:
         """A whole-node drain: tell the peers first and give them time to update their tables,
         so the collateral flows they gain go to their owners from the routers' first move."""
         self.leaving = True
         self._send()
-        self._changed.set()
+        self._change()
         await asyncio.sleep(self.cfg.heartbeat.dead_after)
 
     def drained(self, whole_node: bool) -> None:
@@ -149,7 +179,7 @@ class ChanceAgent:
             self.leaving = False
             if self.gone:
                 self.gone = False
-                self._changed.set()
+                self._change()
 
     def received(self, data: bytes, source: str) -> None:
         hb = self.cfg.heartbeat
@@ -174,7 +204,7 @@ class ChanceAgent:
         states = self.peers.states(time.monotonic())
         if states != self._states:
             self._states = states
-            self._changed.set()
+            self._change()
 
     async def _beat_loop(self) -> None:
         next_counters = 0.0
@@ -189,7 +219,7 @@ class ChanceAgent:
                     self.cfg.drain_timeout,
                 )
                 self.gone = True
-                self._changed.set()
+                self._change()
             if self.loaded and now >= next_counters:
                 next_counters = now + COUNTERS_EVERY
                 try:
@@ -202,26 +232,55 @@ class ChanceAgent:
         while True:
             await self._changed.wait()
             self._changed.clear()
+            generation = self._generation
             await self._update()
+            if generation == self._generation:
+                self._caught_up.set()
+                await self._warm()
+
+    async def _warm(self) -> None:
+        """Ahead of the next change: its likely owners, one candidate change per thread call,
+        given up as soon as a real change is waiting (it must not wait behind this)."""
+        if self.likely is None or not self.history or self.gone:
+            return
+        from anycast_ctl.chance.likely import next_sets  # loaded with the prediction
+
+        now = self.history[-1]
+        for after in next_sets(now, [self.node, *(p.name for p in self.cfg.peers)]):
+            if self._changed.is_set():
+                return
+            await asyncio.to_thread(self.likely.candidates, now, after, self.node)
 
     async def _update(self) -> None:
         async with self._lock:
             if self.gone:
                 if self.loaded:
                     await asyncio.to_thread(chance_io.remove, self.netns)
-                    self.loaded, self.applied = False, None
+                    self.loaded, self.applied, self._devices_as = False, None, None
                 return
             states = self._states
             now = announced_set(self.node, self.own_live and not self.leaving, states)
             if not self.history or self.history[-1] != now:
                 self.history = [*self.history, now][-HISTORY:]
-            likely = self.likely.owners(tuple(self.history), self.node) if self.likely else ()
+            likely: tuple[str, ...] = ()
+            if self.likely is not None:
+                likely = await asyncio.to_thread(
+                    self.likely.owners,
+                    tuple(self.history),
+                    self.node,
+                    self.cfg.hop_limit,
+                    serving(states),
+                )
             wanted = plan(self.cfg, self.node, states, likely)
             if wanted == self.applied:
                 return
+            computed = time.monotonic()
             try:
-                await asyncio.to_thread(chance_io.apply_plan, wanted, self.netns)
+                await asyncio.to_thread(
+                    chance_io.apply_plan, wanted, self.netns, previous=self._devices_as
+                )
             except chance_io.ChanceError as exc:
+                self._devices_as = None  # left half-made, maybe: the next apply redoes them
                 self.error = str(exc)
                 log.error("second chance: applying the table failed: %s", exc)
                 return
@@ -229,11 +288,16 @@ class ChanceAgent:
             self.table_updated_at = time.monotonic()
             first = not self.loaded
             self.applied, self.loaded, self.error = wanted, True, None
+            self._devices_as = wanted
+            since = self._pending_since
+            done = time.monotonic()
             log.info(
-                "second chance: table %s; targets %s, fallback %s",
+                "second chance: table %s; targets %s, fallback %s (%s; apply %.0f ms)",
                 "loaded" if first else "updated",
                 ",".join(p.name for p in wanted.peers) or "none",
                 ",".join(wanted.chain) or "none",
+                "first" if since is None else f"{(done - since) * 1000:.0f} ms after the change",
+                (done - computed) * 1000,
             )
 
     # ------------------------------------------------------------ status

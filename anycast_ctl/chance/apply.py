@@ -2,15 +2,18 @@
 removed (the one place that runs `nft`, `ip` and `bridge` for it).
 
     apply_plan(plan, netns="acx-sc42-lb2")   # devices first (nft resolves them), then the table
+    apply_plan(new, netns, previous=plan)    # the same devices: the table alone
     counters(netns)                            # {"forwarded": packets, "arrived": packets,
                                                #  "forwarded_lb1": ...} (both tables together)
     read_counters(netns)                       # packets and bytes per peer, one nft run
     remove(netns)                              # table and devices gone; safe to call twice
 
-The ruleset replaces the table in one nft transaction, so updating the entries never opens a
-window without forwarding. A device is recreated only when its VNI, local address or port
-differ; its flood list (the live peers) is rewritten each time. Every command is bounded by
-`timeout` seconds; a failure raises ChanceError naming the command and nft's or ip's words.
+The ruleset replaces the table in one nft transaction (libnftables in this process when the
+namespace is its own, chance/nftlib.py; else the `nft` command), so updating the entries
+never opens a window without forwarding. A device is recreated only when its VNI, local
+address or port differ; its flood list (the live peers) is rewritten each time. Every command
+is bounded by `timeout` seconds; a failure raises ChanceError naming the command and nft's or
+ip's words.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import subprocess
 from collections.abc import Sequence
 
+from anycast_ctl.chance import nftlib
 from anycast_ctl.chance.nft_counters import ChanceCounters, CountersFormatError, parse_counters
 from anycast_ctl.render.chance import (
     VXLAN_PORT,
@@ -59,6 +63,18 @@ def _run(argv: Sequence[str], netns: str | None, timeout: float, stdin: str | No
             f"{' '.join(argv)}: {done.stderr.strip() or 'exit ' + str(done.returncode)}"
         )
     return done.stdout
+
+
+def _nft(text: str, netns: str | None, timeout: float) -> None:
+    """One nft transaction: in this process when it is the namespace's own (no process to
+    start: a few ms instead of tens), else `nft -f -` there."""
+    if netns is None and nftlib.available():
+        try:
+            nftlib.run(text)
+        except nftlib.NftLibError as exc:
+            raise ChanceError(f"nft -f -: {exc}") from None
+        return
+    _run(["nft", "-f", "-"], netns, timeout, stdin=text)
 
 
 def _link(name: str, netns: str | None, timeout: float) -> dict[str, object] | None:
@@ -127,12 +143,24 @@ def _ensure_device(dev: OverlayDevice, netns: str | None, timeout: float) -> Non
     _run(["ip", "link", "set", "dev", dev.name, "up"], netns, timeout)
 
 
-def apply_plan(plan: ChancePlan, netns: str | None = None, timeout: float = 10.0) -> None:
-    """Devices for every hop level (extra levels of an earlier plan go), then the table."""
+def apply_plan(
+    plan: ChancePlan,
+    netns: str | None = None,
+    timeout: float = 10.0,
+    previous: ChancePlan | None = None,
+) -> None:
+    """Devices for every hop level (extra levels of an earlier plan go), then the table.
+
+    Given the plan applied last, and its devices are the ones wanted (same hop levels, same
+    live peers), only the table is replaced: one nft transaction instead of about ten
+    commands, so a peer's change of state reaches the table before the routers move flows."""
     wanted = overlay_devices(plan)
+    if previous is not None and overlay_devices(previous) == wanted:
+        _nft(ruleset(plan), netns, timeout)
+        return
     for dev in wanted:
         _ensure_device(dev, netns, timeout)
-    _run(["nft", "-f", "-"], netns, timeout, stdin=ruleset(plan))
+    _nft(ruleset(plan), netns, timeout)
     for level in range(plan.hop_limit + 1, HOP_LIMIT_MAX + 1):
         if _link(device(level), netns, timeout) is not None:
             _run(["ip", "link", "del", "dev", device(level)], netns, timeout)
@@ -140,7 +168,7 @@ def apply_plan(plan: ChancePlan, netns: str | None = None, timeout: float = 10.0
 
 def remove(netns: str | None = None, timeout: float = 10.0) -> None:
     """The table first (no rule may point at a device being deleted), then every device."""
-    _run(["nft", "-f", "-"], netns, timeout, stdin=removal())
+    _nft(removal(), netns, timeout)
     for level in range(1, HOP_LIMIT_MAX + 1):
         if _link(device(level), netns, timeout) is not None:
             _run(["ip", "link", "del", "dev", device(level)], netns, timeout)

@@ -1,8 +1,10 @@
-"""Second chance under long-lived TLS load, forwarding off vs on, in one run: default.yaml
-drain of lb1 and HAProxy kill on lb1, leaf-spine.yaml HAProxy kill on lb1 (one of eight
+"""Second chance under long-lived TLS load, the agents' own tables (the default: heartbeats
+and the likely-owner chain) vs forwarding off, in one run: default.yaml drain of lb1 and
+HAProxy kill on lb1, leaf-spine.yaml drain of and HAProxy kill on lb1 (one of eight
 withdrawn). Prints long_lived_broken and long_lived_broken_collateral side by side.
-
-The tables are loaded BY THE LAB (lab/experiments/chance_driver.py), not by the agent.
+BENCH_CHANCE_LAB=1 adds a third setting: the tables loaded by the lab
+(lab/experiments/chance_driver.py, per-flow entries). The agents' own go first: "off"
+removes every table (the agents are not told), so nothing of theirs is measured after it.
 
 Root only. Environment:
     BENCH_CHANCE_RUNS   runs per scenario and setting (default 5; --quick: 1)
@@ -19,7 +21,14 @@ import time
 
 from bench.labs import LabPool, pool_for
 
-CASES = [("default", "drain"), ("default", "haproxy-kill"), ("leaf-spine", "haproxy-kill")]
+CASES = [
+    ("default", "drain"),
+    ("default", "haproxy-kill"),
+    ("leaf-spine", "drain"),
+    ("leaf-spine", "haproxy-kill"),
+]
+# Settings.second_chance of each setting, in the order run.
+SETTINGS: dict[str, bool | None] = {"agent": None, "off": False, "lab": True}
 LABS = tuple(dict.fromkeys(t for t, _ in CASES))
 
 
@@ -32,33 +41,32 @@ def main(quick: bool = False, labs: LabPool | None = None) -> None:
 
     runs = int(os.environ.get("BENCH_CHANCE_RUNS", "1" if quick else "5"))
     held = int(os.environ.get("BENCH_CHANCE_HELD", "50" if quick else "200"))
+    settings = ["agent", "off", *(["lab"] if os.environ.get("BENCH_CHANCE_LAB") else [])]
     started = time.monotonic()
     rows = []
     with pool_for(labs) as pool:
         for topology in LABS:
             scenarios = [s for t, s in CASES if t == topology]
             lab = pool.lab(topology)
-            for on in (False, True):
+            for setting in settings:
                 for m in run_experiments(
                     lab,
                     [Implementation.ANYCAST.value],
                     scenarios,
                     "lb1",
-                    Settings(runs=runs, rate=10, long_lived=held, second_chance=on),
+                    Settings(runs=runs, rate=10, long_lived=held, second_chance=SETTINGS[setting]),
                     say=lambda msg: print("  " + msg, flush=True),
                     restore_to=None,
                 ):
-                    rows.append((topology, m.scenario, on, m))
+                    rows.append((topology, m.scenario, setting, m))
             pool.spoil(topology)
-    print(f"\nsecond chance (lab-driven tables), {runs} runs x {held} long-lived connections")
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nsecond chance, {runs} runs x {held} long-lived connections (load average {load})")
     print(f"{'topology':<11} {'scenario':<13} {'forwarding':<10} broken (per run)   collateral")
     for topology, scenario in CASES:
-        for on in (False, True):
-            ms = [m for t, s, o, m in rows if (t, s, o) == (topology, scenario, on)]
+        for setting in settings:
+            ms = [m for t, s, o, m in rows if (t, s, o) == (topology, scenario, setting)]
             broken = "/".join(f"{m.long_lived_broken}/{m.long_lived}" for m in ms)
             collateral = "/".join(str(m.long_lived_broken_collateral) for m in ms)
-            print(
-                f"{topology:<11} {scenario:<13} {'on' if on else 'off':<10} {broken:<18} "
-                f"{collateral}"
-            )
+            print(f"{topology:<11} {scenario:<13} {setting:<10} {broken:<18} {collateral}")
     print(f"({time.monotonic() - started:.0f} s)")

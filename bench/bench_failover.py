@@ -11,9 +11,9 @@ and the baseline against the same flakiness. node-freeze is bench_bfd's (10 runs
 baseline waited out to its hold time), not repeated here.
 
 --quick: every scenario once for the agent, with fewer probe flows (40) and long-lived
-connections (50), a 2 s steady period and a 5 s flaky one (full: 120, 200, 5 s, 20 s); the
-fast baseline once in the scenarios where it has a figure within the quick bounds (not
-QUICK_BASELINE_SKIPS: there it never withdraws, or only at the hold timer).
+connections (50) with a 2 s stall bound, a 2 s steady period and a 5 s flaky one (full: 120,
+200, 3 s, 5 s, 20 s); the fast baseline once in the scenarios where it has a figure within the
+quick bounds (not QUICK_BASELINE_SKIPS: there it never withdraws, or only at the hold timer).
 
 Root only (labs in namespaces: PREFIX-hybrid, PREFIX-default, bench/labs.py). Environment:
     BENCH_FAILOVER_RUNS      runs per scenario for the agent and the fast baseline (default 20;
@@ -47,6 +47,9 @@ def quick_settings() -> dict:
         "steady_seconds": 2.0,
         "flaky_seconds": 5.0,
         "await_hold_timer": False,
+        # An echo later than 2 s is a break (still above three retransmissions, 1.4 s at TCP's
+        # minimum RTO): each withdrawing run waits 1 s less for its breaks to show (full: 3 s).
+        "long_lived_stall": 2.0,
     }
 
 

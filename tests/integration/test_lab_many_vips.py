@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from anycast_ctl.config.topology import load_topology
-from anycast_ctl.lab.net import netns
+from anycast_ctl.lab.observe.routers import prefixes_via
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.scale import with_vip_copies
 
@@ -28,10 +28,7 @@ NODE, ROUTER = "lb1", "r1"
 
 def _uses_node(lab, gateway: str) -> set[str]:
     """The VIPs whose route on ROUTER still has `gateway` among its next hops."""
-    table = netns.fib_table(lab.namespace(ROUTER), [v.address for v in lab.topology.vips])
-    return {
-        address for address, hops in table.items() if any(h["gateway"] == gateway for h in hops)
-    }
+    return prefixes_via(lab.namespace(ROUTER), [v.address for v in lab.topology.vips], gateway)
 
 
 def test_300_vips_converge_and_a_haproxy_kill_takes_the_node_out_for_all_of_them(make_lab_tag):

@@ -68,3 +68,9 @@ def router_view(
         view.fib[vip.name] = names
         view.unknown_gateways.extend(unknown)
     return view
+
+
+def prefixes_via(ns: str, prefixes: list[str], gateway: str) -> set[str]:
+    """Those of `prefixes` whose route in `ns` has `gateway` among its next hops (one dump)."""
+    table = netns.fib_table(ns, prefixes)
+    return {p for p, hops in table.items() if any(h["gateway"] == gateway for h in hops)}

@@ -1,6 +1,12 @@
 # anycast-ctl: every target sets up what it needs, so a fresh machine only needs `make`.
 SHELL := /bin/bash
 VENV ?= .venv
+# The venvs are made from Debian's interpreter, not the first python3 on PATH: the lab runs
+# ExaBGP and the agent as user anycast-ctl, which must be able to execute the venvs'
+# interpreter (a pyenv or other build under /root, mode 0700, it cannot). Debian's python3 makes
+# venvs only with python3-venv (ensurepip): see venv_python below.
+PYTHON ?= /usr/bin/python3
+VENV_PYTHON_PACKAGE := python3-venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 # A second venv with ExaBGP 4.2 alone: the end-to-end tests run the agent (from $(VENV)) under
@@ -21,22 +27,53 @@ POLICY_RC_D ?= /usr/sbin/policy-rc.d
 
 all: test
 
-$(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
+# $(PYTHON) must make venvs: when it lacks ensurepip (Debian's python3 without python3-venv),
+# root installs $(VENV_PYTHON_PACKAGE) and says so; anyone else is told what to install.
+define venv_python
+	@if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+	  if [ ! -x $(PYTHON) ]; then \
+	    echo "no $(PYTHON): install Debian's python3 (or set PYTHON=an interpreter user $(SERVICE_USER) can run)"; exit 2; \
+	  elif [ "$(IS_ROOT)" = yes ]; then \
+	    echo "installing with apt-get: $(VENV_PYTHON_PACKAGE) ($(PYTHON) has no ensurepip, so no venv)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(VENV_PYTHON_PACKAGE) || exit 1; \
+	  else \
+	    echo "$(PYTHON) cannot make a venv (no ensurepip): install $(VENV_PYTHON_PACKAGE) as root"; exit 2; \
+	  fi; \
+	fi
+endef
+
+# A venv made from another interpreter (the python3 on PATH, before PYTHON was used) is made
+# again from $(PYTHON): its stamp, named after the interpreter, is missing.
+define make_venv
+	@if [ -e $(1)/bin/python ] && [ "$$(readlink -f $(1)/bin/python)" != "$$(readlink -f $(PYTHON))" ]; then \
+	  echo "$(1) was made from $$(readlink -f $(1)/bin/python); making it again from $(PYTHON)"; \
+	  $(PYTHON) -m venv --clear $(1); \
+	else \
+	  $(PYTHON) -m venv $(1); \
+	fi
+endef
+
+PYTHON_STAMP := $(subst /,-,$(patsubst /%,%,$(PYTHON)))
+VENV_STAMP := $(VENV)/.installed-$(PYTHON_STAMP)
+$(VENV_STAMP): pyproject.toml
+	$(venv_python)
+	$(call make_venv,$(VENV))
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
 # Byte-compiled up front: the agent is restarted with ExaBGP, and a module compiled at every
 # start costs its start-up CPU (this environment may set PYTHONDONTWRITEBYTECODE, which stops
-# the interpreter from ever writing them). Only modules changed since their last compile.
-venv: $(VENV)/.installed
+# the interpreter from ever writing them; and the lab's agent runs as user anycast-ctl, which
+# cannot write them in this checkout). Only modules changed since their last compile.
+venv: $(VENV_STAMP)
 	@$(PY) -m compileall -q anycast_ctl >/dev/null
 
 # The stamp names the pin, so changing the pin reinstalls; otherwise this costs nothing.
-EXABGP42_STAMP := $(EXABGP42_VENV)/.installed-$(subst ==,-,$(EXABGP42))
+EXABGP42_STAMP := $(EXABGP42_VENV)/.installed-$(subst ==,-,$(EXABGP42))-$(PYTHON_STAMP)
 $(EXABGP42_STAMP):
-	python3 -m venv $(EXABGP42_VENV)
+	$(venv_python)
+	$(call make_venv,$(EXABGP42_VENV))
 	$(EXABGP42_VENV)/bin/pip install -q --upgrade pip
 	$(EXABGP42_VENV)/bin/pip install -q '$(EXABGP42)'
 	touch $@

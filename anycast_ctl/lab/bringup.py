@@ -21,11 +21,13 @@ from anycast_ctl.lab import state
 from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.net import build
 from anycast_ctl.lab.net.cleanup import lab_pids, tag_namespaces
+from anycast_ctl.lab.net.privilege import Identity
 from anycast_ctl.lab.nodes import backends, frr, lb
+from anycast_ctl.lab.nodes.common import lab_identity
 from anycast_ctl.lab.nodes.files import write_node_files
 from anycast_ctl.lab.nodes.pki import MIN_VALIDITY, VALIDITY
 from anycast_ctl.render import yaml_text
-from anycast_ctl.render.lb_layout import AS_ROOT
+from anycast_ctl.render.lb_layout import AS_ROOT, RunAs
 from anycast_ctl.render.node_config import EXABGP_DIALECT
 from anycast_ctl.render.node_files import (
     CA_FILE,
@@ -37,8 +39,6 @@ from anycast_ctl.render.node_files import (
 )
 
 TAG_PREFIX = "acx-"
-# The lab runs ExaBGP, the agent and HAProxy as root (lab/nodes/lb.py says why).
-LAB_RUN_AS = AS_ROOT
 LAB_FILE = "lab.json"
 TOPOLOGY_FILE = "topology.yaml"
 
@@ -87,8 +87,10 @@ def render(
     profile: str,
     api: ApiFor,
     exabgp: ExabgpDialect = EXABGP_DIALECT,
+    run_as: RunAs = AS_ROOT,
 ) -> NodeFiles:
-    """Every file the lab's nodes read, with the paths they have under the lab's state dir.
+    """Every file the lab's nodes read, with the paths they have under the lab's state dir,
+    for ExaBGP and the agent run as `run_as` (the lab's Identity.run_as).
     Pure: each UserError of the topology surfaces here, before anything exists."""
     return topology_files(
         topology,
@@ -99,7 +101,7 @@ def render(
         frr_per_daemon=True,
         ca_file=state.state_dir(tag) / CA_FILE,  # the lab's own CA, for TLS checks
         exabgp_dialect=exabgp,
-        run_as=LAB_RUN_AS,
+        run_as=run_as,
     )
 
 
@@ -136,8 +138,11 @@ def start(
     say: Say,
     validity: dt.timedelta = VALIDITY,
     exabgp: ExabgpDialect = EXABGP_DIALECT,
+    identity: Identity | None = None,
 ) -> None:
-    """Write the file map, build the network, start every daemon (no convergence wait)."""
+    """Write the file map, build the network, start every daemon (no convergence wait);
+    ExaBGP and the agent as `identity` (the one `rendered` was rendered for)."""
+    identity = identity or lab_identity(exabgp)
     with state.updating(tag):
         pass  # creates the state dir (and state.json) before anything else exists
     directory = state.state_dir(tag)
@@ -145,7 +150,7 @@ def start(
     now = dt.datetime.now(dt.UTC)
     write_meta(tag, {**meta, "created": now.isoformat(timespec="seconds")})
     say(f"writing {len(rendered.files)} config files and {len(rendered.certificates)} certificates")
-    write_node_files(directory, topo, rendered, name, now, validity)
+    write_node_files(directory, topo, rendered, name, now, validity, identity.gid)
     say(f"building {len(topo.kinds)} namespaces and {len(topo.links)} links")
     namespaces = build.build_network(tag, topo, plan)
     say(f"starting {len(topo.backends)} TLS backends")
@@ -171,4 +176,4 @@ def start(
     for node in lbs:
         lb.start_haproxy(tag, node, namespaces[node])
         lb.start_bfdd(tag, node, namespaces[node])
-        lb.start_exabgp(tag, node, namespaces[node], exabgp)
+        lb.start_exabgp(tag, node, namespaces[node], exabgp, identity)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,9 @@ from anycast_ctl.lab.net import daemons, netns
 from anycast_ctl.lab.net.cleanup import CleanupReport, Leftovers, cleanup, leftovers
 from anycast_ctl.lab.net.daemons import CommandResult, Daemon
 from anycast_ctl.lab.net.diagnose import descendants, readable_tail
+from anycast_ctl.lab.net.privilege import Identity, PrivilegeWarning
 from anycast_ctl.lab.nodes import lb as lb_node
-from anycast_ctl.lab.nodes.common import lab_agent_api
+from anycast_ctl.lab.nodes.common import lab_agent_api, lab_identity
 from anycast_ctl.lab.nodes.files import write_files
 from anycast_ctl.lab.observe import routers, status
 from anycast_ctl.lab.observe.expect import (
@@ -96,6 +98,10 @@ class Lab:
         rendered = lab.render()  # every UserError in the topology surfaces before anything exists
         bringup.refuse_if_running(lab.tag, lab.name)
         say = log or (lambda _msg: None)
+        if lab.identity.fallback:
+            say(f"warning: {lab.identity.fallback}")
+            if log is None:
+                warnings.warn(lab.identity.fallback, PrivilegeWarning, stacklevel=2)
         started = time.monotonic()
         try:
             bringup.start(
@@ -109,6 +115,7 @@ class Lab:
                 say,
                 validity,
                 exabgp=exabgp,
+                identity=lab.identity,
             )
             say("waiting for BGP sessions and FIBs")
             lab.wait_converged(timeout, require_alive=True)
@@ -161,7 +168,14 @@ class Lab:
     def render(self, api: ApiFor | None = None) -> NodeFiles:
         """Every node's files as this lab writes them (pure), with `api` (default: the lab's)
         as ExaBGP's API process."""
-        return bringup.render(self.topology, self.tag, self.profile, api or self.api, self.exabgp)
+        api = api or self.api
+        run_as = self.identity.run_as
+        return bringup.render(self.topology, self.tag, self.profile, api, self.exabgp, run_as)
+
+    @cached_property
+    def identity(self) -> Identity:
+        """Who ExaBGP and the agent run as on every LB node (lab/net/privilege.py)."""
+        return lab_identity(self.exabgp)
 
     # ------------------------------------------------------------ names and paths
     @cached_property
@@ -242,10 +256,12 @@ class Lab:
             profile=self.profile,
             plan=self.plan,
             exabgp_dialect=self.exabgp,
-            run_as=bringup.LAB_RUN_AS,
+            run_as=self.identity.run_as,
         )
-        write_files(self.dir, rendered.files)
-        return lb_node.start_exabgp(self.tag, lb, self.namespace(lb), self.exabgp)
+        write_files(
+            self.dir, rendered.files, lb_nodes=frozenset({lb}), service_gid=self.identity.gid
+        )
+        return lb_node.start_exabgp(self.tag, lb, self.namespace(lb), self.exabgp, self.identity)
 
     def exec(
         self, node: str, argv: list[str], *, timeout: float | None = 30.0, capture: bool = True
@@ -340,6 +356,9 @@ class Lab:
             "topology": self.topology.name,
             "profile": self.profile,
             "exabgp": self.exabgp,
+            # who ExaBGP and the agent run as, and why root when not the service user
+            "exabgp_user": self.identity.run_as.user,
+            "privilege_fallback": self.identity.fallback,
         }
 
     def _check_daemons_alive(self) -> None:

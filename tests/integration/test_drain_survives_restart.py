@@ -53,11 +53,14 @@ def restart_agent(lab: Lab, runtime: Path | None = None) -> None:
 
 
 def test_a_drained_vip_stays_withdrawn_after_a_restart_that_removes_the_runtime_dir(
-    lab_tag: str, tmp_path: Path
+    lab_tag: str,
 ) -> None:
     lab = Lab.up(DEFAULT, tag=lab_tag, timeout=60)
     runtime = Path(f"/tmp/acx-rt-{os.getpid()}")  # short: socket paths stop at 107 bytes
-    state = tmp_path / "state"
+    # As StateDirectory= makes it: the agent's user's, 0750 (the lab removes it with the rest).
+    state = lab.dir / "state"
+    state.mkdir(mode=0o750)
+    os.chown(state, lab.identity.uid, lab.identity.gid)
     try:
         # lb1's config as `render node --run-dir RUNTIME --state-dir STATE` writes it, with
         # HAProxy's stats socket where the lab's HAProxy has it.

@@ -24,7 +24,7 @@ from anycast_ctl.lab.net.cleanup import cleanup, leftovers
 from anycast_ctl.lab.nodes import frr, lb as lb_node
 from anycast_ctl.lab.poll import json_mismatch, wait_for
 from anycast_ctl.lab.topology_up import Lab, LabUpError
-from anycast_ctl.render.node_files import ApiProcess
+from anycast_ctl.render.node_files import ApiFor, ApiProcess
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -171,18 +171,16 @@ ROGUE_API = textwrap.dedent("""
 """)
 
 
-def _script(tmp_path: Path, name: str, text: str) -> list[str]:
-    """ExaBGP splits its `run` line on whitespace: an API process must be a file, not `-c CODE`."""
-    path = tmp_path / name
-    path.write_text(text)
-    return [sys.executable, str(path)]
+def _script_api(name: str, text: str) -> ApiFor:
+    """ExaBGP splits its `run` line on whitespace: an API process must be a file, not `-c CODE`.
+    It is one of the LB node's files, which ExaBGP's user can read (a test's tmp_path is root's)."""
+    return lambda lb, conf_dir: ApiProcess((sys.executable, str(conf_dir / name)), {name: text})
 
 
-def test_rogue_announcement_is_refused_by_every_router(lab_tag, tmp_path):
-    rogue = _script(tmp_path, "rogue_api.py", ROGUE_API)
+def test_rogue_announcement_is_refused_by_every_router(lab_tag):
     lab = Lab.up(TWO_ROUTERS, tag=lab_tag, timeout=UP_TIMEOUT)
     daemons.stop(lab.daemon("lb1", "exabgp"))
-    lab.start_exabgp("lb1", api=lambda lb, conf_dir: ApiProcess(tuple(rogue)))
+    lab.start_exabgp("lb1", api=_script_api("rogue_api.py", ROGUE_API))
 
     for router in ("r1", "r2"):
         lb1 = str(lab.plan.interface("lb1", router).ipv4.ip)
@@ -259,11 +257,11 @@ def _sorted_fib(status: dict) -> dict:
     return status
 
 
-def test_failed_up_removes_everything_it_created(lab_tag, monkeypatch, tmp_path):
+def test_failed_up_removes_everything_it_created(lab_tag, monkeypatch):
     # An LB's API process that announces nothing: BGP comes up, the VIP never reaches a FIB.
-    silent = _script(tmp_path, "silent_api.py", "import sys\nfor _ in sys.stdin:\n    pass\n")
+    silent = _script_api("silent_api.py", "import sys\nfor _ in sys.stdin:\n    pass\n")
     with pytest.raises(LabUpError) as failed:
-        Lab.up(DEFAULT, tag=lab_tag, timeout=4, api=lambda lb, conf_dir: ApiProcess(tuple(silent)))
+        Lab.up(DEFAULT, tag=lab_tag, timeout=4, api=silent)
     message = str(failed.value)
     assert "not converged" in message and "web (192.0.2.10/32) via nothing" in message
     assert "bgpd.log" in message  # the relevant daemon's log tail is quoted

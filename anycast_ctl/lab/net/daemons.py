@@ -152,7 +152,9 @@ def spawn(
     """
     name = name or Path(argv[0]).name
     spawned_at = time.time()
-    with open(log_path or os.devnull, "ab") as log:  # the child keeps its own copy of the fd
+    # A new log is root's alone (0600): each daemon writes the descriptor it inherits, so none
+    # needs the file, whatever user it runs as (ExaBGP and the agent: lab/net/privilege.py).
+    with open(log_path or os.devnull, "ab", opener=_private) as log:  # the child keeps its copy
         proc = subprocess.Popen(
             in_netns(netns, argv),
             stdin=subprocess.DEVNULL,
@@ -182,6 +184,10 @@ def spawn(
         log_path=Path(log_path) if log_path else None,
         pidfile=Path(pidfile) if pidfile else None,
     )
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 def _record(tag, node, name, pid, argv, netns, log_path, pidfile) -> None:

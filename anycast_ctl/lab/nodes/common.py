@@ -1,6 +1,6 @@
 """What the node starters share: where the venv's programs are, our agent as ExaBGP's API
-process, and a bounded wait for a freshly spawned daemon that fails at once (with its log
-tail) if the daemon dies meanwhile."""
+process, who ExaBGP and the agent run as, and a bounded wait for a freshly spawned daemon that
+fails at once (with its log tail) if the daemon dies meanwhile."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.net.daemons import Daemon
+from anycast_ctl.lab.net.privilege import Identity, import_probe, service_identity
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.render.node_files import ApiFor, agent_api
 
@@ -40,6 +41,22 @@ def exabgp_program(version: str) -> str:
             f"no ExaBGP 4.2 at {program}: run `make venv-exabgp42` (or set {EXABGP42_ENV})"
         )
     return program
+
+
+# What ExaBGP and the agent import when they start: the service user must be able to.
+EXABGP_MODULES = ("exabgp",)
+AGENT_MODULES = ("anycast_ctl.agent.runtime",)
+
+
+def lab_identity(version: str) -> Identity:
+    """Who the lab runs ExaBGP `version` and our agent as (lab/net/privilege.py): user
+    anycast-ctl with CAP_NET_ADMIN alone when it can run both, else root with the reason."""
+    return service_identity(
+        [
+            import_probe(exabgp_program(version), EXABGP_MODULES),
+            import_probe(venv_script("anycast-ctl"), AGENT_MODULES),
+        ]
+    )
 
 
 def lab_agent_api() -> ApiFor:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from anycast_ctl.lab import state
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.net.daemons import Daemon
-from anycast_ctl.lab.nodes.common import exabgp_program, wait_alive
+from anycast_ctl.lab.net.privilege import Identity
+from anycast_ctl.lab.nodes.common import exabgp_program, lab_identity, wait_alive
 from anycast_ctl.lab.nodes.frr import start_daemon
 from anycast_ctl.render.bfdd import BFDD_CONF
 from anycast_ctl.render.exabgp import exabgp_argv
@@ -38,22 +39,26 @@ def start_haproxy(tag: str, lb: str, netns: str, timeout: float = 10.0) -> Daemo
     return daemon
 
 
-def start_exabgp(tag: str, lb: str, netns: str, version: str = "5.0") -> Daemon:
-    """ExaBGP `version` as root in the LB's namespace, with the exabgp.conf and exabgp.env
-    written there (rendered with `exabgp.daemon.user = root`: the lab's venv interpreter may
-    live where no other user can run it, e.g. under /root)."""
+def start_exabgp(
+    tag: str, lb: str, netns: str, version: str = "5.0", identity: Identity | None = None
+) -> Daemon:
+    """ExaBGP `version` in the LB's namespace with the exabgp.conf and exabgp.env written
+    there, as `identity` (default `lab_identity(version)`: user anycast-ctl with CAP_NET_ADMIN
+    alone, the agent its child with the same; the files must be rendered for the same one)."""
+    identity = identity or lab_identity(version)
     directory = state.node_dir(tag, lb)
     conf, env = directory / "exabgp.conf", directory / "exabgp.env"
     return daemons.spawn(
         tag,
         lb,
-        exabgp_argv(exabgp_program(version), version, env, conf),
+        [*identity.prefix, *exabgp_argv(exabgp_program(version), version, env, conf)],
         netns=netns,
         log_path=directory / "exabgp.log",
         name="exabgp",
         # Empty is unset to Python: ExaBGP and the agent write their bytecode once instead of
-        # compiling every module again at every restart (the agent's start-up is measured).
-        env={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": ""},
+        # compiling every module again at every restart (the agent's start-up is measured);
+        # as user anycast-ctl they cannot write it here, which `make venv` did beforehand.
+        env={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "", **identity.env},
     )
 
 

@@ -25,16 +25,22 @@ import pytest
 from anycast_ctl.agent.control import SOCKET_MODE
 from anycast_ctl.agent.drainstore import STATE_FILE_MODE
 from anycast_ctl.agent.exabgp import DIALECTS
+from anycast_ctl.config.node import ExabgpDialect
 from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.net.diagnose import descendants
-from anycast_ctl.lab.net.privilege import CAP_NET_ADMIN
+from anycast_ctl.lab.net.privilege import (
+    CAP_NET_ADMIN,
+    fallback_line,
+    import_probe,
+    service_identity,
+)
 from anycast_ctl.lab.nodes.common import exabgp_program, lab_identity
 from anycast_ctl.lab.nodes.files import LB_FILE_MODE, lb_dir_mode
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.topology_up import Lab
 from anycast_ctl.render.bfdd import BFDD_CONF
-from anycast_ctl.render.lb_layout import SERVICE
+from anycast_ctl.render.lb_layout import AS_ROOT, SERVICE
 
 pytestmark = pytest.mark.root
 
@@ -44,7 +50,7 @@ CAPABILITY_SETS = ("CapInh", "CapPrm", "CapEff", "CapAmb", "CapBnd")
 ONLY_NET_ADMIN = 1 << CAP_NET_ADMIN
 
 
-def up(lab_tag: str, version: str) -> Lab:
+def up(lab_tag: str, version: ExabgpDialect) -> Lab:
     try:
         exabgp_program(version)
     except LabError as exc:  # only the 4.2 venv can be missing; `make test` makes it
@@ -141,3 +147,22 @@ def test_socket_drain_state_configs_and_logs_have_the_modes_the_service_user_nee
     assert mode_owner(paths.drain_file) == (STATE_FILE_MODE, uid, gid)
     leftovers = [p.name for p in directory.iterdir() if p.name.startswith(".")]
     assert not leftovers, f"temporary files left: {leftovers}"
+
+
+def test_an_interpreter_the_user_cannot_read_makes_the_lab_fall_back_to_root_saying_why(
+    tmp_path: Path,
+):
+    """As a venv made from a pyenv build under /root: pytest keeps tmp_path under a 0700 dir."""
+    assert any(stat.S_IMODE(p.stat().st_mode) & 0o001 == 0 for p in tmp_path.parents)
+    interpreter = tmp_path / "python3"
+    interpreter.symlink_to(sys.executable)
+    script = tmp_path / "exabgp"
+    script.write_text(f"#!{interpreter}\n")
+    reachable = service_identity([import_probe(sys.executable, ["json"])])
+    if reachable.fallback:  # the user is missing here: the same one line, for that reason
+        pytest.skip(reachable.fallback)
+    identity = service_identity([import_probe(str(script), ["json"])])
+    assert identity.run_as == AS_ROOT and identity.prefix == ()
+    assert identity.fallback is not None and "\n" not in identity.fallback
+    assert identity.fallback.startswith(fallback_line(SERVICE.user, f"user {SERVICE.user}"))
+    assert str(interpreter) in identity.fallback and "Permission denied" in identity.fallback

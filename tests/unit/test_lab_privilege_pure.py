@@ -37,12 +37,15 @@ def test_a_scripts_interpreter_is_its_shebang(tmp_path: Path):
     assert script_interpreter(str(tmp_path / "missing")) == str(tmp_path / "missing")
 
 
-def test_the_probe_reads_the_program_and_imports_its_modules(tmp_path: Path):
+def test_the_probe_reads_the_interpreter_and_the_program_and_imports_its_modules(tmp_path: Path):
     script = tmp_path / "anycast-ctl"
     script.write_text("#!/v/bin/python\n")
     interpreter, code = import_probe(str(script), ["a.b", "c"])
     assert interpreter == "/v/bin/python"
-    assert code == f"open({str(script)!r}, 'rb').close(); import a.b; import c"
+    assert code == (
+        "import os, sys; open(os.path.realpath(sys.executable), 'rb').close(); "
+        f"open({str(script)!r}, 'rb').close(); import a.b; import c"
+    )
 
 
 def test_a_missing_user_falls_back_to_root_with_one_line_naming_it():

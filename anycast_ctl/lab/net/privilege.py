@@ -147,8 +147,10 @@ def _cannot_run(prefix: tuple[str, ...], env: dict[str, str], interpreter: str, 
 
 
 def import_probe(program: str, modules: Sequence[str]) -> tuple[str, str]:
-    """(the interpreter of `program`, code that reads `program` and imports `modules`)."""
-    code = f"open({str(Path(program))!r}, 'rb').close()" + "".join(
-        f"; import {module}" for module in modules
-    )
-    return script_interpreter(program), code
+    """(the interpreter of `program`, code that reads the interpreter and `program` and
+    imports `modules`). Reading the interpreter matters: a kernel may exec a binary its user
+    cannot read, which then runs on whatever libpython and stdlib it finds (Debian's, for a
+    venv of a pyenv build under /root), not on its own."""
+    reads = ("os.path.realpath(sys.executable)", repr(str(Path(program))))
+    code = "import os, sys" + "".join(f"; open({path}, 'rb').close()" for path in reads)
+    return script_interpreter(program), code + "".join(f"; import {m}" for m in modules)

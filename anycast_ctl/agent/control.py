@@ -37,6 +37,7 @@ from anycast_ctl.agent.control_protocol import (
     peek_op,
     refusal,
 )
+from anycast_ctl.agent.dirs import make_dirs
 from anycast_ctl.errors import UserError
 
 AUDIT = logging.getLogger("anycast_ctl.audit")
@@ -147,9 +148,7 @@ def _claim_path(path: Path) -> None:
             "control.socket",
             f"path too long for a Unix socket (max {_UNIX_PATH_MAX} bytes)",
         )
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(path.parent, SOCKET_DIR_MODE)
+    make_dirs(path.parent, SOCKET_DIR_MODE)
     try:
         st = os.lstat(path)
     except FileNotFoundError:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from anycast_ctl.agent.dirs import make_dirs
 from anycast_ctl.errors import Problem, UserError
 
 # The uid recorded when the agent drains by itself (corrupt or unreadable drain file).
@@ -199,7 +200,7 @@ def save_drain_state(path: str | Path, state: DrainState) -> None:
     """Write atomically: a temporary file in the same directory, fsync, rename, fsync the
     directory. A crash leaves either the old file or the new one, never half of one."""
     path = Path(path)
-    path.parent.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
+    make_dirs(path.parent, STATE_DIR_MODE)
     payload = json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

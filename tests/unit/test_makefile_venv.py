@@ -15,12 +15,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 # python -c ...: the ensurepip probe, true once apt-get "installed" python3-venv;
-# python -m venv [--clear] DIR: a venv whose bin/python is this stand-in and whose pip records.
+# python -m venv [--clear] DIR: a venv whose bin/python is this stand-in and whose pip records;
+# anything else (-m compileall) is only recorded.
 FAKE_PYTHON = """#!/bin/sh
 echo "python $*" >> {log}
-case "$1" in
-  -c) [ -e {ensurepip} ] ;;
-  -m) shift 2; [ "$1" = --clear ] && shift
+case "$1 $2" in
+  "-c "*) [ -e {ensurepip} ] ;;
+  "-m venv") shift 2; [ "$1" = --clear ] && shift
       mkdir -p "$1/bin" && ln -sf {python} "$1/bin/python"
       printf '#!/bin/sh\\necho "pip $*" >> {log}\\n' > "$1/bin/pip" && chmod 755 "$1/bin/pip" ;;
 esac

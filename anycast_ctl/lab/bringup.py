@@ -27,6 +27,7 @@ from anycast_ctl.lab.nodes.common import lab_identity
 from anycast_ctl.lab.nodes.files import write_node_files
 from anycast_ctl.lab.nodes.pki import MIN_VALIDITY, VALIDITY
 from anycast_ctl.render import yaml_text
+from anycast_ctl.render.hostnet import static_routes
 from anycast_ctl.render.lb_layout import AS_ROOT, RunAs
 from anycast_ctl.render.node_config import EXABGP_DIALECT
 from anycast_ctl.render.node_files import (
@@ -173,7 +174,9 @@ def start(
     frr.start_routers(tag, topo, namespaces)
     lbs = [node.name for node in topo.lbs if node.vips]
     say(f"starting HAProxy, bfdd, ExaBGP and the agent on {len(lbs)} LB nodes")
+    routes = static_routes(topo, plan)
     for node in lbs:
+        lb.start_route_keeper(tag, node, namespaces[node], routes.get(node, ()))
         lb.start_haproxy(tag, node, namespaces[node])
         lb.start_bfdd(tag, node, namespaces[node])
         lb.start_exabgp(tag, node, namespaces[node], exabgp, identity)

@@ -9,7 +9,9 @@ The address plan fixes link and loopback addresses; this adds what the plan leav
   each backend's loopback over the direct link (backends listen on their loopback);
 - a router gets the topology's multipath hashing sysctls, so every flow is predictable;
 - an LB node skips a static next hop whose link lost its carrier (a dead router), as it
-  would if it learned its return routes from a routing daemon;
+  would if it learned its return routes from a routing daemon (for IPv6 only new lookups
+  do: sockets keep their cached route, so the lab runs a route keeper on LB nodes,
+  lab/programs/route_keeper.py);
 - the LB nodes reach each other (the second chance's VXLAN underlay, docs/second-chance.md):
   every LB node has a host route to every other one's underlay address (its address on its
   first router link) through that router, and every LB<->router link carries UNDERLAY_MTU

@@ -298,8 +298,13 @@ def readd_static_routes(lab: LabHandle, lb: str) -> int:
     ns, missing = lab.namespace(lb), 0
     for route in hostnet.static_routes(lab.topology, lab.plan).get(lb, ()):
         if not netns.fib_routes(ns, route.prefix):
+            # replace: an LB node's route keeper (lab/nodes/lb.py) may put it back meanwhile
             netns.add_multipath_route(
-                ns, route.prefix, [(h.gateway, h.device) for h in route.nexthops], route.source
+                ns,
+                route.prefix,
+                [(h.gateway, h.device) for h in route.nexthops],
+                route.source,
+                replace=True,
             )
             missing += 1
     return missing

@@ -202,10 +202,16 @@ def add_default_route(ns: str, gateway: str, ifname: str | None = None) -> None:
 
 
 def add_multipath_route(
-    ns: str, dst: str, nexthops: list[tuple[str, str]], source: str | None = None
+    ns: str,
+    dst: str,
+    nexthops: list[tuple[str, str]],
+    source: str | None = None,
+    *,
+    replace: bool = False,
 ) -> None:
     """A static route over one or more (gateway, ifname) next hops (ECMP when several), with an
-    optional preferred source address (`ip route add DST src SRC nexthop via GW dev IF ...`)."""
+    optional preferred source address (`ip route add DST src SRC nexthop via GW dev IF ...`;
+    `replace`: `ip route replace`, for a route something else may have put back meanwhile)."""
     net = ipaddress.ip_network(dst)  # "0.0.0.0/0" / "::/0" for a default route
     spec: dict = {
         "dst": str(net),
@@ -219,7 +225,7 @@ def add_multipath_route(
             spec.update(hops[0])
         else:
             spec["multipath"] = hops
-        ipr.route("add", **spec)
+        ipr.route("replace" if replace else "add", **spec)
 
 
 def add_local_route(ns: str, prefix: str, ifname: str = "lo") -> None:

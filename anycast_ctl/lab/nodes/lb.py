@@ -5,18 +5,25 @@ and bfdd's readiness is their sessions, which the lab's convergence wait checks.
 
 bfdd runs without zebra here (nothing else of FRR is on an LB node): its sessions name their
 local address, not an interface, which bfdd could only learn from zebra (render/bfdd.py).
+A node with IPv6 return routes also runs lab/programs/route_keeper.py, which replaces them
+when a router's link loses its carrier, as a routing daemon would (IPv6 sockets keep their
+cached route otherwise; the program says why).
 """
 
 from __future__ import annotations
+
+import json
+import sys
 
 from anycast_ctl.lab import state
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.net.daemons import Daemon
 from anycast_ctl.lab.net.privilege import Identity
-from anycast_ctl.lab.nodes.common import exabgp_program, lab_identity, wait_alive
+from anycast_ctl.lab.nodes.common import exabgp_program, lab_identity, package_root, wait_alive
 from anycast_ctl.lab.nodes.frr import start_daemon
 from anycast_ctl.render.bfdd import BFDD_CONF
 from anycast_ctl.render.exabgp import exabgp_argv
+from anycast_ctl.render.hostnet import Route
 from anycast_ctl.render.lb_layout import lb_paths
 
 HAPROXY = "haproxy"
@@ -69,3 +76,42 @@ def start_bfdd(tag: str, lb: str, netns: str) -> Daemon | None:
     if not config.exists():
         return None
     return start_daemon(tag, lb, netns, "bfdd", config, directory)
+
+
+ROUTE_KEEPER = "anycast_ctl.lab.programs.route_keeper"
+
+
+def start_route_keeper(
+    tag: str, lb: str, netns: str, routes: tuple[Route, ...], timeout: float = 10.0
+) -> Daemon | None:
+    """The keeper of the node's IPv6 static routes (None: the node has none)."""
+    mine = [r for r in routes if r.version == 6]
+    if not mine:
+        return None
+    directory = state.node_dir(tag, lb)
+    spec = directory / "route-keeper.json"
+    spec.write_text(
+        json.dumps(
+            [
+                {
+                    "prefix": r.prefix,
+                    "source": r.source,
+                    "nexthops": [{"gateway": h.gateway, "device": h.device} for h in r.nexthops],
+                }
+                for r in mine
+            ]
+        )
+    )
+    ready = directory / "route-keeper.ready"
+    ready.unlink(missing_ok=True)
+    daemon = daemons.spawn(
+        tag,
+        lb,
+        [sys.executable, "-m", ROUTE_KEEPER, "--routes", str(spec), "--ready-file", str(ready)],
+        netns=netns,
+        log_path=directory / "route-keeper.log",
+        name="route-keeper",
+        env={"PYTHONUNBUFFERED": "1", "PYTHONPATH": package_root()},
+    )
+    wait_alive(daemon, ready.exists, timeout, f"route keeper on {lb}")
+    return daemon

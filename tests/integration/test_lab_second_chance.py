@@ -3,7 +3,8 @@ LAB (lab/experiments/chance_driver.py, per-flow entries): a drain of lb1 on the 
 topology breaks no connection; HAProxy killed on lb1 breaks none of lb2's and lb3's; on
 leaf-spine, losing one of eight nodes breaks only that node's own. With THE AGENTS' OWN
 tables (heartbeats and the likely-owner chain, no flow lists): HAProxy killed on lb1, run after
-run, breaks none of lb2's and lb3's either. Without forwarding the same drain breaks about
+run, breaks none of lb2's and lb3's either; on leaf-spine a drain of one of eight breaks none
+and a HAProxy kill only that node's own. Without forwarding the same drain breaks about
 half (bench/bench_chance.py prints off and the agents' own side by side).
 """
 
@@ -82,3 +83,19 @@ def test_haproxy_kill_with_the_agents_own_tables_breaks_no_other_nodes_connectio
         assert "agent-driven" in kill.note, kill  # the agents' own tables, not the lab's
         assert kill.long_lived_broken_collateral == 0, kill
         assert kill.long_lived_broken == kill.long_lived_predicted_broken, kill
+
+
+def test_leaf_spine_losing_one_of_eight_with_the_agents_own_tables_breaks_only_its_own(
+    lab_tag,
+):
+    """A drain (lb1 keeps serving: none break) and a HAProxy kill (lb1's own break), with the
+    agents' own tables on the two-tier topology."""
+    drain, kill = measure(
+        lab_tag, "leaf-spine", [Scenario.DRAIN, Scenario.HAPROXY_KILL], None, held=AGENT_HELD
+    )
+    for m in (drain, kill):
+        _held(m, AGENT_HELD)
+        assert "agent-driven" in m.note, m
+        assert m.long_lived_broken_collateral == 0, m
+        assert m.long_lived_broken == m.long_lived_predicted_broken, m
+    assert drain.long_lived_broken == 0, drain

@@ -26,6 +26,7 @@ Every node config carries `certificates:` with the topology's thresholds and the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from anycast_ctl.config.address_plan import AddressPlan, BgpSession
@@ -84,6 +85,17 @@ def certificate_slots(topology: Topology) -> dict[str, tuple[int, int]]:
     return {lb.name: (slot[lb.name], slots) for lb in topology.lbs if lb.name in slot}
 
 
+@dataclass(frozen=True)
+class Rendering:
+    """What a node config's rendering takes besides the topology: the same for every node."""
+
+    run_dir: Path
+    profile: str
+    state_dir: Path | None
+    topology_file: PurePath | None
+    ca_file: PurePath | None
+
+
 def node_configs(
     topology: Topology,
     *,
@@ -99,21 +111,9 @@ def node_configs(
     Sockets go under `run_dir/<node>/`, the drain file under `state_dir/<node>/` (a lab's
     throwaway state_dir None: beside the sockets); see `lb_layout.lb_paths`.
     """
+    how = Rendering(run_dir, profile, state_dir, topology_file, ca_file)
     plan = topology.address_plan()
-    return {
-        lb.name: node_config(
-            topology,
-            lb.name,
-            run_dir=run_dir,
-            profile=profile,
-            plan=plan,
-            state_dir=state_dir,
-            topology_file=topology_file,
-            ca_file=ca_file,
-        )
-        for lb in topology.lbs
-        if lb.vips
-    }
+    return {lb.name: _validated(topology, lb.name, plan, how) for lb in topology.lbs if lb.vips}
 
 
 def node_config(
@@ -132,36 +132,24 @@ def node_config(
     `ca_file` (the CA as the node sees it) overrides the topology's `certificates.ca_file`:
     the lab's own CA.
     """
-    plan = plan or topology.address_plan()
-    data = node_config_data(
-        topology,
-        lb,
-        run_dir=run_dir,
-        profile=profile,
-        plan=plan,
-        state_dir=state_dir,
-        topology_file=topology_file,
-        ca_file=ca_file,
-    )
+    how = Rendering(run_dir, profile, state_dir, topology_file, ca_file)
+    return _validated(topology, lb, plan or topology.address_plan(), how)
+
+
+def _validated(topology: Topology, lb: str, plan: AddressPlan, how: Rendering) -> NodeConfig:
+    data = node_config_data(topology, lb, plan, how)
     return validate(NodeConfig, data, f"<node config rendered for {lb}>")
 
 
 def node_config_data(
-    topology: Topology,
-    lb: str,
-    *,
-    run_dir: Path,
-    profile: str,
-    plan: AddressPlan,
-    state_dir: Path | None = None,
-    topology_file: PurePath | None = None,
-    ca_file: PurePath | None = None,
+    topology: Topology, lb: str, plan: AddressPlan, how: Rendering
 ) -> dict[str, object]:
     """The NodeConfig as plain data: exactly the fields the rendering decides."""
+    profile, ca_file = how.profile, how.ca_file
     node = topology.lb(lb)
     timing = check_profile(profile).agent
     damping = check_profile(profile).damping
-    paths = lb_paths(run_dir, lb, state_dir)
+    paths = lb_paths(how.run_dir, lb, how.state_dir)
     vips = [topology.vip(name) for name in node.vips]
     checks: dict[str, dict[str, object]] = {}
     checks_of: dict[str, list[str]] = {}  # VIP name -> its group's checks
@@ -189,7 +177,7 @@ def node_config_data(
         for vip in group.vips:
             checks_of[vip.name] = names
     families = sorted({vip.version for vip in vips})
-    chance = chance_section(topology, lb, plan, topology_file)
+    chance = chance_section(topology, lb, plan, how.topology_file)
     return {
         "node": lb,
         "bgp": {

@@ -18,7 +18,7 @@ import yaml
 from anycast_ctl.agent.main import run_args
 from anycast_ctl.config.topology import load_topology
 from anycast_ctl.entry import main
-from anycast_ctl.render.node_config import node_config_data
+from anycast_ctl.render.node_config import Rendering, node_config_data
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
@@ -111,14 +111,8 @@ NOT_ON_THE_AGENT_PATH = (
 
 def test_the_agent_imports_only_what_it_runs_on(tmp_path) -> None:
     topology = load_topology(TOPOLOGIES / "default.yaml")
-    data = node_config_data(
-        topology,
-        "lb1",
-        run_dir=tmp_path,
-        profile="recommended",
-        plan=topology.address_plan(),
-        topology_file=tmp_path / "topology.yaml",
-    )
+    how = Rendering(tmp_path, "recommended", None, tmp_path / "topology.yaml", None)
+    data = node_config_data(topology, "lb1", topology.address_plan(), how)
     assert data["second_chance"]["enabled"]  # type: ignore[index]
     path = tmp_path / "node.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

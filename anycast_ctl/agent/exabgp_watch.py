@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 log = logging.getLogger(__name__)
 
 PROBE = "#"  # ExaBGP's comment command: answered `done`, does nothing else
 PROBE_EVERY = 0.1  # seconds between probes while no command waits for an answer
-TICK = 0.05  # how often the watch looks
+# A probe counts as due this much early: the watch wakes PROBE_EVERY after its last probe,
+# whose answer came a little later; without the slack every cycle would cost a second wake.
+SLACK = 0.01
 PER_PREFIX = 0.003  # seconds more per prefix of the command ExaBGP is on (twice the worst seen)
 
 
@@ -63,14 +66,41 @@ def verdict(unanswered_for: float | None, limit: float, prefixes: int = 1) -> st
 
 def probe_due(unanswered_for: float | None, since_last_line: float | None) -> bool:
     """Pure: write a probe when nothing waits for an answer and ExaBGP has been quiet."""
-    return unanswered_for is None and (since_last_line is None or since_last_line >= PROBE_EVERY)
+    return unanswered_for is None and (
+        since_last_line is None or since_last_line >= PROBE_EVERY - SLACK
+    )
+
+
+def next_look(
+    unanswered_for: float | None, since_last_line: float | None, limit: float, prefixes: int = 1
+) -> float:
+    """Pure: seconds the watch may sleep. While a command waits: until its limit runs out,
+    but never longer than PROBE_EVERY (so the next probe is never late once it is answered).
+    While nothing waits: until the next probe is due. The watch never ticks for nothing."""
+    if unanswered_for is not None:
+        allowed = limit + PER_PREFIX * max(0, prefixes - 1)
+        # just past the limit: `verdict` wants strictly over it
+        return min(PROBE_EVERY, max(0.0, allowed - unanswered_for) + 0.001)
+    if since_last_line is None:
+        return PROBE_EVERY
+    return min(PROBE_EVERY, max(0.0, PROBE_EVERY - SLACK - since_last_line))
 
 
 class ExabgpWatch:
-    def __init__(self, speaker: Answering, *, limit: float, startup_limit: float | None = None):
+    def __init__(
+        self,
+        speaker: Answering,
+        *,
+        limit: float,
+        startup_limit: float | None = None,
+        on_look: Callable[[], object] | None = None,
+    ):
+        """`on_look`: called at every look (at least every PROBE_EVERY): the lifeline's
+        heartbeat rides on this wake-up instead of a timer of its own."""
         if limit <= 0:
             raise ValueError(f"limit must be > 0, not {limit}")
         self.speaker = speaker
+        self.on_look = on_look
         self.limit = limit
         self.current_limit = max(limit, startup_limit or limit)
         self._probes: set[asyncio.Task] = set()
@@ -83,17 +113,25 @@ class ExabgpWatch:
         """Probe and watch until ExaBGP is hung; return why. Returns nothing while ExaBGP's
         pipe is closed (the reader reports that) - the caller cancels this task then."""
         try:
+            speaker = self.speaker
             while True:
-                if self.speaker.alive:
-                    waited = self.speaker.unanswered_for()
-                    reason = verdict(waited, self.current_limit, self.speaker.unanswered_prefixes())
+                if self.on_look is not None:
+                    self.on_look()
+                sleep = PROBE_EVERY
+                if speaker.alive:
+                    waited = speaker.unanswered_for()
+                    prefixes = speaker.unanswered_prefixes()
+                    reason = verdict(waited, self.current_limit, prefixes)
                     if reason is not None:
                         return reason
-                    if probe_due(waited, self.speaker.since_last_line()):
-                        task = asyncio.create_task(self.speaker.send(PROBE), name="exabgp-probe")
+                    quiet = speaker.since_last_line()
+                    if probe_due(waited, quiet):
+                        task = asyncio.create_task(speaker.send(PROBE), name="exabgp-probe")
                         self._probes.add(task)
                         task.add_done_callback(self._probes.discard)
-                await asyncio.sleep(TICK)
+                        waited = 0.0  # the probe now waits for its answer
+                    sleep = next_look(waited, quiet, self.current_limit, prefixes)
+                await asyncio.sleep(sleep)
         finally:
             for task in self._probes:
                 task.cancel()

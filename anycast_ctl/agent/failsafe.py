@@ -1,6 +1,7 @@
 """The agent's guards against hangs, and what it tells systemd: one object for the runtime.
 
-- the lifeline guardian (lifeline.py): heartbeats from the event loop; tightened after the
+- the lifeline guardian (lifeline.py): heartbeats from the event loop, at the ExaBGP watch's
+  looks; tightened after the
   first decision for every VIP; told when ExaBGP hangs;
 - the ExaBGP watch (exabgp_watch.py): probes ExaBGP and reports it hung;
 - systemd (sdnotify.py): READY=1 after the first decisions, WATCHDOG=1 from the check loop,
@@ -17,12 +18,14 @@ import gc
 import logging
 from collections.abc import Mapping
 
-from anycast_ctl.agent.exabgp_watch import ExabgpWatch
+from anycast_ctl.agent.exabgp_watch import PROBE_EVERY, ExabgpWatch
 from anycast_ctl.agent.fsm import VipStatus
 from anycast_ctl.config.node import Lifeline as LifelineSettings
 
 log = logging.getLogger("anycast_ctl.agent")
-LIFELINE_BEAT = 0.1  # seconds between heartbeats; the guardian's stall limits are several beats
+# Seconds between heartbeats; the guardian's stall limits are several beats. The beats ride on
+# the ExaBGP watch's looks, which come at least this often.
+LIFELINE_BEAT = PROBE_EVERY
 
 
 class Failsafe:
@@ -40,6 +43,9 @@ class Failsafe:
             speaker,
             limit=settings.exabgp_answer_within,
             startup_limit=settings.startup_exabgp_answer_within,
+            # The heartbeat rides on the watch's wake-up (at least every PROBE_EVERY, which
+            # is LIFELINE_BEAT): one wake-up of the loop, not two timers.
+            on_look=lifeline.beat if lifeline is not None else None,
         )
         self.ready = False
         self.decided: set[str] = set()  # VIPs that have had a decision from a check result
@@ -48,8 +54,8 @@ class Failsafe:
         """Start before the agent's own start-up, so a slow first ack is timed (loosely)."""
         tasks = [asyncio.create_task(self.watch.run(), name="exabgp-watch")]
         if self.lifeline is not None:
-            beat = self.lifeline.heartbeat(LIFELINE_BEAT)
-            tasks.append(asyncio.create_task(beat, name="lifeline"))
+            # Beats come from the watch (on_look); this task ends when the guardian dies.
+            tasks.append(asyncio.create_task(self.lifeline.guardian_exit(), name="lifeline"))
         return tasks
 
     def finished(self, task: asyncio.Task) -> int | None:

@@ -196,6 +196,35 @@ class Lifeline:
             await asyncio.sleep(interval)
         _log().error("lifeline guardian exited with %s", self.guardian.returncode)
 
+    async def guardian_exit(self, poll: float = 0.1) -> None:
+        """Return when the guardian exits, without a timer: the loop watches a pidfd of it
+        (Linux 5.3+). Where there is none, poll every `poll` seconds. The agent's beats come
+        from another wake-up (ExabgpWatch's `on_look`): this task only waits."""
+        import asyncio
+
+        try:
+            pidfd = os.pidfd_open(self.guardian.pid)
+        except (AttributeError, OSError):
+            while self.guardian_alive():
+                await asyncio.sleep(poll)
+        else:
+            loop = asyncio.get_running_loop()
+            exited: asyncio.Future[None] = loop.create_future()
+
+            def readable() -> None:  # a pidfd turns readable once, when the process exits
+                if not exited.done():
+                    exited.set_result(None)
+
+            loop.add_reader(pidfd, readable)
+            try:
+                if self.guardian_alive():  # it may have exited before the reader was added
+                    await exited
+            finally:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+            self.guardian.poll()  # reap it, for its returncode
+        _log().error("lifeline guardian exited with %s", self.guardian.returncode)
+
 
 # ---------------------------------------------------------------- the guardian process
 # The second chance's table and overlay devices (render/chance.py: TABLE, device(); a unit

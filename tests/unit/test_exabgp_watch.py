@@ -12,7 +12,9 @@ from anycast_ctl.agent.exabgp_watch import (
     PER_PREFIX,
     PROBE,
     PROBE_EVERY,
+    SLACK,
     ExabgpWatch,
+    next_look,
     probe_due,
     verdict,
 )
@@ -47,6 +49,23 @@ def test_a_command_with_many_prefixes_is_allowed_time_for_each():
 )
 def test_probe_due(waited, quiet, due):
     assert probe_due(waited, quiet) is due
+
+
+@pytest.mark.parametrize(
+    "waited, quiet, limit, prefixes, sleep",
+    [
+        (None, None, 0.4, 0, PROBE_EVERY),  # ExaBGP never wrote: look again a probe away
+        (None, 0.0, 0.4, 0, PROBE_EVERY - SLACK),  # it just answered: the next probe's time
+        (None, 0.05, 0.4, 0, PROBE_EVERY - SLACK - 0.05),
+        (None, 5.0, 0.4, 0, 0.0),  # a probe is overdue
+        (0.0, 0.0, 0.4, 1, PROBE_EVERY),  # a command waits: never sleep past a probe's time
+        (0.35, 0.0, 0.4, 1, 0.051),  # ...nor past its limit (just over: verdict is strict)
+        (0.5, 0.0, 0.4, 1, 0.001),  # over the limit already: look at once
+        (0.4, 0.0, 0.4, 11, PER_PREFIX * 10 + 0.001),  # a big command: more time
+    ],
+)
+def test_next_look_sleeps_until_something_is_due(waited, quiet, limit, prefixes, sleep):
+    assert next_look(waited, quiet, limit, prefixes) == pytest.approx(min(PROBE_EVERY, sleep))
 
 
 def test_the_probe_is_exabgps_comment_command():
@@ -89,6 +108,29 @@ def test_an_answering_exabgp_is_probed_and_never_called_hung():
         assert not watch.done()
         assert exabgp.lines.count(PROBE) >= 3  # probed about every PROBE_EVERY
         watch.cancel()
+        reader.cancel()
+
+    run(body())
+
+
+def test_the_watch_looks_once_a_probe_and_calls_on_look_at_every_look():
+    async def body():
+        exabgp = Exabgp()
+        speaker = Speaker(exabgp.to_agent, exabgp)
+        reader = asyncio.create_task(speaker.run_reader())
+        looks: list[float] = []
+        watch = ExabgpWatch(speaker, limit=0.4, on_look=lambda: looks.append(time.monotonic()))
+        task = asyncio.create_task(watch.run())
+        seconds = 1.0
+        await asyncio.sleep(seconds)
+        assert not task.done()
+        gaps = [b - a for a, b in zip(looks, looks[1:], strict=False)]
+        # the lifeline's beats ride on the looks: never much more than a probe apart...
+        assert max(gaps) < PROBE_EVERY + 0.05, gaps
+        # ...and no looks for nothing: about one per probe, not a tick every 50 ms
+        assert len(looks) <= seconds / (PROBE_EVERY - SLACK) + 2, len(looks)
+        assert exabgp.lines.count(PROBE) >= seconds / PROBE_EVERY - 2
+        task.cancel()
         reader.cancel()
 
     run(body())

@@ -84,6 +84,15 @@ def all_live(lab: Lab) -> bool:
     )
 
 
+def drain(lab: Lab, lb: str) -> None:
+    """`anycast-ctl drain` of lb's agent, as an operator runs it; its stderr on failure."""
+    drained = subprocess.run(
+        [CLI, "drain", "--config", str(lab.node_config_path(lb)), "--reason", "test"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert drained.returncode == 0, drained.stderr
+
+
 def agent_pid(exabgp_pid: int) -> int:
     children = Path(f"/proc/{exabgp_pid}/task/{exabgp_pid}/children").read_text().split()
     for pid in children:
@@ -102,11 +111,7 @@ def test_moved_connections_survive_a_drain_and_the_table_dies_with_its_agent(
         held = LongLived(lab, count=40, first_port=23000, run_id="chance").start()
         before = forwarded_metric(lab, "lb2", "lb1")
 
-        drained = subprocess.run(
-            [CLI, "drain", "--config", str(lab.node_config_path("lb1")), "--reason", "test"],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
-        assert drained.returncode == 0, drained.stderr
+        drain(lab, "lb1")
         wait_for(lambda: "lb1" not in lab.fib_nexthops("r1", "web"), 10, what="lb1 withdrawn")
         wait_for(
             lambda: chance_of(lab, "lb2").get("peers", {}).get("lb1") == "drained",
@@ -167,11 +172,7 @@ def test_a_dual_stack_agent_forwards_moved_ipv6_connections_through_its_ip6_tabl
             ).stdout  # fmt: skip
             assert f"{vip6} . 443" in table, (lb, table)
         held = LongLived(lab, count=40, first_port=23100, run_id="chance6").start()
-        drained = subprocess.run(
-            [CLI, "drain", "--config", str(lab.node_config_path("lb1")), "--reason", "test"],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
-        assert drained.returncode == 0, drained.stderr
+        drain(lab, "lb1")
         wait_for(lambda: "lb1" not in lab.fib_nexthops("r1", "web6"), 10, what="web6 withdrawn")
         wait_for(
             lambda: forwarded_metric(lab, "lb2", "lb1") + forwarded_metric(lab, "lb3", "lb1") > 0,

@@ -8,13 +8,10 @@ client certificate issued by the lab CA.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from anycast_ctl.lab import state
-from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.net.daemons import Daemon
-from anycast_ctl.lab.nodes.common import package_root, wait_alive
+from anycast_ctl.lab.nodes.common import start_program
 
 PROGRAM = "anycast_ctl.lab.programs.backend"
 
@@ -30,17 +27,12 @@ def start_backend(
     client_ca: Path | None = None,
     timeout: float = 10.0,
 ) -> Daemon:
-    directory = state.node_dir(tag, backend)
-    directory.mkdir(parents=True, exist_ok=True)
-    ready = directory / "backend.ready"
-    ready.unlink(missing_ok=True)
-    daemon = daemons.spawn(
+    return start_program(
         tag,
         backend,
+        netns,
+        PROGRAM,
         [
-            sys.executable,
-            "-m",
-            PROGRAM,
             "--name",
             backend,
             "--cert",
@@ -49,15 +41,10 @@ def start_backend(
             str(key),
             "--listen",
             listen,
-            "--ready-file",
-            str(ready),
             *(arg for address in proxy_from for arg in ("--proxy-from", address)),
             *(("--client-ca", str(client_ca)) if client_ca is not None else ()),
         ],
-        netns=netns,
-        log_path=directory / "backend.log",
-        name="backend",
-        env={"PYTHONUNBUFFERED": "1", "PYTHONPATH": package_root()},
+        "backend",
+        timeout,
+        f"backend {backend} ({listen})",
     )
-    wait_alive(daemon, ready.exists, timeout, f"backend {backend} ({listen})")
-    return daemon

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from anycast_ctl.lab import state
 from anycast_ctl.lab.errors import LabError
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.net.daemons import Daemon
@@ -79,6 +80,35 @@ def wait_alive(daemon: Daemon, ready: Callable[[], bool], timeout: float, what: 
         raise LabError(
             f"{exc}; see {daemon.log_path}:\n{daemons.log_tail(daemon.log_path or '', 20)}"
         ) from None
+
+
+def start_program(
+    tag: str,
+    node: str,
+    netns: str,
+    module: str,
+    args: list[str],
+    name: str,
+    timeout: float,
+    what: str | None = None,
+) -> Daemon:
+    """One of the lab's own programs (`python -m module args --ready-file F`) as daemon `name`
+    of `node`, its log and ready file in the node's directory; returns once it says ready."""
+    directory = state.node_dir(tag, node)
+    directory.mkdir(parents=True, exist_ok=True)
+    ready = directory / f"{name}.ready"
+    ready.unlink(missing_ok=True)
+    daemon = daemons.spawn(
+        tag,
+        node,
+        [sys.executable, "-m", module, *args, "--ready-file", str(ready)],
+        netns=netns,
+        log_path=directory / f"{name}.log",
+        name=name,
+        env={"PYTHONUNBUFFERED": "1", "PYTHONPATH": package_root()},
+    )
+    wait_alive(daemon, ready.exists, timeout, what or f"{name} on {node}")
+    return daemon
 
 
 def package_root() -> str:

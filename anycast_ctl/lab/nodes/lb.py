@@ -13,13 +13,17 @@ cached route otherwise; the program says why).
 from __future__ import annotations
 
 import json
-import sys
 
 from anycast_ctl.lab import state
 from anycast_ctl.lab.net import daemons
 from anycast_ctl.lab.net.daemons import Daemon
 from anycast_ctl.lab.net.privilege import Identity
-from anycast_ctl.lab.nodes.common import exabgp_program, lab_identity, package_root, wait_alive
+from anycast_ctl.lab.nodes.common import (
+    exabgp_program,
+    lab_identity,
+    start_program,
+    wait_alive,
+)
 from anycast_ctl.lab.nodes.frr import start_daemon
 from anycast_ctl.render.bfdd import BFDD_CONF
 from anycast_ctl.render.exabgp import exabgp_argv
@@ -102,16 +106,6 @@ def start_route_keeper(
             ]
         )
     )
-    ready = directory / "route-keeper.ready"
-    ready.unlink(missing_ok=True)
-    daemon = daemons.spawn(
-        tag,
-        lb,
-        [sys.executable, "-m", ROUTE_KEEPER, "--routes", str(spec), "--ready-file", str(ready)],
-        netns=netns,
-        log_path=directory / "route-keeper.log",
-        name="route-keeper",
-        env={"PYTHONUNBUFFERED": "1", "PYTHONPATH": package_root()},
+    return start_program(
+        tag, lb, netns, ROUTE_KEEPER, ["--routes", str(spec)], "route-keeper", timeout
     )
-    wait_alive(daemon, ready.exists, timeout, f"route keeper on {lb}")
-    return daemon

@@ -178,12 +178,19 @@ class LongLived:
         except BaseException:
             self.stop_file.touch()
             raise
-        opened = sum(
-            json.loads((self.dir / f"{c}.ready").read_text())["opened"] for c in self._flows
-        )
+        readies = {c: json.loads((self.dir / f"{c}.ready").read_text()) for c in self._flows}
+        opened = sum(r["opened"] for r in readies.values())
         if opened < 0.9 * self.count:
             self.stop()
-            raise LabError(f"only {opened} of {self.count} long-lived connections opened")
+            why = "; ".join(  # which client failed how: a refused SYN is not a timeout
+                f"{c}: {n} x {reason}"
+                for c, r in readies.items()
+                for reason, n in r.get("reasons", {}).items()
+            )
+            raise LabError(
+                f"only {opened} of {self.count} long-lived connections opened"
+                f" ({why or 'no reason given'})"
+            )
         return self
 
     def _run(self, client: str, argv: list[str]) -> None:

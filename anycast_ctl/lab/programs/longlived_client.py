@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import signal
@@ -153,7 +154,10 @@ async def hold(
     opened = sum(h.ok for h in helds)
     # Atomically: the parent polls for the file and reads it at once.
     partial = ready_file.with_name(ready_file.name + ".tmp")
-    partial.write_text(json.dumps({"opened": opened, "failed": len(helds) - opened}))
+    reasons = collections.Counter(h.error for h in helds if not h.ok and h.error)
+    partial.write_text(
+        json.dumps({"opened": opened, "failed": len(helds) - opened, "reasons": dict(reasons)})
+    )
     partial.rename(ready_file)
     while not stop.is_set() and not stop_file.exists():
         with contextlib.suppress(TimeoutError):

@@ -175,9 +175,16 @@ def remove(netns: str | None = None, timeout: float = 10.0) -> None:
 
 
 def read_counters(netns: str | None = None, timeout: float = 10.0) -> ChanceCounters:
-    """Packets and bytes of each named counter of both tables, in one `nft` run (cheap
-    enough for every metrics scrape); not `present` when neither table is there."""
-    out = _run(["nft", "-j", "list", "counters"], netns, timeout)
+    """Packets and bytes of each named counter of both tables, in one `nft` read (in this
+    process when it is the namespace's own, as table updates are: no process per metrics
+    scrape); not `present` when neither table is there."""
+    if netns is None and nftlib.available():
+        try:
+            out = nftlib.list_json("list counters")
+        except nftlib.NftLibError as exc:
+            raise ChanceError(f"nft -j list counters: {exc}") from None
+    else:
+        out = _run(["nft", "-j", "list", "counters"], netns, timeout)
     try:
         return parse_counters(out)
     except CountersFormatError as exc:

@@ -17,6 +17,7 @@ import ctypes.util
 import threading
 
 NFT_CTX_DEFAULT = 0
+NFT_CTX_OUTPUT_JSON = 1 << 4  # libnftables.h: enum nft_output_flags
 _lib: ctypes.CDLL | None = None
 _tried = False
 _guard = threading.Lock()  # one load; one context in use at a time
@@ -41,6 +42,9 @@ def _load() -> ctypes.CDLL | None:
             lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
             lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
             lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
+            lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+            lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
+            lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
             lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
             lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
             lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
@@ -55,6 +59,15 @@ def available() -> bool:
 
 def run(text: str) -> None:
     """Apply `text` as one nft transaction in this process's network namespace."""
+    _command(text, 0)
+
+
+def list_json(command: str) -> str:
+    """What `nft -j COMMAND` prints, read in this process's network namespace."""
+    return _command(command, NFT_CTX_OUTPUT_JSON)
+
+
+def _command(text: str, output_flags: int) -> str:
     lib = _load()
     if lib is None:
         raise NftLibError("libnftables cannot be loaded (apt-get install libnftables1)")
@@ -63,10 +76,12 @@ def run(text: str) -> None:
         if not ctx:
             raise NftLibError("nft_ctx_new failed")
         try:
-            lib.nft_ctx_buffer_output(ctx)  # nothing printed on our stdout
+            lib.nft_ctx_output_set_flags(ctx, output_flags)
+            lib.nft_ctx_buffer_output(ctx)  # into a buffer, never on our stdout
             lib.nft_ctx_buffer_error(ctx)
             if lib.nft_run_cmd_from_buffer(ctx, text.encode()) != 0:
                 words = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
                 raise NftLibError(words.strip() or "nft_run_cmd_from_buffer failed")
+            return (lib.nft_ctx_get_output_buffer(ctx) or b"").decode(errors="replace")
         finally:
             lib.nft_ctx_free(ctx)

@@ -28,7 +28,7 @@ def main(quick: bool = False, labs: LabPool | None = None) -> None:
     from anycast_ctl.lab.experiments import failover_report
     from anycast_ctl.lab.experiments.baseline import Implementation
     from anycast_ctl.lab.experiments.failover import Settings, run_experiments
-    from anycast_ctl.lab.experiments.scenarios import Scenario
+    from anycast_ctl.lab.experiments.scenario_names import Scenario
 
     runs = int(os.environ.get("BENCH_BFD_RUNS", "1" if quick else "10"))
     started = time.monotonic()

@@ -72,7 +72,7 @@ def main(quick: bool = False, labs: LabPool | None = None) -> None:
     from anycast_ctl.lab.experiments import failover_report
     from anycast_ctl.lab.experiments.baseline import Implementation
     from anycast_ctl.lab.experiments.failover import Settings, run_experiments
-    from anycast_ctl.lab.experiments.scenarios import ROUTER_SCENARIOS, Scenario
+    from anycast_ctl.lab.experiments.scenario_names import ROUTER_SCENARIOS, Scenario
 
     runs = int(os.environ.get("BENCH_FAILOVER_RUNS", "1" if quick else "20"))
     runs_default = int(os.environ.get("BENCH_FAILOVER_RUNS_DEFAULT", "0" if quick else "5"))

@@ -48,7 +48,8 @@ def main(quick: bool = False, labs: LabPool | None = None) -> None:
         stop_exabgp,
         wait_ready,
     )
-    from anycast_ctl.lab.experiments.scenarios import Scenario, recover, trigger
+    from anycast_ctl.lab.experiments.scenario_names import Scenario
+    from anycast_ctl.lab.experiments.scenarios import recover, trigger
     from anycast_ctl.lab.observe.fibset import FibSet
 
     runs = int(os.environ.get("BENCH_RECOVERY_RUNS", "2" if quick else "10"))

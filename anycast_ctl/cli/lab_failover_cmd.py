@@ -17,10 +17,10 @@ from anycast_ctl.config.topology import Topology, load_topology
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab.experiments import failover_report
 from anycast_ctl.lab.experiments.baseline import Implementation
-from anycast_ctl.lab.experiments.failover_report import SCENARIO_ORDER
+from anycast_ctl.lab.experiments.scenario_names import ROUTER_SCENARIOS, Scenario
 
 # The names only (pure modules): `anycast-ctl lab --help` need not import the experiments.
-ALL_SCENARIOS = list(SCENARIO_ORDER)
+ALL_SCENARIOS = [s.value for s in Scenario]
 BASELINES = [Implementation.EXABGP_FAST.value, Implementation.EXABGP_DEFAULT.value]
 
 
@@ -142,7 +142,7 @@ def failover(
             "<argument>", "NAME", "give either a running lab's NAME or --topology, not both"
         )
     scenarios = parse_scenarios(scenario_opts)
-    wants_router = bool(set(scenarios) & {"router-kill", "router-drain"})
+    wants_router = any(Scenario(s) in ROUTER_SCENARIOS for s in scenarios)
     if topology_file:
         topology = load_topology(topology_file)
         pick_node(topology, node)

@@ -18,7 +18,8 @@ import yaml
 
 from anycast_ctl.lab.experiments.failover import Runner, Settings
 from anycast_ctl.lab.experiments.failover_report import Measurement
-from anycast_ctl.lab.experiments.scenarios import Scenario, deploy
+from anycast_ctl.lab.experiments.scenario_names import Scenario
+from anycast_ctl.lab.experiments.scenarios import deploy
 from anycast_ctl.lab.observe.fibset import FibSet
 
 pytestmark = pytest.mark.root

@@ -13,7 +13,8 @@ import pytest
 
 from anycast_ctl.lab.experiments.baseline import Implementation, api_for
 from anycast_ctl.lab.experiments.failover import Runner, Settings
-from anycast_ctl.lab.experiments.scenarios import Scenario, deploy
+from anycast_ctl.lab.experiments.scenario_names import Scenario
+from anycast_ctl.lab.experiments.scenarios import deploy
 from anycast_ctl.lab.observe.fibset import FibSet
 
 pytestmark = pytest.mark.root

@@ -16,7 +16,8 @@ import pytest
 from anycast_ctl.lab.experiments.baseline import Implementation
 from anycast_ctl.lab.experiments.failover import Runner, Settings
 from anycast_ctl.lab.experiments.failover_report import Measurement
-from anycast_ctl.lab.experiments.scenarios import Scenario, deploy
+from anycast_ctl.lab.experiments.scenario_names import Scenario
+from anycast_ctl.lab.experiments.scenarios import deploy
 from anycast_ctl.lab.observe.fibset import FibSet
 from anycast_ctl.lab.topology_up import Lab
 

@@ -15,7 +15,7 @@ DEFAULT = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
 
 
 def test_the_cli_knows_exactly_the_scenarios_the_lab_runs():
-    from anycast_ctl.lab.experiments.scenarios import Scenario
+    from anycast_ctl.lab.experiments.scenario_names import Scenario
 
     assert [s.value for s in Scenario] == ALL_SCENARIOS
 

@@ -168,7 +168,7 @@ def test_with_forwarding_the_prediction_is_the_nodes_own_or_nothing():
 
 def test_second_chance_defaults_to_on_where_the_hashing_is_predictable():
     from anycast_ctl.lab.experiments.forwarding import forwarding_prediction, second_chance_on
-    from anycast_ctl.lab.experiments.scenarios import Scenario
+    from anycast_ctl.lab.experiments.scenario_names import Scenario
 
     t = topo("default")
     assert second_chance_on(t, None) and not second_chance_on(t, False)
@@ -187,7 +187,7 @@ def test_second_chance_defaults_to_on_where_the_hashing_is_predictable():
 def test_the_agents_own_forwarding_predicts_its_node_lost_unless_it_still_serves():
     from anycast_ctl.lab.experiments.baseline import Implementation
     from anycast_ctl.lab.experiments.forwarding import forwarder, forwarding_prediction
-    from anycast_ctl.lab.experiments.scenarios import Scenario
+    from anycast_ctl.lab.experiments.scenario_names import Scenario
 
     t = topo("default")
     assert forwarder(t, None, Implementation.ANYCAST) == "agent"

@@ -30,13 +30,15 @@ from anycast_ctl.lab.experiments.failover_report import Measurement, long_lived_
 from anycast_ctl.lab.experiments.forwarding import forwarder, forwarding_prediction
 from anycast_ctl.lab.experiments.longlived import BrokenCounts, LongLived, broken_counts
 from anycast_ctl.lab.experiments.router_acts import pick_router
-from anycast_ctl.lab.experiments.scenarios import (
+from anycast_ctl.lab.experiments.scenario_names import (
     FLAKY_PERCENT,
     QUIET_SCENARIOS,
     ROUTER_SCENARIOS,
+    Scenario,
+)
+from anycast_ctl.lab.experiments.scenarios import (
     Deployment,
     Event,
-    Scenario,
     deploy,
     finish,
     flaky_event,

@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from anycast_ctl.lab.experiments.scenario_names import HANG_SCENARIOS
+
 if TYPE_CHECKING:
     from anycast_ctl.lab.experiments.failover_report import SummaryRow
 
 GOAL_HANG_S = 1.0
-HANG_SCENARIOS = ("agent-hang", "exabgp-hang")
 
 
 @dataclass(frozen=True)

@@ -17,23 +17,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 
 from anycast_ctl.lab.experiments.failover_goals import Goal, hang_goal, quiet_check_goal
+from anycast_ctl.lab.experiments.scenario_names import Scenario
 
 IMPLEMENTATION_ORDER = ("anycast", "exabgp-fast", "exabgp-default")
-SCENARIO_ORDER = (
-    "steady",
-    "haproxy-kill",
-    "haproxy-hang",
-    "agent-kill",
-    "exabgp-kill",
-    "agent-hang",
-    "exabgp-hang",
-    "drain",
-    "link-down",
-    "flaky",
-    "node-freeze",
-    "router-kill",
-    "router-drain",
-)
+SCENARIO_ORDER = tuple(s.value for s in Scenario)  # the report's rows: the enum's order
 GOAL_WITHDRAW_S = 0.300  # the lab's aim: a HAProxy crash leaves every FIB in < 300 ms p99
 
 

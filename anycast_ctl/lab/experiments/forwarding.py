@@ -14,20 +14,30 @@ from __future__ import annotations
 
 from anycast_ctl.config.topology import Topology
 from anycast_ctl.lab.experiments.baseline import Implementation
-from anycast_ctl.lab.experiments.scenarios import ROUTER_SCENARIOS, Scenario
+from anycast_ctl.lab.experiments.scenario_names import ROUTER_SCENARIOS, Scenario
 from anycast_ctl.sim.owners import unpredictable
 
 # Events after which the acted-on node still serves its own connections (its HAProxy runs):
 # with the lab's tables loaded, they break none. Any other LB event loses the node's own.
-LAB_STILL_SERVING = frozenset(
-    {"drain", "agent-kill", "exabgp-kill", "agent-hang", "exabgp-hang", "flaky", "steady"}
+LAB_STILL_SERVING: frozenset[Scenario] = frozenset(
+    {
+        Scenario.DRAIN,
+        Scenario.AGENT_KILL,
+        Scenario.EXABGP_KILL,
+        Scenario.AGENT_HANG,
+        Scenario.EXABGP_HANG,
+        Scenario.FLAKY,
+        Scenario.STEADY,
+    }
 )
 
 # Events after which the agent's own second chance still forwards to the acted-on node: its
 # agent lives and tells its peers it serves (a drain), or nothing was withdrawn. Any other LB
 # event stops its heartbeats or marks it down, so its peers forward it nothing: its own
 # connections break, the others' are forwarded to their owners.
-AGENT_STILL_SERVING = frozenset({"drain", "flaky", "steady"})
+AGENT_STILL_SERVING: frozenset[Scenario] = frozenset(
+    {Scenario.DRAIN, Scenario.FLAKY, Scenario.STEADY}
+)
 
 
 def second_chance_on(topo: Topology, setting: bool | None) -> bool:
@@ -54,4 +64,4 @@ def forwarding_prediction(forwarding: str | None, scenario: Scenario) -> str | N
     if forwarding is None or scenario in ROUTER_SCENARIOS:
         return None
     serving = LAB_STILL_SERVING if forwarding == "lab" else AGENT_STILL_SERVING
-    return "none" if scenario.value in serving else "own"
+    return "none" if scenario in serving else "own"

@@ -10,7 +10,8 @@ Router scenarios (ROUTER_SCENARIOS) act on a router instead (lab/experiments/rou
 `finish(dep, ev)` is the part of an event that comes after its withdrawal (router-drain: the
 router goes once its upstream neighbours stopped using it).
 
-Every act is on a recorded pid or a named interface: nothing is killed by name.
+Every act is on a recorded pid or a named interface: nothing is killed by name. The scenarios'
+names and the facts about them that need no lab are in scenario_names.py (pure).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import signal
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab.errors import LabError
@@ -32,6 +32,12 @@ from anycast_ctl.lab.experiments.deployment import (
     start_exabgp,
     stop_exabgp,
 )
+from anycast_ctl.lab.experiments.scenario_names import (
+    FLAKY_PERCENT,
+    HANG_SCENARIOS,
+    ROUTER_SCENARIOS,
+    Scenario,
+)
 from anycast_ctl.lab.handle import LabHandle
 from anycast_ctl.lab.net import daemons, netns
 from anycast_ctl.lab.nodes.common import venv_script
@@ -40,14 +46,8 @@ from anycast_ctl.render import hostnet
 
 # `deploy` comes along: every scenario run starts with one.
 __all__ = [
-    "EVENTS",
-    "FLAKY_PERCENT",
-    "HANG_SCENARIOS",
-    "QUIET_SCENARIOS",
-    "ROUTER_SCENARIOS",
     "Deployment",
     "Event",
-    "Scenario",
     "deploy",
     "finish",
     "flaky_event",
@@ -58,33 +58,11 @@ __all__ = [
 ]
 
 
-class Scenario(StrEnum):
-    STEADY = "steady"  # no event: steady load only; counts withdrawals nobody deserved
-    HAPROXY_KILL = "haproxy-kill"  # SIGKILL; recovery: start HAProxy again
-    HAPROXY_HANG = "haproxy-hang"  # SIGSTOP; recovery: SIGCONT
-    AGENT_KILL = "agent-kill"  # SIGKILL of ExaBGP's API process (agent or healthcheck)
-    EXABGP_KILL = "exabgp-kill"  # SIGKILL; recovery: start ExaBGP again
-    AGENT_HANG = "agent-hang"  # SIGSTOP of ExaBGP's API process only; recovery: SIGCONT
-    EXABGP_HANG = "exabgp-hang"  # SIGSTOP of ExaBGP only; recovery: SIGCONT
-    DRAIN = "drain"  # anycast-ctl drain (healthcheck: its --disable file); recovery: undrain
-    LINK_DOWN = "link-down"  # the LB's router-facing links down; recovery: up
-    FLAKY = "flaky"  # the node's own VIP check late on a fraction of connects, for a period
-    # Every process of the node SIGSTOPped, its uplinks' traffic dropped, links up (freeze_acts)
-    NODE_FREEZE = "node-freeze"
-    ROUTER_KILL = "router-kill"  # a router's zebra and bgpd SIGKILLed, its links down at once
-    ROUTER_DRAIN = "router-drain"  # withdrawn upstream; once unused, switched off (as a kill)
-
-
-EVENTS: tuple[Scenario, ...] = tuple(s for s in Scenario if s is not Scenario.STEADY)
-# Scenarios whose node is a router (router_acts.redundant_routers), not an LB node.
-ROUTER_SCENARIOS: frozenset[Scenario] = frozenset({Scenario.ROUTER_KILL, Scenario.ROUTER_DRAIN})
-# Scenarios whose node deserves no withdrawal (it stays healthy): no withdraw time to measure.
-QUIET_SCENARIOS: frozenset[Scenario] = frozenset({Scenario.STEADY, Scenario.FLAKY})
-HANG_SCENARIOS: dict[Scenario, str] = {
+# The process each hang scenario stops (hang_acts.freeze).
+_HANG_TARGETS: dict[Scenario, str] = {
     Scenario.AGENT_HANG: hang_acts.AGENT,
     Scenario.EXABGP_HANG: hang_acts.EXABGP,
 }
-FLAKY_PERCENT = 5  # of the node's own check connects answered late
 
 
 @dataclass
@@ -194,7 +172,7 @@ def flaky_event(dep: Deployment, lb: str, late_percent: int = FLAKY_PERCENT) -> 
 def _trigger_hang_or_flaky(dep: Deployment, scenario: Scenario, lb: str) -> Event:
     if scenario is Scenario.FLAKY:
         return flaky_event(dep, lb)
-    at, pids = hang_acts.freeze(dep, lb, HANG_SCENARIOS[scenario])
+    at, pids = hang_acts.freeze(dep, lb, _HANG_TARGETS[scenario])
     return Event(scenario, lb, at, pids)
 
 
@@ -204,7 +182,7 @@ def _recover_hang_or_flaky(dep: Deployment, event: Event) -> float:
         at = time.monotonic()
         flaky.remove(dep.lab, event.lb)
         return at
-    at, how = hang_acts.thaw(dep, event.lb, HANG_SCENARIOS[event.scenario], event.pids)
+    at, how = hang_acts.thaw(dep, event.lb, _HANG_TARGETS[event.scenario], event.pids)
     event.detail["recovery"] = how
     return at
 

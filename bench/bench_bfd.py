@@ -27,7 +27,8 @@ def main(quick: bool = False, labs: LabPool | None = None) -> None:
         return
     from anycast_ctl.lab.experiments import failover_report
     from anycast_ctl.lab.experiments.baseline import Implementation
-    from anycast_ctl.lab.experiments.failover import Settings, run_experiments
+    from anycast_ctl.lab.experiments.failover import run_experiments
+    from anycast_ctl.lab.experiments.failover_settings import Settings
     from anycast_ctl.lab.experiments.scenario_names import Scenario
 
     runs = int(os.environ.get("BENCH_BFD_RUNS", "1" if quick else "10"))

@@ -46,7 +46,8 @@ def main(quick: bool = False, labs: LabPool | None = None) -> None:
         print("bench_chance: skipped (needs root: network namespaces, FRR, HAProxy, ExaBGP)")
         return
     from anycast_ctl.lab.experiments.baseline import Implementation
-    from anycast_ctl.lab.experiments.failover import Settings, run_experiments
+    from anycast_ctl.lab.experiments.failover import run_experiments
+    from anycast_ctl.lab.experiments.failover_settings import Settings
 
     runs = int(os.environ.get("BENCH_CHANCE_RUNS", "1" if quick else "5"))
     held = int(os.environ.get("BENCH_CHANCE_HELD", "50" if quick else "200"))

@@ -39,7 +39,7 @@ LABS = ("default", "hybrid")  # the router scenarios need hybrid's two edge rout
 
 
 def quick_settings() -> dict:
-    """What --quick changes in each run (failover.Settings fields): a check that nothing
+    """What --quick changes in each run (failover_settings.Settings fields): a check that nothing
     regressed badly, not figures to quote."""
     return {
         "long_lived": 50,
@@ -71,7 +71,8 @@ def main(quick: bool = False, labs: LabPool | None = None) -> None:
         return
     from anycast_ctl.lab.experiments import failover_report
     from anycast_ctl.lab.experiments.baseline import Implementation
-    from anycast_ctl.lab.experiments.failover import Settings, run_experiments
+    from anycast_ctl.lab.experiments.failover import run_experiments
+    from anycast_ctl.lab.experiments.failover_settings import Settings
     from anycast_ctl.lab.experiments.scenario_names import ROUTER_SCENARIOS, Scenario
 
     runs = int(os.environ.get("BENCH_FAILOVER_RUNS", "1" if quick else "20"))

@@ -62,7 +62,8 @@ def _run_lab(topology_file: str, out: Path, connections: int) -> None:
     from anycast_ctl.cli.lab_format import traffic_text
     from anycast_ctl.lab.errors import LabError
     from anycast_ctl.lab.experiments import failover_report
-    from anycast_ctl.lab.experiments.failover import Settings, run_experiments
+    from anycast_ctl.lab.experiments.failover import run_experiments
+    from anycast_ctl.lab.experiments.failover_settings import Settings
     from anycast_ctl.lab.topology_up import Lab
 
     def say(msg: str) -> None:

@@ -133,7 +133,8 @@ def failover(
     LB node, kill or drain a router; time until every router's FIB drops it (and takes it
     back), count failed new connections and broken long-lived ones, compare the flows that
     moved with the simulator's prediction."""
-    from anycast_ctl.lab.experiments.failover import Settings, run_experiments
+    from anycast_ctl.lab.experiments.failover import run_experiments
+    from anycast_ctl.lab.experiments.failover_settings import Settings
     from anycast_ctl.lab.experiments.router_acts import pick_router
     from anycast_ctl.lab.topology_up import Lab
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from anycast_ctl.lab.experiments.baseline import Implementation, api_for
-from anycast_ctl.lab.experiments.failover import Runner, Settings
+from anycast_ctl.lab.experiments.failover_run import Runner
+from anycast_ctl.lab.experiments.failover_settings import Settings
 from anycast_ctl.lab.experiments.scenario_names import Scenario
 from anycast_ctl.lab.experiments.scenarios import deploy
 from anycast_ctl.lab.observe.fibset import FibSet

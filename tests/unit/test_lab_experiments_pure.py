@@ -10,6 +10,7 @@ import sys
 PACKAGE = "anycast_ctl.lab.experiments"
 PURE = (
     "scenario_names",
+    "failover_settings",
     "forwarding",
     "failover_goals",
     "failover_report",

@@ -229,6 +229,23 @@ def format_table(rows: list[SummaryRow]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def format_run(m: Measurement) -> str:
+    """One run as one line, said as the experiments go."""
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v * 1000:.0f}ms"
+
+    moved = (
+        "" if m.moved is None else f" moved {m.moved}/{m.predicted_moved} (diff {m.moved_mismatch})"
+    )
+    held = "" if m.long_lived is None else f" long-lived broken {long_lived_cell(m)}"
+    return (
+        f"{m.implementation:<14} {m.scenario:<12} #{m.run}: withdraw {ms(m.withdraw_s)} "
+        f"recover {ms(m.recover_s)} failed {m.failed}/{m.connections}{moved}{held} "
+        f"spurious {m.spurious}" + (f"  [{m.note}]" if m.note else "")
+    )
+
+
 def goals(rows: list[SummaryRow], implementation: str = "anycast") -> list[Goal]:
     """The lab's aims, for one implementation: HAProxy crash out of every FIB in < 300 ms p99;
     no withdrawal a healthy service did not deserve (in any scenario, and with no event); and

@@ -4,7 +4,9 @@ Check names that probe the same thing the same way (`checks.probe_key`) share on
 HAProxy checks on one stats socket share one read of it (`checks.haproxy.HaproxySource`), so
 the cost of a tick grows with distinct sources, not with VIPs or check names.
 Between ticks, every HAProxy socket is watched: a dead HAProxy is reported the moment its
-connection closes (`on_down`), not at the next tick.
+connection closes (`on_down`), not at the next tick. So is every listener an address-and-port
+check connects to (tcp, tls, http): the kernel's word that it closed (agent/sockdiag.py) names
+the checks to run now (`on_closed`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from anycast_ctl.agent.checks import (
 from anycast_ctl.agent.checks.haproxy import HaproxyChecker
 from anycast_ctl.agent.checks.outcome import Outcome
 from anycast_ctl.agent.health import CheckResult
+from anycast_ctl.agent.listener_events import watched_endpoints
+from anycast_ctl.agent.sockdiag import ListenerWatch
 from anycast_ctl.config.node import NodeConfig
 
 
@@ -44,6 +48,8 @@ class Observer:
         self._keys = {name: probe_key(config.checks[name]) for name in self.checks}
         self.probes = 0  # probes run, for tests and benchmarks
         self._watches: list[asyncio.Task] = []  # one per HAProxy socket
+        self.endpoints = watched_endpoints({name: config.checks[name] for name in self.checks})
+        self.listeners: ListenerWatch | None = None
 
     async def run(self, timeouts: dict[str, float]) -> dict[str, CheckResult]:
         """Results for the check names in `timeouts` (name -> the tightest timeout wanted)."""
@@ -85,14 +91,28 @@ class Observer:
             for source in self.sources.values()
         ]
 
+    def watch_listeners(self, on_closed: Callable[[set[str]], object]) -> None:
+        """Until `stop()`: `on_closed(check names)` when a listener those checks connect to
+        closes. Nothing to watch, or the kernel refuses (logged once): the ticks alone."""
+        if self.listeners is not None:
+            self.listeners.stop()
+            self.listeners = None
+        if self.endpoints:
+            watch = ListenerWatch(self.endpoints, on_closed)
+            if watch.start():
+                self.listeners = watch
+
     @property
     def watching(self) -> bool:
-        return bool(self._watches)
+        return bool(self._watches) or self.listeners is not None
 
     def stop(self) -> None:
         for task in self._watches:
             task.cancel()
         self._watches = []
+        if self.listeners is not None:
+            self.listeners.stop()
+            self.listeners = None
 
 
 def _renamed(result: CheckResult, name: str) -> CheckResult:

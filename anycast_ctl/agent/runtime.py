@@ -3,7 +3,8 @@
 One loop drives everything. Each tick runs every check that a due VIP needs, each distinct
 probe once however many VIPs and check names share it (anycast_ctl/agent/observe.py), then
 steps each due VIP's state machine with the combined health. A dead HAProxy is an event, not
-a poll: its stats socket's watcher steps the VIPs that depend on it at once.
+a poll: its stats socket's watcher steps the VIPs that depend on it at once; so is a listener
+closing: the kernel's sock_diag broadcast runs the checks that connect to it at once.
 Actions go to exactly two executors: the ExaBGP speaker and the loopback reconciler. All the
 route changes of one step go out together, batched and pipelined (one write, few lines).
 
@@ -87,6 +88,8 @@ class AgentRuntime(CheckScheduling):
         self.exit_code = 0
         self._control: ControlServer | None = None
         self._background: set[asyncio.Task] = set()  # held so the loop cannot drop them mid-run
+        self._closed_pending: set[str] = set()  # scheduling.py: the listener watch's checks
+        self._closed_runner: asyncio.Task | None = None
         self._apply(config)
         self.first_rise = set(self.vips)  # scheduling.py: paced fast until it ends
         self.drains = self._load_drains()
@@ -200,6 +203,8 @@ class AgentRuntime(CheckScheduling):
         finally:
             # Keep reading ExaBGP while withdrawing: the withdraws wait for their acks.
             self.observer.stop()
+            if self._closed_runner is not None:
+                self._closed_runner.cancel()  # no step may race the withdraws below
             for task in tasks[1:]:
                 task.cancel()
             await self._shutdown()

@@ -4,12 +4,14 @@ A mixin of `AgentRuntime` (anycast_ctl/agent/runtime.py), split out to keep both
 tick: the due VIPs' checks, each distinct probe once (observe.Observer); each VIP's combined
 health, once per set of checks; then one `_step_all` for all of them. Between ticks, the
 Observer's watch on every HAProxy stats socket reports a dead HAProxy, and the VIPs that
-depend on it step at once.
+depend on it step at once; its listener watch reports a listener closing, and the VIPs whose
+checks connect to it run their checks at once (the checks, not the event, decide).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -18,6 +20,8 @@ from anycast_ctl.agent.checks.outcome import Outcome
 from anycast_ctl.agent.health import CheckResult, Health
 from anycast_ctl.agent.observe import Observer
 from anycast_ctl.config.node import NodeConfig, Vip
+
+log = logging.getLogger(__name__)
 
 # The agent's first rise after it starts runs its checks this many times faster than the
 # interval (docs/state-machine.md, "Start-up"): still `rise` good results, each a full probe.
@@ -42,6 +46,11 @@ class CheckScheduling:
     failsafe: Any  # agent.failsafe.Failsafe
     _intervals: dict[str, float]
     first_rise: set[str]  # VIPs still in their first rise since the agent started
+    # Check names a listener close touched, not yet run again; the task running them.
+    _closed_pending: set[str]
+    _closed_runner: asyncio.Task | None
+    exit_code: int
+    stopping: asyncio.Event
 
     async def _step_all(self, updates: Sequence[tuple[Vip, Health | None]]) -> None:
         raise NotImplementedError
@@ -134,6 +143,42 @@ class CheckScheduling:
     def _watch(self) -> None:
         retry = min(self.config.timing_for(v).interval for v in self.vips.values())
         self.observer.watch(self._haproxy_down, retry)
+        self.observer.watch_listeners(self._listener_closed)
+
+    def _listener_closed(self, names: set[str]) -> None:
+        """A listener that these checks connect to closed: run the VIPs that use them now.
+
+        Out of tick, but the same checks and the same step as a tick: a refused connect is
+        the hard failure it always is, and a listener that another socket still serves
+        (SO_REUSEPORT, a reload's new process) passes. Closes that come while a run is on
+        join one more run after it, never one run each.
+        """
+        self._closed_pending |= names
+        if self._closed_runner is None or self._closed_runner.done():
+            self._closed_runner = asyncio.get_running_loop().create_task(
+                self._run_closed(), name="listener-closed"
+            )
+            self._closed_runner.add_done_callback(self._closed_done)
+
+    async def _run_closed(self) -> None:
+        while self._closed_pending:
+            names, self._closed_pending = self._closed_pending, set()
+            hit = [v for v in self.vips.values() if names & set(v.checks)]
+            if hit:
+                await self._run_checks(hit)
+                await self._step_all(self._healths(hit))
+
+    def _closed_done(self, task: asyncio.Task) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        # A check crashed (a bug): fatal, as in a tick; run() withdraws everything.
+        log.critical(
+            "checks run after a listener closed crashed: %r; withdrawing everything and exiting 1",
+            task.exception(),
+            exc_info=task.exception(),
+        )
+        self.exit_code = 1
+        self.stopping.set()
 
     def _haproxy_down(self, names: list[str], outcome: Outcome) -> None:
         """HAProxy died between ticks: its checks fail now, and the VIPs that use them step now."""

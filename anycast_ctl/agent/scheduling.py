@@ -143,7 +143,8 @@ class CheckScheduling:
     def _watch(self) -> None:
         retry = min(self.config.timing_for(v).interval for v in self.vips.values())
         self.observer.watch(self._haproxy_down, retry)
-        self.observer.watch_listeners(self._listener_closed)
+        if self.config.events.listeners:
+            self.observer.watch_listeners(self._listener_closed)
 
     def _listener_closed(self, names: set[str]) -> None:
         """A listener that these checks connect to closed: run the VIPs that use them now.

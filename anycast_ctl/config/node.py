@@ -215,6 +215,16 @@ class Metrics(StrictModel):
     listen_port: Port = 9567
 
 
+class Events(StrictModel):
+    """Hard failures learnt from the kernel at once, beside the checks' ticks (docs/agent.md)."""
+
+    # A listener that a tcp/tls/http check connects to closing runs those checks at once, from
+    # the kernel's socket-destroy broadcasts. The agent wakes only for listeners (a socket
+    # filter), but the kernel then builds a message for every TCP socket freed in the
+    # namespace: ~5 us each, measured. Off: a closed listener is found at the next tick.
+    listeners: bool = True
+
+
 ExabgpDialect = Literal["4.2", "5.0"]
 
 
@@ -270,6 +280,7 @@ class NodeConfig(StrictModel):
     control: Control = Control()
     drain: Drain = Drain()
     metrics: Metrics = Metrics()
+    events: Events = Events()
     certificates: Certificates = Certificates()
     lifeline: Lifeline = Lifeline()
     second_chance: SecondChance = SecondChance()

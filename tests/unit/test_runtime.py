@@ -124,6 +124,44 @@ async def test_announces_after_rise_and_withdraws_at_once_on_refusal(tmp_path, s
     assert await task == 0
 
 
+async def start_slow_agent(tmp_path, port, extra=""):
+    """An agent whose checks run every 5 s once its VIP is up."""
+    path = write_config(tmp_path, port, extra)
+    path.write_text(
+        path.read_text().replace("interval: 0.05, timeout: 0.04, rise: 2", "interval: 5, rise: 1")
+    )
+    exabgp = FakeExabgp()
+    runtime = AgentRuntime(load_node_config(path), path, Speaker(exabgp.to_agent, exabgp))
+    return runtime, exabgp, asyncio.create_task(runtime.run())
+
+
+@in_loop
+async def test_a_listener_closing_runs_its_checks_at_once_not_at_the_next_tick(tmp_path, service):
+    await service.start()
+    runtime, exabgp, task = await start_slow_agent(tmp_path, service.port)
+    await poll(lambda: announced(exabgp))
+    assert runtime.observer.listeners is not None
+    probes = runtime.observer.probes
+    service.stop()  # its listening socket closes; the next tick is ~5 s away
+    await poll(lambda: not announced(exabgp), timeout=1.0)
+    assert runtime.observer.probes == probes + 1
+    assert runtime.results["lb"].detail.startswith("connection refused")
+    runtime.stopping.set()
+    assert await task == 0
+
+
+@in_loop
+async def test_the_listener_watch_is_off_when_the_config_says_so(tmp_path, service):
+    await service.start()
+    runtime, exabgp, task = await start_slow_agent(
+        tmp_path, service.port, "events: {listeners: false}"
+    )
+    await poll(lambda: announced(exabgp))
+    assert runtime.observer.listeners is None
+    runtime.stopping.set()
+    assert await task == 0
+
+
 @in_loop
 async def test_checks_start_before_the_set_up_ends_and_announce_only_after_it(tmp_path, service):
     """The first rise runs beside the set-up (second chance table, control socket): rise

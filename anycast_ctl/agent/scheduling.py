@@ -154,6 +154,7 @@ class CheckScheduling:
         (SO_REUSEPORT, a reload's new process) passes. Closes that come while a run is on
         join one more run after it, never one run each.
         """
+        log.info("a listener closed that checks %s connect to: running them now", sorted(names))
         self._closed_pending |= names
         if self._closed_runner is None or self._closed_runner.done():
             self._closed_runner = asyncio.get_running_loop().create_task(

@@ -217,8 +217,11 @@ def withdraw_line(vip: Vip, bgp: Bgp, dialect: str) -> str:
 # 0.5-1.3 ms a prefix on a line (a deepcopy of the route per prefix; 2-core VM at load 8-10),
 # whatever the line's length, and answers a line only when it is through: short lines keep
 # every answer within the hang watch's limit (exabgp_watch.py) and let the UPDATEs of the
-# first lines leave while ExaBGP still reads the next ones.
-NLRI_PER_LINE = 100
+# first lines leave while ExaBGP still reads the next ones. 49: ExaBGP's reactor loop runs
+# 50 steps, one a prefix and one to finish the line and answer it, so such a line is answered
+# every loop, and the answer brings the next line (speaker.WINDOW_PREFIXES), which keeps
+# ExaBGP from idling in its 10 ms poll between loops.
+NLRI_PER_LINE = 49
 
 
 def prefixes_in(line: str) -> int:

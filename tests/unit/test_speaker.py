@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from anycast_ctl.agent.exabgp import Ack, PeerState, Shutdown, Unknown
+from anycast_ctl.agent import speaker as speaker_module
 from anycast_ctl.agent.speaker import Speaker
 
 
@@ -281,3 +282,92 @@ def test_stdio_speaker_reads_our_stdin_whether_a_pipe_or_a_file(kind, tmp_path, 
         stdin.close()
     assert seen == [PeerState("10.0.0.1", True), Ack(True)]
     assert speaker.alive is False  # EOF after the input
+
+
+def nlri_line(first: int, count: int) -> str:
+    prefixes = " ".join(f"198.19.{i // 256}.{i % 256}/32" for i in range(first, first + count))
+    return f"withdraw attributes next-hop self nlri {prefixes}"
+
+
+@in_loop
+async def test_a_big_batch_goes_out_as_its_acks_come_back_keeping_the_window_full(monkeypatch):
+    monkeypatch.setattr(speaker_module, "WINDOW_PREFIXES", 100)
+    pipe = Pipe()
+    speaker, reader = await started(pipe)
+    lines = [nlri_line(i * 40, 40) for i in range(5)]  # 200 prefixes, a window of 100
+    batch = asyncio.create_task(speaker.send_many(lines))
+    await until(lambda: len(pipe.sent) == 2)  # 80 prefixes in flight; a third would make 120
+    await asyncio.sleep(0.01)
+    assert len(pipe.sent) == 2
+    pipe.feed("done")  # 40 in flight: the third fits, not the fourth
+    await until(lambda: len(pipe.sent) == 3)
+    await asyncio.sleep(0.01)
+    assert len(pipe.sent) == 3
+    pipe.feed("done", "error")  # none in flight: the last two go
+    await until(lambda: len(pipe.sent) == 5)
+    pipe.feed("done", "done")
+    assert await batch == [True, True, False, True, True]
+    assert pipe.sent == lines
+    reader.cancel()
+
+
+@in_loop
+async def test_a_command_sent_during_a_big_batch_goes_after_all_of_its_lines(monkeypatch):
+    monkeypatch.setattr(speaker_module, "WINDOW_PREFIXES", 50)
+    pipe = Pipe()
+    speaker, reader = await started(pipe)
+    lines = [nlri_line(i * 50, 50) for i in range(3)]
+    batch = asyncio.create_task(speaker.send_many(lines))
+    await until(lambda: len(pipe.sent) == 1)
+    later = asyncio.create_task(speaker.send("announce route 192.0.2.9/32 next-hop self"))
+    for written in (2, 3, 4):
+        pipe.feed("done")
+        await until(lambda: len(pipe.sent) == written)
+    assert pipe.sent == [*lines, "announce route 192.0.2.9/32 next-hop self"]
+    pipe.feed("done")
+    assert await batch == [True, True, True]
+    assert await later is True
+    reader.cancel()
+
+
+@in_loop
+async def test_a_line_bigger_than_the_window_still_goes_when_nothing_is_in_flight(monkeypatch):
+    monkeypatch.setattr(speaker_module, "WINDOW_PREFIXES", 10)
+    pipe = Pipe()
+    speaker, reader = await started(pipe)
+    batch = asyncio.create_task(speaker.send_many([nlri_line(0, 30), nlri_line(30, 30)]))
+    await until(lambda: len(pipe.sent) == 1)
+    pipe.feed("done")
+    await until(lambda: len(pipe.sent) == 2)
+    pipe.feed("done")
+    assert await batch == [True, True]
+    reader.cancel()
+
+
+@in_loop
+async def test_once_a_line_of_a_batch_times_out_the_rest_goes_at_once(monkeypatch):
+    monkeypatch.setattr(speaker_module, "WINDOW_PREFIXES", 50)
+    pipe = Pipe()
+    speaker, reader = await started(pipe, ack_timeout=0.05)
+    lines = [nlri_line(i * 50, 50) for i in range(4)]
+    started_at = asyncio.get_running_loop().time()
+    assert await speaker.send_many(lines) == [False] * 4
+    assert pipe.sent == lines
+    # the first timeout, then the other three together: not one timeout a line
+    assert asyncio.get_running_loop().time() - started_at < 0.05 * 3
+    reader.cancel()
+
+
+@in_loop
+async def test_exabgp_gone_while_a_batch_waits_for_its_window_fails_the_rest(monkeypatch):
+    monkeypatch.setattr(speaker_module, "WINDOW_PREFIXES", 50)
+    pipe = Pipe()
+    speaker, reader = await started(pipe)
+    lines = [nlri_line(i * 50, 50) for i in range(3)]
+    batch = asyncio.create_task(speaker.send_many(lines))
+    await until(lambda: len(pipe.sent) == 1)
+    pipe.feed("done")
+    await until(lambda: len(pipe.sent) == 2)
+    pipe.to_agent.feed_eof()
+    assert await batch == [True, False, False]
+    assert pipe.sent == lines[:2]

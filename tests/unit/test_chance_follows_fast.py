@@ -129,3 +129,39 @@ def test_an_announce_whose_table_never_follows_goes_out_after_the_bound(
         await asyncio.wait_for(chance.routes_change(True), 1.0)  # no update loop: the bound
 
     asyncio.run(go())
+
+
+def test_the_next_change_is_computed_ahead_only_once_the_table_was_left_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(chance_agent, "WARM_AFTER", 0.05)
+
+    async def go() -> None:
+        chance = _agent()
+        updates: list[int] = []
+        warmed: list[int] = []
+
+        async def update() -> None:
+            updates.append(chance._generation)
+
+        async def warm() -> None:
+            warmed.append(chance._generation)
+
+        monkeypatch.setattr(chance, "_update", update)
+        monkeypatch.setattr(chance, "_warm", warm)
+        loop = asyncio.create_task(chance._update_loop())
+        chance._change()
+        await asyncio.sleep(0.02)
+        assert updates == [1] and warmed == []  # followed at once, not warmed yet
+        chance._change()  # within WARM_AFTER: followed at once, and the wait starts again
+        await asyncio.sleep(0.02)
+        assert updates == [1, 2] and warmed == []
+        await asyncio.wait_for(_until(lambda: warmed == [2]), 1.0)
+        loop.cancel()
+
+    asyncio.run(go())
+
+
+async def _until(predicate) -> None:
+    while not predicate():
+        await asyncio.sleep(0.005)

@@ -171,7 +171,10 @@ class Speaker:
         self._in_flight += sum(p.prefixes for p in pendings)
         if not self._write(lines):
             return [_done(False) for _ in lines]
-        return [asyncio.ensure_future(self._answer(p, line)) for p, line in zip(pendings, lines)]
+        return [
+            asyncio.ensure_future(self._answer(p, line))
+            for p, line in zip(pendings, lines, strict=True)
+        ]
 
     def _write(self, lines: list[str]) -> bool:
         try:

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from anycast_ctl.agent.exabgp import Ack, PeerState, Shutdown, Unknown
 from anycast_ctl.agent import speaker as speaker_module
+from anycast_ctl.agent.exabgp import Ack, PeerState, Shutdown, Unknown
 from anycast_ctl.agent.speaker import Speaker
 
 
@@ -322,7 +322,7 @@ async def test_a_command_sent_during_a_big_batch_goes_after_all_of_its_lines(mon
     later = asyncio.create_task(speaker.send("announce route 192.0.2.9/32 next-hop self"))
     for written in (2, 3, 4):
         pipe.feed("done")
-        await until(lambda: len(pipe.sent) == written)
+        await until(lambda written=written: len(pipe.sent) == written)
     assert pipe.sent == [*lines, "announce route 192.0.2.9/32 next-hop self"]
     pipe.feed("done")
     assert await batch == [True, True, True]

@@ -39,10 +39,11 @@ COUNTERS_TIMEOUT = 2.0  # one metrics scrape's nft read; Prometheus' default tim
 ANNOUNCE_WAIT = 1.0
 # How long the table must have been left alone before the next change's owners are computed
 # ahead (_warm, 60-120 ms of numpy a change on 2 cores). A change is when the CPU is wanted
-# elsewhere: the withdrawing node's ExaBGP sends its withdrawals and the routers move for
-# about 0.5 s after it; measured 2026-12-02 (1,000 VIPs), warming right after a kill took
-# 120-250 ms of each agent's CPU within that half second.
-WARM_AFTER = 1.0
+# elsewhere: the withdrawing node's ExaBGP sends its withdrawals and the routers move, within
+# about 0.25 s for 1,000 VIPs; measured 2026-12-02, warming right after a kill took 120-250 ms
+# of each agent's CPU in that time. Not longer: a change that comes before the warming is
+# done computes its owners itself, and its table follows that much later.
+WARM_AFTER = 0.5
 
 
 class _Beats(asyncio.DatagramProtocol):

@@ -27,6 +27,7 @@ a verdict map into one chain per peer (`to_<peer>`), so each packet is counted b
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -81,10 +82,7 @@ class ChancePlan:
                 raise ValueError(f"node index {node_index} is outside 0..{MAX_NODES - 1}")
         for address in (self.underlay, *(p.underlay for p in self.peers)):
             _ipv4(address, "underlay address")
-        for vip, port in self.vips:
-            _version(vip, "VIP")
-            if not 1 <= port <= 65535:
-                raise ValueError(f"VIP port {port} is outside 1..65535")
+        vip_versions(self.vips)  # each VIP checked
         for entry in self.entries:
             if entry.owner not in names:
                 raise ValueError(
@@ -99,7 +97,20 @@ class ChancePlan:
 
     def families(self) -> tuple[int, ...]:
         """The IP versions this node serves VIPs of (each gets its table), 4 first."""
-        return tuple(sorted({ipaddress.ip_address(vip).version for vip, _ in self.vips}))
+        return tuple(sorted(set(vip_versions(self.vips))))
+
+
+@lru_cache(maxsize=16)
+def vip_versions(vips: tuple[tuple[str, int], ...]) -> tuple[int, ...]:
+    """Each (VIP, port)'s IP version, checked: ValueError names a bad address or port.
+
+    Cached: a node's plans all carry its same VIPs, and a peer's change of state must reach
+    the table quickly; parsing 1,000 addresses again took 15-30 ms of the agent's event loop
+    a plan (py-spy, 2026-12-02), while the node's ExaBGP waited on it for its next lines."""
+    for _, port in vips:
+        if not 1 <= port <= 65535:
+            raise ValueError(f"VIP port {port} is outside 1..65535")
+    return tuple(_version(vip, "VIP") for vip, _ in vips)
 
 
 def _ipv4(text: str, what: str) -> None:
@@ -187,7 +198,7 @@ def _table(plan: ChancePlan, version: int) -> list[str]:
     by_name = {p.name: p for p in plan.peers}
     devices = ", ".join(f'"{device(k)}"' for k in range(1, plan.hop_limit + 1))
     last = device(plan.hop_limit)
-    vips = [(v, port) for v, port in plan.vips if ipaddress.ip_address(v).version == version]
+    vips = [vip for vip, v in zip(plan.vips, vip_versions(plan.vips), strict=True) if v == version]
     entries = [e for e in plan.entries if ipaddress.ip_address(e.flow[2]).version == version]
     lines = [f"table {family} {TABLE} {{"]
     if version == 4:

@@ -27,8 +27,8 @@ a verdict map into one chain per peer (`to_<peer>`), so each packet is counted b
 from __future__ import annotations
 
 import ipaddress
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from anycast_ctl.sim.chain import HOP_LIMIT_MAX, ForwardEntry, fallback_chain

@@ -131,3 +131,14 @@ DESIRED_CASES = [
 )
 def test_desired_for_table(name, announced, mode, remove, owned, expected):
     assert desired_for(announced, ALL, mode, remove, owned) == expected
+
+
+def test_normalize_is_computed_once_per_address_and_still_refuses_junk() -> None:
+    from anycast_ctl.agent.vips import normalize
+
+    normalize.cache_clear()
+    assert normalize("2001:DB8::A/128") == "2001:db8::a/128"
+    assert normalize("2001:DB8::A/128") == "2001:db8::a/128"
+    assert normalize.cache_info().hits == 1
+    with pytest.raises(ValueError):
+        normalize("not-an-address")

@@ -12,8 +12,9 @@ Two figures against issue 9's goals:
 
 Twice: with the topology's second chance (on, as shipped) and with it off. A lab that does
 not come up is reported with its reason (and the load), not as a figure: measured
-2026-12-02, with the second chance on each agent stalled past the lifeline's 0.6 s as its
-peers came up (its table updated for 1,000 VIPs) and the guardian stopped ExaBGP.
+2026-12-02 at load 9-15, with the second chance on each agent stalled past the lifeline's
+0.6 s as its peers came up (its table updated for 1,000 VIPs) and the guardian stopped ExaBGP;
+not seen since at load 1-3 (25 of 27 bring-ups came up, docs/lab.md).
 
 --quick: one lab, one kill. Root only. Environment:
     BENCH_SCALE_VIPS   VIPs per LB node (default 1000)

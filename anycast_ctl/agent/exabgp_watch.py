@@ -6,8 +6,10 @@ production). But ExaBGP answers every command we write with `done` or `error`, i
 (exabgp.api.ack, on in what we render). So:
 
 - while a command waits for its answer, its age is the measure;
-- while nothing waits, we write a probe every `PROBE_EVERY` seconds: `#`, ExaBGP's comment
-  command, which it answers `done` and otherwise ignores (4.2 and 5.0 alike).
+- while nothing waits, we write a probe when we have written nothing for `PROBE_EVERY`
+  seconds: `#`, ExaBGP's comment command, which it answers `done` and otherwise ignores (4.2
+  and 5.0 alike). The cadence counts from our writes, not from ExaBGP's answers: an answer
+  that comes a few ms late must not cost the watch a second wake-up per probe.
 
 A command's age counts from when ExaBGP could start on it (its write, or the answer to the
 command before it), and a command that carries many prefixes gets `PER_PREFIX` more per
@@ -31,8 +33,8 @@ log = logging.getLogger(__name__)
 
 PROBE = "#"  # ExaBGP's comment command: answered `done`, does nothing else
 PROBE_EVERY = 0.1  # seconds between probes while no command waits for an answer
-# A probe counts as due this much early: the watch wakes PROBE_EVERY after its last probe,
-# whose answer came a little later; without the slack every cycle would cost a second wake.
+# A probe counts as due this much early: the watch wakes PROBE_EVERY after its last write, a
+# hair early at times (timer rounding); without the slack such a cycle costs a second wake.
 SLACK = 0.01
 PER_PREFIX = 0.003  # seconds more per prefix of the command ExaBGP is on (twice the worst seen)
 
@@ -46,9 +48,9 @@ class Answering(Protocol):
 
     def unanswered_prefixes(self) -> int: ...
 
-    def since_last_line(self) -> float | None: ...
+    def since_last_write(self) -> float | None: ...
 
-    async def send(self, line: str) -> bool: ...
+    def probe(self, line: str) -> None: ...
 
 
 def verdict(unanswered_for: float | None, limit: float, prefixes: int = 1) -> str | None:
@@ -64,15 +66,15 @@ def verdict(unanswered_for: float | None, limit: float, prefixes: int = 1) -> st
     return None
 
 
-def probe_due(unanswered_for: float | None, since_last_line: float | None) -> bool:
-    """Pure: write a probe when nothing waits for an answer and ExaBGP has been quiet."""
+def probe_due(unanswered_for: float | None, since_last_write: float | None) -> bool:
+    """Pure: write a probe when nothing waits for an answer and we have been quiet."""
     return unanswered_for is None and (
-        since_last_line is None or since_last_line >= PROBE_EVERY - SLACK
+        since_last_write is None or since_last_write >= PROBE_EVERY - SLACK
     )
 
 
 def next_look(
-    unanswered_for: float | None, since_last_line: float | None, limit: float, prefixes: int = 1
+    unanswered_for: float | None, since_last_write: float | None, limit: float, prefixes: int = 1
 ) -> float:
     """Pure: seconds the watch may sleep. While a command waits: until its limit runs out,
     but never longer than PROBE_EVERY (so the next probe is never late once it is answered).
@@ -81,9 +83,9 @@ def next_look(
         allowed = limit + PER_PREFIX * max(0, prefixes - 1)
         # just past the limit: `verdict` wants strictly over it
         return min(PROBE_EVERY, max(0.0, allowed - unanswered_for) + 0.001)
-    if since_last_line is None:
+    if since_last_write is None:
         return PROBE_EVERY
-    return min(PROBE_EVERY, max(0.0, PROBE_EVERY - SLACK - since_last_line))
+    return min(PROBE_EVERY, max(0.0, PROBE_EVERY - SLACK - since_last_write))
 
 
 class ExabgpWatch:
@@ -103,7 +105,6 @@ class ExabgpWatch:
         self.on_look = on_look
         self.limit = limit
         self.current_limit = max(limit, startup_limit or limit)
-        self._probes: set[asyncio.Task] = set()
 
     def tighten(self) -> None:
         """The agent made its first decisions: ExaBGP must now answer within `limit`."""
@@ -112,26 +113,20 @@ class ExabgpWatch:
     async def run(self) -> str:
         """Probe and watch until ExaBGP is hung; return why. Returns nothing while ExaBGP's
         pipe is closed (the reader reports that) - the caller cancels this task then."""
-        try:
-            speaker = self.speaker
-            while True:
-                if self.on_look is not None:
-                    self.on_look()
-                sleep = PROBE_EVERY
-                if speaker.alive:
-                    waited = speaker.unanswered_for()
-                    prefixes = speaker.unanswered_prefixes()
-                    reason = verdict(waited, self.current_limit, prefixes)
-                    if reason is not None:
-                        return reason
-                    quiet = speaker.since_last_line()
-                    if probe_due(waited, quiet):
-                        task = asyncio.create_task(speaker.send(PROBE), name="exabgp-probe")
-                        self._probes.add(task)
-                        task.add_done_callback(self._probes.discard)
-                        waited = 0.0  # the probe now waits for its answer
-                    sleep = next_look(waited, quiet, self.current_limit, prefixes)
-                await asyncio.sleep(sleep)
-        finally:
-            for task in self._probes:
-                task.cancel()
+        speaker = self.speaker
+        while True:
+            if self.on_look is not None:
+                self.on_look()
+            sleep = PROBE_EVERY
+            if speaker.alive:
+                waited = speaker.unanswered_for()
+                prefixes = speaker.unanswered_prefixes()
+                reason = verdict(waited, self.current_limit, prefixes)
+                if reason is not None:
+                    return reason
+                quiet = speaker.since_last_write()
+                if probe_due(waited, quiet):
+                    speaker.probe(PROBE)
+                    waited = 0.0  # the probe now waits for its answer
+                sleep = next_look(waited, quiet, self.current_limit, prefixes)
+            await asyncio.sleep(sleep)

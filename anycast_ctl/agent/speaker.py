@@ -63,8 +63,8 @@ class _Pending:
 
     __slots__ = ("future", "abandoned", "sent_at", "prefixes")
 
-    def __init__(self, future: asyncio.Future[bool], sent_at: float, prefixes: int) -> None:
-        self.future = future
+    def __init__(self, future: asyncio.Future[bool] | None, sent_at: float, prefixes: int) -> None:
+        self.future = future  # None: nobody waits for its answer (a probe): only its age counts
         self.abandoned = False
         self.sent_at = sent_at
         self.prefixes = prefixes  # the work it asks of ExaBGP (see exabgp.prefixes_in)
@@ -99,6 +99,7 @@ class Speaker:
         self.alive = True  # False once ExaBGP's side of the pipe is gone
         self.shutting_down = False  # ExaBGP announced that it is stopping
         self.last_line_at: float | None = None  # clock() when ExaBGP last wrote to us
+        self.last_write_at: float | None = None  # clock() when we last wrote a command
         self.last_ack_at: float | None = None  # clock() when ExaBGP last answered a command
         self.peers: dict[str, bool] = {}  # neighbor address -> session established
         self.ack_timeouts = 0
@@ -176,7 +177,20 @@ class Speaker:
             for p, line in zip(pendings, lines, strict=True)
         ]
 
+    def probe(self, line: str) -> None:
+        """Write a command whose answer nobody awaits (the ExaBGP watch's probe): with acks
+        on, it waits in line like any command, so its age is `unanswered_for`'s. No task, no
+        future, no timer: this runs every PROBE_EVERY seconds for the agent's whole life."""
+        if not self.alive:
+            return
+        if self._ack:
+            pending = _Pending(None, self._clock(), prefixes_in(line))
+            self._pending.append(pending)
+            self._in_flight += pending.prefixes
+        self._write([line])
+
     def _write(self, lines: list[str]) -> bool:
+        self.last_write_at = self._clock()
         try:
             self._writer.write("".join(line + "\n" for line in lines))
             self._writer.flush()
@@ -188,6 +202,7 @@ class Speaker:
         return True
 
     async def _answer(self, pending: _Pending, line: str) -> bool:
+        assert pending.future is not None  # send_many's own, always with a future
         try:
             return await asyncio.wait_for(asyncio.shield(pending.future), self._ack_timeout)
         except TimeoutError:
@@ -213,6 +228,10 @@ class Speaker:
     def unanswered_prefixes(self) -> int:
         """How many prefixes the oldest unanswered command carries (0: none waits)."""
         return self._pending[0].prefixes if self._pending else 0
+
+    def since_last_write(self) -> float | None:
+        """Seconds since we last wrote a command (None: never)."""
+        return None if self.last_write_at is None else max(0.0, self._clock() - self.last_write_at)
 
     def since_last_line(self) -> float | None:
         """Seconds since ExaBGP last wrote to us (None: never)."""
@@ -277,7 +296,7 @@ class Speaker:
             log.warning(
                 "late ack (%s) for a command that already timed out", "done" if ok else "error"
             )
-        elif not pending.future.done():
+        elif pending.future is not None and not pending.future.done():
             pending.future.set_result(ok)
 
     def _settled(self, pending: _Pending) -> None:
@@ -291,7 +310,7 @@ class Speaker:
         self._window.set()
         while self._pending:
             pending = self._pending.popleft()
-            if not pending.future.done():
+            if pending.future is not None and not pending.future.done():
                 pending.future.set_result(False)
 
 

@@ -41,9 +41,9 @@ def test_a_command_with_many_prefixes_is_allowed_time_for_each():
 @pytest.mark.parametrize(
     "waited, quiet, due",
     [
-        (None, None, True),  # ExaBGP never wrote: ask
+        (None, None, True),  # we never wrote: ask
         (None, PROBE_EVERY, True),
-        (None, PROBE_EVERY / 2, False),  # it just answered something
+        (None, PROBE_EVERY / 2, False),  # we just wrote something (and it was answered)
         (0.05, 1.0, False),  # a command already waits: its age is the measure
     ],
 )
@@ -54,8 +54,8 @@ def test_probe_due(waited, quiet, due):
 @pytest.mark.parametrize(
     "waited, quiet, limit, prefixes, sleep",
     [
-        (None, None, 0.4, 0, PROBE_EVERY),  # ExaBGP never wrote: look again a probe away
-        (None, 0.0, 0.4, 0, PROBE_EVERY - SLACK),  # it just answered: the next probe's time
+        (None, None, 0.4, 0, PROBE_EVERY),  # we never wrote: look again a probe away
+        (None, 0.0, 0.4, 0, PROBE_EVERY - SLACK),  # we just wrote: the next probe's time
         (None, 0.05, 0.4, 0, PROBE_EVERY - SLACK - 0.05),
         (None, 5.0, 0.4, 0, 0.0),  # a probe is overdue
         (0.0, 0.0, 0.4, 1, PROBE_EVERY),  # a command waits: never sleep past a probe's time
@@ -168,6 +168,41 @@ def test_the_startup_limit_applies_until_tighten():
         assert not task.done()  # slow at start-up is not hung
         watch.tighten()
         assert "has not answered" in await asyncio.wait_for(task, 1.0)
+        reader.cancel()
+
+    run(body())
+
+
+class LateExabgp(Exabgp):
+    """ExaBGP's side: answers every line `seconds` after it came (a busy reactor)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def write(self, text: str):
+        loop = asyncio.get_running_loop()
+        for line in text.splitlines():
+            self.lines.append(line)
+            loop.call_later(self.seconds, self.to_agent.feed_data, b"done\n")
+
+
+def test_late_answers_cost_no_extra_looks():
+    # Each answer 30 ms late (more than SLACK): the next probe is still due PROBE_EVERY after
+    # the last one was written, so the watch wakes once a probe, not twice.
+    async def body():
+        exabgp = LateExabgp(0.03)
+        speaker = Speaker(exabgp.to_agent, exabgp)
+        reader = asyncio.create_task(speaker.run_reader())
+        looks: list[float] = []
+        watch = ExabgpWatch(speaker, limit=0.4, on_look=lambda: looks.append(time.monotonic()))
+        task = asyncio.create_task(watch.run())
+        seconds = 1.0
+        await asyncio.sleep(seconds)
+        assert not task.done()
+        assert len(looks) <= seconds / (PROBE_EVERY - SLACK) + 2, len(looks)
+        assert exabgp.lines.count(PROBE) >= seconds / PROBE_EVERY - 2
+        task.cancel()
         reader.cancel()
 
     run(body())

@@ -341,6 +341,23 @@ async def test_a_line_bigger_than_the_window_still_goes_when_nothing_is_in_fligh
     await until(lambda: len(pipe.sent) == 2)
     pipe.feed("done")
     assert await batch == [True, True]
+
+
+@in_loop
+async def test_a_probe_waits_in_line_and_its_ack_is_not_given_to_the_next_command():
+    pipe = Pipe()
+    speaker, reader = await started(pipe)
+    speaker.probe("#")
+    assert pipe.sent == ["#"]
+    assert speaker.unanswered_for() is not None  # its age is the watch's measure
+    sending = asyncio.create_task(speaker.send("withdraw route 192.0.2.10/32"))
+    await until(lambda: len(pipe.sent) == 2)
+    pipe.feed("done")  # the probe's answer
+    await until(lambda: speaker.last_ack_at is not None)
+    assert not sending.done()
+    pipe.feed("error")  # the withdraw's own
+    assert await sending is False
+    assert speaker.unanswered_for() is None
     reader.cancel()
 
 
@@ -371,3 +388,14 @@ async def test_exabgp_gone_while_a_batch_waits_for_its_window_fails_the_rest(mon
     pipe.to_agent.feed_eof()
     assert await batch == [True, False, False]
     assert pipe.sent == lines[:2]
+
+
+@in_loop
+async def test_a_probe_to_a_gone_exabgp_writes_nothing():
+    pipe = Pipe()
+    speaker, reader = await started(pipe)
+    pipe.to_agent.feed_eof()
+    await until(lambda: not speaker.alive)
+    speaker.probe("#")
+    assert pipe.sent == [] and speaker.unanswered_for() is None
+    reader.cancel()

@@ -10,6 +10,12 @@ So the agent starts a small guardian process and holds the write end of a pipe t
 - the agent dies (even by SIGKILL): the kernel closes the pipe, the guardian reads EOF;
 - the agent hangs (its event loop stalls, or it is SIGSTOPped): the heartbeats stop;
 
+A heartbeat is the time of the beat (CLOCK_MONOTONIC, one clock for both processes) stored
+in a page the two share (a memfd the guardian maps read-only), not a byte on the pipe: a beat
+costs the agent a store, no system call and no wake-up of the guardian, ten times a second
+for the agent's whole life. The guardian sleeps until the last beat is `limit` old, looks
+again, and wakes otherwise only for what the pipe carries (EOF, and the messages below).
+
 either way the guardian SIGKILLs the agent and stops ExaBGP: after a death with SIGTERM
 (ExaBGP sends Cease), then SIGKILL after a grace period; after a stall with SIGKILL at once
 (a stall usually means a starved host, where ExaBGP would act on SIGTERM late too).
@@ -28,9 +34,11 @@ from __future__ import annotations
 
 # The guardian runs this file as a script (`python -I -S lifeline.py`, see Lifeline.start):
 # it imports only what it needs at the top, and the agent's side imports the rest where used.
+import mmap
 import os
 import select
 import signal
+import struct
 import sys
 import time
 
@@ -46,7 +54,9 @@ def _log() -> logging.Logger:
     return logging.getLogger(__name__)
 
 
-BEAT = b"."
+# The monotonic time of the last beat, twice: a reader that finds the copies unequal caught a
+# store half done and reads again (a torn time could look like a stall, or like no stall).
+BEAT = struct.Struct("=dd")
 STAND_DOWN = b"Q"
 TIGHTEN = b"T"  # the agent made its first decisions: switch to the tight stall limit
 EXABGP_HUNG = b"X"  # the agent saw ExaBGP stop answering: kill it now
@@ -89,9 +99,10 @@ def exabgp_parent() -> int | None:
 class Lifeline:
     """The agent's end of the pipe to its guardian."""
 
-    def __init__(self, fd: int, guardian: subprocess.Popen) -> None:
+    def __init__(self, fd: int, guardian: subprocess.Popen, page: mmap.mmap | bytearray) -> None:
         self._fd = fd
         self.guardian = guardian
+        self._page = page  # shared with the guardian: the time of the last beat
 
     @classmethod
     def start(
@@ -111,11 +122,17 @@ class Lifeline:
             raise ProcessLookupError(f"no process {target_pid} to guard")
         read_fd, write_fd = os.pipe()
         os.set_blocking(write_fd, False)
+        beat_fd = os.memfd_create("anycast-ctl-heartbeat")
+        os.ftruncate(beat_fd, BEAT.size)
+        page = mmap.mmap(beat_fd, BEAT.size)
+        now = time.monotonic()
+        BEAT.pack_into(page, 0, now, now)  # the guardian's first deadline counts from here
         argv = [
             # -I -S: no site-packages, no environment, not even this file's directory on
             # sys.path: the guardian imports only the standard library it needs (~10 MiB).
             sys.executable, "-I", "-S", os.path.abspath(__file__),
             "--fd", str(read_fd),
+            "--beat-fd", str(beat_fd),
             "--agent", str(os.getpid()),
             "--target", str(target_pid),
             "--target-start", str(target_start),
@@ -128,21 +145,18 @@ class Lifeline:
 
         guardian = subprocess.Popen(
             argv,
-            pass_fds=(read_fd,),
+            pass_fds=(read_fd, beat_fd),
             stdin=subprocess.DEVNULL,  # never hold ExaBGP's pipes: it must see our EOF
             stdout=subprocess.DEVNULL,
             start_new_session=True,  # survive a signal sent to the agent's process group
         )
         os.close(read_fd)
-        return cls(write_fd, guardian)
+        os.close(beat_fd)  # the mapping stays
+        return cls(write_fd, guardian, page)
 
     def beat(self) -> None:
-        try:
-            os.write(self._fd, BEAT)
-        except BlockingIOError:
-            pass  # the guardian is behind on reading; it has plenty of beats already
-        except OSError:
-            _log().error("lifeline guardian is gone")
+        now = time.monotonic()
+        BEAT.pack_into(self._page, 0, now, now)
 
     def tighten(self) -> None:
         """Every VIP has had its first decision: from now on use the tight stall limit."""
@@ -156,8 +170,8 @@ class Lifeline:
         try:
             os.write(self._fd, message)
         except BlockingIOError:
-            # The pipe is full of beats the guardian has not read: it is behind, so wait for it
-            # (bounded): this message must not be lost.
+            # The pipe is full (a guardian stopped along with us, say): wait for it, bounded:
+            # this message must not be lost.
             deadline = time.monotonic() + 1.0
             while time.monotonic() < deadline:
                 select.select([], [self._fd], [], 0.05)
@@ -275,8 +289,17 @@ def _stop(pid: int, start: int | None, grace: float, first: int = signal.SIGTERM
         pass
 
 
+def _last_beat(page: mmap.mmap) -> float:
+    """The time of the agent's last beat; a beat being stored as we read is read again."""
+    while True:
+        first, second = BEAT.unpack_from(page, 0)
+        if first == second:
+            return first
+
+
 def guard(
     fd: int,
+    beat_fd: int,
     agent: int,
     target: int,
     target_start: int,
@@ -287,16 +310,20 @@ def guard(
 ) -> str:
     """Wait for the agent to die, stall, report ExaBGP hung, or stand down; stop ExaBGP
     unless it stood down. The loose `startup_stall_after` applies until the agent sends
-    TIGHTEN."""
+    TIGHTEN. The agent's last beat is the time in the page at `beat_fd`."""
     agent_start = process_start_time(agent)
+    page = mmap.mmap(beat_fd, BEAT.size, access=mmap.ACCESS_READ)
+    os.close(beat_fd)
     limit = startup_stall_after or stall_after
-    deadline = time.monotonic() + limit
     hung = stalled = False
     while True:
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
+        left = _last_beat(page) + limit - time.monotonic()
+        if left <= 0:
             reason, stalled = f"agent {agent} sent no heartbeat for {limit}s", True
             break
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue  # the last beat may be newer than when we went to sleep: look again
         data = os.read(fd, 4096)
         if not data:
             reason = f"agent {agent} is gone"
@@ -308,7 +335,6 @@ def guard(
             break
         if TIGHTEN in data:
             limit = stall_after
-        deadline = time.monotonic() + limit
     print(
         f"anycast-ctl lifeline: {reason}; stopping ExaBGP (pid {target})",
         file=sys.stderr,
@@ -334,6 +360,7 @@ def guard(
 # The guardian's options (Lifeline.start writes them): name -> (type, default; None: required).
 OPTIONS: dict[str, tuple[type, object]] = {
     "--fd": (int, None),
+    "--beat-fd": (int, None),
     "--agent": (int, None),
     "--target": (int, None),
     "--target-start": (int, None),
@@ -384,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, signal.SIG_IGN)
     guard(
         args["fd"],  # type: ignore[arg-type]
+        args["beat-fd"],  # type: ignore[arg-type]
         args["agent"],  # type: ignore[arg-type]
         args["target"],  # type: ignore[arg-type]
         args["target-start"],  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from anycast_ctl.agent.exabgp import (
     parse_line,
     prefixes_in,
 )
+from anycast_ctl.read_size import read_in_small_chunks
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,10 @@ async def open_stdio(limit: int = LINE_LIMIT) -> tuple[asyncio.StreamReader, Tex
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit)
     try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+        )
+        read_in_small_chunks(transport)
     except ValueError:
         # stdin is a file or a terminal (someone running the agent by hand): read it in a thread.
         _feed_from_thread(loop, reader, sys.stdin.buffer)

@@ -25,6 +25,7 @@ from anycast_ctl.chance.nft_counters import ChanceCounters
 from anycast_ctl.chance.peers import PeerTable, decode, encode
 from anycast_ctl.chance.planner import announced_set, plan, serving
 from anycast_ctl.config.node import NodeConfig
+from anycast_ctl.read_size import read_in_small_chunks
 from anycast_ctl.render.chance import ChancePlan
 
 if TYPE_CHECKING:  # numpy and the topology: loaded in the background (start)
@@ -99,6 +100,7 @@ class ChanceAgent:
             self._transport, _ = await loop.create_datagram_endpoint(
                 lambda: _Beats(self), local_addr=(self.cfg.underlay, self.cfg.heartbeat.port)
             )
+            read_in_small_chunks(self._transport)  # heartbeats: small datagrams, often
         except OSError as exc:
             self.error = f"heartbeats on {self.cfg.underlay}:{self.cfg.heartbeat.port}: {exc}"
             log.error("second chance: %s; no peer is ever live, nothing is forwarded", self.error)

@@ -12,14 +12,15 @@ import pytest
 from anycast_ctl.agent import lifeline
 from anycast_ctl.agent.lifeline import UsageError, parse_args
 
-START = ["--fd", "5", "--agent", "10", "--target", "11", "--target-start", "123"]
+START = ["--fd", "5", "--beat-fd", "7", "--agent", "10", "--target", "11",
+         "--target-start", "123"]  # fmt: skip
 
 
 def test_what_lifeline_start_writes_is_read_back() -> None:
     args = parse_args([*START, "--stall-after", "0.6", "--startup-stall-after", "10.0",
                        "--grace", "1.0", "--remove-chance"])  # fmt: skip
     assert args == {
-        "fd": 5, "agent": 10, "target": 11, "target-start": 123, "stall-after": 0.6,
+        "fd": 5, "beat-fd": 7, "agent": 10, "target": 11, "target-start": 123, "stall-after": 0.6,
         "startup-stall-after": 10.0, "grace": 1.0, "remove-chance": True,
     }  # fmt: skip
 
@@ -57,6 +58,6 @@ def test_the_guardian_imports_only_small_standard_modules() -> None:
     )
     assert done.returncode == 0, done.stderr
     loaded = set(ast.literal_eval(done.stdout))
-    assert {"os", "select", "signal"} <= loaded  # what it needs (and what they import)
+    assert {"os", "select", "signal", "mmap"} <= loaded  # what it needs (and what they import)
     heavy = {"argparse", "re", "gettext", "typing", "logging", "subprocess", "contextlib"}
     assert not loaded & heavy, loaded & heavy

@@ -25,6 +25,7 @@ from anycast_ctl.agent.checks.outcome import Outcome, classify_error
 from anycast_ctl.agent.health import Health
 from anycast_ctl.config.node import HaproxyCheck
 from anycast_ctl.errors import UserError
+from anycast_ctl.read_size import read_in_small_chunks
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class _Cli(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        read_in_small_chunks(transport)  # an answer a tick: no 256 KiB buffer for each
 
     def data_received(self, data: bytes) -> None:
         start = max(0, len(self._buffer) - len(PROMPT) + 1)  # a prompt split across reads

@@ -94,6 +94,7 @@ def write_configs(tmp_path, backend_port: int) -> None:
           - {{address: {GONE}, checks: [gone]}}
           - {{address: {KEPT}, checks: [kept]}}
         loopback: {{manage: false}}
+        events: {{listeners: true}}
         control: {{socket: {tmp_path}/agent.sock, allow_uids: [0]}}
         drain: {{state_file: {tmp_path}/drain.json}}
         """)

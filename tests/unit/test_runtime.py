@@ -148,7 +148,9 @@ def _subscribable() -> bool:
 @in_loop
 async def test_a_listener_closing_runs_its_checks_at_once_not_at_the_next_tick(tmp_path, service):
     await service.start()
-    runtime, exabgp, task = await start_slow_agent(tmp_path, service.port)
+    runtime, exabgp, task = await start_slow_agent(
+        tmp_path, service.port, "events: {listeners: true}"
+    )
     await poll(lambda: announced(exabgp))
     assert runtime.observer.listeners is not None
     probes = runtime.observer.probes
@@ -160,12 +162,13 @@ async def test_a_listener_closing_runs_its_checks_at_once_not_at_the_next_tick(t
     assert await task == 0
 
 
+@pytest.mark.parametrize("extra", ["", "events: {listeners: false}"])
 @in_loop
-async def test_the_listener_watch_is_off_when_the_config_says_so(tmp_path, service):
+async def test_the_listener_watch_is_off_by_default_and_when_the_config_says_so(
+    tmp_path, service, extra
+):
     await service.start()
-    runtime, exabgp, task = await start_slow_agent(
-        tmp_path, service.port, "events: {listeners: false}"
-    )
+    runtime, exabgp, task = await start_slow_agent(tmp_path, service.port, extra)
     await poll(lambda: announced(exabgp))
     assert runtime.observer.listeners is None
     runtime.stopping.set()

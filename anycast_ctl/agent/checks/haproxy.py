@@ -23,6 +23,7 @@ from pathlib import Path
 from anycast_ctl.agent.checks import haproxy_stat
 from anycast_ctl.agent.checks.outcome import Outcome, classify_error
 from anycast_ctl.agent.health import Health
+from anycast_ctl.agent.path_watch import RemovalWatch
 from anycast_ctl.config.node import HaproxyCheck
 from anycast_ctl.errors import UserError
 from anycast_ctl.read_size import read_in_small_chunks
@@ -198,20 +199,26 @@ class HaproxySource:
         closed our connection and nothing accepts on the socket any more). An idle timeout
         (`stats timeout`) or a reload closes it too, but then a new connection succeeds.
         While the socket cannot be reached, try again every `retry` seconds (the checks
-        report it meanwhile).
+        report it meanwhile). The socket file leaving its directory (inotify) counts as a
+        lost connection too: HAProxy may run on, but nothing can reach it there any more.
         """
-        while True:
-            try:
-                await self._connection()
-            except (OSError, UserError):
-                await asyncio.sleep(retry)
-                continue
-            await self._lost.wait()
-            outcome = await self._after_loss()
-            if outcome is not None:
-                log.warning("HAProxy at %s is gone: %s", self.target, outcome.detail)
-                on_down(outcome)
-                await asyncio.sleep(retry)
+        removal = RemovalWatch(self.socket, self._lost.set)
+        removal.start()
+        try:
+            while True:
+                try:
+                    await self._connection()
+                except (OSError, UserError):
+                    await asyncio.sleep(retry)
+                    continue
+                await self._lost.wait()
+                outcome = await self._after_loss()
+                if outcome is not None:
+                    log.warning("HAProxy at %s is gone: %s", self.target, outcome.detail)
+                    on_down(outcome)
+                    await asyncio.sleep(retry)
+        finally:
+            removal.stop()
 
     async def _after_loss(self, attempts: int = 3, patience: float = 1.0) -> Outcome | None:
         """Our connection closed: None if HAProxy answers a new one, else why it is dead.

@@ -1,0 +1,128 @@
+"""The stats socket removed while HAProxy runs is an event: withdrawn at once, not a tick later.
+
+A real HAProxy 2.6 (foreground, its stats socket in tmp_path) and the agent runtime in this
+process, ExaBGP replaced by an in-memory pipe that acks every line (as in
+test_haproxy_events_real.py). The interval is 2 s; the socket file is unlinked while HAProxy
+keeps running and keeps the agent's connection open, so only the directory watch
+(agent/path_watch.py) can tell before the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import textwrap
+import time
+
+import pytest
+from test_haproxy_events_real import FakeExabgp, free_port, until
+
+from anycast_ctl.agent.runtime import AgentRuntime
+from anycast_ctl.agent.speaker import Speaker
+from anycast_ctl.config.node import load_node_config
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+pytestmark = pytest.mark.skipif(not os.access(HAPROXY, os.X_OK), reason=f"{HAPROXY} not installed")
+
+INTERVAL = 2.0
+BOUND = 0.25  # s from the unlink to the withdraw written; a poll would take up to INTERVAL
+VIPS = ["10.78.0.1", "10.78.0.2", "10.78.0.3"]
+
+
+def withdrawn(lines, since: int) -> set[str]:
+    return {
+        word.split("/")[0]
+        for _, line in lines[since:]
+        if line.startswith("withdraw")
+        for word in line.split(" nlri ")[1].split()
+    }
+
+
+async def scenario(tmp_path) -> dict:
+    stats = tmp_path / "admin.sock"
+    live = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    (tmp_path / "haproxy.cfg").write_text(
+        textwrap.dedent(f"""\
+        global
+            stats socket {stats} mode 600 level admin
+        defaults
+            mode tcp
+            timeout connect 500ms
+            timeout client 5s
+            timeout server 5s
+        frontend fe
+            bind 127.0.0.1:{free_port()}
+            default_backend be
+        backend be
+            server live 127.0.0.1:{live.sockets[0].getsockname()[1]} check inter 1s
+        """)
+    )
+    vips = "\n".join(f"  - {{address: {vip}, checks: [haproxy]}}" for vip in VIPS)
+    (tmp_path / "node.yaml").write_text(
+        textwrap.dedent(f"""\
+        node: lb1
+        bgp:
+          local_as: 65101
+          router_id: 10.0.0.2
+          neighbors: [{{address: 10.0.0.1, local_address: 10.0.0.2, peer_as: 65000}}]
+        timing: {{interval: {INTERVAL}, timeout: 0.5, rise: 1, fall: 2}}
+        checks:
+          haproxy: {{type: haproxy, socket: {stats}, frontend: fe, backend: be}}
+        vips:
+        """)
+        + vips
+        + textwrap.dedent(f"""
+        loopback: {{manage: false}}
+        control: {{socket: {tmp_path}/agent.sock, allow_uids: [0]}}
+        drain: {{state_file: {tmp_path}/drain.json}}
+        """)
+    )
+    log = (tmp_path / "haproxy.log").open("w")
+    env = {**os.environ, "ANYCAST_CTL_LAB": f"acx-hrm{os.getpid()}"}  # tagged, like lab daemons
+    haproxy = subprocess.Popen(
+        [HAPROXY, "-db", "-f", str(tmp_path / "haproxy.cfg")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    exabgp = FakeExabgp()
+    path = tmp_path / "node.yaml"
+    runtime = AgentRuntime(load_node_config(path), path, Speaker(exabgp.to_agent, exabgp))
+    agent = asyncio.create_task(runtime.run())
+    try:
+        await until(lambda: any(ln.startswith("announce") for _, ln in exabgp.lines), 10)
+        fetches = runtime.observer.sources[stats].fetches
+        await asyncio.sleep(0.3)  # well inside the tick: the next poll is ~1.7 s away
+        seen = len(exabgp.lines)
+        removed = time.monotonic()
+        stats.unlink()
+        await until(lambda: withdrawn(exabgp.lines, seen) == set(VIPS), INTERVAL)
+        at = max(t for t, ln in exabgp.lines[seen:] if ln.startswith("withdraw"))
+        return {
+            "ms": (at - removed) * 1000,
+            "ticks": runtime.observer.sources[stats].fetches - fetches,
+            "haproxy_running": haproxy.poll() is None,
+            "detail": runtime.results["haproxy"].detail,
+        }
+    finally:
+        runtime.stopping.set()
+        await asyncio.wait_for(agent, 10)
+        if haproxy.poll() is None:
+            haproxy.kill()  # by its pid, never by name
+        haproxy.wait(timeout=5)
+        log.close()
+        live.close()
+
+
+@pytest.mark.root
+def test_a_removed_stats_socket_is_withdrawn_at_once_while_haproxy_runs(tmp_path):
+    outcome = asyncio.run(scenario(tmp_path))
+    print(
+        f"\nstats socket unlinked -> withdraw of {len(VIPS)} VIPs written in {outcome['ms']:.1f} ms"
+    )
+    assert outcome["haproxy_running"], outcome  # no death: only the file went
+    assert outcome["ticks"] == 0, outcome  # no tick ran in between: the event did it
+    assert outcome["ms"] < BOUND * 1000, outcome
+    assert "no such file" in outcome["detail"], outcome

@@ -14,10 +14,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import textwrap
 import time
 
 import pytest
+from haproxy_rig import haproxy_config, node_config
 
 from anycast_ctl.agent.exabgp import NLRI_PER_LINE
 from anycast_ctl.agent.exabgp_watch import PROBE
@@ -73,44 +73,27 @@ async def scenario(tmp_path) -> dict:
     live = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     front = free_port()
     (tmp_path / "haproxy.cfg").write_text(
-        textwrap.dedent(f"""\
-        global
-            stats socket {stats} mode 600 level admin
-        defaults
-            mode tcp
-            timeout connect 500ms
-            timeout client 5s
-            timeout server 5s
-        frontend fe
-            bind 127.0.0.1:{front}
-            default_backend be
-        backend be
-            server live 127.0.0.1:{live.sockets[0].getsockname()[1]} check inter 1s
-        """)
-    )
-    vips = "\n".join(
-        f"  - {{address: 10.77.{i // 250}.{i % 250 + 1}, checks: [haproxy, tcp]}}"
-        for i in range(N_VIPS)
+        haproxy_config(
+            stats,
+            f"""\
+            frontend fe
+                bind 127.0.0.1:{front}
+                default_backend be
+            backend be
+                server live 127.0.0.1:{live.sockets[0].getsockname()[1]} check inter 1s
+            """,
+        )
     )
     (tmp_path / "node.yaml").write_text(
-        textwrap.dedent(f"""\
-        node: lb1
-        bgp:
-          local_as: 65101
-          router_id: 10.0.0.2
-          neighbors: [{{address: 10.0.0.1, local_address: 10.0.0.2, peer_as: 65000}}]
-        timing: {{interval: {INTERVAL}, timeout: 0.5, rise: 1, fall: 2}}
-        checks:
-          haproxy: {{type: haproxy, socket: {stats}, frontend: fe, backend: be}}
-          tcp: {{type: tcp, port: {front}}}
-        vips:
-        """)
-        + vips
-        + textwrap.dedent(f"""
-        loopback: {{manage: false}}
-        control: {{socket: {tmp_path}/agent.sock, allow_uids: [0]}}
-        drain: {{state_file: {tmp_path}/drain.json}}
-        """)
+        node_config(
+            tmp_path,
+            checks={
+                "haproxy": f"{{type: haproxy, socket: {stats}, frontend: fe, backend: be}}",
+                "tcp": f"{{type: tcp, port: {front}}}",
+            },
+            vips=[(f"10.77.{i // 250}.{i % 250 + 1}", ["haproxy", "tcp"]) for i in range(N_VIPS)],
+            interval=INTERVAL,
+        )
     )
     log = (tmp_path / "haproxy.log").open("w")
     env = {**os.environ, "ANYCAST_CTL_LAB": f"acx-hev{os.getpid()}"}  # tagged, like lab daemons

@@ -17,10 +17,10 @@ import os
 import shutil
 import socket
 import struct
-import textwrap
 import time
 
 import pytest
+from haproxy_rig import haproxy_config, node_config
 from test_haproxy_events_real import FakeExabgp, until
 
 from anycast_ctl.agent.runtime import AgentRuntime
@@ -59,45 +59,32 @@ def this_thread_in(namespace: str):
 
 
 def write_configs(tmp_path, backend_port: int) -> None:
-    stats = tmp_path / "admin.sock"
     (tmp_path / "haproxy.cfg").write_text(
-        textwrap.dedent(f"""\
-        global
-            stats socket {stats} mode 600 level admin
-        defaults
-            mode tcp
-            timeout connect 500ms
-            timeout client 5s
-            timeout server 5s
-        frontend fe_gone
-            bind 127.0.0.1:{GONE_PORT}
-            default_backend be
-        frontend fe_kept
-            bind 127.0.0.1:{KEPT_PORT}
-            default_backend be
-        backend be
-            server live 127.0.0.1:{backend_port}
-        """)
+        haproxy_config(
+            tmp_path / "admin.sock",
+            f"""\
+            frontend fe_gone
+                bind 127.0.0.1:{GONE_PORT}
+                default_backend be
+            frontend fe_kept
+                bind 127.0.0.1:{KEPT_PORT}
+                default_backend be
+            backend be
+                server live 127.0.0.1:{backend_port}
+            """,
+        )
     )
     (tmp_path / "node.yaml").write_text(
-        textwrap.dedent(f"""\
-        node: lb1
-        bgp:
-          local_as: 65101
-          router_id: 10.0.0.2
-          neighbors: [{{address: 10.0.0.1, local_address: 10.0.0.2, peer_as: 65000}}]
-        timing: {{interval: {INTERVAL}, timeout: 0.5, rise: 1, fall: 2}}
-        checks:
-          gone: {{type: tcp, port: {GONE_PORT}}}
-          kept: {{type: tcp, port: {KEPT_PORT}}}
-        vips:
-          - {{address: {GONE}, checks: [gone]}}
-          - {{address: {KEPT}, checks: [kept]}}
-        loopback: {{manage: false}}
-        events: {{listeners: true}}
-        control: {{socket: {tmp_path}/agent.sock, allow_uids: [0]}}
-        drain: {{state_file: {tmp_path}/drain.json}}
-        """)
+        node_config(
+            tmp_path,
+            checks={
+                "gone": f"{{type: tcp, port: {GONE_PORT}}}",
+                "kept": f"{{type: tcp, port: {KEPT_PORT}}}",
+            },
+            vips=[(GONE, ["gone"]), (KEPT, ["kept"])],
+            interval=INTERVAL,
+            extra="events: {listeners: true}",
+        )
     )
 
 

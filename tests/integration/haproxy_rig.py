@@ -1,14 +1,88 @@
-"""What the real-HAProxy agent tests share: HAProxy's config head and the node config they run.
+"""What the real-HAProxy agent tests share: HAProxy's config head, the node config they run,
+and a HAProxy with the agent's runtime beside it.
 
-A HAProxy 2.6 in TCP mode with its admin socket in the test's directory; the agent's node
-config for a few VIPs with the test's checks, no loopback management and a 2-part tail
-(control socket, drain state) in the same directory.
+A HAProxy 2.6 in TCP mode with its admin socket in the test's directory, started in the
+foreground by its pid (tagged like lab daemons); the agent runtime in the test's process with
+ExaBGP replaced by an in-memory pipe that acks every line (FakeExabgp).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
 import textwrap
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+from anycast_ctl.agent.exabgp_watch import PROBE
+from anycast_ctl.agent.runtime import AgentRuntime
+from anycast_ctl.agent.speaker import Speaker
+from anycast_ctl.config.node import load_node_config
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class FakeExabgp:
+    """ExaBGP's side of the agent's pipe: every line acked, route lines kept with their time."""
+
+    def __init__(self):
+        self.to_agent = asyncio.StreamReader()
+        self.lines: list[tuple[float, str]] = []
+
+    def write(self, text: str):
+        for line in text.splitlines():
+            if line != PROBE:  # liveness probes are answered, not recorded: tests are on routes
+                self.lines.append((time.monotonic(), line))
+            self.to_agent.feed_data(b"done\n")
+
+    def flush(self):
+        pass
+
+
+async def until(predicate, within: float):
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def haproxy_and_agent(
+    directory: Path, tag: str
+) -> AsyncIterator[tuple[AgentRuntime, FakeExabgp, subprocess.Popen]]:
+    """HAProxy on `directory`/haproxy.cfg and the agent on `directory`/node.yaml, running until
+    the block ends; then the agent stops and HAProxy is killed by its pid, never by name."""
+    log = (directory / "haproxy.log").open("w")
+    haproxy = subprocess.Popen(
+        [HAPROXY, "-db", "-f", str(directory / "haproxy.cfg")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "ANYCAST_CTL_LAB": tag},
+    )
+    exabgp = FakeExabgp()
+    path = directory / "node.yaml"
+    runtime = AgentRuntime(load_node_config(path), path, Speaker(exabgp.to_agent, exabgp))
+    agent = asyncio.create_task(runtime.run())
+    try:
+        yield runtime, exabgp, haproxy
+    finally:
+        runtime.stopping.set()
+        await asyncio.wait_for(agent, 10)
+        if haproxy.poll() is None:
+            haproxy.kill()
+        haproxy.wait(timeout=5)
+        log.close()
 
 
 def haproxy_config(stats: Path, body: str) -> str:

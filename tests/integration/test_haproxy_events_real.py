@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import time
 
 import pytest
-from haproxy_rig import haproxy_config, node_config
+from haproxy_rig import HAPROXY, free_port, haproxy_and_agent, haproxy_config, node_config, until
 
 from anycast_ctl.agent.exabgp import NLRI_PER_LINE
-from anycast_ctl.agent.exabgp_watch import PROBE
-from anycast_ctl.agent.runtime import AgentRuntime
-from anycast_ctl.agent.speaker import Speaker
-from anycast_ctl.config.node import load_node_config
 
-HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 pytestmark = pytest.mark.skipif(not os.access(HAPROXY, os.X_OK), reason=f"{HAPROXY} not installed")
 
 INTERVAL = 2.0
@@ -38,34 +30,6 @@ def _prefixes(lines, verb: str) -> int:
 
 
 BOUND = 0.25  # s from SIGKILL to the withdraw written; a poll would take up to INTERVAL
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class FakeExabgp:
-    def __init__(self):
-        self.to_agent = asyncio.StreamReader()
-        self.lines: list[tuple[float, str]] = []
-
-    def write(self, text: str):
-        for line in text.splitlines():
-            if line != PROBE:  # liveness probes are answered, not recorded: tests are on routes
-                self.lines.append((time.monotonic(), line))
-            self.to_agent.feed_data(b"done\n")
-
-    def flush(self):
-        pass
-
-
-async def until(predicate, within: float):
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 async def scenario(tmp_path) -> dict:
@@ -95,46 +59,33 @@ async def scenario(tmp_path) -> dict:
             interval=INTERVAL,
         )
     )
-    log = (tmp_path / "haproxy.log").open("w")
-    env = {**os.environ, "ANYCAST_CTL_LAB": f"acx-hev{os.getpid()}"}  # tagged, like lab daemons
-    haproxy = subprocess.Popen(
-        [HAPROXY, "-db", "-f", str(tmp_path / "haproxy.cfg")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    exabgp = FakeExabgp()
-    path = tmp_path / "node.yaml"
-    runtime = AgentRuntime(load_node_config(path), path, Speaker(exabgp.to_agent, exabgp))
-    agent = asyncio.create_task(runtime.run())
     try:
-        lines_per_change = -(-N_VIPS // NLRI_PER_LINE)
-        await until(lambda: _prefixes(exabgp.lines, "announce") >= N_VIPS, 10)
-        announced = [ln for _, ln in exabgp.lines if ln.startswith("announce")]
-        # one tick, as few lines as the line cap allows: the VIPs share their attributes
-        assert len(announced) == lines_per_change
-        assert _prefixes(exabgp.lines, "announce") == N_VIPS
-        fetches = runtime.observer.sources[stats].fetches
-        assert fetches == 1  # every VIP's check read the socket once, together
-        await asyncio.sleep(0.3)  # well inside the tick: the next poll is ~1.7 s away
-        seen = len(exabgp.lines)
-        killed = time.monotonic()
-        haproxy.send_signal(signal.SIGKILL)
-        await until(lambda: _prefixes(exabgp.lines[seen:], "withdraw") >= N_VIPS, INTERVAL)
-        burst = exabgp.lines[seen : seen + lines_per_change]
-        assert all(ln.startswith("withdraw attributes nlri ") for _, ln in burst), burst
-        assert _prefixes(burst, "withdraw") == N_VIPS
-        at = burst[-1][0]  # the last VIP's withdraw written
-        assert runtime.observer.sources[stats].fetches == fetches  # no tick ran in between
-        detail = runtime.results["haproxy"].detail
-        return {"ms": (at - killed) * 1000, "detail": detail}
+        async with haproxy_and_agent(tmp_path, f"acx-hev{os.getpid()}") as (
+            runtime,
+            exabgp,
+            haproxy,
+        ):
+            lines_per_change = -(-N_VIPS // NLRI_PER_LINE)
+            await until(lambda: _prefixes(exabgp.lines, "announce") >= N_VIPS, 10)
+            announced = [ln for _, ln in exabgp.lines if ln.startswith("announce")]
+            # one tick, as few lines as the line cap allows: the VIPs share their attributes
+            assert len(announced) == lines_per_change
+            assert _prefixes(exabgp.lines, "announce") == N_VIPS
+            fetches = runtime.observer.sources[stats].fetches
+            assert fetches == 1  # every VIP's check read the socket once, together
+            await asyncio.sleep(0.3)  # well inside the tick: the next poll is ~1.7 s away
+            seen = len(exabgp.lines)
+            killed = time.monotonic()
+            haproxy.send_signal(signal.SIGKILL)
+            await until(lambda: _prefixes(exabgp.lines[seen:], "withdraw") >= N_VIPS, INTERVAL)
+            burst = exabgp.lines[seen : seen + lines_per_change]
+            assert all(ln.startswith("withdraw attributes nlri ") for _, ln in burst), burst
+            assert _prefixes(burst, "withdraw") == N_VIPS
+            at = burst[-1][0]  # the last VIP's withdraw written
+            assert runtime.observer.sources[stats].fetches == fetches  # no tick ran in between
+            detail = runtime.results["haproxy"].detail
+            return {"ms": (at - killed) * 1000, "detail": detail}
     finally:
-        runtime.stopping.set()
-        await asyncio.wait_for(agent, 10)
-        if haproxy.poll() is None:
-            haproxy.kill()  # by its pid, never by name
-        haproxy.wait(timeout=5)
-        log.close()
         live.close()
 
 

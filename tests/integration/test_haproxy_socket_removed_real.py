@@ -11,19 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
 import time
 
 import pytest
-from haproxy_rig import haproxy_config, node_config
-from test_haproxy_events_real import FakeExabgp, free_port, until
+from haproxy_rig import HAPROXY, free_port, haproxy_and_agent, haproxy_config, node_config, until
 
-from anycast_ctl.agent.runtime import AgentRuntime
-from anycast_ctl.agent.speaker import Speaker
-from anycast_ctl.config.node import load_node_config
-
-HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 pytestmark = pytest.mark.skipif(not os.access(HAPROXY, os.X_OK), reason=f"{HAPROXY} not installed")
 
 INTERVAL = 2.0
@@ -63,40 +55,24 @@ async def scenario(tmp_path) -> dict:
             interval=INTERVAL,
         )
     )
-    log = (tmp_path / "haproxy.log").open("w")
-    env = {**os.environ, "ANYCAST_CTL_LAB": f"acx-hrm{os.getpid()}"}  # tagged, like lab daemons
-    haproxy = subprocess.Popen(
-        [HAPROXY, "-db", "-f", str(tmp_path / "haproxy.cfg")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    exabgp = FakeExabgp()
-    path = tmp_path / "node.yaml"
-    runtime = AgentRuntime(load_node_config(path), path, Speaker(exabgp.to_agent, exabgp))
-    agent = asyncio.create_task(runtime.run())
+    tag = f"acx-hrm{os.getpid()}"
     try:
-        await until(lambda: any(ln.startswith("announce") for _, ln in exabgp.lines), 10)
-        fetches = runtime.observer.sources[stats].fetches
-        await asyncio.sleep(0.3)  # well inside the tick: the next poll is ~1.7 s away
-        seen = len(exabgp.lines)
-        removed = time.monotonic()
-        stats.unlink()
-        await until(lambda: withdrawn(exabgp.lines, seen) == set(VIPS), INTERVAL)
-        at = max(t for t, ln in exabgp.lines[seen:] if ln.startswith("withdraw"))
-        return {
-            "ms": (at - removed) * 1000,
-            "ticks": runtime.observer.sources[stats].fetches - fetches,
-            "haproxy_running": haproxy.poll() is None,
-            "detail": runtime.results["haproxy"].detail,
-        }
+        async with haproxy_and_agent(tmp_path, tag) as (runtime, exabgp, haproxy):
+            await until(lambda: any(ln.startswith("announce") for _, ln in exabgp.lines), 10)
+            fetches = runtime.observer.sources[stats].fetches
+            await asyncio.sleep(0.3)  # well inside the tick: the next poll is ~1.7 s away
+            seen = len(exabgp.lines)
+            removed = time.monotonic()
+            stats.unlink()
+            await until(lambda: withdrawn(exabgp.lines, seen) == set(VIPS), INTERVAL)
+            at = max(t for t, ln in exabgp.lines[seen:] if ln.startswith("withdraw"))
+            return {
+                "ms": (at - removed) * 1000,
+                "ticks": runtime.observer.sources[stats].fetches - fetches,
+                "haproxy_running": haproxy.poll() is None,
+                "detail": runtime.results["haproxy"].detail,
+            }
     finally:
-        runtime.stopping.set()
-        await asyncio.wait_for(agent, 10)
-        if haproxy.poll() is None:
-            haproxy.kill()  # by its pid, never by name
-        haproxy.wait(timeout=5)
-        log.close()
         live.close()
 
 

@@ -20,8 +20,7 @@ import struct
 import time
 
 import pytest
-from haproxy_rig import haproxy_config, node_config
-from test_haproxy_events_real import FakeExabgp, until
+from haproxy_rig import FakeExabgp, haproxy_config, node_config, until
 
 from anycast_ctl.agent.runtime import AgentRuntime
 from anycast_ctl.agent.sockdiag import ListenerWatch

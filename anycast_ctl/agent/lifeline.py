@@ -289,12 +289,16 @@ def _stop(pid: int, start: int | None, grace: float, first: int = signal.SIGTERM
         pass
 
 
-def _last_beat(page: mmap.mmap) -> float:
-    """The time of the agent's last beat; a beat being stored as we read is read again."""
-    while True:
+def last_beat(page: mmap.mmap | bytes | bytearray) -> float:
+    """The time of the agent's last beat; a beat being stored as we read is read again. A pair
+    that stays unequal (an agent killed between its two stores) counts as the older time: each
+    copy is one aligned 8-byte store, so each is a real beat, and the older errs toward a
+    stall, never away from one."""
+    for _ in range(100):
         first, second = BEAT.unpack_from(page, 0)
         if first == second:
             return first
+    return min(first, second)
 
 
 def guard(
@@ -317,7 +321,7 @@ def guard(
     limit = startup_stall_after or stall_after
     hung = stalled = False
     while True:
-        left = _last_beat(page) + limit - time.monotonic()
+        left = last_beat(page) + limit - time.monotonic()
         if left <= 0:
             reason, stalled = f"agent {agent} sent no heartbeat for {limit}s", True
             break

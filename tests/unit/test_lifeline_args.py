@@ -61,3 +61,11 @@ def test_the_guardian_imports_only_small_standard_modules() -> None:
     assert {"os", "select", "signal", "mmap"} <= loaded  # what it needs (and what they import)
     heavy = {"argparse", "re", "gettext", "typing", "logging", "subprocess", "contextlib"}
     assert not loaded & heavy, loaded & heavy
+
+
+def test_the_last_beat_is_read_whole_and_a_torn_pair_counts_as_the_older():
+    page = bytearray(lifeline.BEAT.size)
+    lifeline.BEAT.pack_into(page, 0, 12.5, 12.5)
+    assert lifeline.last_beat(page) == 12.5
+    lifeline.BEAT.pack_into(page, 0, 20.0, 12.5)  # the agent died between its two stores
+    assert lifeline.last_beat(page) == 12.5  # toward a stall, never away from one

@@ -99,15 +99,21 @@ def up(
 @click.argument("name", required=False)
 def down(name: str | None) -> None:
     """Stop and remove everything lab NAME created (the only running lab when NAME is omitted)."""
+    from anycast_ctl.lab import state
+    from anycast_ctl.lab.bringup import TAG_PREFIX, tag_named
     from anycast_ctl.lab.net.cleanup import cleanup, leftovers
-    from anycast_ctl.lab.topology_up import Lab, tag_for
+    from anycast_ctl.lab.topology_up import Lab
 
     need_root()
     if not name:
         name = Lab.attach().name
-    tag = tag_for(name)
+    known = state.all_tags()
+    tag = tag_named(name, known)
     report = cleanup(tag)
     click.echo(lab_format.cleanup_text(name, report))
+    others = [t.removeprefix(TAG_PREFIX) for t in known if t != tag]
+    if not (report.namespaces or report.terminated or report.killed or report.files) and others:
+        click.echo(f"nothing of lab {name!r} was found; labs here: {', '.join(others)}", err=True)
     left = leftovers(tag)
     if left:
         raise LabError(str(left))

@@ -69,6 +69,15 @@ def tag_for(name: str) -> str:
     return state.check_name(TAG_PREFIX + state.check_name(name, "name"), "tag")
 
 
+def tag_named(name: str, known: list[str]) -> str:
+    """The tag of lab `name`; a name given as a tag (`acx-NAME`, as `ip netns list` shows the
+    namespaces' prefix) is taken as the tag when such a lab is known and `acx-acx-NAME` is not."""
+    tag = tag_for(name)
+    if name.startswith(TAG_PREFIX) and tag not in known and name in known:
+        return name
+    return tag
+
+
 def running_labs() -> list[str]:
     """Tags of labs started by `Lab.up` whose state is still there."""
     return [t for t in state.all_tags() if (state.state_dir(t) / LAB_FILE).exists()]

@@ -132,3 +132,12 @@ def test_agents_table_names_every_column_and_who_drained():
         "kernel",
         "upgrade",
     ]
+
+
+def test_a_lab_named_by_its_tag_is_found_by_its_tag():
+    from anycast_ctl.lab.bringup import tag_named
+
+    assert tag_named("t1", ["acx-t1"]) == "acx-t1"
+    assert tag_named("acx-t1", ["acx-t1"]) == "acx-t1"  # as `ip netns list` shows it
+    assert tag_named("acx-t1", ["acx-acx-t1"]) == "acx-acx-t1"  # a lab really named acx-t1
+    assert tag_named("acx-t1", []) == "acx-acx-t1"

@@ -99,6 +99,18 @@ defaults
     return head + textwrap.dedent(body)
 
 
+def one_frontend(front: int, server: int) -> str:
+    """The body of a config with one frontend `fe` on 127.0.0.1:`front` and one backend `be`
+    whose one server, checked every second, listens on 127.0.0.1:`server`."""
+    return f"""\
+frontend fe
+    bind 127.0.0.1:{front}
+    default_backend be
+backend be
+    server live 127.0.0.1:{server} check inter 1s
+"""
+
+
 def node_config(
     directory: Path,
     *,

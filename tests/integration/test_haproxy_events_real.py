@@ -14,7 +14,15 @@ import signal
 import time
 
 import pytest
-from haproxy_rig import HAPROXY, free_port, haproxy_and_agent, haproxy_config, node_config, until
+from haproxy_rig import (
+    HAPROXY,
+    free_port,
+    haproxy_and_agent,
+    haproxy_config,
+    node_config,
+    one_frontend,
+    until,
+)
 
 from anycast_ctl.agent.exabgp import NLRI_PER_LINE
 
@@ -37,16 +45,7 @@ async def scenario(tmp_path) -> dict:
     live = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     front = free_port()
     (tmp_path / "haproxy.cfg").write_text(
-        haproxy_config(
-            stats,
-            f"""\
-            frontend fe
-                bind 127.0.0.1:{front}
-                default_backend be
-            backend be
-                server live 127.0.0.1:{live.sockets[0].getsockname()[1]} check inter 1s
-            """,
-        )
+        haproxy_config(stats, one_frontend(front, live.sockets[0].getsockname()[1]))
     )
     (tmp_path / "node.yaml").write_text(
         node_config(

@@ -14,7 +14,15 @@ import os
 import time
 
 import pytest
-from haproxy_rig import HAPROXY, free_port, haproxy_and_agent, haproxy_config, node_config, until
+from haproxy_rig import (
+    HAPROXY,
+    free_port,
+    haproxy_and_agent,
+    haproxy_config,
+    node_config,
+    one_frontend,
+    until,
+)
 
 pytestmark = pytest.mark.skipif(not os.access(HAPROXY, os.X_OK), reason=f"{HAPROXY} not installed")
 
@@ -36,16 +44,7 @@ async def scenario(tmp_path) -> dict:
     stats = tmp_path / "admin.sock"
     live = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     (tmp_path / "haproxy.cfg").write_text(
-        haproxy_config(
-            stats,
-            f"""\
-            frontend fe
-                bind 127.0.0.1:{free_port()}
-                default_backend be
-            backend be
-                server live 127.0.0.1:{live.sockets[0].getsockname()[1]} check inter 1s
-            """,
-        )
+        haproxy_config(stats, one_frontend(free_port(), live.sockets[0].getsockname()[1]))
     )
     (tmp_path / "node.yaml").write_text(
         node_config(

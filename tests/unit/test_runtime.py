@@ -9,11 +9,11 @@ import json
 import textwrap
 
 import pytest
+from test_listener_watch import subscribable
 
 from anycast_ctl.agent.control import request
 from anycast_ctl.agent.exabgp_watch import PROBE
 from anycast_ctl.agent.runtime import AgentRuntime
-from anycast_ctl.agent.sockdiag import open_destroy_socket
 from anycast_ctl.agent.speaker import Speaker
 from anycast_ctl.config.node import load_node_config
 
@@ -136,15 +136,7 @@ async def start_slow_agent(tmp_path, port, extra=""):
     return runtime, exabgp, asyncio.create_task(runtime.run())
 
 
-def _subscribable() -> bool:
-    try:
-        open_destroy_socket([1]).close()
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _subscribable(), reason="this kernel refuses the sock_diag destroy groups")
+@pytest.mark.skipif(not subscribable(), reason="this kernel refuses the sock_diag destroy groups")
 @in_loop
 async def test_a_listener_closing_runs_its_checks_at_once_not_at_the_next_tick(tmp_path, service):
     await service.start()

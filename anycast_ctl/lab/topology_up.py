@@ -303,19 +303,21 @@ class Lab:
     def converged(self, down_lbs: frozenset[str] = frozenset()) -> list[str]:
         """What keeps the lab from its converged state ([] when converged)."""
         problems = []
-        bfd_lbs = self.bfd_lbs()
+        bfd_lbs, stopped = self._bfdd_by_state()
         for router in self.topology.routers:
             view = self.router_view(router.name)
-            problems += router_problems(self.topology, view, down_lbs, bfd_lbs)
+            problems += router_problems(self.topology, view, down_lbs, bfd_lbs, stopped)
         return problems
 
-    def bfd_lbs(self) -> frozenset[str]:
-        """LB nodes whose bfdd runs (the routers' BFD sessions to them must be up)."""
-        return frozenset(
-            node
-            for node, ds in self.daemons().items()
-            if "bfdd" in ds and self.topology.kind(node) == "lb" and ds["bfdd"].running()
-        )
+    def _bfdd_by_state(self) -> tuple[frozenset[str], frozenset[str]]:
+        """(LB nodes whose recorded bfdd runs: the routers' BFD sessions to them must be up;
+        those whose recorded bfdd is stopped: the routers must have noticed)."""
+        running: set[str] = set()
+        stopped: set[str] = set()
+        for node, ds in self.daemons().items():
+            if "bfdd" in ds and self.topology.kind(node) == "lb":
+                (running if ds["bfdd"].running() else stopped).add(node)
+        return frozenset(running), frozenset(stopped)
 
     def wait_converged(
         self,

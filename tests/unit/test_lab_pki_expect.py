@@ -94,3 +94,12 @@ def test_a_convergence_error_names_the_first_few_problems_and_counts_them_all():
     assert line.endswith("; and 2995 more (3000 problems)")
     assert "vip5 " not in line
     assert summary(problems[:2]) == "; ".join(problems[:2])
+
+
+def test_a_router_that_still_sees_bfd_up_from_a_stopped_bfdd_has_not_converged():
+    # The router resets that BGP session once it notices the silence: not a state to measure in.
+    view = _converged_view("r1")
+    view.bfd = {"lb1": "Up", "lb2": "Down"}
+    problems = router_problems(TWO, view, bfd_stopped_lbs=frozenset({"lb1", "lb2"}))
+    assert problems == ["r1: BFD to lb1 is still Up though its bfdd is stopped"]
+    assert router_problems(TWO, view, bfd_lbs=frozenset({"lb1"})) == []

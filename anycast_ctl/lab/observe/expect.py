@@ -2,7 +2,9 @@
 
 A router is converged when every BGP session of its plan is Established, the BFD session of
 every LB session whose LB runs bfdd is Up (an experiment that starts before BFD is up would
-measure the hold time instead), and, for every VIP, its kernel FIB holds exactly the next
+measure the hold time instead), no LB session whose LB's bfdd was stopped still shows BFD Up
+(the router has yet to notice, and when it does it resets that BGP session: churn in the
+middle of whatever comes next), and, for every VIP, its kernel FIB holds exactly the next
 hops that lead to an LB announcing that VIP (the simulator's Fabric says which: the same
 model `lab traffic` predicts with).
 """
@@ -71,10 +73,12 @@ def router_problems(
     view: RouterView,
     down_lbs: frozenset[str] = frozenset(),
     bfd_lbs: frozenset[str] = frozenset(),
+    bfd_stopped_lbs: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Why `view` is not the converged state ([] when it is). LBs in `down_lbs` are expected to
     be withdrawn (drained, failed): their sessions may be anything, their next hops absent.
-    The sessions of LBs in `bfd_lbs` (those running bfdd) must have their BFD session up."""
+    The sessions of LBs in `bfd_lbs` (those running bfdd) must have their BFD session up; those
+    of LBs in `bfd_stopped_lbs` (bfdd recorded but stopped) must not."""
     problems = []
     for peer in session_peers(topo)[view.router].values():
         state = view.sessions.get(peer, "absent")
@@ -85,6 +89,8 @@ def router_problems(
             problems.append(f"{view.router}: session to {peer} is {state}")
         elif lb in bfd_lbs and view.bfd.get(peer, "absent") != BFD_UP:
             problems.append(f"{view.router}: BFD to {peer} is {view.bfd.get(peer, 'absent')}")
+        elif lb in bfd_stopped_lbs and view.bfd.get(peer) == BFD_UP:
+            problems.append(f"{view.router}: BFD to {peer} is still Up though its bfdd is stopped")
     fabric = _fabric_without(topo, down_lbs)
     for i, vip in enumerate(topo.vips):
         want = set(fabric.candidates(view.router, i))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 
 from anycast_ctl.config.node import load_node_config
+from anycast_ctl.lab.net.host_ports import free_ports
 from anycast_ctl.render.exabgp import agent_argv, render_exabgp
 from anycast_ctl.render.lb_layout import AS_ROOT
 from bench.labs import prefix_from_env
@@ -43,16 +43,6 @@ HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 EXABGP = Path(sys.executable).with_name("exabgp")
 AGENT = Path(sys.executable).with_name("anycast-ctl")
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def haproxy_cfg(stats: Path, fronts: list[int]) -> str:

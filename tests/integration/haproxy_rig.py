@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import textwrap
 import time
@@ -25,12 +24,6 @@ from anycast_ctl.agent.speaker import Speaker
 from anycast_ctl.config.node import load_node_config
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class FakeExabgp:

@@ -21,6 +21,7 @@ import pytest
 from anycast_ctl.agent.checks import build_check, run_check
 from anycast_ctl.agent.health import Health
 from anycast_ctl.config.node import HaproxyCheck
+from anycast_ctl.lab.net.host_ports import free_port
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 pytestmark = pytest.mark.skipif(not os.access(HAPROXY, os.X_OK), reason=f"{HAPROXY} not installed")
@@ -40,12 +41,6 @@ backend be
     server live 127.0.0.1:{live_port} check inter 100ms fall 1 rise 1
     server dead 127.0.0.1:{dead_port} check inter 100ms fall 1 rise 1
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def until(check, accept, within: float = 5.0):

@@ -27,6 +27,7 @@ import pytest
 
 from anycast_ctl.config.loading import validate
 from anycast_ctl.config.topology import Topology
+from anycast_ctl.lab.net.host_ports import free_port
 from anycast_ctl.render.haproxy import PROMETHEUS_PORT, render_haproxy
 
 MONITORING = Path(__file__).resolve().parents[2] / "docs" / "monitoring"
@@ -39,12 +40,6 @@ ADMITTED, OUTSIDE = "127.0.1.", "127.0.2."
 WEB, SHOP = "127.0.10.10", "127.0.10.12"  # where the VIPs below listen in this test
 ON_LOOPBACK = {"192.0.2.10": WEB, "192.0.2.12": SHOP}
 RATE = 5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def topology(web_port: int, shop_port: int, backend_ports: dict[str, int]) -> Topology:

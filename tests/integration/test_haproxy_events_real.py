@@ -16,7 +16,6 @@ import time
 import pytest
 from haproxy_rig import (
     HAPROXY,
-    free_port,
     haproxy_and_agent,
     haproxy_config,
     node_config,
@@ -25,6 +24,7 @@ from haproxy_rig import (
 )
 
 from anycast_ctl.agent.exabgp import NLRI_PER_LINE
+from anycast_ctl.lab.net.host_ports import free_port
 
 pytestmark = pytest.mark.skipif(not os.access(HAPROXY, os.X_OK), reason=f"{HAPROXY} not installed")
 

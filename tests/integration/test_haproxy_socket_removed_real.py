@@ -16,13 +16,14 @@ import time
 import pytest
 from haproxy_rig import (
     HAPROXY,
-    free_port,
     haproxy_and_agent,
     haproxy_config,
     node_config,
     one_frontend,
     until,
 )
+
+from anycast_ctl.lab.net.host_ports import free_port
 
 pytestmark = pytest.mark.skipif(not os.access(HAPROXY, os.X_OK), reason=f"{HAPROXY} not installed")
 

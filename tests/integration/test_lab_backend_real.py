@@ -15,15 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from anycast_ctl.lab.net.host_ports import free_port
 from anycast_ctl.lab.nodes import pki
 from anycast_ctl.lab.poll import wait_for
 from anycast_ctl.lab.programs.backend import HOLD_ALPN, PROXY_V2_SIGNATURE, parse_answer
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -34,7 +29,7 @@ def backend(tmp_path: Path) -> Iterator[tuple[int, ssl.SSLContext]]:
     (tmp_path / "be1.pem").write_bytes(issued.cert_pem)
     (tmp_path / "be1.key").write_bytes(issued.key_pem)
     (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
-    port, ready = _free_port(), tmp_path / "ready"
+    port, ready = free_port(), tmp_path / "ready"
     proc = subprocess.Popen(
         [sys.executable, "-m", "anycast_ctl.lab.programs.backend", "--name", "be1"]
         + ["--cert", str(tmp_path / "be1.pem"), "--key", str(tmp_path / "be1.key")]

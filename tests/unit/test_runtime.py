@@ -16,6 +16,7 @@ from anycast_ctl.agent.exabgp_watch import PROBE
 from anycast_ctl.agent.runtime import AgentRuntime
 from anycast_ctl.agent.speaker import Speaker
 from anycast_ctl.config.node import load_node_config
+from anycast_ctl.lab.net.host_ports import free_port
 
 VIP = "192.0.2.10/32"
 
@@ -288,14 +289,6 @@ async def test_a_crashing_check_is_fatal_and_withdraws(tmp_path, service):
     runtime.checks["lb"] = Broken()
     assert await asyncio.wait_for(task, 2.0) == 1
     assert not announced(exabgp)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @in_loop

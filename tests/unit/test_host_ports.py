@@ -17,12 +17,21 @@ def test_an_unreadable_range_falls_back_to_linux_default():
     assert host_ports.ephemeral_low("garbage") == 32768
 
 
-def test_candidates_lie_below_the_ephemeral_range_and_above_the_registered_ports():
-    for low in (32768, 49152, 15000, 1024):
+def test_candidates_are_the_ports_just_below_the_ephemeral_range():
+    for low in (32768, 49152, 15000):
         ports = host_ports.candidate_range(low)
-        assert len(ports) > 0
-        assert ports.stop <= max(low, host_ports.LOWEST + 1)
-        assert ports.start >= host_ports.LOWEST
+        assert ports.stop == low
+        assert ports.start == max(host_ports.LOWEST, low - host_ports.SPAN)
+
+
+def test_a_range_starting_at_the_registered_ports_leaves_candidates_above_them():
+    ports = host_ports.candidate_range(1024)
+    assert ports.start == host_ports.LOWEST
+    assert len(ports) == host_ports.SPAN
+
+
+def test_no_ports_asked_for_none_given():
+    assert host_ports.free_ports(0) == []
 
 
 def test_picked_ports_are_distinct_bindable_and_outside_the_ephemeral_range():

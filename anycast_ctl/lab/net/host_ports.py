@@ -34,7 +34,10 @@ def ephemeral_low(text: str | None = None) -> int:
 
 
 def candidate_range(low: int) -> range:
-    top = max(low, LOWEST + 1)
+    """Ports to pick from: the SPAN ports just below `low`, never under LOWEST. A kernel whose
+    ephemeral range starts at or below LOWEST leaves no such ports: then LOWEST's SPAN, where
+    only the bind check guards a pick."""
+    top = low if low > LOWEST else LOWEST + SPAN
     return range(max(LOWEST, top - SPAN), top)
 
 
@@ -52,16 +55,16 @@ def free_ports(count: int) -> list[int]:
     and never the same twice in this process (two fixtures cannot be handed one port)."""
     ports = candidate_range(ephemeral_low())
     picked: list[int] = []
-    for _ in range(ATTEMPTS * max(count, 1)):
+    for _ in range(ATTEMPTS * count):
         if len(picked) == count:
-            return picked
+            break
         port = random.choice(ports)
         if port not in _handed_out and _free(port):
             _handed_out.add(port)
             picked.append(port)
-    if len(picked) == count:
-        return picked
-    raise RuntimeError(f"no {count} free TCP ports in {ports.start}-{ports.stop - 1}")
+    if len(picked) < count:
+        raise RuntimeError(f"no {count} free TCP ports in {ports.start}-{ports.stop - 1}")
+    return picked
 
 
 def free_port() -> int:

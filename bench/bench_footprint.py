@@ -45,9 +45,12 @@ AGENT = Path(sys.executable).with_name("anycast-ctl")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def haproxy_cfg(stats: Path, fronts: list[int]) -> str:
-    """One frontend and pool per port; the pools' one server is HAProxy's own first frontend
-    (it accepts, which is all a server check needs), checked once and tracked elsewhere."""
+def haproxy_cfg(stats: Path, fronts: list[int], sink: int) -> str:
+    """One frontend and pool per port. The pools' one server is `sink`, a listener of the
+    same HAProxy that accepts and closes at once (all a server check needs), checked once
+    and tracked elsewhere. Never a frontend: a pool whose server is a frontend forwards
+    each connection back into HAProxy, again and again, until maxconn (which the agent's
+    TCP probe, one connection a tick, then kept at its 4,096)."""
     lines = [
         "global",
         f"    stats socket {stats} mode 600 level admin",
@@ -57,6 +60,9 @@ def haproxy_cfg(stats: Path, fronts: list[int]) -> str:
         "    timeout connect 1s",
         "    timeout client 10s",
         "    timeout server 10s",
+        "frontend sink",
+        f"    bind 127.0.0.1:{sink}",
+        "    tcp-request connection reject",
     ]
     for i, port in enumerate(fronts):
         check = "check inter 100ms" if i == 0 else "track pool-0/s1"
@@ -65,7 +71,7 @@ def haproxy_cfg(stats: Path, fronts: list[int]) -> str:
             f"    bind 127.0.0.1:{port}",
             f"    default_backend pool-{i}",
             f"backend pool-{i}",
-            f"    server s1 127.0.0.1:{fronts[0]} {check}",
+            f"    server s1 127.0.0.1:{sink} {check}",
         ]
     return "\n".join(lines) + "\n"
 
@@ -171,8 +177,8 @@ def _measure(shape: str, n: int, seconds: float, inside: list[str]) -> dict:
         directory = Path(tmp)
         stats = directory / "haproxy.sock"
         groups = 1 if shape == "shared" else n
-        fronts = free_ports(groups)
-        (directory / "haproxy.cfg").write_text(haproxy_cfg(stats, fronts))
+        sink, *fronts = free_ports(groups + 1)
+        (directory / "haproxy.cfg").write_text(haproxy_cfg(stats, fronts, sink))
         (directory / "node.yaml").write_text(node_yaml(directory, n, shape, stats, fronts))
         config_path = directory / "node.yaml"
         files = render_exabgp(  # as root: its temporary directory and sockets are root's

@@ -78,3 +78,26 @@ def test_ipv6_loopback_listener_is_ok():
     result = asyncio.run(main())
     assert result.health is Health.OK
     assert result.detail.startswith("connected to [::1]:")
+
+
+def test_a_local_connect_is_settled_when_connect_returns_without_waiting_in_the_loop():
+    # The kernel completes (or refuses) a loopback handshake inside connect(): the probe
+    # must not register with the event loop for it (that costs loop passes every tick).
+    async def main():
+        loop = asyncio.get_running_loop()
+        writers = []
+        real = loop.add_writer
+        loop.add_writer = lambda fd, cb, *args: writers.append(fd) or real(fd, cb, *args)
+        port, sock = closed_port()
+        try:
+            refused = await run_check(tcp(port), 1.0)
+        finally:
+            sock.close()
+        async with Server(_close) as server:
+            ok = await run_check(tcp(server.port), 1.0)
+        return ok, refused, writers
+
+    ok, refused, writers = asyncio.run(main())
+    assert ok.health is Health.OK
+    assert refused.health is Health.HARD_FAIL
+    assert writers == []

@@ -102,6 +102,14 @@ class Failsafe:
         self.notifier.watchdog()
         return self.notifier.interval
 
+    def look(self) -> None:
+        """A check tick: the ExaBGP watch looks now (and the heartbeat rides on it)."""
+        self.watch.look()
+
+    def expect_look_at(self, when: float) -> None:
+        """The check loop's next tick is at loop time `when`: the watch waits for it."""
+        self.watch.expect_look_at(when)
+
     def exit(self, code: int) -> None:
         if self.notifier is not None:
             self.notifier.stopping()

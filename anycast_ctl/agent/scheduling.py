@@ -79,10 +79,13 @@ class CheckScheduling:
         self._intervals = {vip.address: config.timing_for(vip).interval for vip in config.vips}
 
     async def _check_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             now = self.clock()
             due = [vip for vip in self.vips.values() if self.next_due[vip.address] <= now]
             if due:
+                # Before the checks: a probe written now is answered while they run.
+                self.failsafe.look()
                 await self._run_checks(due)
                 await self._step_all(self._healths(due))
                 for vip in due:
@@ -93,9 +96,9 @@ class CheckScheduling:
             wake = min([*self.next_due.values(), *self._graceful_deadlines()], default=now + 1)
             if longest_sleep is not None:
                 wake = min(wake, now + longest_sleep)  # long intervals: keep feeding it
-            await asyncio.sleep(
-                max(0.0, wake - self.clock())
-            )  # scheduler wait until the next due tick
+            sleep = max(0.0, wake - self.clock())
+            self.failsafe.expect_look_at(loop.time() + sleep)
+            await asyncio.sleep(sleep)  # scheduler wait until the next due tick
 
     def _pace(self, address: str) -> float:
         """Seconds to the VIP's next check. After an ExaBGP restart the node is out of every

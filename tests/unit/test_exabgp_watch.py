@@ -267,3 +267,85 @@ def test_give_up_fails_waiting_commands_at_once():
         assert not speaker.alive and await speaker.send("withdraw route 192.0.2.10/32") is False
 
     run(body())
+
+
+async def ticking(watch: ExabgpWatch, every: float, stop: asyncio.Event) -> None:
+    """A check loop's part: look at each tick, and say when the next one comes."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        watch.look()
+        watch.expect_look_at(loop.time() + every)
+        await asyncio.sleep(every)
+
+
+def test_ticks_that_look_on_time_carry_every_probe_and_the_timer_never_fires():
+    async def body():
+        exabgp = Exabgp()
+        speaker = Speaker(exabgp.to_agent, exabgp)
+        reader = asyncio.create_task(speaker.run_reader())
+        watch = ExabgpWatch(speaker, limit=0.4)
+        task = asyncio.create_task(watch.run())
+        stop = asyncio.Event()
+        ticks = asyncio.create_task(ticking(watch, PROBE_EVERY, stop))
+        await asyncio.sleep(1.0)
+        stop.set()
+        await ticks
+        assert not task.done()
+        assert watch.backstop_looks == 0, watch.backstop_looks
+        assert exabgp.lines.count(PROBE) >= 1.0 / PROBE_EVERY - 2
+        task.cancel()
+        reader.cancel()
+
+    run(body())
+
+
+def test_ticks_that_stop_leave_the_watch_to_its_own_timer():
+    async def body():
+        exabgp = Exabgp()
+        speaker = Speaker(exabgp.to_agent, exabgp)
+        reader = asyncio.create_task(speaker.run_reader())
+        looks: list[float] = []
+        watch = ExabgpWatch(speaker, limit=0.4, on_look=lambda: looks.append(time.monotonic()))
+        task = asyncio.create_task(watch.run())
+        stop = asyncio.Event()
+        ticks = asyncio.create_task(ticking(watch, PROBE_EVERY, stop))
+        await asyncio.sleep(0.3)
+        stop.set()  # the check loop stops looking (a slow check, a stuck loop)
+        await ticks
+        before = exabgp.lines.count(PROBE)
+        await asyncio.sleep(0.6)
+        gaps = [b - a for a, b in zip(looks, looks[1:], strict=False)]
+        assert watch.backstop_looks >= 3
+        assert exabgp.lines.count(PROBE) >= before + 3  # still probed...
+        assert max(gaps) < PROBE_EVERY + 0.05 + 0.05, gaps  # ...and beats never far apart
+        task.cancel()
+        reader.cancel()
+
+    run(body())
+
+
+def test_a_hang_seen_only_by_tick_looks_is_still_judged_just_after_the_limit():
+    async def body():
+        exabgp = Exabgp()
+        speaker = Speaker(exabgp.to_agent, exabgp)
+        reader = asyncio.create_task(speaker.run_reader())
+        watch = ExabgpWatch(speaker, limit=0.25)
+        task = asyncio.create_task(watch.run())
+        stop = asyncio.Event()
+        ticks = asyncio.create_task(ticking(watch, PROBE_EVERY, stop))
+        await asyncio.sleep(0.3)
+        timer_looks = watch.backstop_looks
+        exabgp.frozen = True
+        frozen_at = time.monotonic()
+        reason = await task
+        took = time.monotonic() - frozen_at
+        stop.set()
+        await ticks
+        assert "has not answered" in reason
+        assert 0.25 <= took < 0.25 + PROBE_EVERY + 0.15, took
+        # the limit (0.25 s) runs out between two ticks (0.1 s apart): the timer judges it
+        # then, not the tick after
+        assert watch.backstop_looks == timer_looks + 1
+        reader.cancel()
+
+    run(body())

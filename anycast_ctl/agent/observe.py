@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from anycast_ctl.agent.checks import (
     Check,
@@ -30,6 +31,8 @@ from anycast_ctl.agent.health import CheckResult
 from anycast_ctl.agent.listener_events import watched_endpoints
 from anycast_ctl.agent.sockdiag import ListenerWatch
 from anycast_ctl.config.node import NodeConfig
+
+T = TypeVar("T")
 
 
 class CheckCrashed(RuntimeError):
@@ -58,9 +61,8 @@ class Observer:
             sharing.setdefault(self._keys[name], []).append(name)
         groups = list(sharing.values())
         self.probes += len(groups)
-        outcomes = await asyncio.gather(
-            *(run_check(self.checks[g[0]], min(timeouts[n] for n in g)) for g in groups),
-            return_exceptions=True,
+        outcomes = await gather_inline(
+            [run_check(self.checks[g[0]], min(timeouts[n] for n in g)) for g in groups]
         )
         results: dict[str, CheckResult] = {}
         for names, result in zip(groups, outcomes, strict=True):
@@ -113,6 +115,39 @@ class Observer:
         if self.listeners is not None:
             self.listeners.stop()
             self.listeners = None
+
+
+async def gather_inline(coroutines: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
+    """`asyncio.gather(*coroutines, return_exceptions=True)`, with the first coroutine run in
+    the caller's own task and the results of tasks already done taken without waiting.
+
+    This runs every tick: one task, a gathering future and the loop passes that hand their
+    results on are work for nothing when most checks finish at once (a TCP connect to a
+    local listener does, see checks/tcp.py). The first coroutine starts first, so its I/O
+    (HAProxy's question) goes out before the others'. Cancelling the caller cancels them all.
+    """
+    if not coroutines:
+        return []
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(coroutine) for coroutine in coroutines[1:]]
+    try:
+        try:
+            first: T | BaseException = await coroutines[0]
+        except Exception as exc:  # return_exceptions: the caller decides what it means
+            first = exc
+        if not all(task.done() for task in tasks):
+            await asyncio.wait(tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+    return [first, *(_outcome(task) for task in tasks)]
+
+
+def _outcome(task: asyncio.Task[T]) -> T | BaseException:
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception() or task.result()
 
 
 def _renamed(result: CheckResult, name: str) -> CheckResult:

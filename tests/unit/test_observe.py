@@ -261,3 +261,20 @@ async def test_a_slow_answer_is_awaited_by_the_next_tick_not_asked_again(tmp_pat
     assert rows["fe_vip"][0].status == "OPEN"
     assert len(fake.commands) == 2 and fake.connections == 1
     fake.server.close()
+
+
+@in_loop
+async def test_on_an_open_connection_the_caller_writes_the_question_without_a_task(tmp_path):
+    fake = FakeHaproxy(tmp_path / "s.sock", HEALTHY)
+    await fake.start()
+    source = HaproxySource(fake.path)
+    source.proxies |= {"fe_vip"}
+    await source.rows()  # the first connects, in a task of its own
+    tasks_before = asyncio.all_tasks()
+    asking = asyncio.ensure_future(source.rows())
+    await asyncio.sleep(0)  # the caller's first step: the question is written now
+    assert asyncio.all_tasks() - tasks_before == {asking}
+    rows = await asking
+    assert rows["fe_vip"][0].status == "OPEN"
+    assert source.fetches == 2 and source.connects == 1
+    fake.server.close()

@@ -39,6 +39,10 @@ PROMPT = b"\n> "
 _SOURCE = "<haproxy show stat>"
 
 
+Rows = dict[str, list[haproxy_stat.StatRow]]
+Answer = list[bytes] | BaseException  # the raw answer of each command of a line, or why none
+
+
 class _Cli(asyncio.Protocol):
     """One interactive (`prompt`) connection to the stats socket.
 
@@ -51,7 +55,7 @@ class _Cli(asyncio.Protocol):
         self._buffer = bytearray()
         self._prompts = 0  # prompts in the buffer
         self._want = 0
-        self._waiter: asyncio.Future[list[bytes]] | None = None
+        self._on_answer: Callable[[Answer], object] | None = None
         self._on_lost = on_lost
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -66,13 +70,12 @@ class _Cli(asyncio.Protocol):
         self._prompts += self._buffer.count(PROMPT, start)
         if len(self._buffer) > ANSWER_CAP:
             self._fail(UserError.single(_SOURCE, "", f"answer longer than {ANSWER_CAP} bytes"))
-        elif self._waiter is not None and self._prompts >= self._want:
+        elif self._on_answer is not None and self._prompts >= self._want:
             answers = bytes(self._buffer).split(PROMPT)[: self._want]
             self._buffer.clear()
             self._prompts = 0
-            waiter, self._waiter = self._waiter, None
-            if not waiter.done():
-                waiter.set_result(answers)
+            on_answer, self._on_answer = self._on_answer, None
+            on_answer(answers)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -80,21 +83,36 @@ class _Cli(asyncio.Protocol):
         self._on_lost(self)
 
     def _fail(self, exc: Exception) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        on_answer, self._on_answer = self._on_answer, None
+        if on_answer is not None:
+            on_answer(exc)
         self.close()
 
-    async def ask(self, line: bytes, commands: int = 1) -> list[bytes]:
-        """Send one command line; the raw answer of each of its `commands` commands."""
+    def send(self, line: bytes, commands: int, on_answer: Callable[[Answer], object]) -> None:
+        """Send one command line; `on_answer` gets the raw answer of each of its `commands`
+        commands (or the error), once, from the protocol's callback: no task, no future."""
         if self.closed or self.transport is None:
             raise ConnectionResetError(errno.ECONNRESET, "HAProxy closed the stats connection")
-        assert self._waiter is None, "one question at a time"
-        self._waiter = asyncio.get_running_loop().create_future()
+        assert self._on_answer is None, "one question at a time"
+        self._on_answer = on_answer
         self._want = commands
         self.transport.write(line)
+
+    async def ask(self, line: bytes, commands: int = 1) -> list[bytes]:
+        """`send`, awaited."""
+        answer: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+
+        def settle(result: Answer) -> None:
+            if answer.done():
+                return
+            if isinstance(result, BaseException):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)
+
+        self.send(line, commands, settle)
         try:
-            return await self._waiter
+            return await answer
         except asyncio.CancelledError:
             self.close()  # an answer may still come: never give it to the next question
             raise
@@ -113,13 +131,21 @@ class HaproxySource:
     hard, as without a connection; a new inode: a new HAProxy, reconnect) and asks
     `show info` with the stats, so a worker that is stopping after a reload is left for the
     new one at once.
+
+    On an open connection a tick's question is written by the caller itself and the answer
+    is handed to each waiting caller from the protocol's callback: no task and no shield a
+    tick (each costs loop passes, ten times a second for the agent's whole life). A caller
+    that gives up (its check's timeout) leaves the question out: the next tick's caller
+    waits for the same answer instead of asking again.
     """
 
     def __init__(self, socket: Path) -> None:
         self.socket = socket
         self.target = str(socket)
         self.proxies: set[str] = set()  # every frontend and backend some check needs
-        self._inflight: asyncio.Future[dict[str, list[haproxy_stat.StatRow]]] | None = None
+        self._waiters: list[asyncio.Future[Rows]] = []  # callers waiting for the answer out
+        self._asking = False  # a question is out, or a task is connecting to put it out
+        self._fetcher: asyncio.Task | None = None  # that task, while it runs
         self._cli: _Cli | None = None
         self._inode: tuple[int, int] | None = None
         self._lost = asyncio.Event()
@@ -134,17 +160,96 @@ class HaproxySource:
             return b"show info; " + FULL_DUMP
         return b"show info; " + chained.encode("ascii") + b"\n"
 
-    async def rows(self) -> dict[str, list[haproxy_stat.StatRow]]:
+    async def rows(self) -> Rows:
         """Rows by proxy name. Callers at the same time share one question to HAProxy."""
-        if self._inflight is None:
-            self._inflight = asyncio.ensure_future(self._fetch())
-            self._inflight.add_done_callback(self._fetched)
-        return await asyncio.shield(self._inflight)
+        waiter: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
+        self._waiters = [w for w in self._waiters if not w.done()]  # those that gave up
+        self._waiters.append(waiter)
+        if not self._asking:
+            self._asking = True
+            self._ask()
+        return await waiter
 
-    def _fetched(self, future: asyncio.Future) -> None:
-        self._inflight = None
-        if not future.cancelled():
-            future.exception()  # retrieved here: every waiter may have timed out
+    def _ask(self) -> None:
+        """The question, now if the open connection is still to the HAProxy at the path;
+        else a task that connects first."""
+        cli = self._cli
+        if cli is not None and not cli.closed and not self._connecting.locked():
+            try:
+                stat = os.stat(self.target)  # gone: FileNotFoundError, a hard failure
+            except OSError as exc:
+                self._deliver(exc)
+                return
+            if (stat.st_dev, stat.st_ino) == self._inode:
+                command = self.command()
+                cli.send(command, command.count(b";") + 1, self._answered)
+                return
+        self._fetch_in_task(attempts=2)
+
+    def _fetch_in_task(self, attempts: int) -> None:
+        self._fetcher = asyncio.get_running_loop().create_task(
+            self._fetch(attempts), name="haproxy-fetch"
+        )
+
+    def _answered(self, answer: Answer) -> None:
+        if isinstance(answer, BaseException):
+            self._deliver(answer)
+            return
+        answers = _decoded(answer)
+        if _stopping(answers[0]):
+            if self._cli is not None:
+                self._cli.close()  # an old worker after a reload: ask the new one, once
+            self._fetch_in_task(attempts=1)
+            return
+        self._deliver_parsed(answers)
+
+    async def _fetch(self, attempts: int) -> None:
+        """Connect if need be, ask; a stopping worker's answer is asked again of a new
+        connection while `attempts` last. Hands the rows (or the error) to the callers."""
+        try:
+            for attempt in range(attempts):
+                cli = await self._connection()
+                command = self.command()
+                answers = _decoded(await cli.ask(command, command.count(b";") + 1))
+                if _stopping(answers[0]) and attempt + 1 < attempts:
+                    cli.close()
+                    continue
+                break
+        except asyncio.CancelledError:
+            self._deliver(ConnectionResetError(errno.ECONNRESET, "stopped asking HAProxy"))
+            raise
+        except Exception as exc:  # an I/O error: the checks classify it
+            self._deliver(exc)
+            return
+        self._deliver_parsed(answers)
+
+    def _deliver_parsed(self, answers: list[str]) -> None:
+        """The rows of the `show stat` answers (after `show info`'s), or why there are none:
+        the checks classify a bad answer (and let a bug propagate)."""
+        self.fetches += 1
+        by_proxy: Rows = {}
+        try:
+            for answer in answers[1:]:
+                for row in haproxy_stat.rows_of_answer(answer):
+                    by_proxy.setdefault(row.proxy, []).append(row)
+        except Exception as exc:
+            self._deliver(exc)
+            return
+        self._deliver(by_proxy)
+
+    def _deliver(self, result: Rows | BaseException) -> None:
+        """The question is over: every caller still waiting gets the rows or the error."""
+        self._asking = False
+        self._fetcher = None
+        waiters, self._waiters = self._waiters, []
+        if isinstance(result, BaseException):
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(result)
+            return
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(result)
 
     async def _connection(self) -> _Cli:
         """The open connection, or a new one; the socket file must be the one we talk to."""
@@ -173,24 +278,6 @@ class HaproxySource:
     def _cli_lost(self, cli: _Cli) -> None:
         if cli is self._cli:  # not one we replaced ourselves (a new inode, a stopping worker)
             self._lost.set()
-
-    async def _fetch(self) -> dict[str, list[haproxy_stat.StatRow]]:
-        command = self.command()
-        count = command.count(b";") + 1
-        for _ in range(2):
-            cli = await self._connection()
-            raw = await cli.ask(command, count)
-            answers = [a.decode("utf-8", errors="replace").strip("\n") for a in raw]
-            if "\nStopping: 1" in "\n" + answers[0]:
-                cli.close()  # an old worker after a reload: ask the new one
-                continue
-            break
-        self.fetches += 1
-        by_proxy: dict[str, list[haproxy_stat.StatRow]] = {}
-        for answer in answers[1:]:
-            for row in haproxy_stat.rows_of_answer(answer):
-                by_proxy.setdefault(row.proxy, []).append(row)
-        return by_proxy
 
     async def watch(self, on_down: Callable[[Outcome], object], retry: float) -> None:
         """Until cancelled: keep the connection open; when it closes, tell a death from the rest.
@@ -241,6 +328,15 @@ class HaproxySource:
                 if outcome is not None and outcome.health is Health.HARD_FAIL:
                     return outcome
         return None
+
+
+def _decoded(raw: list[bytes]) -> list[str]:
+    return [a.decode("utf-8", errors="replace").strip("\n") for a in raw]
+
+
+def _stopping(info: str) -> bool:
+    """`show info` of a worker that is stopping (an old one after a reload)."""
+    return "\nStopping: 1" in "\n" + info
 
 
 class HaproxyChecker:

@@ -139,7 +139,7 @@ class ExabgpWatch:
         self._loop = asyncio.get_running_loop()
         self._hung = self._loop.create_future()
         try:
-            self._look(backstop=False)
+            self._look(backstop=False, arm=True)
             return await self._hung
         finally:
             if self._backstop is not None:
@@ -147,8 +147,10 @@ class ExabgpWatch:
             self._hung = self._backstop = None
 
     def look(self) -> None:
-        """A look from the check loop's tick (nothing while `run` is not running)."""
-        self._look(backstop=False)
+        """A look from the check loop's tick (nothing while `run` is not running). The timer
+        is left as the tick's `expect_look_at` set it (a grace past this tick) until the
+        tick sets it again: one timer a tick, not two."""
+        self._look(backstop=False, arm=False)
 
     def expect_look_at(self, when: float) -> None:
         """The check loop will look again at loop time `when`: the backstop waits for that
@@ -160,7 +162,7 @@ class ExabgpWatch:
             at = min(at, self._limit_at)
         self._arm(at)
 
-    def _look(self, backstop: bool) -> None:
+    def _look(self, backstop: bool, arm: bool) -> None:
         if self._hung is None or self._hung.done() or self._loop is None:
             return
         self.looks += 1
@@ -188,10 +190,11 @@ class ExabgpWatch:
                 allowed = self.current_limit + PER_PREFIX * max(0, prefixes - 1)
                 self._limit_at = now + max(0.0, allowed - waited) + 0.001
         self._needed_at = now + sleep
-        self._arm(self._needed_at)
+        if arm:
+            self._arm(self._needed_at)
 
     def _arm(self, at: float) -> None:
         assert self._loop is not None
         if self._backstop is not None:
             self._backstop.cancel()  # a cancelled timer never wakes the loop
-        self._backstop = self._loop.call_at(at, self._look, True)
+        self._backstop = self._loop.call_at(at, self._look, True, True)

@@ -278,15 +278,23 @@ async def ticking(watch: ExabgpWatch, every: float, stop: asyncio.Event) -> None
         await asyncio.sleep(every)
 
 
+def watched_with_ticks(watch: ExabgpWatch):
+    """The watch running, and a check loop's ticks every PROBE_EVERY until `stop` is set."""
+    stop = asyncio.Event()
+    return (
+        asyncio.create_task(watch.run()),
+        stop,
+        asyncio.create_task(ticking(watch, PROBE_EVERY, stop)),
+    )
+
+
 def test_ticks_that_look_on_time_carry_every_probe_and_the_timer_never_fires():
     async def body():
         exabgp = Exabgp()
         speaker = Speaker(exabgp.to_agent, exabgp)
         reader = asyncio.create_task(speaker.run_reader())
         watch = ExabgpWatch(speaker, limit=0.4)
-        task = asyncio.create_task(watch.run())
-        stop = asyncio.Event()
-        ticks = asyncio.create_task(ticking(watch, PROBE_EVERY, stop))
+        task, stop, ticks = watched_with_ticks(watch)
         await asyncio.sleep(1.0)
         stop.set()
         await ticks
@@ -306,9 +314,7 @@ def test_ticks_that_stop_leave_the_watch_to_its_own_timer():
         reader = asyncio.create_task(speaker.run_reader())
         looks: list[float] = []
         watch = ExabgpWatch(speaker, limit=0.4, on_look=lambda: looks.append(time.monotonic()))
-        task = asyncio.create_task(watch.run())
-        stop = asyncio.Event()
-        ticks = asyncio.create_task(ticking(watch, PROBE_EVERY, stop))
+        task, stop, ticks = watched_with_ticks(watch)
         await asyncio.sleep(0.3)
         stop.set()  # the check loop stops looking (a slow check, a stuck loop)
         await ticks
@@ -330,9 +336,7 @@ def test_a_hang_seen_only_by_tick_looks_is_still_judged_just_after_the_limit():
         speaker = Speaker(exabgp.to_agent, exabgp)
         reader = asyncio.create_task(speaker.run_reader())
         watch = ExabgpWatch(speaker, limit=0.25)
-        task = asyncio.create_task(watch.run())
-        stop = asyncio.Event()
-        ticks = asyncio.create_task(ticking(watch, PROBE_EVERY, stop))
+        task, stop, ticks = watched_with_ticks(watch)
         await asyncio.sleep(0.3)
         timer_looks = watch.backstop_looks
         exabgp.frozen = True

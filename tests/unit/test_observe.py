@@ -239,13 +239,19 @@ async def test_a_deleted_socket_file_is_a_hard_failure_even_with_a_connection_op
     fake.server.close()
 
 
-@in_loop
-async def test_a_slow_answer_is_awaited_by_the_next_tick_not_asked_again(tmp_path):
+async def connected_source(tmp_path: Path) -> tuple[FakeHaproxy, HaproxySource]:
+    """A fake HAProxy and a source on it whose first question (which connects) is answered."""
     fake = FakeHaproxy(tmp_path / "s.sock", HEALTHY)
     await fake.start()
     source = HaproxySource(fake.path)
     source.proxies |= {"fe_vip"}
-    await source.rows()  # connected
+    await source.rows()
+    return fake, source
+
+
+@in_loop
+async def test_a_slow_answer_is_awaited_by_the_next_tick_not_asked_again(tmp_path):
+    fake, source = await connected_source(tmp_path)
     # the answer is held back: HAProxy busy; the first caller gives up (its check times out)
     writer = fake.held[0]
     real_write = writer.write
@@ -265,11 +271,7 @@ async def test_a_slow_answer_is_awaited_by_the_next_tick_not_asked_again(tmp_pat
 
 @in_loop
 async def test_on_an_open_connection_the_caller_writes_the_question_without_a_task(tmp_path):
-    fake = FakeHaproxy(tmp_path / "s.sock", HEALTHY)
-    await fake.start()
-    source = HaproxySource(fake.path)
-    source.proxies |= {"fe_vip"}
-    await source.rows()  # the first connects, in a task of its own
+    fake, source = await connected_source(tmp_path)  # the first question connected, in a task
     tasks_before = asyncio.all_tasks()
     asking = asyncio.ensure_future(source.rows())
     await asyncio.sleep(0)  # the caller's first step: the question is written now

@@ -145,7 +145,8 @@ class HaproxySource:
         self.proxies: set[str] = set()  # every frontend and backend some check needs
         self._waiters: list[asyncio.Future[Rows]] = []  # callers waiting for the answer out
         self._asking = False  # a question is out, or a task is connecting to put it out
-        self._fetcher: asyncio.Task | None = None  # that task, while it runs
+        # That task, while it runs: held, as the loop keeps only a weak reference to it.
+        self._fetcher: asyncio.Task | None = None
         self._cli: _Cli | None = None
         self._inode: tuple[int, int] | None = None
         self._lost = asyncio.Event()

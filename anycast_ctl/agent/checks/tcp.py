@@ -54,7 +54,8 @@ class TcpChecker:
             # wait in the event loop, no epoll registration to add and remove.
             if error and not connect_settled(sock):
                 await _writable(sock)
-                connect_settled(sock)  # raises the error the handshake ended with
+                if not connect_settled(sock):  # raises the error the handshake ended with
+                    raise OSError(errno.ENOTCONN, "writable but not connected")
         finally:
             sock.close()
         return self._ok

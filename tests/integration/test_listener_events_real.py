@@ -142,6 +142,9 @@ async def lab(tag: str, namespace: str, tmp_path):
     agent = asyncio.create_task(runtime.run())
     try:
         await until(lambda: announced(exabgp, GONE) and announced(exabgp, KEPT), 10)
+        # The tick that wrote the announce may still wait for its acks: it sets the VIPs'
+        # next poll only after that. Start once the next poll is seconds away.
+        await until(lambda: min(runtime.next_due.values()) - runtime.clock() > 2 * BOUND, 5)
         assert runtime.observer.listeners is not None, "the listener watch did not start"
         yield runtime, exabgp
     finally:

@@ -36,6 +36,7 @@ ANSWER_CAP = 16 * 1024 * 1024  # bytes; a full dump of 1,000 proxies with server
 COMMAND_LIMIT = 8 * 1024
 FULL_DUMP = b"show stat -1 7 -1\n"
 PROMPT = b"\n> "
+LOOK_AGAIN_AFTER = 0.005  # s between connects to a HAProxy that reset the last one
 _SOURCE = "<haproxy show stat>"
 
 
@@ -308,27 +309,32 @@ class HaproxySource:
         finally:
             removal.stop()
 
-    async def _after_loss(self, attempts: int = 3, patience: float = 1.0) -> Outcome | None:
+    async def _after_loss(self, patience: float = 1.0) -> Outcome | None:
         """Our connection closed: None if HAProxy answers a new one, else why it is dead.
 
         A connect alone proves little: a dying HAProxy may close our connection before its
         listener, and a connect queued on that listener succeeds and is then reset. So the
-        new connection must answer `prompt`; a reset means look again, and refused or a
-        missing socket file is the death. No answer within `patience` (a hung HAProxy) is
-        not a death: the soft checks judge that.
+        new connection must answer `prompt`; a reset means look again (a few ms later: the
+        dying process is still closing its files), and refused or a missing socket file is
+        the death. It looks until `patience` runs out, not a fixed number of times: three
+        looks in a row can all land in that window, and the death is then left to the next
+        tick (the likely cause of one CI failure: a SIGKILLed HAProxy with 300 frontends
+        withdrawn at the next tick, 1.7 s later, not at once). No answer within `patience` (a hung HAProxy) is not a death: the soft
+        checks judge that.
         """
-        for _ in range(attempts):
-            try:
-                async with asyncio.timeout(patience):
-                    await self._connection()
-                return None
-            except TimeoutError:
-                return None
-            except OSError as exc:
-                outcome = classify_error(exc, self.target)
-                if outcome is not None and outcome.health is Health.HARD_FAIL:
-                    return outcome
-        return None
+        try:
+            async with asyncio.timeout(patience):
+                while True:
+                    try:
+                        await self._connection()
+                        return None
+                    except OSError as exc:
+                        outcome = classify_error(exc, self.target)
+                        if outcome is not None and outcome.health is Health.HARD_FAIL:
+                            return outcome
+                    await asyncio.sleep(LOOK_AGAIN_AFTER)
+        except TimeoutError:
+            return None
 
 
 def _decoded(raw: list[bytes]) -> list[str]:

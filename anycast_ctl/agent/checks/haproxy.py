@@ -319,8 +319,8 @@ class HaproxySource:
         the death. It looks until `patience` runs out, not a fixed number of times: three
         looks in a row can all land in that window, and the death is then left to the next
         tick (the likely cause of one CI failure: a SIGKILLed HAProxy with 300 frontends
-        withdrawn at the next tick, 1.7 s later, not at once). No answer within `patience` (a hung HAProxy) is not a death: the soft
-        checks judge that.
+        withdrawn at the next tick, 1.7 s later, not at once). No answer within `patience`
+        (a hung HAProxy) is not a death: the soft checks judge that.
         """
         try:
             async with asyncio.timeout(patience):

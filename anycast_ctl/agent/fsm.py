@@ -167,7 +167,26 @@ def step(
         raise ValueError(f"window ({window}) must be >= fall ({fall})")
     if graceful_seconds < 0:
         raise ValueError(f"graceful_seconds must be >= 0, not {graceful_seconds}")
+    if _unchanged(status, health, drained):
+        return status, []
+    return by_the_rules(
+        status, health, drained, now, rise, fall, graceful_seconds, window=window, damping=damping
+    )
 
+
+def by_the_rules(
+    status: VipStatus,
+    health: Health | None,
+    drained: bool,
+    now: float,
+    rise: int,
+    fall: int,
+    graceful_seconds: float,
+    *,
+    window: int | None = None,
+    damping: Damping | None = None,
+) -> tuple[VipStatus, list[Action]]:
+    """`step` without its validation and its steady-state shortcut: the three rules."""
     after_drain, drain_reason = _drain_rule(status, drained, now, graceful_seconds)
     after_health, health_reason, flap = _health_rule(after_drain, health, rise, fall, window)
     new, damping_reason = _damping_rule(status, after_health, flap, now, damping)
@@ -179,6 +198,20 @@ def step(
         reuse = new.reuse_at(damping) if new.state is VipState.SUPPRESSED else None
         actions.append(Transition(status.state, new.state, reason, reuse))
     return new, actions
+
+
+def _unchanged(status: VipStatus, health: Health | None, drained: bool) -> bool:
+    """The steady state, every tick of a healthy VIP: UP, nothing counted, an OK result.
+    The rules would return an equal status: the same state, no streak, no `recent` (an UP
+    VIP with no failure in its window keeps none) and the same `since`; with damping, the
+    same penalty re-based to `now` (`penalty` at `penalty_at` decays along the same curve,
+    so it is left as it is)."""
+    return (
+        health is Health.OK
+        and not drained
+        and status.state is VipState.UP
+        and not (status.streak or status.suppressed or status.recent)
+    )
 
 
 def _to(

@@ -22,7 +22,7 @@ from anycast_ctl.agent.checks import (
     HaproxySource,
     build_check,
     probe_key,
-    run_check,
+    start_check,
     with_policy,
 )
 from anycast_ctl.agent.checks.haproxy import HaproxyChecker
@@ -59,18 +59,33 @@ class Observer:
         sharing: dict[str, list[str]] = {}
         for name in timeouts:
             sharing.setdefault(self._keys[name], []).append(name)
-        groups = list(sharing.values())
+        # HAProxy's questions last: a connect to its listener wakes HAProxy, and a question
+        # to an awake HAProxy costs us ~5x less (send and recv: 80 -> 17 us and 57 -> 13 us
+        # a tick, cProfile of the agent in bench_footprint). Its answer is the one awaited.
+        groups = sorted(sharing.values(), key=self._asks_haproxy)
         self.probes += len(groups)
-        outcomes = await gather_inline(
-            [run_check(self.checks[g[0]], min(timeouts[n] for n in g)) for g in groups]
-        )
+        begun: list[CheckResult | Coroutine[Any, Any, CheckResult]] = []
+        try:
+            for g in groups:
+                begun.append(start_check(self.checks[g[0]], min(timeouts[n] for n in g)))
+        except Exception as exc:
+            for started in begun:
+                if not isinstance(started, CheckResult):
+                    started.close()
+            raise CheckCrashed(f"check {g[0]!r} crashed: {exc!r}") from exc
+        waiting = [started for started in begun if not isinstance(started, CheckResult)]
+        finished = iter(await gather_inline(waiting) if waiting else ())
         results: dict[str, CheckResult] = {}
-        for names, result in zip(groups, outcomes, strict=True):
+        for names, started in zip(groups, begun, strict=True):
+            result = started if isinstance(started, CheckResult) else next(finished)
             if isinstance(result, BaseException):
                 raise CheckCrashed(f"check {names[0]!r} crashed: {result!r}") from result
             for name in names:
                 results[name] = result if name == result.check else _renamed(result, name)
         return results
+
+    def _asks_haproxy(self, names: list[str]) -> bool:
+        return isinstance(self.checks[names[0]], HaproxyChecker)
 
     def using(self, source: HaproxySource) -> list[str]:
         """The check names that read `source`."""

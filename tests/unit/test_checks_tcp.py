@@ -1,12 +1,15 @@
 """TCP check against real listeners on 127.0.0.1 ephemeral ports."""
 
 import asyncio
+import contextlib
+import inspect
+import os
 import socket
 import time
 
 from checks_support import Server, closed_port
 
-from anycast_ctl.agent.checks import build_check, run_check
+from anycast_ctl.agent.checks import Outcome, build_check, run_check
 from anycast_ctl.agent.health import Health
 from anycast_ctl.config.node import TcpCheck
 
@@ -101,3 +104,46 @@ def test_a_local_connect_is_settled_when_connect_returns_without_waiting_in_the_
     assert ok.health is Health.OK
     assert refused.health is Health.HARD_FAIL
     assert writers == []
+
+
+def test_probe_now_to_a_local_listener_is_the_outcome_itself():
+    async def main():
+        async with Server(_close) as server:
+            return tcp(server.port).probe_now()
+
+    outcome = asyncio.run(main())
+    assert isinstance(outcome, Outcome) and outcome.health is Health.OK
+
+
+def test_probe_now_with_the_handshake_still_on_leaves_it_to_await_and_closes_the_socket():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+
+    def open_fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    async def main():
+        before = open_fds()
+        begun = tcp(port).probe_now()
+        assert inspect.iscoroutine(begun)
+        during = open_fds()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(begun, 0.1)
+        return before, during, open_fds()
+
+    try:
+        for _ in range(4):  # fill the accept queue: the next SYN goes unanswered
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        before, during, after = asyncio.run(main())
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    assert during == before + 1  # the probe's socket, handed to the coroutine
+    assert after == before

@@ -4,12 +4,21 @@ passed in."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
 
 from anycast_ctl.agent.damping import Damping
-from anycast_ctl.agent.fsm import Announce, Transition, VipState, VipStatus, Withdraw, step
+from anycast_ctl.agent.fsm import (
+    Announce,
+    Transition,
+    VipState,
+    VipStatus,
+    Withdraw,
+    by_the_rules,
+    step,
+)
 from anycast_ctl.agent.health import Health
 from anycast_ctl.render.lb_layout import check_profile
 
@@ -265,3 +274,48 @@ def test_random_runs_with_window_and_damping_keep_the_route_invariants(seed):
         if new.state is S.SUPPRESSED:
             assert new.suppressed and not new.announced
         status = new
+
+
+# ---------------------------------------------------------------- the steady-state shortcut
+def test_a_healthy_vips_tick_returns_its_status_object_and_no_action():
+    for window in (None, 4):
+        status = up(penalty=300.0, penalty_at=1.0)
+        new, actions = step(status, OK, False, 50.0, 3, 2, 0.0, window=window, damping=D)
+        assert new is status and actions == []
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("window", [None, 4])
+def test_the_shortcut_follows_the_rules_through_random_flaps(seed, window):
+    # Two VIPs fed the same results: one by `step` (with the shortcut), one by the rules
+    # alone. At every result: the same state, counts, actions and the same penalty now.
+    rng = random.Random(seed)
+    fast = slow = VipStatus.initial(0.0)
+    now = 0.0
+    for _ in range(400):
+        now += rng.choice((0.1, 0.1, 0.1, 2.0))
+        health = rng.choices((OK, SOFT, HARD), (90, 8, 2))[0]
+        drained = rng.random() < 0.01
+        args = (health, drained, now, 3, 2, 0.0)
+        fast, fast_actions = step(fast, *args, window=window, damping=D)
+        slow, slow_actions = by_the_rules(slow, *args, window=window, damping=D)
+        assert _rounded(fast_actions) == _rounded(slow_actions)
+        assert (fast.state, fast.streak, fast.since, fast.recent, fast.suppressed) == (
+            slow.state,
+            slow.streak,
+            slow.since,
+            slow.recent,
+            slow.suppressed,
+        )
+        assert fast.penalty_now(D, now) == pytest.approx(slow.penalty_now(D, now), rel=1e-9)
+
+
+def _rounded(actions):
+    """Actions with suppression ends to the microsecond: a penalty re-based each tick and
+    one left as it was decay along the same curve, up to float rounding."""
+    return [
+        dataclasses.replace(a, reuse_at=round(a.reuse_at, 6))
+        if isinstance(a, Transition) and a.reuse_at is not None
+        else a
+        for a in actions
+    ]

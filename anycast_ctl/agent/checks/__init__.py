@@ -6,15 +6,20 @@
 A probe returns an `Outcome` or raises. `run_check` turns its own timeout and the expected
 I/O errors (refused, missing socket, TLS verification, a peer's bad answer) into results;
 any other exception is a bug and propagates, so the agent can die visibly (fail closed).
+
+A check that can begin without the event loop has `probe_now` (`StartsNow`): it puts its
+I/O out at once and returns the outcome, or what is left to await. `start_check` uses it: a
+connect to a local listener (settled inside `connect()`) then costs no coroutine, no task
+and no timer, and HAProxy's question is out before the other checks of the tick run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from anycast_ctl.agent.checks.cert_policy import CertificatePolicyCheck
 from anycast_ctl.agent.checks.exec_ import ExecChecker
@@ -37,6 +42,7 @@ __all__ = [
     "probe_key",
     "run_check",
     "schedule_checks",
+    "start_check",
 ]
 
 
@@ -45,6 +51,13 @@ class Check(Protocol):
     target: str  # what it probes, for details: "127.0.0.1:80", "/run/haproxy.sock"
 
     async def probe(self) -> Outcome: ...
+
+
+class StartsNow(Protocol):
+    def probe_now(self) -> Outcome | Awaitable[Outcome]:
+        """Begin the probe now (raises like `probe`): its outcome if it needed no wait, else
+        the awaitable that ends it. `probe()` is the same probe, awaited whole."""
+        ...
 
 
 _CHECKERS = {
@@ -96,19 +109,58 @@ async def run_check(
     check: Check, timeout: float, now: Callable[[], float] = time.time
 ) -> CheckResult:
     """Probe once; never takes (much) longer than `timeout` seconds."""
+    return await _finish(check, check.probe(), timeout, time.monotonic(), now)
+
+
+def start_check(
+    check: Check, timeout: float, now: Callable[[], float] = time.time
+) -> CheckResult | Coroutine[Any, Any, CheckResult]:
+    """`run_check`, begun now: the result itself when the probe needed no wait (`probe_now`
+    finished it), else the coroutine that ends it within `timeout` of this call. Checks
+    without `probe_now` begin when that coroutine is awaited, as with `run_check`."""
+    probe_now = getattr(check, "probe_now", None)
+    if probe_now is None:
+        return run_check(check, timeout, now)
     started = time.monotonic()
-    deadline = asyncio.timeout(timeout)
+    try:
+        begun = probe_now()
+    except Exception as exc:
+        return _result(check, _classified(exc, check.target), started, now)
+    if isinstance(begun, Outcome):
+        return _result(check, begun, started, now)
+    return _finish(check, begun, timeout, started, now)
+
+
+async def _finish(
+    check: Check,
+    pending: Awaitable[Outcome],
+    timeout: float,
+    started: float,
+    now: Callable[[], float],
+) -> CheckResult:
+    deadline = asyncio.timeout(max(0.0, timeout - (time.monotonic() - started)))
     try:
         async with deadline:
-            outcome = await check.probe()
+            outcome = await pending
     except Exception as exc:
         if isinstance(exc, TimeoutError) and deadline.expired():
             outcome = Outcome.soft(f"timed out after {timeout:g}s: {check.target}")
         else:
-            classified = classify_error(exc, check.target)
-            if classified is None:
-                raise
-            outcome = classified
+            outcome = _classified(exc, check.target)
+    return _result(check, outcome, started, now)
+
+
+def _classified(exc: Exception, target: str) -> Outcome:
+    """The outcome of an expected I/O error; any other exception is a bug: re-raised."""
+    outcome = classify_error(exc, target)
+    if outcome is None:
+        raise exc
+    return outcome
+
+
+def _result(
+    check: Check, outcome: Outcome, started: float, now: Callable[[], float]
+) -> CheckResult:
     latency = time.monotonic() - started
     return CheckResult(
         check.name, outcome.health, outcome.detail, latency, now(), dict(outcome.extra)

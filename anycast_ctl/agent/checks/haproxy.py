@@ -17,8 +17,9 @@ import asyncio
 import errno
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from anycast_ctl.agent.checks import haproxy_stat
 from anycast_ctl.agent.checks.outcome import Outcome, classify_error
@@ -164,13 +165,19 @@ class HaproxySource:
 
     async def rows(self) -> Rows:
         """Rows by proxy name. Callers at the same time share one question to HAProxy."""
+        return await self.ask()
+
+    def ask(self) -> asyncio.Future[Rows]:
+        """`rows()`, begun now: the question is out (on an open connection) when this
+        returns; the future gets the rows or the error."""
         waiter: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
-        self._waiters = [w for w in self._waiters if not w.done()]  # those that gave up
+        if self._waiters:
+            self._waiters = [w for w in self._waiters if not w.done()]  # those that gave up
         self._waiters.append(waiter)
         if not self._asking:
             self._asking = True
             self._ask()
-        return await waiter
+        return waiter
 
     def _ask(self) -> None:
         """The question, now if the open connection is still to the HAProxy at the path;
@@ -365,7 +372,14 @@ class HaproxyChecker:
         self.target = str(spec.socket)
 
     async def probe(self) -> Outcome:
-        rows = await self.source.rows()
+        return await self.probe_now()
+
+    def probe_now(self) -> Coroutine[Any, Any, Outcome]:
+        """The question goes out now; the coroutine judges the answer."""
+        return self._judge(self.source.ask())
+
+    async def _judge(self, answer: asyncio.Future[Rows]) -> Outcome:
+        rows = await answer
         mine = rows.get(self.frontend, []) + (
             rows.get(self.backend, []) if self.backend != self.frontend else []
         )

@@ -6,6 +6,8 @@ import asyncio
 import errno
 import os
 import socket
+from collections.abc import Coroutine
+from typing import Any
 
 from anycast_ctl.agent.checks.outcome import Outcome
 from anycast_ctl.config.node import TcpCheck
@@ -40,22 +42,34 @@ class TcpChecker:
         self._ok = Outcome.ok(f"connected to {self.target}")
 
     async def probe(self) -> Outcome:
+        begun = self.probe_now()
+        return begun if isinstance(begun, Outcome) else await begun
+
+    def probe_now(self) -> Outcome | Coroutine[Any, Any, Outcome]:
+        """Connect now. To a local address (the usual case: HAProxy on this node) the kernel
+        has finished the handshake, or refused it, by the time `connect()` returns: the
+        outcome at once, with no event-loop wait and no epoll registration to add and
+        remove. Else the coroutine that waits for the handshake (it owns the socket)."""
         # Refused/unreachable raise OSError (hard, via classify_error); a silent peer
-        # runs into run_check's timeout (soft). A bare non-blocking socket: no transport or
+        # runs into the caller's timeout (soft). A bare non-blocking socket: no transport or
         # streams to build for a connection we close at once (this runs every tick).
-        sock = socket.socket(self._family, socket.SOCK_STREAM)
+        sock = socket.socket(self._family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        settled = True
         try:
-            sock.setblocking(False)
             error = sock.connect_ex((self.host, self.port))
             if error not in (0, errno.EINPROGRESS):
                 raise OSError(error, os.strerror(error))
-            # To a local address (the usual case: HAProxy on this node) the kernel has
-            # finished the handshake, or refused it, by the time connect returns: no
-            # wait in the event loop, no epoll registration to add and remove.
-            if error and not connect_settled(sock):
-                await _writable(sock)
-                if not connect_settled(sock):  # raises the error the handshake ended with
-                    raise OSError(errno.ENOTCONN, "writable but not connected")
+            settled = not error or connect_settled(sock)
+        finally:
+            if settled:
+                sock.close()
+        return self._ok if settled else self._handshake(sock)
+
+    async def _handshake(self, sock: socket.socket) -> Outcome:
+        try:
+            await _writable(sock)
+            if not connect_settled(sock):  # raises the error the handshake ended with
+                raise OSError(errno.ENOTCONN, "writable but not connected")
         finally:
             sock.close()
         return self._ok

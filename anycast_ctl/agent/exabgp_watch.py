@@ -121,7 +121,6 @@ class ExabgpWatch:
         self.on_look = on_look
         self.limit = limit
         self.current_limit = max(limit, startup_limit or limit)
-        self.looks = 0  # for tests and benchmarks
         self.backstop_looks = 0  # looks the timer made because no tick came in time
         self._hung: asyncio.Future[str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -165,7 +164,6 @@ class ExabgpWatch:
     def _look(self, backstop: bool, arm: bool) -> None:
         if self._hung is None or self._hung.done() or self._loop is None:
             return
-        self.looks += 1
         self.backstop_looks += backstop
         if self.on_look is not None:
             self.on_look()

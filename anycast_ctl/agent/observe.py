@@ -13,20 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from anycast_ctl.agent.checks import (
     Check,
     HaproxySource,
+    Underway,
+    begin_check,
     build_check,
     probe_key,
-    start_check,
     with_policy,
 )
 from anycast_ctl.agent.checks.haproxy import HaproxyChecker
 from anycast_ctl.agent.checks.outcome import Outcome
+from anycast_ctl.agent.concurrently import gather_inline
 from anycast_ctl.agent.health import CheckResult
 from anycast_ctl.agent.listener_events import watched_endpoints
 from anycast_ctl.agent.sockdiag import ListenerWatch
@@ -56,6 +58,10 @@ class Observer:
 
     async def run(self, timeouts: dict[str, float]) -> dict[str, CheckResult]:
         """Results for the check names in `timeouts` (name -> the tightest timeout wanted)."""
+        return await self.finish(self.begin(timeouts))
+
+    def begin(self, timeouts: dict[str, float]) -> Begun:
+        """`run`'s first half: every probe begun now, each distinct one once."""
         sharing: dict[str, list[str]] = {}
         for name in timeouts:
             sharing.setdefault(self._keys[name], []).append(name)
@@ -64,25 +70,24 @@ class Observer:
         # a tick, cProfile of the agent in bench_footprint). Its answer is the one awaited.
         groups = sorted(sharing.values(), key=self._asks_haproxy)
         self.probes += len(groups)
-        begun: list[CheckResult | Coroutine[Any, Any, CheckResult]] = []
+        begun: list[CheckResult | Underway] = []
         try:
             for g in groups:
-                begun.append(start_check(self.checks[g[0]], min(timeouts[n] for n in g)))
+                begun.append(begin_check(self.checks[g[0]], min(timeouts[n] for n in g)))
         except Exception as exc:
             for started in begun:
-                if not isinstance(started, CheckResult):
-                    started.close()
+                if isinstance(started, Underway):
+                    started.abandon()
             raise CheckCrashed(f"check {g[0]!r} crashed: {exc!r}") from exc
-        waiting = [started for started in begun if not isinstance(started, CheckResult)]
+        return Begun(groups, begun)
+
+    async def finish(self, begun: Begun) -> dict[str, CheckResult]:
+        """`run`'s second half: the probes still underway awaited, each within its timeout."""
+        waiting = [started.finish() for started in begun.begun if isinstance(started, Underway)]
         finished = iter(await gather_inline(waiting) if waiting else ())
-        results: dict[str, CheckResult] = {}
-        for names, started in zip(groups, begun, strict=True):
-            result = started if isinstance(started, CheckResult) else next(finished)
-            if isinstance(result, BaseException):
-                raise CheckCrashed(f"check {names[0]!r} crashed: {result!r}") from result
-            for name in names:
-                results[name] = result if name == result.check else _renamed(result, name)
-        return results
+        return begun.by_name(
+            [s if isinstance(s, CheckResult) else next(finished) for s in begun.begun]
+        )
 
     def _asks_haproxy(self, names: list[str]) -> bool:
         return isinstance(self.checks[names[0]], HaproxyChecker)
@@ -132,37 +137,23 @@ class Observer:
             self.listeners = None
 
 
-async def gather_inline(coroutines: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
-    """`asyncio.gather(*coroutines, return_exceptions=True)`, with the first coroutine run in
-    the caller's own task and the results of tasks already done taken without waiting.
+@dataclasses.dataclass
+class Begun:
+    """The probes of one run, begun: for each group of check names that share a probe, its
+    result already, or the probe underway."""
 
-    This runs every tick: one task, a gathering future and the loop passes that hand their
-    results on are work for nothing when most checks finish at once (a TCP connect to a
-    local listener does, see checks/tcp.py). The first coroutine starts first, so its I/O
-    (HAProxy's question) goes out before the others'. Cancelling the caller cancels them all.
-    """
-    if not coroutines:
-        return []
-    loop = asyncio.get_running_loop()
-    tasks = [loop.create_task(coroutine) for coroutine in coroutines[1:]]
-    try:
-        try:
-            first: T | BaseException = await coroutines[0]
-        except Exception as exc:  # return_exceptions: the caller decides what it means
-            first = exc
-        if not all(task.done() for task in tasks):
-            await asyncio.wait(tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        raise
-    return [first, *(_outcome(task) for task in tasks)]
+    groups: list[list[str]]
+    begun: list[CheckResult | Underway]
 
-
-def _outcome(task: asyncio.Task[T]) -> T | BaseException:
-    if task.cancelled():
-        return asyncio.CancelledError()
-    return task.exception() or task.result()
+    def by_name(self, ended: list[CheckResult | BaseException]) -> dict[str, CheckResult]:
+        """Every check name's result, from each group's (a crashed probe raises)."""
+        results: dict[str, CheckResult] = {}
+        for names, result in zip(self.groups, ended, strict=True):
+            if isinstance(result, BaseException):
+                raise CheckCrashed(f"check {names[0]!r} crashed: {result!r}") from result
+            for name in names:
+                results[name] = result if name == result.check else _renamed(result, name)
+        return results
 
 
 def _renamed(result: CheckResult, name: str) -> CheckResult:

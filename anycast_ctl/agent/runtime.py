@@ -25,7 +25,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,20 +35,18 @@ from anycast_ctl.agent.drainstore import DrainState, load_or_drain_all, save_dra
 from anycast_ctl.agent.established import EstablishedError, read_established
 from anycast_ctl.agent.exabgp import PeerState, RouteWriter, Shutdown
 from anycast_ctl.agent.failsafe import Failsafe
-from anycast_ctl.agent.health import CheckResult, Health
+from anycast_ctl.agent.health import CheckResult
 from anycast_ctl.agent.observe import CheckCrashed, Observer
 from anycast_ctl.agent.scheduling import CheckScheduling
 from anycast_ctl.agent.speaker import Speaker
 from anycast_ctl.agent.status import (
     connections_view,
-    damping_view,
     exabgp_status,
     status_payload,
-    transition_line,
 )
-from anycast_ctl.agent.vips import desired_for
+from anycast_ctl.agent.stepping import Stepping
 from anycast_ctl.chance.connections import count_by_vip
-from anycast_ctl.config.node import LoopbackMode, NodeConfig, Vip
+from anycast_ctl.config.node import NodeConfig
 from anycast_ctl.errors import UserError
 
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics are on
@@ -60,7 +58,8 @@ audit = logging.getLogger("anycast_ctl.audit")
 __all__ = ["AgentRuntime", "CheckCrashed"]
 
 
-class AgentRuntime(CheckScheduling):
+# Stepping first: the stubs the scheduling mixins declare for its methods must not shadow them.
+class AgentRuntime(Stepping, CheckScheduling):
     def __init__(
         self,
         config: NodeConfig,
@@ -90,6 +89,7 @@ class AgentRuntime(CheckScheduling):
         self._background: set[asyncio.Task] = set()  # held so the loop cannot drop them mid-run
         self._closed_pending: set[str] = set()  # scheduling.py: the listener watch's checks
         self._closed_runner: asyncio.Task | None = None
+        self._handover = self._quiet_timer = self._quiet_tick_on = None  # quiet_ticks.py
         self._apply(config)
         self.first_rise = set(self.vips)  # scheduling.py: paced fast until it ends
         self.drains = self._load_drains()
@@ -254,103 +254,6 @@ class AgentRuntime(CheckScheduling):
         if self.chance is not None:
             await self.chance.stop()
         log.info("agent stopped: everything withdrawn, VIP addresses removed")
-
-    # ------------------------------------------------------------------ state machine
-    async def _step_all(self, updates: Sequence[tuple[Vip, Health | None]]) -> None:
-        """Step each VIP's state machine, then send all their route changes at once.
-
-        `fsm.step` is pure: VIPs of one kind (_plan_checks) holding the same status object
-        with the same health and drain share one step and its result object, so they keep
-        sharing it: a thousand VIPs of one service cost one step a tick, not a thousand.
-        """
-        announce: list[tuple[str, bool]] = []
-        withdraw: list[str] = []
-        transitions: list[tuple[str, fsm.Transition]] = []
-        now = self.clock()
-        # key -> (the old status, kept alive so its id() stays unique; the step's result)
-        steps: dict[tuple, tuple[fsm.VipStatus, tuple[fsm.VipStatus, list]]] = {}
-        for vip, health in updates:
-            drained = self.drains.is_drained(vip.address) is not None
-            old = self.statuses[vip.address]
-            kind = self._kind[vip.address]
-            key = (id(old), health, drained, kind)
-            memo = steps.get(key)
-            if memo is None:
-                rise, fall, window = self._kind_timing[kind]
-                memo = steps[key] = (
-                    old,
-                    fsm.step(
-                        old,
-                        health,
-                        drained,
-                        now,
-                        rise=rise,
-                        fall=fall,
-                        graceful_seconds=self.config.drain.graceful_shutdown_seconds,
-                        window=window,
-                        damping=self.damping,
-                    ),
-                )
-            new, actions = memo[1]
-            if not self.announcing and any(isinstance(a, fsm.Announce) for a in actions):
-                # Set-up is not done: the VIP stays where it was (rising), and its next good
-                # result, a fast-paced check away, announces it. Never a late announce that
-                # a concurrent step could overtake: nothing is committed here.
-                continue
-            self.statuses[vip.address] = new
-            if health is not None:
-                self.failsafe.decided.add(vip.address)
-            for action in actions:
-                if isinstance(action, fsm.Transition):
-                    transitions.append((vip.address, action))
-                elif isinstance(action, fsm.Announce):
-                    announce.append((vip.address, action.graceful_shutdown))
-                elif isinstance(action, fsm.Withdraw):
-                    withdraw.append(vip.address)
-        if announce:
-            await self._reconcile_loopback()  # the address must be there before traffic arrives
-        if self.chance is not None and (announce or withdraw):
-            # Before the lines: the peers' forwarding tables must lead the routers' move.
-            await self.chance.routes_change(any(s.announced for s in self.statuses.values()))
-        await self._send_all(
-            self.writer.withdraw_many(withdraw) + self.writer.announce_each(announce)
-        )
-        # Logged after the lines are out: a thousand audit lines must not delay a withdraw.
-        for address, change in transitions:
-            audit.info("%s", transition_line(address, change))
-            if self.metrics:
-                self.metrics.transition(address, change.old, change.new)
-        if withdraw:
-            await self._reconcile_loopback()
-        if self.metrics:
-            for vip, _ in updates:
-                self._publish(vip.address, self.statuses[vip.address])
-
-    async def _send_all(self, lines: list[str]) -> None:
-        for line, ok in zip(lines, await self.speaker.send_many(lines), strict=True):
-            if not ok:
-                log.error("ExaBGP did not accept: %.300s", line)
-
-    def _publish(self, address: str, status: fsm.VipStatus) -> None:
-        if self.metrics:
-            drained = self.drains.is_drained(address) is not None
-            damping = damping_view(status, self.damping, self.clock())
-            self.metrics.set_vip(address, status.state, status.announced, drained, damping)
-
-    async def _reconcile_loopback(self) -> None:
-        if self.loopback is None or not self.config.loopback.manage:
-            return
-        lo = self.config.loopback
-        announced = {a for a, s in self.statuses.items() if s.announced}
-        owned = (
-            self.loopback.owned()
-            if lo.mode is LoopbackMode.WHILE_UP and not lo.remove_on_withdraw
-            else ()
-        )
-        desired = desired_for(announced, set(self.vips), lo.mode, lo.remove_on_withdraw, owned)
-        for result in await self.loopback.reconcile_async(desired):
-            if not result.ok:
-                log.error("loopback %s: %s", result.action, result.detail)
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -19,6 +19,7 @@ from anycast_ctl.agent import fsm
 from anycast_ctl.agent.checks.outcome import Outcome
 from anycast_ctl.agent.health import CheckResult, Health
 from anycast_ctl.agent.observe import Observer
+from anycast_ctl.agent.quiet_ticks import Handover, QuietTicks
 from anycast_ctl.config.node import NodeConfig, Vip
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 FIRST_RISE_SPEEDUP = 10
 
 
-class CheckScheduling:
+class CheckScheduling(QuietTicks):
     # Set by AgentRuntime.
     config: NodeConfig
     vips: dict[str, Vip]
@@ -79,7 +80,6 @@ class CheckScheduling:
         self._intervals = {vip.address: config.timing_for(vip).interval for vip in config.vips}
 
     async def _check_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             now = self.clock()
             due = [vip for vip in self.vips.values() if self.next_due[vip.address] <= now]
@@ -88,17 +88,51 @@ class CheckScheduling:
                 self.failsafe.look()
                 await self._run_checks(due)
                 await self._step_all(self._healths(due))
-                for vip in due:
-                    self.next_due[vip.address] = now + self._pace(vip.address)
+                self._tick_done(due, now)
             # Readiness once every VIP has decided; systemd's watchdog, fed from this loop.
             longest_sleep = self.failsafe.loop_tick(self.statuses)
             await self._expire_graceful()
-            wake = min([*self.next_due.values(), *self._graceful_deadlines()], default=now + 1)
-            if longest_sleep is not None:
-                wake = min(wake, now + longest_sleep)  # long intervals: keep feeding it
-            sleep = max(0.0, wake - self.clock())
-            self.failsafe.expect_look_at(loop.time() + sleep)
-            await asyncio.sleep(sleep)  # scheduler wait until the next due tick
+            sleep = self._sleep_to_next(now, longest_sleep, self._graceful_deadlines())
+            # scheduler wait until the next due tick; quiet ticks run meanwhile (quiet_ticks.py)
+            handed = await self._sleep_through_quiet_ticks(sleep)
+            if handed is not None:
+                await self._end_handed_over(handed)
+
+    async def _end_handed_over(self, handed: Handover) -> None:
+        """The rest of a tick that began in a callback and is not quiet."""
+        if handed.updates is None:
+            assert handed.begun is not None
+            for result in (await self.observer.finish(handed.begun)).values():
+                self._record(result)
+            updates: Sequence[tuple[Vip, Health | None]] = self._healths(handed.due)
+        else:
+            updates = handed.updates
+        await self._step_all(updates)
+        self._tick_done(handed.due, handed.now)
+
+    def _tick_done(self, due: list[Vip], now: float) -> None:
+        for vip in due:
+            self.next_due[vip.address] = now + self._pace(vip.address)
+
+    def _after_tick(self, now: float) -> float | None:
+        """A quiet tick's end, as the loop's: the watchdog fed, and the sleep to the next
+        tick; None when a graceful or suppression timer is due (the task steps those)."""
+        longest_sleep = self.failsafe.loop_tick(self.statuses)
+        deadlines = self._graceful_deadlines()
+        if deadlines and min(deadlines) <= self.clock():
+            return None
+        return self._sleep_to_next(now, longest_sleep, deadlines)
+
+    def _sleep_to_next(
+        self, now: float, longest_sleep: float | None, deadlines: list[float]
+    ) -> float:
+        """Seconds to the next due tick or timer; the ExaBGP watch is told when that is."""
+        wake = min([*self.next_due.values(), *deadlines], default=now + 1)
+        if longest_sleep is not None:
+            wake = min(wake, now + longest_sleep)  # long intervals: keep feeding it
+        sleep = max(0.0, wake - self.clock())
+        self.failsafe.expect_look_at(asyncio.get_running_loop().time() + sleep)
+        return sleep
 
     def _pace(self, address: str) -> float:
         """Seconds to the VIP's next check. After an ExaBGP restart the node is out of every
@@ -127,12 +161,16 @@ class CheckScheduling:
             out.append((vip, health))
         return out
 
-    async def _run_checks(self, due: list[Vip]) -> None:
+    def _timeouts(self, due: list[Vip]) -> dict[str, float]:
+        """The checks the due VIPs need, each with the tightest timeout one of them wants."""
         timeouts: dict[str, float] = {}
         for kind in {self._kind[vip.address] for vip in due}:
             for name, t in self._kind_wants[kind]:
                 timeouts[name] = min(t, timeouts.get(name, t))
-        for result in (await self.observer.run(timeouts)).values():
+        return timeouts
+
+    async def _run_checks(self, due: list[Vip]) -> None:
+        for result in (await self.observer.run(self._timeouts(due))).values():
             self._record(result)
 
     def _record(self, result: CheckResult) -> None:

@@ -1,14 +1,13 @@
-"""start_check: a probe that needs no wait is a result at once; the rest is awaited within
+"""begin_check: a probe that needs no wait is a result at once; the rest is awaited within
 the timeout counted from the start; errors are classified as run_check classifies them."""
 
 import asyncio
 import errno
-import inspect
 import time
 
 import pytest
 
-from anycast_ctl.agent.checks import Outcome, start_check
+from anycast_ctl.agent.checks import Outcome, Underway, begin_check
 from anycast_ctl.agent.health import CheckResult, Health
 
 
@@ -33,7 +32,7 @@ class StartingCheck:
         return self.rest
 
     async def probe(self):
-        raise AssertionError("start_check must use probe_now")
+        raise AssertionError("begin_check must use probe_now")
 
 
 class PlainCheck:
@@ -48,7 +47,7 @@ class PlainCheck:
 
 def test_an_outcome_at_once_is_a_result_at_once_with_no_coroutine():
     check = StartingCheck(now=Outcome.ok("connected", rtt=1))
-    result = start_check(check, 1.0, now=lambda: 42.0)
+    result = begin_check(check, 1.0, now=lambda: 42.0)
     assert isinstance(result, CheckResult)
     assert (result.check, result.health, result.detail, result.at) == (
         "fake",
@@ -61,7 +60,7 @@ def test_an_outcome_at_once_is_a_result_at_once_with_no_coroutine():
 
 def test_an_expected_error_at_once_is_classified_at_once():
     check = StartingCheck(error=ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
-    result = start_check(check, 1.0)
+    result = begin_check(check, 1.0)
     assert isinstance(result, CheckResult)
     assert (result.health, result.detail) == (Health.HARD_FAIL, "connection refused: fake-target")
 
@@ -69,17 +68,17 @@ def test_an_expected_error_at_once_is_classified_at_once():
 @pytest.mark.parametrize("error", [KeyError("bug"), ValueError("bug")])
 def test_a_bug_at_once_propagates(error):
     with pytest.raises(type(error)):
-        start_check(StartingCheck(error=error), 1.0)
+        begin_check(StartingCheck(error=error), 1.0)
 
 
 def test_the_rest_is_awaited_and_becomes_the_result():
     check = StartingCheck(rest_delay=0.01, rest=Outcome.soft("2/3 servers UP"))
 
     async def main():
-        begun = start_check(check, 1.0)
-        assert inspect.iscoroutine(begun)
-        assert check.begun == 1  # begun by start_check itself, before any await
-        return await begun
+        begun = begin_check(check, 1.0)
+        assert isinstance(begun, Underway)
+        assert check.begun == 1  # begun by begin_check itself, before any await
+        return await begun.finish()
 
     result = asyncio.run(main())
     assert (result.health, result.detail) == (Health.SOFT_FAIL, "2/3 servers UP")
@@ -90,10 +89,10 @@ def test_the_timeout_counts_from_the_start_not_from_the_await():
     check = StartingCheck(rest_delay=30, rest=Outcome.ok("never"))
 
     async def main():
-        begun = start_check(check, 0.2)
+        begun = begin_check(check, 0.2)
         time.sleep(0.1)  # the tick's other checks run before this one is awaited
         started = time.monotonic()
-        result = await begun
+        result = await begun.finish()
         return result, time.monotonic() - started
 
     result, awaited = asyncio.run(main())
@@ -106,8 +105,8 @@ def test_a_check_without_probe_now_begins_when_awaited():
     check = PlainCheck()
 
     async def main():
-        begun = start_check(check, 1.0)
-        assert inspect.iscoroutine(begun) and not check.started
-        return await begun
+        begun = begin_check(check, 1.0)
+        assert isinstance(begun, Underway) and not check.started
+        return await begun.finish()
 
     assert asyncio.run(main()).detail == "plain"

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from anycast_ctl.agent.observe import gather_inline
+from anycast_ctl.agent.concurrently import gather_inline
 
 
 async def value(x, delay=0.0):

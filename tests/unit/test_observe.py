@@ -298,7 +298,7 @@ async def test_a_tick_connects_first_then_asks_haproxy_and_only_haproxy_is_await
     tcp, source = observer.checks["t"], observer.sources[haproxy.path]
     connect, ask = tcp.probe_now, source.ask
     tcp.probe_now = lambda: order.append("connect") or connect()
-    source.ask = lambda: order.append("ask") or ask()
+    source.ask = lambda judge: order.append("ask") or ask(judge)
     tasks_before = asyncio.all_tasks()
     running = asyncio.ensure_future(observer.run({"h": 0.5, "t": 0.5}))
     await asyncio.sleep(0)  # the caller's first step: both begun

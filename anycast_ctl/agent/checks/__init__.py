@@ -8,7 +8,7 @@ I/O errors (refused, missing socket, TLS verification, a peer's bad answer) into
 any other exception is a bug and propagates, so the agent can die visibly (fail closed).
 
 A check that can begin without the event loop has `probe_now` (`StartsNow`): it puts its
-I/O out at once and returns the outcome, or what is left to await. `start_check` uses it: a
+I/O out at once and returns the outcome, or what is left to await. `begin_check` uses it: a
 connect to a local listener (settled inside `connect()`) then costs no coroutine, no task
 and no timer, and HAProxy's question is out before the other checks of the tick run.
 """
@@ -16,10 +16,12 @@ and no timer, and HAProxy's question is out before the other checks of the tick 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from anycast_ctl.agent.checks.cert_policy import CertificatePolicyCheck
 from anycast_ctl.agent.checks.exec_ import ExecChecker
@@ -37,12 +39,13 @@ __all__ = [
     "CheckSchedule",
     "HaproxySource",
     "Outcome",
+    "Underway",
+    "begin_check",
     "build_check",
     "checks_by_name",
     "probe_key",
     "run_check",
     "schedule_checks",
-    "start_check",
 ]
 
 
@@ -109,18 +112,18 @@ async def run_check(
     check: Check, timeout: float, now: Callable[[], float] = time.time
 ) -> CheckResult:
     """Probe once; never takes (much) longer than `timeout` seconds."""
-    return await _finish(check, check.probe(), timeout, time.monotonic(), now)
+    return await Underway(check, check.probe(), timeout, time.monotonic(), now).finish()
 
 
-def start_check(
+def begin_check(
     check: Check, timeout: float, now: Callable[[], float] = time.time
-) -> CheckResult | Coroutine[Any, Any, CheckResult]:
+) -> CheckResult | Underway:
     """`run_check`, begun now: the result itself when the probe needed no wait (`probe_now`
-    finished it), else the coroutine that ends it within `timeout` of this call. Checks
-    without `probe_now` begin when that coroutine is awaited, as with `run_check`."""
+    finished it), else the probe underway, to end within `timeout` of this call
+    (`Underway.finish`). Checks without `probe_now` begin when that is awaited."""
     probe_now = getattr(check, "probe_now", None)
     if probe_now is None:
-        return run_check(check, timeout, now)
+        return Underway(check, check.probe(), timeout, time.monotonic(), now)
     started = time.monotonic()
     try:
         begun = probe_now()
@@ -128,26 +131,51 @@ def start_check(
         return _result(check, _classified(exc, check.target), started, now)
     if isinstance(begun, Outcome):
         return _result(check, begun, started, now)
-    return _finish(check, begun, timeout, started, now)
+    return Underway(check, begun, timeout, started, now)
 
 
-async def _finish(
-    check: Check,
-    pending: Awaitable[Outcome],
-    timeout: float,
-    started: float,
-    now: Callable[[], float],
-) -> CheckResult:
-    deadline = asyncio.timeout(max(0.0, timeout - (time.monotonic() - started)))
-    try:
-        async with deadline:
-            outcome = await pending
-    except Exception as exc:
-        if isinstance(exc, TimeoutError) and deadline.expired():
-            outcome = Outcome.soft(f"timed out after {timeout:g}s: {check.target}")
-        else:
-            outcome = _classified(exc, check.target)
-    return _result(check, outcome, started, now)
+@dataclass
+class Underway:
+    """A probe begun and not over: `rest` is the I/O left to await (an `asyncio.Future` for
+    HAProxy's answer, which a caller may also follow by callback: `ended`, `timed_out`)."""
+
+    check: Check
+    rest: Awaitable[Outcome]
+    timeout: float
+    started: float  # time.monotonic() when the probe began
+    now: Callable[[], float]
+
+    def time_left(self) -> float:
+        return max(0.0, self.timeout - (time.monotonic() - self.started))
+
+    async def finish(self) -> CheckResult:
+        """Await the rest within what is left of the timeout."""
+        deadline = asyncio.timeout(self.time_left())
+        try:
+            async with deadline:
+                outcome = await self.rest
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                return self.timed_out()
+            return self.ended(exc)
+        return self.ended(outcome)
+
+    def ended(self, outcome: Outcome | Exception) -> CheckResult:
+        """The result of the rest's outcome or error; an unexpected error (a bug) raises."""
+        if isinstance(outcome, Exception):
+            outcome = _classified(outcome, self.check.target)
+        return _result(self.check, outcome, self.started, self.now)
+
+    def timed_out(self) -> CheckResult:
+        detail = f"timed out after {self.timeout:g}s: {self.check.target}"
+        return _result(self.check, Outcome.soft(detail), self.started, self.now)
+
+    def abandon(self) -> None:
+        """Never to be awaited: let go of the rest (no never-awaited coroutine left)."""
+        if isinstance(self.rest, asyncio.Future):
+            self.rest.cancel()
+        elif inspect.iscoroutine(self.rest):
+            self.rest.close()
 
 
 def _classified(exc: Exception, target: str) -> Outcome:

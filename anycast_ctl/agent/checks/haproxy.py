@@ -17,9 +17,9 @@ import asyncio
 import errno
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from anycast_ctl.agent.checks import haproxy_stat
 from anycast_ctl.agent.checks.outcome import Outcome, classify_error
@@ -39,6 +39,7 @@ FULL_DUMP = b"show stat -1 7 -1\n"
 PROMPT = b"\n> "
 LOOK_AGAIN_AFTER = 0.005  # s between connects to a HAProxy that reset the last one
 _SOURCE = "<haproxy show stat>"
+T = TypeVar("T")
 
 
 Rows = dict[str, list[haproxy_stat.StatRow]]
@@ -145,7 +146,8 @@ class HaproxySource:
         self.socket = socket
         self.target = str(socket)
         self.proxies: set[str] = set()  # every frontend and backend some check needs
-        self._waiters: list[asyncio.Future[Rows]] = []  # callers waiting for the answer out
+        # Callers waiting for the answer out, each with what it makes of the rows.
+        self._waiters: list[tuple[asyncio.Future[Any], Callable[[Rows], Any]]] = []
         self._asking = False  # a question is out, or a task is connecting to put it out
         # That task, while it runs: held, as the loop keeps only a weak reference to it.
         self._fetcher: asyncio.Task | None = None
@@ -165,15 +167,16 @@ class HaproxySource:
 
     async def rows(self) -> Rows:
         """Rows by proxy name. Callers at the same time share one question to HAProxy."""
-        return await self.ask()
+        return await self.ask(_as_is)
 
-    def ask(self) -> asyncio.Future[Rows]:
-        """`rows()`, begun now: the question is out (on an open connection) when this
-        returns; the future gets the rows or the error."""
-        waiter: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
+    def ask(self, judge: Callable[[Rows], T]) -> asyncio.Future[T]:
+        """`rows()`, begun now, with the rows judged as they come: the question is out (on
+        an open connection) when this returns; the future gets `judge(rows)` or the error,
+        straight from the protocol's callback (no task in between)."""
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         if self._waiters:
-            self._waiters = [w for w in self._waiters if not w.done()]  # those that gave up
-        self._waiters.append(waiter)
+            self._waiters = [(w, j) for w, j in self._waiters if not w.done()]  # gave up
+        self._waiters.append((waiter, judge))
         if not self._asking:
             self._asking = True
             self._ask()
@@ -251,14 +254,18 @@ class HaproxySource:
         self._asking = False
         self._fetcher = None
         waiters, self._waiters = self._waiters, []
-        if isinstance(result, BaseException):
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(result)
-            return
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(result)
+        for waiter, judge in waiters:
+            if waiter.done():
+                continue
+            if isinstance(result, BaseException):
+                waiter.set_exception(result)
+                continue
+            try:
+                judged = judge(result)
+            except Exception as exc:  # a bad answer, or a bug: the check classifies it
+                waiter.set_exception(exc)
+            else:
+                waiter.set_result(judged)
 
     async def _connection(self) -> _Cli:
         """The open connection, or a new one; the socket file must be the one we talk to."""
@@ -344,6 +351,10 @@ class HaproxySource:
             return None
 
 
+def _as_is(rows: Rows) -> Rows:
+    return rows
+
+
 def _decoded(raw: list[bytes]) -> list[str]:
     return [a.decode("utf-8", errors="replace").strip("\n") for a in raw]
 
@@ -374,12 +385,11 @@ class HaproxyChecker:
     async def probe(self) -> Outcome:
         return await self.probe_now()
 
-    def probe_now(self) -> Coroutine[Any, Any, Outcome]:
-        """The question goes out now; the coroutine judges the answer."""
-        return self._judge(self.source.ask())
+    def probe_now(self) -> asyncio.Future[Outcome]:
+        """The question goes out now; the future gets this check's outcome of the answer."""
+        return self.source.ask(self.judge)
 
-    async def _judge(self, answer: asyncio.Future[Rows]) -> Outcome:
-        rows = await answer
+    def judge(self, rows: Rows) -> Outcome:
         mine = rows.get(self.frontend, []) + (
             rows.get(self.backend, []) if self.backend != self.frontend else []
         )

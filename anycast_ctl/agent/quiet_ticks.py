@@ -4,10 +4,11 @@ A mixin of `CheckScheduling` (agent/scheduling.py). Ten times a second, for the 
 life, a healthy node's tick does the same: look at ExaBGP, begin the checks (a local connect
 is over inside `connect()`, HAProxy's question goes out), judge HAProxy's answer, and step
 every VIP to the state it already has. Run by the check loop's task, that is four loop
-passes (the sleep's timer, the task, the answer, the task again); here it is three (the
-timer, the answer, the answer future's callback), and no coroutine is resumed. Each pass of
-a sleeping loop is a cold start on a small VM: the agent's CPU is mostly these wake-ups
-(docs/agent.md, "Footprint").
+passes (the sleep's timer, the task, the answer, the task again); here it is two, the timer
+and the pass that reads HAProxy's answer (`HaproxySource.when_delivered` ends the tick in
+that callback; ExaBGP's answer to the probe is handled in the same pass, pushed_lines.py),
+and no coroutine is resumed. On a small VM every pass of a loop that slept starts with cold
+caches (docs/agent.md, "Footprint").
 
 A tick that is not quiet goes back to the task, which runs it as it runs every tick: a VIP
 whose step has an action (a route change, a transition), a probe that must be awaited as a
@@ -23,7 +24,8 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from anycast_ctl.agent.checks import Underway
+from anycast_ctl.agent.checks import HaproxySource, Underway
+from anycast_ctl.agent.checks.haproxy import HaproxyChecker
 from anycast_ctl.agent.health import CheckResult, Health
 from anycast_ctl.agent.observe import Begun, Observer
 from anycast_ctl.config.node import Vip
@@ -131,25 +133,41 @@ class QuietTicks:
                 return
             tick = self._quiet_tick_on = _Tick(due, now, begun, observer)
             loop = asyncio.get_running_loop()
+            sources: set[HaproxySource] = set()
             for i, started in underway:
                 assert isinstance(started.rest, asyncio.Future)
-                started.rest.add_done_callback(functools.partial(self._answered, tick, i, started))
+                if isinstance(started.check, HaproxyChecker):
+                    sources.add(started.check.source)  # no loop pass between answer and tick
+                else:
+                    started.rest.add_done_callback(functools.partial(self._settled, tick))
                 tick.timers.append(
                     loop.call_later(started.time_left(), self._timed_out, tick, i, started)
                 )
+            for source in sources:
+                source.when_delivered(functools.partial(self._settled, tick))
             if not underway:
                 self._end(tick)
+            else:  # an answer (or error) may have come inside begin(): a missing socket
+                self._settled(tick)
         except Exception as exc:
             self._hand_over(exc)
 
-    def _answered(self, tick: _Tick, i: int, started: Underway, future: asyncio.Future) -> None:
-        if tick is not self._quiet_tick_on or i in tick.ended or future.cancelled():
+    def _settled(self, tick: _Tick, *_: object) -> None:
+        """Some of the tick's futures are done: their results (each once)."""
+        if tick is not self._quiet_tick_on:
             return
         try:
-            error = future.exception()
-            if error is not None and not isinstance(error, Exception):
-                raise error
-            tick.ended[i] = started.ended(error or future.result())
+            for i, started in enumerate(tick.begun.begun):
+                if not isinstance(started, Underway) or i in tick.ended:
+                    continue
+                rest = started.rest
+                assert isinstance(rest, asyncio.Future)
+                if not rest.done() or rest.cancelled():
+                    continue
+                error = rest.exception()
+                if error is not None and not isinstance(error, Exception):
+                    raise error
+                tick.ended[i] = started.ended(error or rest.result())
             self._maybe_end(tick)
         except Exception as exc:
             self._hand_over(exc)

@@ -25,7 +25,7 @@ from anycast_ctl.agent.exabgp import (
     parse_line,
     prefixes_in,
 )
-from anycast_ctl.read_size import read_in_small_chunks
+from anycast_ctl.agent.pushed_lines import PushedLines
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Speaker:
 
     def __init__(
         self,
-        reader: LineReader,
+        reader: LineReader | PushedLines,
         writer: TextOutput,
         *,
         on_event: Callable[[Event], object] | None = None,
@@ -246,10 +246,19 @@ class Speaker:
     # ------------------------------------------------------------ reading
     async def run_reader(self) -> None:
         """Read ExaBGP's output until EOF, dispatching every event. Returns when ExaBGP is gone.
+        From our stdin each line is handled in the loop pass that reads it (PushedLines).
 
         Exceptions raised by `on_event` propagate: a broken handler is a bug, and a visible
         crash (the agent exits, the lifeline stops ExaBGP) is safer than a silent one.
         """
+        if isinstance(self._reader, PushedLines):
+            try:
+                await self._reader.listen(self._read)
+            except (ConnectionError, OSError) as exc:
+                log.error("reading from ExaBGP failed: %s", exc)
+            log.warning("ExaBGP closed our stdin: it is gone")
+            self._gone()
+            return
         while True:
             try:
                 raw = await self._reader.readline()
@@ -263,9 +272,12 @@ class Speaker:
                 log.warning("ExaBGP closed our stdin: it is gone")
                 self._gone()
                 return
-            self.last_line_at = self._clock()
-            text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
-            self._dispatch(parse_line(text))
+            self._read(raw)
+
+    def _read(self, raw: bytes | str) -> None:
+        self.last_line_at = self._clock()
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+        self._dispatch(parse_line(text))
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, Ack):
@@ -321,27 +333,22 @@ async def stdio_speaker(**options) -> Speaker:
     return Speaker(reader, writer, **options)
 
 
-async def open_stdio(limit: int = LINE_LIMIT) -> tuple[asyncio.StreamReader, TextIO]:
+async def open_stdio(limit: int = LINE_LIMIT) -> tuple[PushedLines, TextIO]:
     """A reader on our real stdin and the real stdout, for a Speaker inside ExaBGP."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=limit)
+    lines = PushedLines(limit)
     try:
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
-        )
-        read_in_small_chunks(transport)
+        await loop.connect_read_pipe(lambda: lines, sys.stdin)
     except ValueError:
         # stdin is a file or a terminal (someone running the agent by hand): read it in a thread.
-        _feed_from_thread(loop, reader, sys.stdin.buffer)
-    return reader, sys.stdout
+        _feed_from_thread(loop, lines, sys.stdin.buffer)
+    return lines, sys.stdout
 
 
-def _feed_from_thread(
-    loop: asyncio.AbstractEventLoop, reader: asyncio.StreamReader, stream
-) -> None:
+def _feed_from_thread(loop: asyncio.AbstractEventLoop, lines: PushedLines, stream) -> None:
     def pump() -> None:
         for chunk in iter(stream.readline, b""):
-            loop.call_soon_threadsafe(reader.feed_data, chunk)
-        loop.call_soon_threadsafe(reader.feed_eof)
+            loop.call_soon_threadsafe(lines.data_received, chunk)
+        loop.call_soon_threadsafe(lines.eof_received)
 
     threading.Thread(target=pump, name="stdin-reader", daemon=True).start()

@@ -308,3 +308,26 @@ async def test_a_tick_connects_first_then_asks_haproxy_and_only_haproxy_is_await
     assert results["h"].health is Health.OK and results["t"].health is Health.OK
     haproxy.server.close()
     server.close()
+
+
+@in_loop
+async def test_when_delivered_is_called_once_with_the_waiters_futures_already_done(tmp_path):
+    fake, source = await connected_source(tmp_path)
+    seen = []
+    answer = source.ask(lambda rows: rows["fe_vip"][0].status)
+    source.when_delivered(lambda: seen.append(answer.done() and answer.result()))
+    await asyncio.wait_for(asyncio.shield(answer), 2.0)
+    assert seen == ["OPEN"]
+    await source.rows()  # the next answer: the callback was for one delivery only
+    assert seen == ["OPEN"]
+    fake.server.close()
+
+
+@in_loop
+async def test_a_socket_file_gone_with_the_connection_open_is_an_error_inside_ask(tmp_path):
+    # So a quiet tick must look at its futures once more after registering (quiet_ticks.py).
+    fake, source = await connected_source(tmp_path)
+    fake.path.unlink()
+    answer = source.ask(lambda rows: rows)
+    assert answer.done() and isinstance(answer.exception(), FileNotFoundError)
+    fake.server.close()

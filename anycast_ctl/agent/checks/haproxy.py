@@ -148,6 +148,8 @@ class HaproxySource:
         self.proxies: set[str] = set()  # every frontend and backend some check needs
         # Callers waiting for the answer out, each with what it makes of the rows.
         self._waiters: list[tuple[asyncio.Future[Any], Callable[[Rows], Any]]] = []
+        # Called once the answer out is handed to the waiters, in that same callback.
+        self._delivered: list[Callable[[], object]] = []
         self._asking = False  # a question is out, or a task is connecting to put it out
         # That task, while it runs: held, as the loop keeps only a weak reference to it.
         self._fetcher: asyncio.Task | None = None
@@ -181,6 +183,11 @@ class HaproxySource:
             self._asking = True
             self._ask()
         return waiter
+
+    def when_delivered(self, callback: Callable[[], object]) -> None:
+        """`callback()` once, right after the answer out (or its error) is handed to the
+        waiters: their futures are done then, their own callbacks a loop pass away."""
+        self._delivered.append(callback)
 
     def _ask(self) -> None:
         """The question, now if the open connection is still to the HAProxy at the path;
@@ -266,6 +273,9 @@ class HaproxySource:
                 waiter.set_exception(exc)
             else:
                 waiter.set_result(judged)
+        delivered, self._delivered = self._delivered, []
+        for callback in delivered:
+            callback()
 
     async def _connection(self) -> _Cli:
         """The open connection, or a new one; the socket file must be the one we talk to."""

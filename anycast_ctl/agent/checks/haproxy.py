@@ -22,108 +22,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from anycast_ctl.agent.checks import haproxy_stat
+from anycast_ctl.agent.checks.haproxy_cli import Answer, StatsCli
 from anycast_ctl.agent.checks.outcome import Outcome, classify_error
 from anycast_ctl.agent.health import Health
 from anycast_ctl.agent.path_watch import RemovalWatch
 from anycast_ctl.config.node import HaproxyCheck
 from anycast_ctl.errors import UserError
-from anycast_ctl.read_size import read_in_small_chunks
 
 log = logging.getLogger(__name__)
 
-ANSWER_CAP = 16 * 1024 * 1024  # bytes; a full dump of 1,000 proxies with servers is ~2 MB
 # Filtered commands for up to this many bytes of command line (HAProxy reads one line into a
 # 16 KB buffer); more proxies than that and one full dump of frontends/backends/servers is cheaper.
 COMMAND_LIMIT = 8 * 1024
 FULL_DUMP = b"show stat -1 7 -1\n"
-PROMPT = b"\n> "
 LOOK_AGAIN_AFTER = 0.005  # s between connects to a HAProxy that reset the last one
-_SOURCE = "<haproxy show stat>"
 T = TypeVar("T")
 
 
 Rows = dict[str, list[haproxy_stat.StatRow]]
-Answer = list[bytes] | BaseException  # the raw answer of each command of a line, or why none
-
-
-class _Cli(asyncio.Protocol):
-    """One interactive (`prompt`) connection to the stats socket.
-
-    HAProxy ends the answer to each command of a line (commands are split on ";") with the
-    prompt "\\n> "; no answer holds it (no line of `show stat` or `show info` starts with
-    "> "), so n prompts end the answers to n commands.
-    """
-
-    def __init__(self, on_lost: Callable[[_Cli], object]) -> None:
-        self._buffer = bytearray()
-        self._prompts = 0  # prompts in the buffer
-        self._want = 0
-        self._on_answer: Callable[[Answer], object] | None = None
-        self._on_lost = on_lost
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        read_in_small_chunks(transport)  # an answer a tick: no 256 KiB buffer for each
-
-    def data_received(self, data: bytes) -> None:
-        start = max(0, len(self._buffer) - len(PROMPT) + 1)  # a prompt split across reads
-        self._buffer += data
-        self._prompts += self._buffer.count(PROMPT, start)
-        if len(self._buffer) > ANSWER_CAP:
-            self._fail(UserError.single(_SOURCE, "", f"answer longer than {ANSWER_CAP} bytes"))
-        elif self._on_answer is not None and self._prompts >= self._want:
-            answers = bytes(self._buffer).split(PROMPT)[: self._want]
-            self._buffer.clear()
-            self._prompts = 0
-            on_answer, self._on_answer = self._on_answer, None
-            on_answer(answers)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._fail(ConnectionResetError(errno.ECONNRESET, "HAProxy closed the stats connection"))
-        self._on_lost(self)
-
-    def _fail(self, exc: Exception) -> None:
-        on_answer, self._on_answer = self._on_answer, None
-        if on_answer is not None:
-            on_answer(exc)
-        self.close()
-
-    def send(self, line: bytes, commands: int, on_answer: Callable[[Answer], object]) -> None:
-        """Send one command line; `on_answer` gets the raw answer of each of its `commands`
-        commands (or the error), once, from the protocol's callback: no task, no future."""
-        if self.closed or self.transport is None:
-            raise ConnectionResetError(errno.ECONNRESET, "HAProxy closed the stats connection")
-        assert self._on_answer is None, "one question at a time"
-        self._on_answer = on_answer
-        self._want = commands
-        self.transport.write(line)
-
-    async def ask(self, line: bytes, commands: int = 1) -> list[bytes]:
-        """`send`, awaited."""
-        answer: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
-
-        def settle(result: Answer) -> None:
-            if answer.done():
-                return
-            if isinstance(result, BaseException):
-                answer.set_exception(result)
-            else:
-                answer.set_result(result)
-
-        self.send(line, commands, settle)
-        try:
-            return await answer
-        except asyncio.CancelledError:
-            self.close()  # an answer may still come: never give it to the next question
-            raise
-
-    def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.closed = True
-            self.transport.abort()
 
 
 class HaproxySource:
@@ -153,7 +69,7 @@ class HaproxySource:
         self._asking = False  # a question is out, or a task is connecting to put it out
         # That task, while it runs: held, as the loop keeps only a weak reference to it.
         self._fetcher: asyncio.Task | None = None
-        self._cli: _Cli | None = None
+        self._cli: StatsCli | None = None
         self._inode: tuple[int, int] | None = None
         self._lost = asyncio.Event()
         self._connecting = asyncio.Lock()  # the watch and a tick may both want a connection
@@ -277,12 +193,12 @@ class HaproxySource:
         for callback in delivered:
             callback()
 
-    async def _connection(self) -> _Cli:
+    async def _connection(self) -> StatsCli:
         """The open connection, or a new one; the socket file must be the one we talk to."""
         async with self._connecting:
             return await self._connect()
 
-    async def _connect(self) -> _Cli:
+    async def _connect(self) -> StatsCli:
         stat = os.stat(self.target)  # gone: FileNotFoundError, a hard failure
         inode = (stat.st_dev, stat.st_ino)
         if self._cli is not None and not self._cli.closed and inode == self._inode:
@@ -290,7 +206,7 @@ class HaproxySource:
         if self._cli is not None:
             self._cli.close()
         loop = asyncio.get_running_loop()
-        _, cli = await loop.create_unix_connection(lambda: _Cli(self._cli_lost), self.target)
+        _, cli = await loop.create_unix_connection(lambda: StatsCli(self._cli_lost), self.target)
         self.connects += 1
         try:
             await cli.ask(b"prompt\n")  # interactive: HAProxy keeps the connection open
@@ -301,7 +217,7 @@ class HaproxySource:
         self._lost.clear()
         return cli
 
-    def _cli_lost(self, cli: _Cli) -> None:
+    def _cli_lost(self, cli: StatsCli) -> None:
         if cli is self._cli:  # not one we replaced ourselves (a new inode, a stopping worker)
             self._lost.set()
 

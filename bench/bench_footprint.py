@@ -10,9 +10,10 @@ node` configures it.
 
 Two shapes of 1,000 VIPs:
 - "shared": VIPs of one service (same port and pool), as `render node` groups them: one
-  frontend, one pool, and per tick one stats read and one TCP probe for all VIPs;
+  frontend, one pool, and per tick one stats read and one `listening` check for all VIPs;
 - "distinct": every VIP its own frontend and pool on one stats socket (one read a tick for
-  all) and its own TCP probe (one connect per VIP per tick: the cost grows with sources).
+  all) and its own `listening` check (one kernel dump a tick serves them all, each check
+  then looks up its own port). The checks are the kinds `render node` writes.
 
 CPU is utime+stime from /proc/PID/stat over the window (default 60 s, BENCH_FOOTPRINT_SECONDS),
 after the VIPs are announced; RSS is VmRSS at the end. Run: `python -m bench footprint`
@@ -88,7 +89,7 @@ def node_yaml(directory: Path, n: int, shape: str, stats: Path, fronts: list[int
             f"  h{group}: {{type: haproxy, socket: {stats}, frontend: vip-{group}, "
             f"backend: pool-{group}}}"
         )
-        checks.append(f"  t{group}: {{type: tcp, port: {fronts[group]}}}")
+        checks.append(f"  t{group}: {{type: listening, port: {fronts[group]}}}")
     return (
         "\n".join(
             [

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from anycast_ctl.config.node import Check, HttpCheck, TcpCheck, TlsCheck
+from anycast_ctl.config.node import Check, HttpCheck, ListeningCheck, TcpCheck, TlsCheck
 
 SOCK_DIAG_BY_FAMILY = 20  # the nlmsg_type of every inet_diag message
 SKNLGRP_INET_TCP_DESTROY = 1
@@ -141,8 +141,9 @@ def _unmapped(address: str) -> str:
 
 
 def endpoint_of(spec: Check) -> Endpoint | None:
-    """The address and port a check connects to; None for checks that name no port."""
-    if isinstance(spec, TcpCheck | TlsCheck):
+    """The address and port a check connects to (or, `listening`, looks up); None for
+    checks that name no port."""
+    if isinstance(spec, TcpCheck | ListeningCheck | TlsCheck):
         return Endpoint(_literal(spec.host), spec.port)
     if isinstance(spec, HttpCheck):
         url = urlsplit(spec.url)

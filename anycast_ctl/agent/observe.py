@@ -1,7 +1,8 @@
 """One observation per source per tick: the checks a tick needs, each distinct probe once.
 
 Check names that probe the same thing the same way (`checks.probe_key`) share one run, and
-HAProxy checks on one stats socket share one read of it (`checks.haproxy.HaproxySource`), so
+HAProxy checks on one stats socket share one read of it (`checks.haproxy.HaproxySource`), and
+`listening` checks one dump of the kernel's listeners per run (`checks.listening`), so
 the cost of a tick grows with distinct sources, not with VIPs or check names.
 Between ticks, every HAProxy socket is watched: a dead HAProxy is reported the moment its
 connection closes (`on_down`), not at the next tick. So is every listener an address-and-port
@@ -27,6 +28,7 @@ from anycast_ctl.agent.checks import (
     with_policy,
 )
 from anycast_ctl.agent.checks.haproxy import HaproxyChecker
+from anycast_ctl.agent.checks.listening import ListenerTable
 from anycast_ctl.agent.checks.outcome import Outcome
 from anycast_ctl.agent.concurrently import gather_inline
 from anycast_ctl.agent.health import CheckResult
@@ -45,8 +47,11 @@ class Observer:
     def __init__(self, config: NodeConfig) -> None:
         used = {name for vip in config.vips for name in vip.checks}
         self.sources: dict[Path, HaproxySource] = {}
+        self.listener_table = ListenerTable()
         self.checks: dict[str, Check] = {
-            name: with_policy(build_check(name, spec, self.sources), spec, config)
+            name: with_policy(
+                build_check(name, spec, self.sources, self.listener_table), spec, config
+            )
             for name, spec in config.checks.items()
             if name in used
         }
@@ -70,6 +75,7 @@ class Observer:
         # a tick, cProfile of the agent in bench_footprint). Its answer is the one awaited.
         groups = sorted(sharing.values(), key=self._asks_haproxy)
         self.probes += len(groups)
+        self.listener_table.expire()  # this run's `listening` checks read one new dump
         begun: list[CheckResult | Underway] = []
         try:
             for g in groups:

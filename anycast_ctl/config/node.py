@@ -33,6 +33,7 @@ from anycast_ctl.config.node_checks import (
     ExecCheck as ExecCheck,
     HaproxyCheck as HaproxyCheck,
     HttpCheck as HttpCheck,
+    ListeningCheck as ListeningCheck,
     TcpCheck as TcpCheck,
     TlsCheck as TlsCheck,
 )

@@ -27,6 +27,15 @@ class TcpCheck(_CheckBase):
     port: Port
 
 
+class ListeningCheck(_CheckBase):
+    """The kernel's socket table: a TCP listener on host:port (or the wildcard) with room in
+    its accept queue. For listeners on this node; no connection is made."""
+
+    type: Literal["listening"]
+    host: IPAddr = "127.0.0.1"
+    port: Port
+
+
 class HttpCheck(_CheckBase):
     type: Literal["http"]
     url: Annotated[SafeStr, Field(pattern=r"^https?://")]
@@ -75,6 +84,6 @@ class ExecCheck(_CheckBase):
 
 
 Check = Annotated[
-    TcpCheck | HttpCheck | TlsCheck | HaproxyCheck | ExecCheck,
+    TcpCheck | ListeningCheck | HttpCheck | TlsCheck | HaproxyCheck | ExecCheck,
     Field(discriminator="type"),
 ]

@@ -165,7 +165,7 @@ def node_config_data(
             "min_servers_up": 1,
         }
         checks[tcp_check_name(group.name)] = {
-            "type": "tcp",
+            "type": "listening",  # the kernel's listener table: no connect a tick
             "host": str(first.ip),
             "port": first.port,
         }

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from anycast_ctl.config.node import HaproxyCheck, TcpCheck, load_node_config
+from anycast_ctl.config.node import HaproxyCheck, ListeningCheck, load_node_config
 from anycast_ctl.config.topology import load_topology
 from anycast_ctl.render.frr import render_frr
 from anycast_ctl.render.haproxy import haproxy_configs
@@ -186,7 +186,7 @@ def test_agent_checks_name_what_haproxy_defines(topo) -> None:
                     name
                 )
             else:
-                assert isinstance(check, TcpCheck), name  # the rendering writes only these two
+                assert isinstance(check, ListeningCheck), name  # the only other kind rendered
                 host = f"[{check.host}]" if ":" in check.host else check.host
                 assert f"{host}:{check.port}" in binds, name
 

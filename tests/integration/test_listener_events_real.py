@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import shutil
 import socket
@@ -21,6 +20,7 @@ import time
 
 import pytest
 from haproxy_rig import FakeExabgp, haproxy_config, node_config, until
+from netns_thread import this_thread_in
 
 from anycast_ctl.agent.runtime import AgentRuntime
 from anycast_ctl.agent.sockdiag import ListenerWatch
@@ -39,22 +39,6 @@ BOUND = 0.5  # s from `shutdown frontend` to the withdraw written; a poll would 
 GONE, KEPT = "10.77.0.1", "10.77.0.2"  # the VIPs of frontends fe_gone and fe_kept
 GONE_PORT, KEPT_PORT = 8441, 8442
 CONNECTIONS = 400
-CLONE_NEWNET = 0x40000000
-
-
-@contextlib.contextmanager
-def this_thread_in(namespace: str):
-    """This thread (the asyncio loop's, and every child it forks) inside `namespace`."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    target = os.open(f"/run/netns/{namespace}", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        assert libc.setns(target, CLONE_NEWNET) == 0, os.strerror(ctypes.get_errno())
-        yield
-    finally:
-        assert libc.setns(own, CLONE_NEWNET) == 0, os.strerror(ctypes.get_errno())
-        os.close(own)
-        os.close(target)
 
 
 def write_configs(tmp_path, backend_port: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from pathlib import Path
 
@@ -331,3 +332,35 @@ async def test_a_socket_file_gone_with_the_connection_open_is_an_error_inside_as
     answer = source.ask(lambda rows: rows)
     assert answer.done() and isinstance(answer.exception(), FileNotFoundError)
     fake.server.close()
+
+
+def listening_check(port: int) -> dict:
+    return {"type": "listening", "host": "127.0.0.1", "port": port}
+
+
+@in_loop
+async def test_listening_checks_share_one_dump_a_run_and_each_run_reads_a_new_one(tmp_path):
+    # The kernel's own table (sock_diag needs no privilege): an event's run right after a
+    # tick must see a listener that closed in between, not the tick's dump.
+    first, second = socket.socket(), socket.socket()
+    for sock in (first, second):
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+    ports = [sock.getsockname()[1] for sock in (first, second)]
+    observer = Observer(
+        config(
+            tmp_path,
+            {"a": listening_check(ports[0]), "b": listening_check(ports[1])},
+            [{"address": "192.0.2.10", "checks": ["a", "b"]}],
+        )
+    )
+    results = await observer.run({"a": 0.5, "b": 0.5})
+    assert {r.health for r in results.values()} == {Health.OK}
+    assert observer.listener_table.dumps == 1
+    first.close()
+    results = await observer.run({"a": 0.5})
+    assert results["a"].health is Health.HARD_FAIL, results["a"]
+    # A new IPv4 dump, and the IPv6 one an IPv4 host with no listener of its own looks in
+    # (for a dual-stack wildcard).
+    assert observer.listener_table.dumps == 3
+    second.close()

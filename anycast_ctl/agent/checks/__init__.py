@@ -27,6 +27,7 @@ from anycast_ctl.agent.checks.cert_policy import CertificatePolicyCheck
 from anycast_ctl.agent.checks.exec_ import ExecChecker
 from anycast_ctl.agent.checks.haproxy import HaproxyChecker, HaproxySource
 from anycast_ctl.agent.checks.http import HttpChecker
+from anycast_ctl.agent.checks.listening import ListenerTable, ListeningChecker
 from anycast_ctl.agent.checks.outcome import Outcome, classify_error
 from anycast_ctl.agent.checks.plan import CheckSchedule, schedule_checks
 from anycast_ctl.agent.checks.tcp import TcpChecker
@@ -73,17 +74,23 @@ _CHECKERS = {
 
 
 def build_check(
-    name: str, spec: node.Check, sources: dict[Path, HaproxySource] | None = None
+    name: str,
+    spec: node.Check,
+    sources: dict[Path, HaproxySource] | None = None,
+    listeners: ListenerTable | None = None,
 ) -> Check:
     """One runnable check from its config. May read CA files; raises UserError for bad ones.
 
-    HAProxy checks on the same stats socket share the `HaproxySource` kept in `sources`.
+    HAProxy checks on the same stats socket share the `HaproxySource` kept in `sources`;
+    `listening` checks given `listeners` share that table (its owner expires it each round).
     """
     if isinstance(spec, node.HaproxyCheck):
         source = None
         if sources is not None:
             source = sources.setdefault(spec.socket, HaproxySource(spec.socket))
         return HaproxyChecker(name, spec, source)
+    if isinstance(spec, node.ListeningCheck):
+        return ListeningChecker(name, spec, listeners)
     return _CHECKERS[type(spec)](name, spec)
 
 

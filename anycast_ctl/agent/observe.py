@@ -1,8 +1,7 @@
 """One observation per source per tick: the checks a tick needs, each distinct probe once.
 
 Check names that probe the same thing the same way (`checks.probe_key`) share one run, and
-HAProxy checks on one stats socket share one read of it (`checks.haproxy.HaproxySource`), and
-`listening` checks one dump of the kernel's listeners per run (`checks.listening`), so
+HAProxy checks on one stats socket share one read of it (`checks.haproxy.HaproxySource`), so
 the cost of a tick grows with distinct sources, not with VIPs or check names.
 Between ticks, every HAProxy socket is watched: a dead HAProxy is reported the moment its
 connection closes (`on_down`), not at the next tick. So is every listener an address-and-port
@@ -75,7 +74,6 @@ class Observer:
         # a tick, cProfile of the agent in bench_footprint). Its answer is the one awaited.
         groups = sorted(sharing.values(), key=self._asks_haproxy)
         self.probes += len(groups)
-        self.listener_table.expire()  # this run's `listening` checks read one new dump
         begun: list[CheckResult | Underway] = []
         try:
             for g in groups:

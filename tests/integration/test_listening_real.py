@@ -44,7 +44,6 @@ def both(host: str, port: int, table: ListenerTable) -> tuple[Health, Health]:
 
     async def run() -> tuple[Health, Health]:
         connected = await run_check(tcp, TIMEOUT)
-        table.expire()  # a new round, as the Observer begins each
         looked_up = await run_check(listening, TIMEOUT)
         return connected.health, looked_up.health
 
@@ -94,17 +93,20 @@ def test_a_full_accept_queue_is_soft_as_the_connect_that_times_out(namespace):
     assert both("127.0.0.1", EXACT, table) == (Health.SOFT_FAIL, Health.SOFT_FAIL)
 
 
-def test_one_dump_serves_every_listening_check_of_a_tick(namespace):
+def test_fifty_checks_on_one_socket_each_see_their_own_listener_now(namespace):
     ports = range(8400, 8450)
-    for port in ports:
-        namespace.enter_context(listen(socket.AF_INET, "127.0.0.1", port))
+    sockets = {port: listen(socket.AF_INET, "127.0.0.1", port) for port in ports}
+    for sock in sockets.values():
+        namespace.enter_context(sock)
     table = ListenerTable()
-    checks = [
-        build_check(f"l{port}", ListeningCheck(type="listening", port=port), listeners=table)
+    checks = {
+        port: build_check(f"l{port}", ListeningCheck(type="listening", port=port), listeners=table)
         for port in ports
-    ]
-    for _ in range(3):  # three rounds
-        table.expire()
-        outcomes = [check.probe_now() for check in checks]
-        assert all(outcome.health is Health.OK for outcome in outcomes)
-    assert table.dumps == 3
+    }
+    assert {check.probe_now().health for check in checks.values()} == {Health.OK}
+    closed = set(list(ports)[::5])
+    for port in closed:
+        sockets[port].close()
+    hard = {port for port, check in checks.items() if check.probe_now().health is Health.HARD_FAIL}
+    assert hard == closed
+    assert table.lookups == 2 * len(checks)

@@ -1,4 +1,4 @@
-"""The listener table's request, reply decoding and verdict (checks/listeners.py, pure)."""
+"""The listener lookup's request, the kernel's answer decoded, the verdict (checks/listeners.py)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,13 @@ import pytest
 from anycast_ctl.agent.checks.listeners import (
     AF_INET,
     AF_INET6,
-    INET_DIAG_SKV6ONLY,
-    NLMSG_DONE,
     NLMSG_ERROR,
     TCP_LISTEN,
-    DumpError,
+    DiagError,
     Listener,
     Wanted,
     assess,
-    by_port,
-    decode_reply,
-    dump_request,
-    reached,
+    decode_answer,
 )
 from anycast_ctl.agent.checks.outcome import Outcome
 from anycast_ctl.agent.health import Health
@@ -29,154 +24,114 @@ from anycast_ctl.agent.listener_events import SOCK_DIAG_BY_FAMILY
 
 HEADER = struct.Struct("=IHHII")
 OK = Outcome.ok("listening")
+VIP = Wanted.of("192.0.2.10", 443, "192.0.2.10:443")
 
 
 def message(kind: int, seq: int, body: bytes) -> bytes:
     length = HEADER.size + len(body)
-    return HEADER.pack(length, kind, 2, seq, 0) + body + b"\0" * (-length % 4)
+    return HEADER.pack(length, kind, 0, seq, 0) + body + b"\0" * (-length % 4)
 
 
-def listener_message(
+def answer(
     seq: int,
     family: int,
     address: str,
     port: int,
     queued: int = 0,
     backlog: int = 128,
-    v6only: bool | None = None,
     state: int = TCP_LISTEN,
 ) -> bytes:
     packed = socket.inet_pton(family, address).ljust(16, b"\0")
     body = struct.pack("=BBBB", family, state, 0, 0) + port.to_bytes(2, "big") + b"\0\0"
-    body += (
-        packed
-        + b"\0" * 16
-        + struct.pack("=I8s", 0, b"")
-        + struct.pack("=IIIII", 0, queued, backlog, 0, 1234)
-    )
-    attrs = b""
-    if v6only is not None:
-        attrs += struct.pack("=HHB3x", 5, INET_DIAG_SKV6ONLY, int(v6only))
-    attrs += struct.pack("=HHI", 8, 21, 7)  # another attribute (a cgroup id) to step over
-    return message(SOCK_DIAG_BY_FAMILY, seq, body + attrs)
+    body += packed + b"\0" * 16 + struct.pack("=I8s", 0, b"")
+    body += struct.pack("=IIIII", 0, queued, backlog, 0, 1234)
+    body += struct.pack("=HHI", 8, 21, 7)  # an attribute (a cgroup id) after the message
+    return message(SOCK_DIAG_BY_FAMILY, seq, body)
 
 
-def done(seq: int) -> bytes:
-    return message(NLMSG_DONE, seq, struct.pack("=i", 0))
+def error(seq: int, code: int) -> bytes:
+    return message(NLMSG_ERROR, seq, struct.pack("=i", -code) + b"\0" * 16)
 
 
-def test_the_request_asks_a_dump_of_tcp_listeners_of_one_family() -> None:
-    request = dump_request(AF_INET6, 7)
+def test_the_request_names_the_host_and_port_as_the_local_end_of_a_peerless_socket() -> None:
+    request = VIP.request(7)
     length, kind, flags, seq, _ = HEADER.unpack_from(request)
-    family, protocol, ext, _, states = struct.unpack_from("=BBBBI", request, HEADER.size)
-    assert (length, kind, seq) == (len(request), SOCK_DIAG_BY_FAMILY, 7)
-    assert flags == 0x301  # NLM_F_REQUEST | NLM_F_DUMP
-    assert (family, protocol, ext, states) == (AF_INET6, 6, 0, 1 << TCP_LISTEN)
+    assert (length, kind, flags, seq) == (len(request), SOCK_DIAG_BY_FAMILY, 1, 7)  # no DUMP
     assert len(request) == HEADER.size + 56  # struct inet_diag_req_v2
-    assert not any(request[HEADER.size + 8 :])  # the socket id: any socket
-
-
-def test_a_reply_decodes_to_listeners_and_ends_at_done() -> None:
-    data = (
-        listener_message(3, AF_INET, "192.0.2.10", 443, queued=2, backlog=511)
-        + listener_message(3, AF_INET6, "::", 8080, v6only=True)
-        + done(3)
+    family, protocol, _, _, states = struct.unpack_from("=BBBBI", request, HEADER.size)
+    assert (family, protocol, states) == (AF_INET, 6, 1 << TCP_LISTEN)
+    sport, dport, src, dst, ifindex, cookie = struct.unpack_from(
+        "=2s2s16s16sI8s", request, HEADER.size + 8
     )
-    found: list[Listener] = []
-    assert decode_reply(data, 3, found) is True
-    assert found == [
-        Listener(AF_INET, socket.inet_aton("192.0.2.10"), 443, 2, 511, False),
-        Listener(AF_INET6, b"\0" * 16, 8080, 0, 128, True),
-    ]
+    assert int.from_bytes(sport, "big") == 443 and dport == b"\0\0"
+    assert src == socket.inet_aton("192.0.2.10") + b"\0" * 12 and not any(dst)
+    assert ifindex == 0 and cookie == b"\xff" * 8  # any device, no cookie to match
 
 
-def test_a_reply_without_done_asks_for_more_and_keeps_what_it_read() -> None:
-    found: list[Listener] = []
-    assert decode_reply(listener_message(1, AF_INET, "127.0.0.1", 80), 1, found) is False
-    assert decode_reply(done(1), 1, found) is True
-    assert [listener.port for listener in found] == [80]
-
-
-def test_messages_of_an_earlier_dump_and_other_states_are_skipped() -> None:
-    data = (
-        listener_message(1, AF_INET, "127.0.0.1", 80)
-        + done(1)
-        + listener_message(2, AF_INET, "127.0.0.1", 81, state=1)
-        + listener_message(2, AF_INET, "127.0.0.1", 82)
-        + done(2)
+def test_an_ipv6_host_asks_in_its_own_family() -> None:
+    wanted = Wanted.of("2001:db8::10", 8443, "[2001:db8::10]:8443")
+    request = wanted.request(1)
+    assert request[HEADER.size] == AF_INET6
+    assert request[HEADER.size + 12 : HEADER.size + 28] == socket.inet_pton(
+        AF_INET6, "2001:db8::10"
     )
-    found: list[Listener] = []
-    assert decode_reply(data, 2, found) is True
-    assert [listener.port for listener in found] == [82]
 
 
-def test_the_kernels_error_answer_is_a_dump_error_with_its_errno() -> None:
-    data = message(NLMSG_ERROR, 5, struct.pack("=i", -13) + b"\0" * 16)
-    with pytest.raises(DumpError) as raised:
-        decode_reply(data, 5, [])
+def test_the_answer_is_the_listener_with_its_accept_queue() -> None:
+    found = decode_answer(answer(3, AF_INET, "192.0.2.10", 443, queued=2, backlog=511), 3)
+    assert found == Listener(AF_INET, socket.inet_aton("192.0.2.10"), 443, 2, 511)
+
+
+def test_a_dual_stack_ipv6_wildcard_may_answer_an_ipv4_lookup() -> None:
+    found = decode_answer(answer(3, AF_INET6, "::", 443), 3)
+    assert isinstance(found, Listener) and found.family == AF_INET6 and not any(found.address)
+
+
+def test_enoent_is_nothing_listening_and_other_errors_are_errors() -> None:
+    assert decode_answer(error(4, 2), 4) is None
+    with pytest.raises(DiagError) as raised:
+        decode_answer(error(4, 13), 4)
     assert raised.value.errno == 13
 
 
-@pytest.mark.parametrize("cut", [4, 20, 60])
-def test_a_truncated_message_is_a_dump_error_not_a_wrong_table(cut: int) -> None:
-    whole = listener_message(1, AF_INET, "127.0.0.1", 80)
-    short = HEADER.pack(HEADER.size + cut, SOCK_DIAG_BY_FAMILY, 2, 1, 0) + whole[16 : 16 + cut]
-    data = whole[: len(whole) - 8] if cut == 4 else short
-    with pytest.raises(DumpError):
-        decode_reply(data, 1, [])
+def test_a_socket_that_is_not_listening_is_nothing_listening() -> None:
+    assert decode_answer(answer(5, AF_INET, "192.0.2.10", 443, state=1), 5) is None
 
 
-def table(*listeners: Listener) -> dict[int, list[Listener]]:
-    return by_port(list(listeners))
+def test_an_answer_to_an_earlier_request_is_skipped() -> None:
+    assert decode_answer(answer(1, AF_INET, "192.0.2.10", 443), 2) is False
+    both = error(1, 2) + answer(2, AF_INET, "192.0.2.10", 443)
+    assert isinstance(decode_answer(both, 2), Listener)
 
 
-def v4(address: str, port: int, queued: int = 0, backlog: int = 10) -> Listener:
-    return Listener(AF_INET, socket.inet_aton(address), port, queued, backlog, False)
+@pytest.mark.parametrize("cut", ["header says more", "message too short", "no error code"])
+def test_a_truncated_answer_is_an_error_not_a_verdict(cut: str) -> None:
+    whole = answer(1, AF_INET, "192.0.2.10", 443)
+    data = {
+        "header says more": whole[:-8],
+        "message too short": HEADER.pack(HEADER.size + 40, SOCK_DIAG_BY_FAMILY, 0, 1, 0)
+        + whole[16:56],
+        "no error code": HEADER.pack(HEADER.size + 2, NLMSG_ERROR, 0, 1, 0) + b"\0\0\0\0",
+    }[cut]
+    with pytest.raises(DiagError):
+        decode_answer(data, 1)
 
 
-def v6(address: str, port: int, v6only: bool = False) -> Listener:
-    return Listener(AF_INET6, socket.inet_pton(AF_INET6, address), port, 0, 10, v6only)
-
-
-VIP = Wanted.of("192.0.2.10", 443, "192.0.2.10:443")
-
-
-def test_a_listener_on_the_host_itself_is_reached_before_the_wildcard() -> None:
-    exact, wildcard = v4("192.0.2.10", 443, queued=11), v4("0.0.0.0", 443)
-    assert reached(VIP, table(wildcard, exact), None) == [exact]
-
-
-def test_the_wildcard_takes_a_host_with_no_listener_of_its_own() -> None:
-    wildcard = v4("0.0.0.0", 443)
-    assert reached(VIP, table(v4("192.0.2.11", 443), wildcard, v4("0.0.0.0", 80)), None) == [
-        wildcard
-    ]
-
-
-def test_an_ipv4_host_is_taken_by_a_dual_stack_ipv6_wildcard_only() -> None:
-    dual, only = v6("::", 443), v6("::", 443, v6only=True)
-    assert reached(VIP, table(), table(dual, only, v6("2001:db8::1", 443))) == [dual]
-    assert reached(VIP, table(), table(only)) == []
-
-
-def test_an_ipv6_host_never_looks_at_ipv4_listeners() -> None:
-    wanted = Wanted.of("2001:db8::10", 443, "[2001:db8::10]:443")
-    assert wanted.family == AF_INET6
-    assert reached(wanted, table(v6("2001:db8::10", 443)), None) == [v6("2001:db8::10", 443)]
-    assert reached(wanted, table(v6("2001:db8::11", 443)), table(v4("0.0.0.0", 443))) == []
+def listener(queued: int, backlog: int) -> Listener:
+    return Listener(AF_INET, socket.inet_aton("192.0.2.10"), 443, queued, backlog)
 
 
 def test_nothing_listening_is_hard_like_a_refused_connect() -> None:
-    outcome = assess(VIP, [], OK)
+    outcome = assess(VIP, None, OK)
     assert outcome.health is Health.HARD_FAIL and "192.0.2.10:443" in outcome.detail
 
 
 def test_a_full_accept_queue_is_soft_like_a_connect_that_times_out() -> None:
-    outcome = assess(VIP, [v4("192.0.2.10", 443, queued=3), v4("192.0.2.10", 443, 11, 10)], OK)
+    outcome = assess(VIP, listener(11, 10), OK)
     assert outcome.health is Health.SOFT_FAIL
     assert outcome.extra == {"queued": 11, "backlog": 10}
 
 
 def test_a_queue_at_its_backlog_still_takes_a_connection() -> None:
     # The kernel drops SYNs only past the backlog (sk_acceptq_is_full: queued > backlog).
-    assert assess(VIP, [v4("192.0.2.10", 443, queued=10, backlog=10)], OK) is OK
+    assert assess(VIP, listener(10, 10), OK) is OK

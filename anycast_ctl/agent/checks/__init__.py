@@ -82,7 +82,7 @@ def build_check(
     """One runnable check from its config. May read CA files; raises UserError for bad ones.
 
     HAProxy checks on the same stats socket share the `HaproxySource` kept in `sources`;
-    `listening` checks given `listeners` share that table (its owner expires it each round).
+    `listening` checks given `listeners` share its netlink socket.
     """
     if isinstance(spec, node.HaproxyCheck):
         source = None

@@ -3,6 +3,8 @@ a fraction of requests, for a fixed period, while the service itself stays healt
 
 Both health checkers probe the node's VIPs from inside the node: our agent's `tcp` check and
 the ExaBGP healthcheck's `/dev/tcp` probe each open a new connection to VIP:port over `lo`.
+(The agent's rendered VIP check is a `listening` one, which makes no connection: for the
+period the scenario turns it into a `tcp` check of the same address, connect_checks.py.)
 An nftables rule in the node's namespace drops the opening SYN of such a local connection
 with probability `percent` (nft `numgen random`, one draw per connection): that connect is
 answered only when the kernel retransmits the SYN, one second later, far past either

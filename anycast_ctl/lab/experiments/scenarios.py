@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from anycast_ctl.errors import UserError
 from anycast_ctl.lab.errors import LabError
-from anycast_ctl.lab.experiments import flaky, freeze_acts, hang_acts, router_acts
+from anycast_ctl.lab.experiments import connect_checks, flaky, freeze_acts, hang_acts, router_acts
 from anycast_ctl.lab.experiments.baseline import Implementation, disable_path
 from anycast_ctl.lab.experiments.deployment import (
     Deployment,
@@ -164,6 +164,8 @@ def trigger(dep: Deployment, scenario: Scenario | str, lb: str) -> Event:
 
 def flaky_event(dep: Deployment, lb: str, late_percent: int = FLAKY_PERCENT) -> Event:
     """The flaky scenario's act, with its share of late checks (trigger: FLAKY_PERCENT)."""
+    if dep.implementation is Implementation.ANYCAST:
+        connect_checks.use_connects(dep, lb)  # so the late SYNs reach the agent's check too
     at = time.monotonic()
     flaky.apply(dep.lab, lb, late_percent)
     return Event(Scenario.FLAKY, lb, at, detail={"late_percent": late_percent})
@@ -181,6 +183,8 @@ def _recover_hang_or_flaky(dep: Deployment, event: Event) -> float:
         event.detail["late_checks"] = flaky.dropped(dep.lab, event.lb)
         at = time.monotonic()
         flaky.remove(dep.lab, event.lb)
+        if dep.implementation is Implementation.ANYCAST:
+            connect_checks.restore(dep, event.lb)
         return at
     at, how = hang_acts.thaw(dep, event.lb, _HANG_TARGETS[event.scenario], event.pids)
     event.detail["recovery"] = how

@@ -74,16 +74,19 @@ def service():
     return Service()
 
 
-def write_config(tmp_path, port, extra=""):
+def write_config(tmp_path, port, extra="", check="", fall=2):
+    """The node config of these tests: one VIP and its check `lb` (a TCP connect to `port`
+    unless `check` gives another, as YAML flow text)."""
+    check = check or f"{{type: tcp, port: {port}}}"
     text = textwrap.dedent(f"""
         node: lb1
         bgp:
           local_as: 65101
           router_id: 10.0.0.2
           neighbors: [{{address: 10.0.0.1, local_address: 10.0.0.2, peer_as: 65000}}]
-        timing: {{interval: 0.05, timeout: 0.04, rise: 2, fall: 2}}
+        timing: {{interval: 0.05, timeout: 0.04, rise: 2, fall: {fall}}}
         checks:
-          lb: {{type: tcp, port: {port}}}
+          lb: {check}
         vips:
           - {{address: 192.0.2.10, checks: [lb]}}
         loopback: {{manage: false}}
@@ -103,6 +106,14 @@ async def start_agent(tmp_path, port):
     runtime = AgentRuntime(load_node_config(path), path, speaker)
     task = asyncio.create_task(runtime.run())
     return runtime, exabgp, task, path
+
+
+async def start_announced(tmp_path, service):
+    """The service started and an agent checking it, once the agent has announced the VIP."""
+    await service.start()
+    runtime, exabgp, task, _ = await start_agent(tmp_path, service.port)
+    await poll(lambda: announced(exabgp))
+    return runtime, exabgp, task
 
 
 def announced(exabgp) -> bool:

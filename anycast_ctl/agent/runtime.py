@@ -141,8 +141,9 @@ class AgentRuntime(Stepping, CheckScheduling):
             del self.statuses[address], self.next_due[address]
         old_vips, old_observer = self.vips, self.observer
         self._apply(new)
-        if old_observer.watching:
-            old_observer.stop()
+        was_watching = old_observer.watching
+        old_observer.close()
+        if was_watching:
             self._watch()
         # Attributes changed (MED, communities...): announce the new ones once.
         changed = [

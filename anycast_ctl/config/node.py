@@ -220,12 +220,12 @@ class Events(StrictModel):
     """Hard failures learnt from the kernel at once, beside the checks' ticks (docs/agent.md)."""
 
     # A listener that a tcp/tls/http check connects to (or a `listening` check looks up)
-    # closing runs those checks at once, from
-    # the kernel's socket-destroy broadcasts. The agent wakes only for listeners (a socket
-    # filter), but the kernel then builds a message for every TCP socket freed in the
-    # namespace: ~5 us each, measured, about 1 % of a core per 1,000 proxied connections a
-    # second, on a busy LB node forever. Off (the default): a closed listener is found at
-    # the next tick, within 0.1 s at the recommended interval; on pays where checks are slow.
+    # closing runs those checks at once, from the kernel's socket-destroy broadcasts. The
+    # agent wakes only for listeners (a socket filter), but the kernel then builds a
+    # message for every TCP socket freed in the namespace: ~5 us each, measured, about 1 %
+    # of a core per 1,000 proxied connections a second, on a busy LB node forever. Off (the
+    # default): a closed listener is found at the next tick, within 0.1 s at the recommended
+    # interval; on pays where checks are slow.
     listeners: bool = False
 
 

@@ -286,6 +286,26 @@ async def test_reload_with_a_bad_config_keeps_the_running_one(tmp_path, service)
 
 
 @in_loop
+async def test_a_reload_closes_the_old_listener_socket_and_checks_with_a_new_one(tmp_path, service):
+    await service.start()
+    check = f"{{type: listening, port: {service.port}}}"
+    path = write_config(tmp_path, service.port, check=check)
+    exabgp = FakeExabgp()
+    runtime = AgentRuntime(load_node_config(path), path, Speaker(exabgp.to_agent, exabgp))
+    task = asyncio.create_task(runtime.run())
+    await poll(lambda: announced(exabgp))
+    old = runtime.observer.listener_table
+    assert old.open  # the checks looked up the listener through it
+    assert await runtime.reload() is True
+    assert not old.open  # closed, not left to a garbage collector the agent turns off
+    new = runtime.observer.listener_table
+    await poll(lambda: new.lookups >= 2)
+    assert runtime.results["lb"].detail.startswith("listening on") and announced(exabgp)
+    runtime.stopping.set()
+    assert await task == 0
+
+
+@in_loop
 async def test_a_crashing_check_is_fatal_and_withdraws(tmp_path, service):
     await service.start()
     runtime, exabgp, task, _ = await start_agent(tmp_path, service.port)

@@ -73,6 +73,10 @@ class ListenerTable:
         self._sock = sock
         return sock
 
+    @property
+    def open(self) -> bool:
+        return self._sock is not None
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
